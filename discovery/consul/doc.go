@@ -1,0 +1,13 @@
+// Package consul follows services in a Consul catalog and registers service instances in it.
+//
+// [Resolver] implements discovery.Resolver over Consul's health endpoint
+// (/v1/health/service/<name>) with blocking queries, the way Consul's documentation asks of a
+// well-behaved client: the index is reset when it goes backwards, a query never blocks on
+// index 0, and the loop is rate limited so that a misbehaving agent cannot make it spin.
+// Watchers fail static: when the agent is down, errors, answers something malformed, or
+// suddenly answers an empty set, they keep serving the last good set and report that it is
+// stale (see discovery.StatusReporter) until the empty set has been confirmed.
+//
+// [Register] adds a service instance with an HTTP, TCP or TTL check and returns the function
+// that removes it; [KeepPassing] keeps a TTL check passing until it is closed.
+package consul

@@ -1,0 +1,236 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"golang.org/x/time/rate"
+
+	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/internal/feed"
+)
+
+// Resolver follows services in a Consul catalog. It implements discovery.Resolver.
+//
+// Create one with [New]; the zero value is not usable. A Resolver is safe for concurrent use
+// and holds no goroutine of its own; each Watcher it returns runs one until closed.
+type Resolver struct {
+	cfg    Config // immutable after New
+	client *api.Client
+}
+
+var _ discovery.Resolver = (*Resolver)(nil)
+
+// New validates cfg and returns a resolver. It does not contact Consul.
+func New(cfg Config) (*Resolver, error) {
+	client, err := newClient(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Resolver{cfg: cfg, client: client}, nil
+}
+
+func newClient(cfg *Config) (*api.Client, error) {
+	scheme, hostport, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	client, err := api.NewClient(&api.Config{
+		Address:    hostport,
+		Scheme:     scheme,
+		Datacenter: cfg.Datacenter,
+		Token:      cfg.Token,
+		HttpClient: hc,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	return client, nil
+}
+
+// Watch starts following service and returns at once; the first call to Next waits for the
+// first answer. The ctx is not used past the call.
+func (r *Resolver) Watch(_ context.Context, service string) (discovery.Watcher, error) {
+	if service == "" {
+		return nil, errors.New("consul: Watch: service name is empty")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Watcher{
+		r:       r,
+		service: service,
+		feed:    feed.New(r.cfg.EmptyAnswers, r.cfg.EmptyGrace),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	go w.run(ctx)
+	return w, nil
+}
+
+// Watcher follows one service. It implements discovery.Watcher and discovery.StatusReporter.
+// Next must not be called concurrently with itself; Status and Close may be called at any time.
+type Watcher struct {
+	r       *Resolver
+	service string
+	feed    *feed.Feed
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
+	once    sync.Once
+	seen    uint64 // version last returned by Next; only Next touches it
+}
+
+var (
+	_ discovery.Watcher        = (*Watcher)(nil)
+	_ discovery.StatusReporter = (*Watcher)(nil)
+)
+
+// Next returns the current set once one is known, then blocks until it changes.
+func (w *Watcher) Next(ctx context.Context) ([]discovery.Endpoint, error) {
+	return w.feed.Next(ctx, &w.seen, w.done)
+}
+
+// Status reports whether the watcher serves a stale set.
+func (w *Watcher) Status() discovery.Status { return w.feed.Status() }
+
+// Close stops the watch, cancelling a blocking query in flight, and waits for its goroutine.
+// It is idempotent.
+func (w *Watcher) Close() error {
+	w.once.Do(w.cancel)
+	<-w.done
+	return nil
+}
+
+// run is the blocking-query loop.
+func (w *Watcher) run(ctx context.Context) {
+	defer close(w.done)
+	cfg := &w.r.cfg
+	limiter := rate.NewLimiter(rate.Limit(cfg.MaxQueryRate), queryBurst)
+	var (
+		index    uint64
+		failures int
+		tags     []string
+	)
+	if cfg.Tag != "" {
+		tags = []string{cfg.Tag}
+	}
+	for {
+		if limiter.Wait(ctx) != nil {
+			return
+		}
+		wait := cfg.WaitTime
+		if d := w.feed.EmptyGraceLeft(time.Now()); d > 0 && d < wait {
+			wait = d // come back in time to believe a confirmed empty set
+		}
+		q := (&api.QueryOptions{
+			Datacenter: cfg.Datacenter,
+			Near:       cfg.Near,
+			Filter:     cfg.Filter,
+			WaitIndex:  index,
+			WaitTime:   wait,
+		}).WithContext(ctx)
+		entries, meta, err := w.r.client.Health().ServiceMultipleTags(w.service, tags, !cfg.IncludeUnhealthy, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			w.feed.Fail(fmt.Errorf("consul: query %q: %w", w.service, err), time.Now())
+			cfg.Logger.Warn("consul: query failed", "service", w.service, "error", err, "failures", failures)
+			index = 0 // the agent may have restarted with a fresh index; ask afresh
+			if !backoff.Sleep(ctx, retryDelay(cfg.RetryMin, cfg.RetryMax, failures)) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		index = nextIndex(index, meta.LastIndex)
+
+		eps, err := endpoints(entries, cfg.ZoneKey)
+		if err != nil {
+			w.feed.Fail(fmt.Errorf("consul: update of %q rejected: %w", w.service, err), time.Now())
+			cfg.Logger.Warn("consul: update rejected", "service", w.service, "error", err)
+			continue
+		}
+		if !w.feed.Publish(eps, meta.LastIndex, time.Now()) {
+			cfg.Logger.Info("consul: empty answer not yet believed", "service", w.service)
+		}
+	}
+}
+
+// nextIndex applies Consul's rules for blocking-query indexes: reset to 0 when the index goes
+// backwards (the next query then returns at once with a fresh index), and never block on 0,
+// which would return at once every time: treat a 0 answer as 1.
+func nextIndex(prev, got uint64) uint64 {
+	if got < prev {
+		return 0
+	}
+	if got == 0 {
+		return 1
+	}
+	return got
+}
+
+// retryDelay is the wait after the n-th consecutive failure: full jitter over an exponential
+// bound, never below lo/2 so that a flapping agent is not hammered.
+func retryDelay(lo, hi time.Duration, n int) time.Duration {
+	return lo/2 + backoff.FullJitter(lo, hi, n)/2
+}
+
+// endpoints converts Consul health entries into endpoints. It rejects the whole answer when
+// any entry is malformed (no service, a port out of range, an address that is neither an IP
+// nor a host name), so that one bad answer cannot replace a good set with a partial one.
+// Weights come from Weights.Passing (Weights.Warning when a check warns); the zone from the
+// service's metadata key zoneKey, else the node's.
+func endpoints(entries []*api.ServiceEntry, zoneKey string) ([]discovery.Endpoint, error) {
+	eps := make([]discovery.Endpoint, 0, len(entries))
+	for i, e := range entries {
+		if e == nil || e.Service == nil {
+			return nil, fmt.Errorf("entry %d: no service", i)
+		}
+		host := e.Service.Address
+		if host == "" && e.Node != nil {
+			host = e.Node.Address
+		}
+		if err := discovery.ValidateHost(host); err != nil {
+			return nil, fmt.Errorf("entry %d (%q): %w", i, e.Service.ID, err)
+		}
+		if e.Service.Port < 1 || e.Service.Port > 65535 {
+			return nil, fmt.Errorf("entry %d (%q): port %d out of range", i, e.Service.ID, e.Service.Port)
+		}
+		weight := e.Service.Weights.Passing
+		if e.Checks.AggregatedStatus() == api.HealthWarning {
+			weight = e.Service.Weights.Warning
+		}
+		if weight < 0 {
+			weight = 0
+		}
+		ep := discovery.Endpoint{
+			Addr:   net.JoinHostPort(host, strconv.Itoa(e.Service.Port)),
+			Weight: uint32(min(weight, 1<<31)),
+			Zone:   e.Service.Meta[zoneKey],
+			Tags:   append([]string(nil), e.Service.Tags...),
+		}
+		if ep.Zone == "" && e.Node != nil {
+			ep.Zone = e.Node.Meta[zoneKey]
+		}
+		if len(e.Service.Meta) > 0 {
+			ep.Meta = make(map[string]string, len(e.Service.Meta))
+			for k, v := range e.Service.Meta {
+				ep.Meta[k] = v
+			}
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}

@@ -1,0 +1,51 @@
+// Package proxyless is a service mesh's client- and server-side features as a Go import: no
+// sidecar, no extra hop.
+//
+// A mesh gives services discovery, load balancing, health checks, retries, timeouts, circuit
+// breaking, rate limiting, TLS and mTLS, JWT validation, request routing, traffic splitting,
+// canary releases, shadowing, fault injection, metrics and tracing by running a proxy beside
+// every service. proxyless does the same work inside the process, as packages that a service
+// wraps around its own calls:
+//
+//   - discovery: endpoints of a service by name, from a static set, a Consul catalog
+//     (discovery/consul, with blocking queries and registration) or DNS SRV (discovery/dns);
+//     watchers fail static, keeping the last good set when their source fails.
+//   - balancer: picks an endpoint per attempt (P2C over peak-EWMA latency by default; round
+//     robin, weighted, random, least-request, ring hash), zone-aware, with passive outlier
+//     ejection, slow start and optional active health checks.
+//   - breaker: circuit breakers per endpoint and per destination, on failsafe-go's permit API.
+//   - ratelimit: local token buckets, per-key limiters with bounded memory, a global limiter on
+//     Redis, adaptive concurrency limits.
+//   - tracing: OpenTelemetry spans and metrics for every decision the library takes.
+//   - route: request matching, weighted splits, canaries, shadowing and fault injection, with
+//     hot-reloadable configuration.
+//   - auth: JWT validation with rotating keys, TLS origination and termination, mTLS
+//     peer authorization.
+//   - middleware: composes all of the above into an http.RoundTripper (NewTransport), an
+//     http.Handler (NewHandler), and gRPC dial and server options.
+//
+// # The order of composition
+//
+// On the client, middleware.NewTransport applies, for each request:
+//
+//  1. tracing: a client span, W3C trace context out, request metrics;
+//  2. route: match rules to a destination (service and subset), split by weight or canary
+//     rule, mirror a copy to a shadow destination, inject a configured fault;
+//  3. ratelimit: the outbound limit and adaptive concurrency;
+//  4. resilience: overall timeout, retries with backoff, jitter and a budget, hedging;
+//     and for each attempt:
+//  5. balancer: pick a healthy endpoint of the destination;
+//  6. breaker: the endpoint's breaker admits or refuses;
+//  7. transport: rewrite the URL host to the endpoint, originate TLS, send;
+//  8. feedback: latency and outcome go back to the balancer, outlier detector, breaker and
+//     metrics.
+//
+// A request names a service by host (http://payments/v1/charges); a host the resolver does not
+// know passes through unchanged. The server side (middleware.NewHandler and ServerOptions)
+// applies JWT validation, mTLS authorization, per-key rate limits, load shedding, server-side
+// fault injection and tracing.
+//
+// Everything that starts goroutines has an idempotent Close that stops them and waits; the
+// request hot path takes no lock and allocates nothing in the pick, the breaker admit and the
+// limiter check.
+package proxyless

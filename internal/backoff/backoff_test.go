@@ -1,0 +1,46 @@
+package backoff
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestExponential(t *testing.T) {
+	for _, tc := range []struct {
+		base, limit time.Duration
+		n           int
+		want        time.Duration
+	}{
+		{10 * time.Millisecond, time.Second, 1, 10 * time.Millisecond},
+		{10 * time.Millisecond, time.Second, 0, 10 * time.Millisecond},
+		{10 * time.Millisecond, time.Second, 3, 40 * time.Millisecond},
+		{10 * time.Millisecond, time.Second, 8, time.Second},
+		{10 * time.Millisecond, time.Second, 1000, time.Second},
+		{time.Hour, 24 * time.Hour, 40, 24 * time.Hour},
+		{0, time.Second, 5, 0},
+	} {
+		if got := Exponential(tc.base, tc.limit, tc.n); got != tc.want {
+			t.Errorf("Exponential(%v, %v, %d) = %v, want %v", tc.base, tc.limit, tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestFullJitterBounds(t *testing.T) {
+	for n := 1; n < 80; n++ {
+		if d := FullJitter(time.Millisecond, 100*time.Millisecond, n); d < 0 || d > 100*time.Millisecond {
+			t.Fatalf("attempt %d: %v out of [0, 100ms]", n, d)
+		}
+	}
+}
+
+func TestSleepHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep ran its course on a done context")
+	}
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Fatal("Sleep stopped early")
+	}
+}
