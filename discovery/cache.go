@@ -39,9 +39,9 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex                         // serialises writers of entries
+	mu      sync.Mutex                        // serialises writers of entries
 	entries atomic.Pointer[map[string]*entry] // copy-on-write; read without mu
-	closed  bool                               // guarded by mu
+	closed  bool                              // guarded by mu
 }
 
 type entry struct {

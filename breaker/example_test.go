@@ -1,0 +1,99 @@
+package breaker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/proxyless/proxyless/breaker"
+)
+
+func Example() {
+	b, err := breaker.New(breaker.Config{MinimumVolume: 4, FailureRateThreshold: 50})
+	if err != nil {
+		panic(err)
+	}
+	// Four calls, three of them failed: 75% over the minimum volume of 4.
+	for _, code := range []int{200, 503, 502, 503} {
+		p, err := b.Allow()
+		if err != nil {
+			panic(err)
+		}
+		resp := &http.Response{StatusCode: code} // in real code: from the RoundTripper
+		p.Done(breaker.ClassifyHTTP(context.Background(), resp, nil))
+	}
+	_, err = b.Allow()
+	fmt.Println(b.State(), errors.Is(err, breaker.ErrOpen))
+	// Output: open true
+}
+
+func ExampleSet() {
+	s, err := breaker.NewSet(breaker.Config{MinimumVolume: 1},
+		breaker.OnStateChange(func(c breaker.StateChange) {
+			fmt.Printf("%s: %s -> %s\n", c.Key, c.From, c.To)
+		}))
+	if err != nil {
+		panic(err)
+	}
+	p, _ := s.Allow("10.0.0.1:8080")
+	p.Done(breaker.Failure)
+	p, _ = s.Allow("10.0.0.2:8080")
+	p.Done(breaker.Success)
+
+	_, err1 := s.Allow("10.0.0.1:8080")
+	_, err2 := s.Allow("10.0.0.2:8080")
+	fmt.Println(err1 != nil, err2 != nil)
+
+	// 10.0.0.1 left the service.
+	s.Retain("10.0.0.2:8080")
+	fmt.Println(s.Len())
+	// Output:
+	// 10.0.0.1:8080: closed -> open
+	// true false
+	// 1
+}
+
+func ExampleConfig_Validate() {
+	var cfg breaker.Config
+	if err := json.Unmarshal([]byte(`{"failureRateThreshold": 140}`), &cfg); err != nil {
+		panic(err)
+	}
+	fmt.Println(cfg.Validate())
+	// Output: breaker: FailureRateThreshold must be in (0,100], got 140
+}
+
+func ExampleClassifyHTTP() {
+	ctx := context.Background()
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+
+	fmt.Println(breaker.ClassifyHTTP(ctx, &http.Response{StatusCode: 503}, nil))
+	fmt.Println(breaker.ClassifyHTTP(ctx, &http.Response{StatusCode: 404}, nil))
+	fmt.Println(breaker.ClassifyHTTP(ctx, &http.Response{StatusCode: 429}, nil))
+	fmt.Println(breaker.ClassifyHTTP(canceled, nil, context.Canceled))
+
+	strict := breaker.HTTPClassifier{TooManyRequests: breaker.Failure}
+	fmt.Println(strict.Classify(ctx, &http.Response{StatusCode: 429}, nil))
+	// Output:
+	// failure
+	// success
+	// ignore
+	// ignore
+	// failure
+}
+
+func ExampleOpenError_GRPCStatus() {
+	b, _ := breaker.New(breaker.Config{MinimumVolume: 1})
+	p, _ := b.Allow()
+	p.Done(breaker.Failure)
+
+	_, err := b.Allow()
+	err = fmt.Errorf("payments: %w", err)
+	fmt.Println(status.Code(err) == codes.Unavailable, errors.Is(err, breaker.ErrOpen))
+	// Output: true true
+}
