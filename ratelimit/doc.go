@@ -1,0 +1,19 @@
+// Package ratelimit decides whether a request may proceed now, so that a
+// service or its clients stay within agreed rates and concurrency.
+//
+// It offers:
+//
+//   - [Local]: one lock-free token bucket for a process, with Allow and a
+//     deadline-aware Wait.
+//   - [Keyed]: one bucket per key (client IP, API key, JWT subject, route)
+//     with per-key quotas and a hard bound on memory.
+//   - [Redis]: one bucket per key shared by every instance through Redis
+//     (GCRA in a Lua script), falling back to a local share of the rate when
+//     Redis is slow or down.
+//
+// Every refusal matches [ErrLimited]; a [Decision] carries what a server
+// needs for the RateLimit-* and Retry-After headers. Concurrency limits
+// (fixed, adaptive) and client-side adaptive throttling live in the
+// subpackage ratelimit/overload. The package knows nothing of HTTP or gRPC;
+// the middleware package wires it into transports and handlers.
+package ratelimit
