@@ -1,0 +1,350 @@
+package balancer
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Policy names a balancing policy. The zero value "" is [PolicyPeakEWMA]. Policies are plain
+// strings so that a [Config] loads from YAML or JSON as written.
+type Policy string
+
+// Policies.
+const (
+	// PolicyPeakEWMA is power of two choices over a peak-sensitive moving average of
+	// latency multiplied by in-flight requests, as in Finagle and Linkerd. The default.
+	PolicyPeakEWMA Policy = "peak_ewma"
+	// PolicyRoundRobin cycles through the endpoints in order, ignoring weights.
+	PolicyRoundRobin Policy = "round_robin"
+	// PolicyWeightedRoundRobin cycles through the endpoints in proportion to their weights,
+	// spreading each endpoint's turns evenly (stride scheduling, lock-free).
+	PolicyWeightedRoundRobin Policy = "weighted_round_robin"
+	// PolicyRandom picks uniformly at random, in proportion to weight.
+	PolicyRandom Policy = "random"
+	// PolicyLeastRequest is power of two choices over in-flight requests divided by weight.
+	PolicyLeastRequest Policy = "least_request"
+	// PolicyMaglev is consistent hashing with a Maglev lookup table keyed by
+	// [PickInfo].Key, for sticky routing. A pick without a key is random.
+	PolicyMaglev Policy = "maglev"
+)
+
+var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev}
+
+// String returns the policy's name, with "" read as "peak_ewma".
+func (p Policy) String() string {
+	if p == "" {
+		return string(PolicyPeakEWMA)
+	}
+	return string(p)
+}
+
+func (p Policy) valid() bool {
+	for _, q := range policies {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// Config configures a [Balancer]. It is a plain struct so that it loads from YAML or JSON;
+// the zero value of every field means the default stated in its comment, which are the
+// defaults of DESIGN.md. Durations are [time.Duration] (nanoseconds in JSON).
+type Config struct {
+	// Policy chooses the balancing policy. Default: PolicyPeakEWMA.
+	Policy Policy `json:"policy,omitempty" yaml:"policy,omitempty"`
+
+	// DecayTime is the time constant of the peak EWMA: how fast an old latency observation
+	// fades. Only PolicyPeakEWMA uses it. Default: 10s.
+	DecayTime time.Duration `json:"decayTime,omitempty" yaml:"decayTime,omitempty"`
+
+	// Zone configures zone-aware routing. Default: zone-unaware.
+	Zone ZoneConfig `json:"zone,omitempty" yaml:"zone,omitempty"`
+
+	// Outlier configures passive outlier ejection. Default: on, with Envoy's semantics and
+	// the defaults of DESIGN.md.
+	Outlier OutlierConfig `json:"outlier,omitempty" yaml:"outlier,omitempty"`
+
+	// PanicThreshold is a percentage in [0,100]: when fewer than this share of the endpoints
+	// are healthy (not ejected, not failing active health checks), the balancer spreads load
+	// over all endpoints, healthy or not, rather than piling onto the few left. A negative
+	// value turns panic mode off. Default: 50.
+	PanicThreshold float64 `json:"panicThreshold,omitempty" yaml:"panicThreshold,omitempty"`
+
+	// SlowStart configures the ramp-up of new endpoints. Default: off.
+	SlowStart SlowStartConfig `json:"slowStart,omitempty" yaml:"slowStart,omitempty"`
+
+	// MaxRetryAfter caps how long a [DoneInfo].RetryAfter steers picks away from an
+	// endpoint. Default: 60s.
+	MaxRetryAfter time.Duration `json:"maxRetryAfter,omitempty" yaml:"maxRetryAfter,omitempty"`
+
+	// MaglevTableSize is the size of the Maglev lookup table; it must be a prime. Only
+	// PolicyMaglev uses it. When the endpoint set is larger than a tenth of it, a larger prime
+	// is used. Default: 65537.
+	MaglevTableSize int `json:"maglevTableSize,omitempty" yaml:"maglevTableSize,omitempty"`
+
+	// HealthCheck configures active health checks. Default (nil): none.
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty" yaml:"healthCheck,omitempty"`
+}
+
+// ZoneConfig configures zone-aware routing. Endpoints are grouped into priority levels: the
+// local zone first, then the zones of Failover in order, then all remaining zones together.
+// A level takes all the traffic while at least MinHealthyPercent of its endpoints are
+// healthy; below that it keeps a proportional share and the rest spills to the next levels
+// (Envoy's priority load with an overprovisioning factor of 100/MinHealthyPercent).
+type ZoneConfig struct {
+	// Local is the caller's zone. Default "": zone-unaware, all endpoints form one level.
+	Local string `json:"local,omitempty" yaml:"local,omitempty"`
+	// Failover lists other zones in the order to fail over to. Zones not listed come last,
+	// as one level. Default: none.
+	Failover []string `json:"failover,omitempty" yaml:"failover,omitempty"`
+	// MinHealthyPercent, in (0,100], is the share of a level's endpoints that must be healthy
+	// for the level to keep all its traffic. Default: 70.
+	MinHealthyPercent float64 `json:"minHealthyPercent,omitempty" yaml:"minHealthyPercent,omitempty"`
+}
+
+// OutlierConfig configures passive outlier ejection with Envoy's semantics: an endpoint
+// that answers ConsecutiveGatewayFailure gateway failures in a row is ejected for
+// BaseEjectionTime × the number of times it has been ejected, capped at MaxEjectionTime,
+// unless ejecting it would put more than MaxEjectionPercent of the endpoints in ejection
+// (counted with this ejection included). An ejected endpoint returns by itself when its time
+// is up; the count of times ejected drops by one for each BaseEjectionTime it then stays in.
+type OutlierConfig struct {
+	// Disabled turns outlier ejection off. Default: false (ejection on).
+	Disabled bool `json:"disabled,omitempty" yaml:"disabled,omitempty"`
+	// ConsecutiveGatewayFailure is the number of gateway failures in a row (connect errors,
+	// 502, 503, 504: Outcome GatewayFailure) that ejects. Other failures reset the count, as
+	// in Envoy. Default: 5.
+	ConsecutiveGatewayFailure int `json:"consecutiveGatewayFailure,omitempty" yaml:"consecutiveGatewayFailure,omitempty"`
+	// ConsecutiveFailure is the number of failures of any kind in a row (Failure or
+	// GatewayFailure, like Envoy's consecutive_5xx) that ejects. Default: 0, this check off.
+	ConsecutiveFailure int `json:"consecutiveFailure,omitempty" yaml:"consecutiveFailure,omitempty"`
+	// BaseEjectionTime is the ejection time of a first ejection. Default: 30s.
+	BaseEjectionTime time.Duration `json:"baseEjectionTime,omitempty" yaml:"baseEjectionTime,omitempty"`
+	// MaxEjectionTime caps the ejection time. It must not be below BaseEjectionTime.
+	// Default: 300s.
+	MaxEjectionTime time.Duration `json:"maxEjectionTime,omitempty" yaml:"maxEjectionTime,omitempty"`
+	// MaxEjectionPercent, in [0,100], caps the share of endpoints ejected at once. Zero means
+	// the default; to forbid ejection, set Disabled. Default: 50.
+	MaxEjectionPercent float64 `json:"maxEjectionPercent,omitempty" yaml:"maxEjectionPercent,omitempty"`
+	// AlwaysEjectOne lets one endpoint be ejected even when that alone exceeds
+	// MaxEjectionPercent (Envoy's always_eject_one_host). Default: false.
+	AlwaysEjectOne bool `json:"alwaysEjectOne,omitempty" yaml:"alwaysEjectOne,omitempty"`
+}
+
+// SlowStartConfig configures slow start: an endpoint that joins the set (after the first
+// non-empty one) or returns from ejection receives weight × max(MinWeightPercent/100,
+// age/Window) until its age reaches Window.
+type SlowStartConfig struct {
+	// Window is the ramp-up time. Default: 0, slow start off.
+	Window time.Duration `json:"window,omitempty" yaml:"window,omitempty"`
+	// MinWeightPercent, in (0,100], is the share of its weight an endpoint gets at the start
+	// of the window. Default: 10.
+	MinWeightPercent float64 `json:"minWeightPercent,omitempty" yaml:"minWeightPercent,omitempty"`
+}
+
+// HealthCheck configures active HTTP health checks: every Interval, a GET of Path on each
+// endpoint; a 2xx answer within Timeout passes. An endpoint starts healthy, turns unhealthy
+// after UnhealthyThreshold failed checks in a row, and healthy again after HealthyThreshold
+// passed checks in a row. Unhealthy endpoints are left out like ejected ones.
+type HealthCheck struct {
+	// Path is the request path. Default: "/healthz".
+	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	// Scheme is "http" or "https". Default: "http".
+	Scheme string `json:"scheme,omitempty" yaml:"scheme,omitempty"`
+	// Interval is the time between two checks of an endpoint. Default: 10s.
+	Interval time.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	// Timeout bounds one check; it must be below Interval. Default: 1s.
+	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// HealthyThreshold is the number of passed checks in a row that make an unhealthy
+	// endpoint healthy. Default: 2.
+	HealthyThreshold int `json:"healthyThreshold,omitempty" yaml:"healthyThreshold,omitempty"`
+	// UnhealthyThreshold is the number of failed checks in a row that make an endpoint
+	// unhealthy. Default: 3.
+	UnhealthyThreshold int `json:"unhealthyThreshold,omitempty" yaml:"unhealthyThreshold,omitempty"`
+}
+
+// Defaults.
+const (
+	DefaultDecayTime                 = 10 * time.Second
+	DefaultMinHealthyPercent         = 70.0
+	DefaultConsecutiveGatewayFailure = 5
+	DefaultBaseEjectionTime          = 30 * time.Second
+	DefaultMaxEjectionTime           = 300 * time.Second
+	DefaultMaxEjectionPercent        = 50.0
+	DefaultPanicThreshold            = 50.0
+	DefaultSlowStartMinWeightPercent = 10.0
+	DefaultMaxRetryAfter             = 60 * time.Second
+	DefaultMaglevTableSize           = 65537
+	DefaultHealthCheckPath           = "/healthz"
+	DefaultHealthCheckInterval       = 10 * time.Second
+	DefaultHealthCheckTimeout        = time.Second
+	DefaultHealthyThreshold          = 2
+	DefaultUnhealthyThreshold        = 3
+)
+
+func fieldErr(field string, format string, args ...any) error {
+	return fmt.Errorf("balancer: %s "+format, append([]any{field}, args...)...)
+}
+
+func percentOK(p float64) bool { return !math.IsNaN(p) && p >= 0 && p <= 100 }
+
+// normalize validates c and returns a copy with every default filled in.
+func (c Config) normalize() (Config, error) {
+	if c.Policy == "" {
+		c.Policy = PolicyPeakEWMA
+	}
+	if !c.Policy.valid() {
+		names := make([]string, len(policies))
+		for i, p := range policies {
+			names[i] = string(p)
+		}
+		return c, fieldErr("Policy", "must be one of %s, got %q", strings.Join(names, ", "), string(c.Policy))
+	}
+	if c.DecayTime < 0 {
+		return c, fieldErr("DecayTime", "must not be negative, got %v", c.DecayTime)
+	}
+	if c.DecayTime == 0 {
+		c.DecayTime = DefaultDecayTime
+	}
+
+	z := &c.Zone
+	if !percentOK(z.MinHealthyPercent) {
+		return c, fieldErr("Zone.MinHealthyPercent", "must be in (0,100], got %v", z.MinHealthyPercent)
+	}
+	if z.MinHealthyPercent == 0 {
+		z.MinHealthyPercent = DefaultMinHealthyPercent
+	}
+	seen := map[string]bool{z.Local: true}
+	for i, zone := range z.Failover {
+		if seen[zone] {
+			return c, fieldErr(fmt.Sprintf("Zone.Failover[%d]", i), "repeats zone %q (or names the local zone)", zone)
+		}
+		seen[zone] = true
+	}
+
+	o := &c.Outlier
+	if o.ConsecutiveGatewayFailure < 0 {
+		return c, fieldErr("Outlier.ConsecutiveGatewayFailure", "must not be negative, got %d", o.ConsecutiveGatewayFailure)
+	}
+	if o.ConsecutiveGatewayFailure == 0 {
+		o.ConsecutiveGatewayFailure = DefaultConsecutiveGatewayFailure
+	}
+	if o.ConsecutiveFailure < 0 {
+		return c, fieldErr("Outlier.ConsecutiveFailure", "must not be negative, got %d", o.ConsecutiveFailure)
+	}
+	if o.BaseEjectionTime < 0 {
+		return c, fieldErr("Outlier.BaseEjectionTime", "must not be negative, got %v", o.BaseEjectionTime)
+	}
+	if o.BaseEjectionTime == 0 {
+		o.BaseEjectionTime = DefaultBaseEjectionTime
+	}
+	if o.MaxEjectionTime < 0 {
+		return c, fieldErr("Outlier.MaxEjectionTime", "must not be negative, got %v", o.MaxEjectionTime)
+	}
+	if o.MaxEjectionTime == 0 {
+		o.MaxEjectionTime = max(DefaultMaxEjectionTime, o.BaseEjectionTime)
+	}
+	if o.MaxEjectionTime < o.BaseEjectionTime {
+		return c, fieldErr("Outlier.MaxEjectionTime", "must not be below Outlier.BaseEjectionTime (%v), got %v", o.BaseEjectionTime, o.MaxEjectionTime)
+	}
+	if !percentOK(o.MaxEjectionPercent) {
+		return c, fieldErr("Outlier.MaxEjectionPercent", "must be in [0,100], got %v", o.MaxEjectionPercent)
+	}
+	if o.MaxEjectionPercent == 0 {
+		o.MaxEjectionPercent = DefaultMaxEjectionPercent
+	}
+
+	if math.IsNaN(c.PanicThreshold) || c.PanicThreshold > 100 {
+		return c, fieldErr("PanicThreshold", "must be at most 100 (negative turns panic mode off), got %v", c.PanicThreshold)
+	}
+	if c.PanicThreshold == 0 {
+		c.PanicThreshold = DefaultPanicThreshold
+	}
+
+	s := &c.SlowStart
+	if s.Window < 0 {
+		return c, fieldErr("SlowStart.Window", "must not be negative, got %v", s.Window)
+	}
+	if !percentOK(s.MinWeightPercent) {
+		return c, fieldErr("SlowStart.MinWeightPercent", "must be in (0,100], got %v", s.MinWeightPercent)
+	}
+	if s.MinWeightPercent == 0 {
+		s.MinWeightPercent = DefaultSlowStartMinWeightPercent
+	}
+
+	if c.MaxRetryAfter < 0 {
+		return c, fieldErr("MaxRetryAfter", "must not be negative, got %v", c.MaxRetryAfter)
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+
+	if c.MaglevTableSize < 0 || (c.MaglevTableSize > 0 && !isPrime(c.MaglevTableSize)) {
+		return c, fieldErr("MaglevTableSize", "must be a prime, got %d", c.MaglevTableSize)
+	}
+	if c.MaglevTableSize == 0 {
+		c.MaglevTableSize = DefaultMaglevTableSize
+	}
+
+	if c.HealthCheck != nil {
+		hc := new(HealthCheck)
+		*hc = *c.HealthCheck
+		c.HealthCheck = hc
+		if hc.Path == "" {
+			hc.Path = DefaultHealthCheckPath
+		}
+		if !strings.HasPrefix(hc.Path, "/") {
+			return c, fieldErr("HealthCheck.Path", "must start with '/', got %q", hc.Path)
+		}
+		switch hc.Scheme {
+		case "":
+			hc.Scheme = "http"
+		case "http", "https":
+		default:
+			return c, fieldErr("HealthCheck.Scheme", "must be \"http\" or \"https\", got %q", hc.Scheme)
+		}
+		if hc.Interval < 0 {
+			return c, fieldErr("HealthCheck.Interval", "must not be negative, got %v", hc.Interval)
+		}
+		if hc.Interval == 0 {
+			hc.Interval = DefaultHealthCheckInterval
+		}
+		if hc.Timeout < 0 {
+			return c, fieldErr("HealthCheck.Timeout", "must not be negative, got %v", hc.Timeout)
+		}
+		if hc.Timeout == 0 {
+			hc.Timeout = min(DefaultHealthCheckTimeout, hc.Interval/2)
+		}
+		if hc.Timeout >= hc.Interval {
+			return c, fieldErr("HealthCheck.Timeout", "must be below HealthCheck.Interval (%v), got %v", hc.Interval, hc.Timeout)
+		}
+		if hc.HealthyThreshold < 0 {
+			return c, fieldErr("HealthCheck.HealthyThreshold", "must not be negative, got %d", hc.HealthyThreshold)
+		}
+		if hc.HealthyThreshold == 0 {
+			hc.HealthyThreshold = DefaultHealthyThreshold
+		}
+		if hc.UnhealthyThreshold < 0 {
+			return c, fieldErr("HealthCheck.UnhealthyThreshold", "must not be negative, got %d", hc.UnhealthyThreshold)
+		}
+		if hc.UnhealthyThreshold == 0 {
+			hc.UnhealthyThreshold = DefaultUnhealthyThreshold
+		}
+	}
+	return c, nil
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}

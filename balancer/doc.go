@@ -1,0 +1,33 @@
+// Package balancer picks which endpoint of a service each request attempt goes to, and
+// learns from how the attempts went.
+//
+// A [Balancer] holds one destination service's endpoints as an immutable snapshot, replaced
+// atomically by [Balancer.Update] when discovery changes, while per-endpoint state (latency
+// average, in-flight count, ejection, slow start) carries over by address. [Balancer.Pick] is
+// lock-free and allocates nothing; the [Pick] it returns carries the endpoint and a
+// [Pick.Done] method that feeds latency and outcome back.
+//
+// Policies: power of two choices over peak-EWMA latency (the default, as in Finagle and
+// Linkerd), round robin, smooth weighted round robin, random, least request, and Maglev
+// consistent hashing keyed by [PickInfo].Key for sticky routing.
+//
+// Around the policy:
+//   - Zone awareness: endpoints of the local zone take the traffic while enough of them are
+//     healthy; the rest fails over to other zones by priority ([ZoneConfig]).
+//   - Passive outlier ejection with Envoy's semantics ([OutlierConfig]): consecutive gateway
+//     failures eject an endpoint for a growing time, at most a share of the endpoints at once;
+//     ejected endpoints return by themselves, checked lazily against the request's time, with
+//     no timer goroutine.
+//   - Panic threshold: when too few endpoints are healthy, spread over all of them.
+//   - Slow start ([SlowStartConfig]): an endpoint that joins or returns from ejection ramps
+//     its share up over a window.
+//   - Retry-After steering: an endpoint that answered 429 or Retry-After is avoided for that
+//     long ([DoneInfo].RetryAfter); [PickInfo].Tried makes a retry go to a different endpoint.
+//   - Optional active HTTP health checks ([HealthCheck]), stopped by [Balancer.Close].
+//
+// Time is an input: the caller reads the clock once per request and passes it in
+// [PickInfo].Now and [DoneInfo].Now, so ejection and slow start are tested without sleeping.
+//
+// The package knows nothing of net/http or gRPC except the HTTP health-check prober in
+// healthcheck_http.go; the gRPC balancer adapter and the HTTP transport live elsewhere.
+package balancer

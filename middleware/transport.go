@@ -1,0 +1,614 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/internal/backoff"
+)
+
+// TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
+// it, so that the server can give up when the client will have.
+const TimeoutHeader = "X-Proxyless-Timeout-Ms"
+
+// Transport is an http.RoundTripper that makes an http.Client a mesh client: the host of a
+// request URL names a service, each attempt goes to an endpoint the balancer picks and its
+// breaker admits, failed attempts are retried within a budget, and outcomes feed back into
+// the balancer and the breakers.
+//
+// Create it with [NewTransport]; the zero value is not usable. A Transport is safe for
+// concurrent use and meant to be built once and shared. It follows each service it has seen
+// in a goroutine: Close stops them.
+type Transport struct {
+	base  http.RoundTripper
+	cfg   *config // immutable
+	cache *discovery.Cache
+	bud   *budget
+
+	mu     sync.Mutex                              // serialises writers of dests
+	dests  atomic.Pointer[map[string]*destination] // copy-on-write; read without mu
+	closed atomic.Bool                             // set once, under mu, by Close
+	wg     sync.WaitGroup
+	stop   chan struct{}
+
+	stats transportStats
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// transportStats counts what the transport did, for the demo, tests and (later) metrics.
+type transportStats struct {
+	requests, attempts, retries, hedges, hedgeWins, budgetRefusals, breakerRefusals, breakerOpens atomic.Int64
+}
+
+// Stats is a snapshot of a Transport's counters.
+type Stats struct {
+	Requests        int64 // requests to services (pass-through requests are not counted)
+	Attempts        int64 // attempts sent, first tries, retries and hedges together
+	Retries         int64 // attempts that were retries
+	Hedges          int64 // attempts that were hedges
+	HedgeWins       int64 // requests answered by a hedge rather than the first attempt
+	BudgetRefusals  int64 // retries or hedges the budget refused
+	BreakerRefusals int64 // endpoints skipped because their breaker was open
+	BreakerOpens    int64 // breaker transitions to open
+	Ejections       int64 // outlier ejections, over every destination
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	s := &t.stats
+	return Stats{
+		Requests: s.requests.Load(), Attempts: s.attempts.Load(), Retries: s.retries.Load(),
+		Hedges: s.hedges.Load(), HedgeWins: s.hedgeWins.Load(),
+		BudgetRefusals: s.budgetRefusals.Load(), BreakerRefusals: s.breakerRefusals.Load(),
+		BreakerOpens: s.breakerOpens.Load(), Ejections: t.ejections(),
+	}
+}
+
+func (t *Transport) ejections() (n int64) {
+	for _, d := range *t.dests.Load() {
+		n += int64(d.bal.Ejections())
+	}
+	return n
+}
+
+// Endpoints returns the balancer's view of each endpoint of service (latency average,
+// requests in flight, ejection, health), or nil when the transport has not seen the service.
+// It is meant for status pages and tests, not the request path.
+func (t *Transport) Endpoints(service string) []balancer.EndpointStats {
+	if d := (*t.dests.Load())[service]; d != nil {
+		return d.bal.Endpoints()
+	}
+	return nil
+}
+
+// NewTransport returns a Transport over base (http.DefaultTransport when nil). It validates
+// every option and returns an error naming the first bad one. It does not touch the network.
+func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	// Validate the per-destination configs now rather than on the first request.
+	if b, err := balancer.New(cfg.balancer); err != nil {
+		return nil, fmt.Errorf("middleware: WithBalancer: %w", err)
+	} else {
+		_ = b.Close()
+	}
+	if !cfg.breakerOff {
+		if _, err := breaker.NewSet(cfg.breaker); err != nil {
+			return nil, fmt.Errorf("middleware: WithBreaker: %w", err)
+		}
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t := &Transport{base: base, cfg: cfg, bud: newBudget(cfg.retry), stop: make(chan struct{})}
+	if cfg.resolver != nil {
+		if t.cache, err = discovery.NewCache(cfg.resolver, discovery.WithLogger(cfg.logger)); err != nil {
+			return nil, err
+		}
+	}
+	m := map[string]*destination{}
+	t.dests.Store(&m)
+	return t, nil
+}
+
+// destination is the state kept for one service: its balancer and its endpoints' breakers.
+type destination struct {
+	service  string
+	bal      *balancer.Balancer
+	breakers *breaker.Set // nil when breakers are off
+}
+
+// destination returns the destination of req, or nil when req passes through.
+func (t *Transport) destination(req *http.Request) (*destination, error) {
+	if t.cache == nil || req.URL == nil {
+		return nil, nil
+	}
+	service := req.URL.Host
+	if d := (*t.dests.Load())[service]; d != nil {
+		return d, nil
+	}
+	if !isServiceName(service) {
+		return nil, nil
+	}
+	snap, err := t.cache.Get(req.Context(), service)
+	if err != nil {
+		if errors.Is(err, discovery.ErrUnknownService) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return t.addDestination(service, snap)
+}
+
+// isServiceName reports whether host can name a service: a single DNS label with no port.
+// Hosts with dots, ports or IP addresses pass through.
+func isServiceName(host string) bool {
+	if host == "" || len(host) > 63 {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c == '-' || c == '_' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Transport) addDestination(service string, snap *discovery.Snapshot) (*destination, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed.Load() {
+		return nil, errClosed
+	}
+	old := *t.dests.Load()
+	if d := old[service]; d != nil {
+		return d, nil
+	}
+	bal, err := balancer.New(t.cfg.balancer)
+	if err != nil {
+		return nil, err
+	}
+	d := &destination{service: service, bal: bal}
+	if !t.cfg.breakerOff {
+		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
+			if c.To == breaker.StateOpen {
+				t.stats.breakerOpens.Add(1)
+			}
+		})
+		if d.breakers, err = breaker.NewSet(t.cfg.breaker, onChange); err != nil {
+			_ = bal.Close()
+			return nil, err
+		}
+	}
+	d.apply(snap)
+	t.wg.Add(1)
+	go t.follow(d, snap)
+	next := make(map[string]*destination, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[service] = d
+	t.dests.Store(&next)
+	return d, nil
+}
+
+func (d *destination) apply(snap *discovery.Snapshot) {
+	d.bal.Update(snap.Endpoints)
+	if d.breakers != nil {
+		keys := make([]string, len(snap.Endpoints))
+		for i, e := range snap.Endpoints {
+			keys[i] = e.Addr
+		}
+		d.breakers.Retain(keys...)
+	}
+}
+
+// follow applies each new snapshot of the destination's service until the transport closes.
+func (t *Transport) follow(d *destination, snap *discovery.Snapshot) {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-snap.Changed():
+		}
+		next := t.cache.Load(d.service)
+		if next == nil || next == snap {
+			return // the cache closed
+		}
+		snap = next
+		d.apply(snap)
+	}
+}
+
+// ErrClosed is returned for requests to services after the Transport is closed.
+var ErrClosed = errors.New("middleware: transport closed")
+
+var errClosed = ErrClosed
+
+// Close stops the goroutines the transport started (discovery watches, health checks) and
+// waits for them. It is idempotent. Requests after Close to services fail; pass-through
+// requests still work.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed.Load() {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed.Store(true)
+	t.mu.Unlock()
+	close(t.stop)
+	var errs []error
+	if t.cache != nil {
+		errs = append(errs, t.cache.Close())
+	}
+	t.wg.Wait()
+	for _, d := range *t.dests.Load() {
+		errs = append(errs, d.bal.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// CloseIdleConnections forwards to the base transport.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req to an endpoint of the service its host names, retrying and hedging as
+// configured. Hosts that are not services pass through to the base transport unchanged. An
+// upstream 5xx is a response; local refusals are errors with a nil response:
+// balancer.ErrNoEndpoints, an error matching breaker.ErrOpen when every endpoint's breaker is
+// open, or the context's error.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	d, err := t.destination(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if d == nil {
+		return t.base.RoundTrip(req)
+	}
+	if t.closed.Load() {
+		closeBody(req)
+		return nil, errClosed
+	}
+	t.stats.requests.Add(1)
+	t.bud.deposit()
+
+	ctx := req.Context()
+	var cancel context.CancelFunc = func() {}
+	if t.cfg.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, t.cfg.timeout)
+	}
+	pol := &t.cfg.retry
+	r := &request{t: t, d: d, req: req, ctx: ctx, host: req.Host}
+	body := &r.body
+	if err := body.init(req, t.cfg.maxBufferBody); err != nil {
+		cancel()
+		return nil, err
+	}
+	if r.host == "" {
+		r.host = req.URL.Host
+	}
+	r.retryable = !pol.Disable && body.replayable() && pol.idempotent(req)
+	r.dialRetryable = !pol.Disable && body.replayable() // a refused dial never reached the server
+
+	var res attemptResult
+	if t.cfg.hedge.enabled && r.retryable {
+		res = r.hedged()
+	} else {
+		res = r.sequential()
+	}
+	if res.err != nil {
+		cancel()
+		body.close()
+		return nil, res.err
+	}
+	if t.cfg.timeout > 0 {
+		res.resp.Body = &cancelBody{ReadCloser: res.resp.Body, cancel: cancel}
+	} else {
+		cancel() // a no-op: there is no overall timeout to release
+	}
+	return res.resp, nil
+}
+
+// request is the state of one RoundTrip to a service.
+type request struct {
+	t             *Transport
+	d             *destination
+	req           *http.Request
+	ctx           context.Context // the caller's, bounded by the overall timeout
+	body          replayBody
+	host          string // the Host header to send: the service name the caller used
+	retryable     bool
+	dialRetryable bool
+
+	mu      sync.Mutex           // guards tried and cancels when attempts run concurrently (hedging)
+	tried   balancer.Tried       // endpoints already used
+	cancels []context.CancelFunc // when hedging: every attempt's cancel, to stop the losers
+}
+
+// attemptResult is what one attempt produced.
+type attemptResult struct {
+	resp       *http.Response
+	err        error
+	retry      bool          // the failure may be retried
+	dialFailed bool          // the connection was never made
+	retryAfter time.Duration // the server's Retry-After, if any
+	cancel     context.CancelFunc
+}
+
+// sequential runs attempts one after another.
+func (r *request) sequential() attemptResult {
+	pol := &r.t.cfg.retry
+	for n := 0; ; n++ {
+		res := r.attempt(n)
+		if !r.shouldRetry(res, n) {
+			return res.settle()
+		}
+		delay := res.retryAfter
+		if delay == 0 {
+			delay = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
+		}
+		if !r.t.bud.withdraw(time.Now()) {
+			r.t.stats.budgetRefusals.Add(1)
+			return res.settle()
+		}
+		res.discard()
+		if !backoff.Sleep(r.ctx, delay) {
+			return attemptResult{err: r.ctx.Err()}
+		}
+		r.t.stats.retries.Add(1)
+	}
+}
+
+// shouldRetry reports whether the outcome of attempt n may be followed by another.
+func (r *request) shouldRetry(res attemptResult, n int) bool {
+	pol := &r.t.cfg.retry
+	if !res.retry || n >= pol.MaxRetries || r.ctx.Err() != nil {
+		return false
+	}
+	if !r.retryable && !(res.dialFailed && r.dialRetryable) {
+		return false
+	}
+	return res.retryAfter <= pol.MaxRetryAfter
+}
+
+// settle returns the result to hand to the caller, cancelling the attempt's context unless a
+// response body still needs it.
+func (res attemptResult) settle() attemptResult {
+	if res.resp != nil && res.cancel != nil {
+		res.resp.Body = &cancelBody{ReadCloser: res.resp.Body, cancel: res.cancel}
+	} else if res.cancel != nil {
+		res.cancel()
+	}
+	res.cancel = nil
+	return res
+}
+
+// discard throws away an attempt's response, draining a bounded amount of its body so that
+// the connection can be reused.
+func (res attemptResult) discard() {
+	if res.resp != nil {
+		drain(res.resp.Body)
+	}
+	if res.cancel != nil {
+		res.cancel()
+	}
+}
+
+func drain(rc io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, rc, maxDrainBody)
+	_ = rc.Close()
+}
+
+// attempt sends attempt n (0 for the first) to an endpoint that no earlier attempt of the
+// request used, when one is available.
+func (r *request) attempt(n int) attemptResult {
+	t := r.t
+	now := time.Now()
+	pick, permit, err := r.admit(now)
+	if err != nil {
+		return attemptResult{err: err}
+	}
+	t.stats.attempts.Add(1)
+
+	actx, cancel := r.ctx, context.CancelFunc(nil)
+	if t.cfg.attemptTO > 0 {
+		actx, cancel = context.WithTimeout(r.ctx, t.cfg.attemptTO)
+	} else if t.cfg.hedge.enabled {
+		actx, cancel = context.WithCancel(r.ctx) // so that a losing hedge can be cancelled
+	}
+	if t.cfg.hedge.enabled && n < len(r.cancels) {
+		r.mu.Lock()
+		r.cancels[n] = cancel
+		r.mu.Unlock()
+	}
+	// A shallow copy with its own URL: the caller's request is never modified, and the
+	// headers are copied only when one is added.
+	out := r.req.WithContext(actx)
+	u := *r.req.URL
+	u.Host = pick.Endpoint.Addr
+	out.URL = &u
+	out.Host = r.host
+	if deadline, ok := actx.Deadline(); ok {
+		ms := time.Until(deadline).Milliseconds()
+		out.Header = r.req.Header.Clone()
+		if out.Header == nil {
+			out.Header = http.Header{}
+		}
+		out.Header.Set(TimeoutHeader, strconv.FormatInt(max(ms, 0), 10))
+	}
+	if out.Body, err = r.body.forAttempt(n); err != nil {
+		pick.Done(balancer.DoneInfo{Outcome: balancer.OutcomeIgnore})
+		permit.Done(breaker.Ignore)
+		if cancel != nil {
+			cancel()
+		}
+		return attemptResult{err: fmt.Errorf("middleware: replaying the request body: %w", err)}
+	}
+	if out.Body == nil {
+		out.GetBody = nil
+	}
+
+	resp, err := t.base.RoundTrip(out)
+	res := attemptResult{resp: resp, err: err, cancel: cancel}
+	done := balancer.DoneInfo{Now: time.Now()}
+	switch {
+	case err != nil && r.ctx.Err() != nil:
+		// The caller gave up (or the overall timeout passed): nothing learnt about the endpoint.
+		done.Outcome = balancer.OutcomeIgnore
+		res.err = r.ctx.Err()
+	case err != nil && errors.Is(err, context.Canceled):
+		// Cancelled by us, not the caller: a hedge that lost. Nothing learnt either.
+		done.Outcome = balancer.OutcomeIgnore
+	case err != nil:
+		done.Outcome = balancer.OutcomeGatewayFailure
+		res.retry = true
+		var op *net.OpError
+		res.dialFailed = errors.As(err, &op) && op.Op == "dial"
+	default:
+		code := resp.StatusCode
+		switch {
+		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+			done.Outcome = balancer.OutcomeGatewayFailure
+		case code >= 500:
+			done.Outcome = balancer.OutcomeFailure
+		}
+		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+			if d, ok := parseRetryAfter(resp.Header.Get(retryAfterHeader), done.Now); ok {
+				done.RetryAfter = d
+				res.retryAfter = d
+			}
+		}
+		res.retry = t.cfg.retry.retryableStatus(code)
+	}
+	pick.Done(done)
+	if r.d.breakers != nil {
+		permit.Done(t.cfg.classifier.Classify(r.ctx, resp, err))
+	}
+	return res
+}
+
+// admit picks an endpoint not yet tried whose breaker admits the attempt. Endpoints whose
+// breaker is open are skipped; when every endpoint refuses, it returns the breaker's error.
+func (r *request) admit(now time.Time) (balancer.Pick, breaker.Permit, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var lastOpen error
+	for range balancer.MaxTried + 1 {
+		pick, err := r.d.bal.Pick(balancer.PickInfo{Now: now, Tried: r.tried})
+		if err != nil {
+			return balancer.Pick{}, breaker.Permit{}, err
+		}
+		r.tried.Add(pick)
+		if r.d.breakers == nil {
+			return pick, breaker.Permit{}, nil
+		}
+		permit, err := r.d.breakers.Allow(pick.Endpoint.Addr)
+		if err == nil {
+			return pick, permit, nil
+		}
+		pick.Done(balancer.DoneInfo{Now: now, Outcome: balancer.OutcomeIgnore})
+		r.t.stats.breakerRefusals.Add(1)
+		lastOpen = err
+	}
+	return balancer.Pick{}, breaker.Permit{}, lastOpen
+}
+
+// replayBody makes a request body sendable more than once: through GetBody when the request
+// has it, else by buffering it up to a cap. A larger body is sent once and never retried.
+type replayBody struct {
+	first   io.ReadCloser // the body for the first attempt
+	getBody func() (io.ReadCloser, error)
+	buf     []byte // the buffered body, when buffered
+	once    bool   // the body can be sent only once
+	used    atomic.Bool
+}
+
+func (b *replayBody) init(req *http.Request, limit int64) error {
+	switch {
+	case req.Body == nil || req.Body == http.NoBody:
+		return nil
+	case req.GetBody != nil:
+		b.first, b.getBody = req.Body, req.GetBody
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		_ = req.Body.Close()
+		return fmt.Errorf("middleware: reading the request body: %w", err)
+	}
+	if int64(len(buf)) <= limit {
+		_ = req.Body.Close()
+		b.buf = buf
+		return nil
+	}
+	// Too large to keep: stream it once, what was read first.
+	b.first = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+	b.once = true
+	return nil
+}
+
+func (b *replayBody) replayable() bool { return !b.once }
+
+// forAttempt returns the body for attempt n, or nil for a request without one.
+func (b *replayBody) forAttempt(n int) (io.ReadCloser, error) {
+	switch {
+	case b.buf != nil:
+		return io.NopCloser(bytes.NewReader(b.buf)), nil
+	case b.first != nil && n == 0 && b.used.CompareAndSwap(false, true):
+		return b.first, nil
+	case b.getBody != nil:
+		return b.getBody()
+	case b.first != nil:
+		return nil, errors.New("body already sent")
+	}
+	return nil, nil
+}
+
+// close closes the original body if no attempt took it.
+func (b *replayBody) close() {
+	if b.first != nil && b.used.CompareAndSwap(false, true) {
+		_ = b.first.Close()
+	}
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// cancelBody cancels a context once the response body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
