@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// hedged runs the first attempt and, each time HedgePolicy.Delay passes without an answer,
+// hedged runs the first attempt and, each time the hedge delay passes without an answer,
 // one more to another endpoint, up to MaxHedges, each paid for by the retry budget. The first
 // final answer (a success, or a failure that is not retried) wins; the other attempts are
 // cancelled and their responses drained and closed in the background. Retryable failures
@@ -25,7 +25,7 @@ func (r *request) hedged() attemptResult {
 		go func() { results <- indexedResult{n: n, res: r.attempt(n)} }()
 	}
 	launch()
-	timer := time.NewTimer(pol.Delay)
+	timer := time.NewTimer(pol.delay(r.d, time.Now()))
 	defer timer.Stop()
 	hedges, retries := 0, 0
 	var last *attemptResult // the latest retryable failure, kept until something better comes
@@ -74,7 +74,7 @@ func (r *request) hedged() attemptResult {
 					last.discard()
 					last = nil
 					launch()
-					timer.Reset(pol.Delay)
+					timer.Reset(pol.delay(r.d, time.Now()))
 					continue
 				}
 				t.stats.budgetRefusals.Add(1)
@@ -92,7 +92,7 @@ func (r *request) hedged() attemptResult {
 			t.stats.hedges.Add(1)
 			isHedge[launched] = true
 			launch()
-			timer.Reset(pol.Delay)
+			timer.Reset(pol.delay(r.d, time.Now()))
 		case <-r.ctx.Done():
 			r.abandon(-1, results, pending)
 			if last != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/internal/latency"
 )
 
 // TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
@@ -130,7 +131,8 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 type destination struct {
 	service  string
 	bal      *balancer.Balancer
-	breakers *breaker.Set // nil when breakers are off
+	breakers *breaker.Set      // nil when breakers are off
+	latency  latency.Histogram // attempt latencies, kept only for quantile hedging
 }
 
 // destination returns the destination of req, or nil when req passes through.
@@ -502,6 +504,9 @@ func (r *request) attempt(n int) attemptResult {
 		res.retry = t.cfg.retry.retryableStatus(code)
 	}
 	pick.Done(done)
+	if t.cfg.hedge.Quantile > 0 && done.Outcome == balancer.OutcomeSuccess {
+		r.d.latency.Record(done.Now, done.Now.Sub(now))
+	}
 	if r.d.breakers != nil {
 		permit.Done(t.cfg.classifier.Classify(r.ctx, resp, err))
 	}

@@ -94,6 +94,7 @@ func TestOptionsErrorsNameTheOption(t *testing.T) {
 		{middleware.WithRetry(middleware.RetryPolicy{Statuses: []int{42}}), "Statuses"},
 		{middleware.WithRetry(middleware.RetryPolicy{BackoffBase: time.Second, BackoffMax: time.Millisecond}), "BackoffMax"},
 		{middleware.WithHedge(middleware.HedgePolicy{}), "HedgePolicy.Delay"},
+		{middleware.WithHedge(middleware.HedgePolicy{Delay: time.Millisecond, Quantile: 1}), "HedgePolicy.Quantile"},
 		{middleware.WithBalancer(balancer.Config{PanicThreshold: 140}), "PanicThreshold"},
 		{middleware.WithBreaker(breaker.Config{FailureRateThreshold: 140}), "FailureRateThreshold"},
 		{middleware.WithResolver(nil), "WithResolver"},
@@ -414,4 +415,33 @@ func TestCloseIsIdempotentAndFailsLaterRequests(t *testing.T) {
 	f.tr.CloseIdleConnections()
 	_, err = f.get(ctxFor(t, 5*time.Second))
 	require.ErrorIs(t, err, middleware.ErrClosed)
+}
+
+// With a quantile, the hedge delay follows the destination's latency: once history says
+// attempts take ~30 ms, a request is hedged only when it is slower than nearly all of them,
+// where a fixed 1 ms delay hedges every request.
+func TestHedgeDelayFollowsLatencyQuantile(t *testing.T) {
+	run := func(quantile float64) int64 {
+		f := newFixture(t, 2,
+			middleware.WithHedge(middleware.HedgePolicy{Delay: time.Millisecond, Quantile: quantile}),
+			middleware.WithRetry(middleware.RetryPolicy{BudgetRatio: 1}))
+		for _, b := range f.backends {
+			b.Set(faultbackend.Slow(30 * time.Millisecond))
+		}
+		ctx := ctxFor(t, 60*time.Second)
+		for range 60 { // history
+			_, err := f.get(ctx)
+			require.NoError(t, err)
+		}
+		before := f.tr.Stats().Hedges
+		for range 40 {
+			_, err := f.get(ctx)
+			require.NoError(t, err)
+		}
+		return f.tr.Stats().Hedges - before
+	}
+	fixed, adaptive := run(0), run(0.99)
+	t.Logf("hedges over 40 requests: fixed 1ms delay %d, p99 delay %d", fixed, adaptive)
+	assert.GreaterOrEqual(t, fixed, int64(35))
+	assert.LessOrEqual(t, adaptive, int64(10))
 }
