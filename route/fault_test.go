@@ -1,0 +1,170 @@
+package route_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/proxyless/proxyless/route"
+)
+
+func TestFaultAbortPercentage(t *testing.T) {
+	inj, err := route.NewInjector(route.Fault{Abort: &route.AbortFault{Percent: 10, HTTPStatus: 500, GRPCCode: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10000
+	aborted := 0
+	for range n {
+		err := inj.Inject(context.Background())
+		var ab *route.AbortError
+		switch {
+		case err == nil:
+		case errors.As(err, &ab):
+			aborted++
+			if ab.HTTPStatus != 500 || status.Code(err) != codes.ResourceExhausted || !errors.Is(err, route.ErrAborted) {
+				t.Fatalf("abort %+v, gRPC code %v", ab, status.Code(err))
+			}
+		default:
+			t.Fatal(err)
+		}
+	}
+	if got := 100 * float64(aborted) / n; math.Abs(got-10) > 1 {
+		t.Errorf("aborted %.2f%%, want 10%% ± 1 pp", got)
+	}
+}
+
+func TestFaultDelayPercentageAndDistributions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tests := []struct {
+			name     string
+			d        route.DelayFault
+			min, max time.Duration
+		}{
+			{"fixed", route.DelayFault{Percent: 25, Fixed: route.Duration(time.Second)}, time.Second, time.Second},
+			{"uniform", route.DelayFault{Percent: 25, Min: route.Duration(time.Second), Max: route.Duration(3 * time.Second)}, time.Second, 3 * time.Second},
+			{"exponential", route.DelayFault{Percent: 25, Mean: route.Duration(time.Second), Max: route.Duration(4 * time.Second)}, 0, 4 * time.Second},
+		}
+		for _, tc := range tests {
+			inj, err := route.NewInjector(route.Fault{Delay: &tc.d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 2000
+			delayed := 0
+			var sum time.Duration
+			for range n {
+				d, ab := inj.Sample()
+				if ab != nil {
+					t.Fatal("abort without an abort fault")
+				}
+				if d > 0 {
+					delayed++
+					sum += d
+					if d < tc.min || d > tc.max {
+						t.Fatalf("%s: delay %v outside [%v, %v]", tc.name, d, tc.min, tc.max)
+					}
+				}
+			}
+			if got := 100 * float64(delayed) / n; math.Abs(got-25) > 3 {
+				t.Errorf("%s: delayed %.1f%%, want 25%%", tc.name, got)
+			}
+			// Inject really waits (in the bubble's fake time).
+			start := time.Now()
+			for range 20 {
+				if err := inj.Inject(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if time.Since(start) == 0 && tc.min > 0 {
+				t.Errorf("%s: 20 injections took no time", tc.name)
+			}
+		}
+	})
+}
+
+func TestFaultDelayGivesUpWithContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inj, err := route.NewInjector(route.Fault{Delay: &route.DelayFault{Fixed: route.Duration(time.Hour)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		err = inj.Inject(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err %v", err)
+		}
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("gave up after %v, want 2s", took)
+		}
+		// A done context returns at once.
+		if err := inj.Inject(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+func TestNilInjector(t *testing.T) {
+	var inj *route.Injector
+	if err := inj.Inject(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServerSideFaults(t *testing.T) {
+	r, err := route.NewRouter(mustParse(t, `
+routes:
+  - name: broken
+    match: {path: {prefix: /broken}}
+    fault: {abort: {httpStatus: 418, grpcCode: 9}}
+  - name: slow
+    match: {path: {prefix: /slow}}
+    fault: {delay: {fixed: 1h}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+	srv := httptest.NewServer(r.FaultHandler(ok))
+	defer srv.Close()
+
+	get := func(ctx context.Context, path string, hdr ...string) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+		if len(hdr) == 2 {
+			req.Header.Set(hdr[0], hdr[1])
+		}
+		return srv.Client().Do(req)
+	}
+	resp, err := get(context.Background(), "/fine")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("fine: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = get(context.Background(), "/broken")
+	if err != nil || resp.StatusCode != 418 {
+		t.Fatalf("broken: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = get(context.Background(), "/broken", "Content-Type", "application/grpc")
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "9" {
+		t.Fatalf("broken gRPC: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// The slow route's handler gives up when the client does; srv.Close waits for it.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := get(ctx, "/slow"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow: %v", err)
+	}
+}

@@ -1,0 +1,327 @@
+package route
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ShadowHeader marks mirrored requests; its value is "true".
+const ShadowHeader = "X-Proxyless-Shadow"
+
+// ShadowHostSuffix is appended to the host (before any port) of mirrored requests, as Envoy
+// does, so that the shadow can tell mirrored traffic apart.
+const ShadowHostSuffix = "-shadow"
+
+// ShadowPolicy is a compiled [Shadow]: where a route mirrors requests and within which caps.
+// It is safe for concurrent use; it counts its own requests in flight.
+type ShadowPolicy struct {
+	route          string
+	dest           Destination
+	ppm            uint32
+	nonIdempotent  bool
+	maxConcurrency int64
+	maxBody        int64
+	timeout        time.Duration
+	compareBody    bool
+	inflight       atomic.Int64
+}
+
+// Destination returns where copies go; an empty Service means the primary's service.
+func (p *ShadowPolicy) Destination() *Destination { return &p.dest }
+
+// Timeout returns the bound on one shadow request.
+func (p *ShadowPolicy) Timeout() time.Duration { return p.timeout }
+
+// ShadowStats counts a Shadower's work.
+type ShadowStats struct {
+	Mirrored    int64 // copies sent
+	Dropped     int64 // refused because a concurrency cap was reached, or after Close
+	TooLarge    int64 // refused because the body was over the cap or could not be replayed
+	Matches     int64 // shadow answered like the primary
+	Mismatches  int64 // shadow answered differently (status, or body hash when compared)
+	Errors      int64 // the shadow request failed (transport error, timeout)
+	Unpaired    int64 // the primary's outcome never arrived (failed, or not reported in time)
+	InFlight    int64 // copies in flight now
+	MaxInFlight int64 // the most copies ever in flight at once
+}
+
+// Shadower sends mirrored copies of requests, fire-and-forget, through a RoundTripper, and
+// compares each shadow answer with the primary's. The primary never waits: Mirror returns at
+// once, and a copy that would exceed a concurrency cap (the Shadower's or the route's) is
+// dropped. Shadow responses are read (up to a cap), hashed when asked, and discarded.
+//
+// Use NewShadower; the zero value is not usable. Methods are safe for concurrent use. Close
+// stops new copies, cancels those in flight and waits for them.
+type Shadower struct {
+	rt  http.RoundTripper // immutable
+	max int64             // immutable
+
+	ctx    context.Context // immutable; cancelled by Close
+	cancel context.CancelFunc
+
+	mu     sync.RWMutex
+	closed bool // guarded by mu
+	wg     sync.WaitGroup
+
+	inflight, maxSeen                                atomic.Int64
+	mirrored, dropped, tooLarge, matches, mismatches atomic.Int64
+	errs, unpaired                                   atomic.Int64
+}
+
+// maxShadowResponse is how much of a shadow (or primary) body is hashed and drained.
+const maxShadowResponse = 1 << 20
+
+// NewShadower returns a Shadower sending through rt (nil means http.DefaultTransport) with at
+// most maxInFlight copies in flight overall (0 means 64).
+func NewShadower(rt http.RoundTripper, maxInFlight int) *Shadower {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	if maxInFlight <= 0 {
+		maxInFlight = 64
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Shadower{rt: rt, max: int64(maxInFlight), ctx: ctx, cancel: cancel}
+}
+
+// Stats returns the counters.
+func (s *Shadower) Stats() ShadowStats {
+	return ShadowStats{
+		Mirrored: s.mirrored.Load(), Dropped: s.dropped.Load(), TooLarge: s.tooLarge.Load(),
+		Matches: s.matches.Load(), Mismatches: s.mismatches.Load(), Errors: s.errs.Load(),
+		Unpaired: s.unpaired.Load(), InFlight: s.inflight.Load(), MaxInFlight: s.maxSeen.Load(),
+	}
+}
+
+// Close stops mirroring, cancels the copies in flight and waits for their goroutines. It is
+// idempotent and returns nil.
+func (s *Shadower) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Pending is one mirrored copy on its way. Report the primary's outcome to it with Primary.
+// A nil *Pending (nothing mirrored) accepts Primary and does nothing.
+type Pending struct {
+	ch          chan primaryResult // buffered 1
+	sent        atomic.Bool
+	compareBody bool
+}
+
+type primaryResult struct {
+	ok       bool // the primary got a response
+	status   int
+	sum      []byte // body hash; nil when not compared or not read to the end
+	complete bool
+}
+
+// Primary reports the primary's result, without blocking. With body comparison on, it
+// wraps resp.Body (in place) so that the body is hashed as the caller reads it; the
+// comparison happens when the caller reaches EOF or closes the body. Call it once.
+func (p *Pending) Primary(resp *http.Response, err error) {
+	if p == nil {
+		return
+	}
+	if err != nil || resp == nil {
+		p.report(primaryResult{})
+		return
+	}
+	if !p.compareBody || resp.Body == nil || resp.Body == http.NoBody {
+		r := primaryResult{ok: true, status: resp.StatusCode}
+		if p.compareBody {
+			sum := sha256.Sum256(nil) // no body: an empty one
+			r.sum, r.complete = sum[:], true
+		}
+		p.report(r)
+		return
+	}
+	resp.Body = &hashingBody{rc: resp.Body, h: sha256.New(), p: p, status: resp.StatusCode}
+}
+
+func (p *Pending) report(r primaryResult) {
+	if p.sent.CompareAndSwap(false, true) {
+		p.ch <- r
+	}
+}
+
+// hashingBody hashes the primary's body as it is read and reports at EOF or Close.
+type hashingBody struct {
+	rc     io.ReadCloser
+	h      hash.Hash
+	n      int64
+	p      *Pending
+	status int
+}
+
+func (b *hashingBody) Read(buf []byte) (int, error) {
+	n, err := b.rc.Read(buf)
+	if n > 0 && b.n < maxShadowResponse {
+		b.h.Write(buf[:n])
+		b.n += int64(n)
+	}
+	if err == io.EOF {
+		b.p.report(primaryResult{ok: true, status: b.status, sum: b.h.Sum(nil), complete: true})
+	}
+	return n, err
+}
+
+func (b *hashingBody) Close() error {
+	// Closed before EOF: the status is still worth comparing.
+	b.p.report(primaryResult{ok: true, status: b.status})
+	return b.rc.Close()
+}
+
+// Mirror starts a copy of req to p's destination and returns at once. It returns nil when
+// nothing was sent: p is nil, the Shadower is closed, a cap was reached, or the body is over
+// p's cap or cannot be replayed (req.GetBody is nil). The copy's context keeps req's values
+// but not its cancellation, and ends after p's timeout. The copy carries [ShadowHeader] and
+// the [ShadowHostSuffix]; its URL host is p's destination service when it has one. req is
+// not modified, and may be used by the caller as soon as Mirror returns.
+func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
+	if p == nil {
+		return nil
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody && (req.GetBody == nil || req.ContentLength > p.maxBody) {
+		s.tooLarge.Add(1)
+		return nil
+	}
+	if n := p.inflight.Add(1); n > p.maxConcurrency {
+		p.inflight.Add(-1)
+		s.dropped.Add(1)
+		return nil
+	}
+	n := s.inflight.Add(1)
+	if n > s.max {
+		s.inflight.Add(-1)
+		p.inflight.Add(-1)
+		s.dropped.Add(1)
+		return nil
+	}
+	for {
+		m := s.maxSeen.Load()
+		if n <= m || s.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		s.inflight.Add(-1)
+		p.inflight.Add(-1)
+		s.dropped.Add(1)
+		return nil
+	}
+	s.wg.Add(1)
+	s.mu.RUnlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), p.timeout)
+	stop := context.AfterFunc(s.ctx, cancel)
+	clone := req.Clone(ctx)
+	clone.Body, clone.ContentLength = nil, 0
+	if clone.Header == nil {
+		clone.Header = http.Header{}
+	}
+	clone.Header.Set(ShadowHeader, "true")
+	host := req.Host
+	if host == "" && req.URL != nil {
+		host = req.URL.Host
+	}
+	clone.Host = shadowHost(host)
+	if p.dest.Service != "" && clone.URL != nil {
+		clone.URL.Host = p.dest.Service
+	}
+	pend := &Pending{ch: make(chan primaryResult, 1), compareBody: p.compareBody}
+	s.mirrored.Add(1)
+	go func() {
+		defer func() {
+			stop()
+			cancel()
+			s.inflight.Add(-1)
+			p.inflight.Add(-1)
+			s.wg.Done()
+		}()
+		s.run(ctx, clone, req.GetBody, hasBody, p, pend)
+	}()
+	return pend
+}
+
+func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() (io.ReadCloser, error), hasBody bool, p *ShadowPolicy, pend *Pending) {
+	if hasBody {
+		rc, err := getBody()
+		if err != nil {
+			s.tooLarge.Add(1)
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, p.maxBody+1))
+		rc.Close()
+		if err != nil || int64(len(b)) > p.maxBody {
+			s.tooLarge.Add(1)
+			return
+		}
+		clone.Body = io.NopCloser(bytes.NewReader(b))
+		clone.ContentLength = int64(len(b))
+		clone.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	resp, err := s.rt.RoundTrip(clone)
+	if err != nil {
+		s.errs.Add(1)
+		return
+	}
+	var sum []byte
+	if p.compareBody {
+		h := sha256.New()
+		_, err = io.Copy(h, io.LimitReader(resp.Body, maxShadowResponse))
+		sum = h.Sum(nil)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxShadowResponse))
+	resp.Body.Close()
+	if err != nil {
+		s.errs.Add(1)
+		return
+	}
+	var pr primaryResult
+	select {
+	case pr = <-pend.ch:
+	case <-ctx.Done():
+		s.unpaired.Add(1)
+		return
+	}
+	if !pr.ok {
+		s.unpaired.Add(1)
+		return
+	}
+	same := pr.status == resp.StatusCode
+	if same && p.compareBody && pr.complete {
+		same = bytes.Equal(pr.sum, sum)
+	}
+	if same {
+		s.matches.Add(1)
+	} else {
+		s.mismatches.Add(1)
+	}
+}
+
+// shadowHost appends ShadowHostSuffix to the host part of host[:port].
+func shadowHost(host string) string {
+	h := hostOnly(host)
+	if h == host {
+		return host + ShadowHostSuffix
+	}
+	if strings.HasPrefix(host, "[") {
+		return host // an IPv6 literal has no name to suffix
+	}
+	return h + ShadowHostSuffix + host[len(h):]
+}
