@@ -11,7 +11,7 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 )
 
-// Option configures NewTransport (and, as they land, the handler and gRPC constructors).
+// Option configures NewTransport, NewHandler (and, as they land, the gRPC constructors).
 // Options never panic: a bad value is reported by the constructor, naming the option.
 type Option interface {
 	apply(*config)
@@ -35,6 +35,8 @@ type config struct {
 	logger        *slog.Logger
 	errs          []error
 	maxBufferBody int64
+	outbound      *outboundLimits // client rate and concurrency limits, nil when none: ratelimit.go
+	server        serverConfig    // NewHandler's stages: handler.go
 }
 
 func newConfig(opts []Option) (*config, error) {

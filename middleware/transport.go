@@ -278,8 +278,9 @@ func (t *Transport) CloseIdleConnections() {
 // configured. Hosts that are not services pass through to the base transport unchanged. An
 // upstream 5xx is a response; local refusals are errors with a nil response:
 // balancer.ErrNoEndpoints, an error matching breaker.ErrOpen when every endpoint's breaker is
-// open, or the context's error.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+// open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, or
+// the context's error.
+func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
 	d, err := t.destination(req)
 	if err != nil {
 		closeBody(req)
@@ -291,6 +292,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.closed.Load() {
 		closeBody(req)
 		return nil, errClosed
+	}
+	if t.cfg.outbound != nil { // outbound rate and concurrency limits: ratelimit.go
+		p, lerr := t.cfg.outbound.admit(req, d.service)
+		if lerr != nil {
+			return nil, lerr
+		}
+		defer func() { p.done(req, resp, err) }()
 	}
 	t.stats.requests.Add(1)
 	t.bud.deposit()

@@ -1,0 +1,239 @@
+// Command ratelimit shows one rate limit shared by several instances of a service.
+//
+// It starts two instances of an HTTP service on loopback, each wrapped by middleware.NewHandler
+// with a per-client limit kept in Redis (ratelimit.Redis, keyed by ratelimit.ClientIP), so that
+// the instances together admit at most -rate requests per second with bursts of -burst,
+// whichever instance a request reaches. A client then sends -requests requests, alternating
+// between the instances, faster than the limit allows. The program prints what each instance
+// admitted and refused, the RateLimit-* and Retry-After headers the client saw, and whether
+// the total stayed within the global bound. It exits by itself.
+//
+//	go run ./examples/ratelimit -redis 127.0.0.1:6379
+//	PROXYLESS_REDIS_BIN=/usr/bin/redis-server go run ./examples/ratelimit   # starts its own Redis
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/proxyless/proxyless/internal/redistest"
+	"github.com/proxyless/proxyless/middleware"
+	"github.com/proxyless/proxyless/ratelimit"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ratelimit:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	redis    string        // Redis address; "" starts one from PROXYLESS_REDIS_BIN
+	rate     float64       // global requests per second
+	burst    int           // global burst
+	requests int           // requests the client sends
+	interval time.Duration // pause between two requests
+	timeout  time.Duration // bound on the whole run
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ratelimit", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var o options
+	fs.StringVar(&o.redis, "redis", "", "address of a Redis server (default: start one from $"+redistest.EnvBin+")")
+	fs.Float64Var(&o.rate, "rate", 20, "global limit, requests per second over both instances")
+	fs.IntVar(&o.burst, "burst", 5, "global burst")
+	fs.IntVar(&o.requests, "requests", 100, "requests the client sends")
+	fs.DurationVar(&o.interval, "interval", 5*time.Millisecond, "pause between two requests")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "bound on the whole run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	case !(o.rate > 0):
+		return errors.New("-rate must be positive")
+	case o.burst < 1:
+		return errors.New("-burst must be at least 1")
+	case o.requests < 1:
+		return errors.New("-requests must be at least 1")
+	case o.interval < 0:
+		return errors.New("-interval must not be negative")
+	case o.timeout <= 0:
+		return errors.New("-timeout must be positive")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	_, err := example(ctx, o, out)
+	return err
+}
+
+// instanceNames label the two instances, in the order they are started.
+var instanceNames = [2]string{"A", "B"}
+
+// summary is what a run saw, for the smoke test.
+type summary struct {
+	admitted, refused [2]int
+	elapsed           time.Duration
+	bound             float64     // burst + rate × elapsed
+	firstAdmitted     http.Header // RateLimit-* headers of the first admitted response
+	firstRefused      http.Header // and of the first refusal, with Retry-After
+}
+
+func example(ctx context.Context, o options, out io.Writer) (summary, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	addr, origin := o.redis, "given by -redis"
+	if addr == "" {
+		bin, err := redistest.Binary()
+		if err != nil {
+			return summary{}, fmt.Errorf("no -redis address, and no Redis to start: %w", err)
+		}
+		srv, err := redistest.Start(bin)
+		if err != nil {
+			return summary{}, err
+		}
+		defer srv.Close()
+		addr, origin = srv.Addr(), "started for this run"
+	}
+	fmt.Fprintf(out, "redis %s (%s)\n", addr, origin)
+
+	// Every instance has its own Redis client, as separate processes would. A fresh key prefix
+	// keeps this run's buckets apart from earlier runs' on a shared Redis.
+	prefix := fmt.Sprintf("proxyless:example:%d:%d:", os.Getpid(), time.Now().UnixNano())
+	urls := make([]string, len(instanceNames))
+	for i, name := range instanceNames {
+		rc := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		defer rc.Close()
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := rc.Ping(pctx).Err()
+		pcancel()
+		if err != nil {
+			return summary{}, fmt.Errorf("redis %s: %w", addr, err)
+		}
+		lim, err := ratelimit.NewRedis(rc, ratelimit.RedisConfig{
+			Default: ratelimit.Quota{Rate: o.rate, Burst: o.burst},
+			Prefix:  prefix,
+			// While Redis is down each instance admits half the quota on its own.
+			FallbackShare: 1.0 / float64(len(instanceNames)),
+		})
+		if err != nil {
+			return summary{}, err
+		}
+		perClient, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{})
+		if err != nil {
+			return summary{}, err
+		}
+		h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello from instance %s\n", name)
+		}), middleware.WithServerRateLimit(lim, perClient))
+		if err != nil {
+			return summary{}, err
+		}
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		urls[i] = srv.URL + "/"
+	}
+	fmt.Fprintf(out, "global limit %g/s, burst %d, shared by %d instances; %d requests, one every %v\n\n",
+		o.rate, o.burst, len(urls), o.requests, o.interval)
+
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: base, Timeout: 5 * time.Second}
+	var s summary
+	start := time.Now()
+	for n := range o.requests {
+		i := n % len(urls)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[i], nil)
+		if err != nil {
+			return s, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return s, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			s.admitted[i]++
+			if s.firstAdmitted == nil {
+				s.firstAdmitted = rateLimitHeaders(resp.Header)
+			}
+		case http.StatusTooManyRequests:
+			s.refused[i]++
+			if s.firstRefused == nil {
+				s.firstRefused = rateLimitHeaders(resp.Header)
+			}
+		default:
+			return s, fmt.Errorf("instance %s answered %s", instanceNames[i], resp.Status)
+		}
+		if o.interval > 0 && n+1 < o.requests {
+			select {
+			case <-time.After(o.interval):
+			case <-ctx.Done():
+				return s, ctx.Err()
+			}
+		}
+	}
+	s.elapsed = time.Since(start)
+	s.bound = float64(o.burst) + o.rate*s.elapsed.Seconds()
+
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "instance\tadmitted\trefused")
+	for i, name := range instanceNames {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", name, s.admitted[i], s.refused[i])
+	}
+	total := s.admitted[0] + s.admitted[1]
+	fmt.Fprintf(tw, "total\t%d\t%d\n", total, s.refused[0]+s.refused[1])
+	_ = tw.Flush()
+	within := "yes"
+	if float64(total) > s.bound+1 {
+		within = "NO"
+	}
+	fmt.Fprintf(out, "\nwithin the global bound %d + %g/s × %v = %.1f: %s\n\n",
+		o.burst, o.rate, s.elapsed.Round(time.Millisecond), s.bound, within)
+	fmt.Fprintf(out, "first admitted: %s\n", format(s.firstAdmitted))
+	fmt.Fprintf(out, "first refused:  %s\n", format(s.firstRefused))
+	return s, nil
+}
+
+var shownHeaders = []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"}
+
+func rateLimitHeaders(h http.Header) http.Header {
+	out := http.Header{}
+	for _, k := range shownHeaders {
+		if v := h.Get(k); v != "" {
+			out.Set(k, v)
+		}
+	}
+	return out
+}
+
+func format(h http.Header) string {
+	if h == nil {
+		return "(none)"
+	}
+	var parts []string
+	for _, k := range shownHeaders {
+		if v := h.Get(k); v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
+}

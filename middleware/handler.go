@@ -1,0 +1,229 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"time"
+
+	"github.com/proxyless/proxyless/ratelimit"
+	"github.com/proxyless/proxyless/ratelimit/overload"
+)
+
+// Header names of the IETF draft "RateLimit header fields for HTTP"
+// (draft-ietf-httpapi-ratelimit-headers, the revisions with one field per value), in the
+// canonical form net/http uses.
+const (
+	RateLimitLimitHeader     = "Ratelimit-Limit"     // the key's quota at once: the burst
+	RateLimitRemainingHeader = "Ratelimit-Remaining" // requests the key may still send now
+	RateLimitResetHeader     = "Ratelimit-Reset"     // whole seconds until the quota is whole again
+)
+
+// retryAfterHeader is declared with the client's Retry-After parsing (retry.go).
+
+// serverConfig holds what NewHandler's options set.
+type serverConfig struct {
+	rateLimits []serverRateLimit // applied in the order given
+	shed       overload.Limiter  // nil when load is not shed
+}
+
+type serverRateLimit struct {
+	lim ratelimit.Limiter
+	key KeyFunc
+}
+
+// KeyFunc maps a request to the key a per-key rate limit counts it under: a client IP
+// (ratelimit.ClientIP), an API key (KeyByHeader), a JWT subject, a route, or any function of
+// the request. It must be safe for concurrent use. The empty key is a key like any other:
+// every request that maps to "" shares one bucket, and a limiter override for "" gives those
+// requests their own quota (ratelimit.Quota{} refuses them all).
+type KeyFunc func(r *http.Request) string
+
+// KeyByHeader returns a KeyFunc that keys a request by the first value of its header name
+// ("" when absent). A client chooses its own header values: a key it can invent gives it a
+// fresh bucket each time, so key by header only what is verified (an API key checked before
+// the limit, or whose forgeries are refused anyway), and pair it with a per-client-IP limit.
+func KeyByHeader(name string) KeyFunc {
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	return func(r *http.Request) string {
+		if v := r.Header[name]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+}
+
+// WithServerRateLimit makes NewHandler limit requests per key: key maps each request to a
+// key and l admits or refuses it (a ratelimit.Keyed for one instance, a ratelimit.Redis for a
+// limit shared by every instance). A refused request is answered 429 Too Many Requests with
+// Retry-After (whole seconds, rounded up; absent when no wait would help, as for a key whose
+// quota is zero) and the RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers;
+// an admitted one carries the RateLimit-* headers too. The option may be given several times
+// (per client IP and per API key, say): each limit must admit the request, they are asked in
+// order, and the headers describe the one with the fewest requests remaining. Default: none.
+func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) Option {
+	return optionFunc(func(c *config) {
+		switch {
+		case l == nil:
+			c.errs = append(c.errs, errors.New("middleware: WithServerRateLimit: limiter is nil"))
+		case key == nil:
+			c.errs = append(c.errs, errors.New("middleware: WithServerRateLimit: key function is nil"))
+		default:
+			c.server.rateLimits = append(c.server.rateLimits, serverRateLimit{lim: l, key: key})
+		}
+	})
+}
+
+// WithLoadShedding makes NewHandler refuse work the server cannot take on: l admits each
+// request (after the rate limits) for as long as the handler runs. An overload.Bulkhead caps
+// the requests in flight; an overload.Adaptive caps them at what keeps latency at its
+// baseline. A refused request is answered 503 Service Unavailable, without Retry-After, so
+// that a mesh client retries it at once on another instance. The handler's outcome is a
+// success when it returns, dropped when the client went away or the handler panicked.
+// Default: no shedding.
+func WithLoadShedding(l overload.Limiter) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			c.errs = append(c.errs, errors.New("middleware: WithLoadShedding: limiter is nil"))
+			return
+		}
+		c.server.shed = l
+	})
+}
+
+// stage is one step of the server path. build returns next wrapped in the step, or nil when
+// the options do not configure it.
+type stage struct {
+	name  string
+	build func(c *config, next http.Handler) http.Handler
+}
+
+// handlerStages is the server path, outermost first. Identity (authentication) must come
+// before the rate limits whose keys read it; shedding comes last so that its permits cover
+// only work the server actually does.
+var handlerStages = []stage{
+	{"ratelimit", buildRateLimit},
+	{"shed", buildShed},
+}
+
+// NewHandler returns next wrapped in the server side of the mesh, configured by opts: per-key
+// rate limits (WithServerRateLimit), then load shedding (WithLoadShedding). Without any, it
+// returns next itself. It validates every option and returns an error naming the first bad
+// one; the client's outbound limits (WithRateLimit, WithRateLimiter, WithConcurrencyLimit)
+// are refused here, and other client options have no effect.
+//
+// The handler is safe for concurrent use, starts no goroutines and needs no cleanup.
+func NewHandler(next http.Handler, opts ...Option) (http.Handler, error) {
+	if next == nil {
+		return nil, errors.New("middleware: NewHandler: next handler is nil")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.outbound != nil {
+		return nil, errors.New("middleware: NewHandler: WithRateLimit, WithRateLimiter and WithConcurrencyLimit limit a Transport's outbound requests; use WithServerRateLimit and WithLoadShedding")
+	}
+	h := next
+	for i := len(handlerStages) - 1; i >= 0; i-- {
+		if wrapped := handlerStages[i].build(cfg, h); wrapped != nil {
+			h = wrapped
+		}
+	}
+	return h, nil
+}
+
+func buildRateLimit(c *config, next http.Handler) http.Handler {
+	if len(c.server.rateLimits) == 0 {
+		return nil
+	}
+	return &rateLimitHandler{next: next, limits: c.server.rateLimits}
+}
+
+// rateLimitHandler applies per-key rate limits.
+type rateLimitHandler struct {
+	next   http.Handler      // immutable
+	limits []serverRateLimit // immutable
+}
+
+func (h *rateLimitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var shown ratelimit.Decision
+	for i := range h.limits {
+		l := &h.limits[i]
+		d, err := l.lim.Take(r.Context(), l.key(r))
+		if err != nil {
+			// The request's context is done: the client has gone (or the server is
+			// shutting down). Nobody reads the answer.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if !d.Allowed {
+			hd := w.Header()
+			setRateLimitHeaders(hd, d)
+			if d.RetryAfter > 0 {
+				hd[retryAfterHeader] = []string{strconv.FormatInt(ceilSeconds(d.RetryAfter), 10)}
+			}
+			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
+			return
+		}
+		if d.Limit > 0 && (shown.Limit == 0 || d.Remaining < shown.Remaining) {
+			shown = d
+		}
+	}
+	if shown.Limit > 0 { // Limit 0 when admitted: an unlimited key, nothing to show
+		setRateLimitHeaders(w.Header(), shown)
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// setRateLimitHeaders writes d as RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
+func setRateLimitHeaders(h http.Header, d ratelimit.Decision) {
+	v := make([]string, 3) // one allocation for the three values
+	v[0] = strconv.Itoa(d.Limit)
+	v[1] = strconv.Itoa(max(d.Remaining, 0))
+	v[2] = strconv.FormatInt(ceilSeconds(d.Reset), 10)
+	h[RateLimitLimitHeader] = v[0:1:1]
+	h[RateLimitRemainingHeader] = v[1:2:2]
+	h[RateLimitResetHeader] = v[2:3:3]
+}
+
+// ceilSeconds returns d in whole seconds, rounded up, never negative.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+func buildShed(c *config, next http.Handler) http.Handler {
+	if c.server.shed == nil {
+		return nil
+	}
+	return &shedHandler{next: next, lim: c.server.shed}
+}
+
+// shedHandler refuses requests its overload.Limiter does not admit.
+type shedHandler struct {
+	next http.Handler     // immutable
+	lim  overload.Limiter // immutable
+}
+
+func (h *shedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	release, err := h.lim.Acquire(r.Context())
+	if err != nil {
+		// A refusal, or a client that has already gone.
+		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+		return
+	}
+	completed := false
+	defer func() {
+		o := overload.Success
+		if !completed || r.Context().Err() != nil {
+			o = overload.Dropped
+		}
+		release(o)
+	}()
+	h.next.ServeHTTP(w, r)
+	completed = true
+}
