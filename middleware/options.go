@@ -37,6 +37,7 @@ type config struct {
 	maxBufferBody int64
 	outbound      *outboundLimits // client rate and concurrency limits, nil when none: ratelimit.go
 	server        serverConfig    // NewHandler's stages: handler.go
+	grpc          grpcConfig      // gRPC-only settings: grpc_options.go
 }
 
 func newConfig(opts []Option) (*config, error) {

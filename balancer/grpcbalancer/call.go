@@ -1,0 +1,88 @@
+package grpcbalancer
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/proxyless/proxyless/balancer"
+)
+
+// Call is the state the attempts of one RPC share: the endpoints already tried, so that a retry
+// or a hedge goes to another endpoint when one is available. Create it with [NewCall]; it is
+// safe for concurrent use by the attempts of one call (hedges run at once).
+type Call struct {
+	stream bool // immutable
+
+	mu    sync.Mutex
+	tried balancer.Tried // guarded by mu
+}
+
+// NewCall returns the state of one call. A stream's successful end reports no latency to the
+// balancer (a stream lasts as long as its peers want), only the release of its slot.
+func NewCall(stream bool) *Call { return &Call{stream: stream} }
+
+// Tried returns how many endpoints the call's attempts have been sent to (at most
+// balancer.MaxTried).
+func (c *Call) Tried() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tried.Len()
+}
+
+// Attempt is one attempt of a [Call]. The interceptor creates it, puts it in the attempt's
+// context with [NewContext], and reads after the attempt what the picker recorded. Its
+// methods are safe for concurrent use.
+type Attempt struct {
+	call *Call // immutable
+	// OwnDeadline says that the attempt's context has a deadline of its own, earlier than the
+	// call's: when it passes, the attempt timed out and its endpoint is blamed. Set it before
+	// the attempt starts.
+	OwnDeadline bool
+
+	mu          sync.Mutex
+	endpoint    string        // guarded by mu
+	pickErr     error         // guarded by mu
+	pushback    time.Duration // guarded by mu
+	hasPushback bool          // guarded by mu
+}
+
+// NewAttempt returns a new attempt of c.
+func (c *Call) NewAttempt() *Attempt { return &Attempt{call: c} }
+
+// Endpoint returns the address of the endpoint the picker chose, or "" before a pick.
+func (a *Attempt) Endpoint() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.endpoint
+}
+
+// PickError returns the error with which the picker refused the attempt (every endpoint's
+// breaker open, no endpoints), or nil. gRPC hands the caller a status error; this is the
+// original, which matches breaker.ErrOpen or balancer.ErrNoEndpoints with errors.Is.
+func (a *Attempt) PickError() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pickErr
+}
+
+// Pushback returns the server's grpc-retry-pushback-ms, if its trailer carried one. A negative
+// value means the server asked not to retry (as does a malformed one).
+func (a *Attempt) Pushback() (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pushback, a.hasPushback
+}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying a.
+func NewContext(ctx context.Context, a *Attempt) context.Context {
+	return context.WithValue(ctx, ctxKey{}, a)
+}
+
+// FromContext returns the Attempt in ctx, or nil.
+func FromContext(ctx context.Context) *Attempt {
+	a, _ := ctx.Value(ctxKey{}).(*Attempt)
+	return a
+}

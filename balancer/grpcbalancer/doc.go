@@ -1,0 +1,22 @@
+// Package grpcbalancer is the gRPC adapter of package balancer: gRPC load-balancing policies
+// that run the same cores as the HTTP transport (the pickers, zone-aware routing, passive
+// outlier ejection, slow start, Retry-After steering) with a circuit breaker per endpoint in
+// the picker, so that a gRPC channel and an http.Client of one process balance alike.
+//
+// The policies are registered with gRPC under [Name] ("proxyless", whose config names the
+// policy) and under one name per policy ("proxyless_round_robin", ...; see [PolicyName]), and
+// are selected through the service config:
+//
+//	{"loadBalancingConfig": [{"proxyless": {"balancer": {"policy": "peak_ewma"}}}]}
+//
+// Each endpoint is a pick_first child of gRPC's endpointsharding policy; the core picks among
+// the endpoints whose connection is READY. An RPC that fails with UNAVAILABLE,
+// DEADLINE_EXCEEDED from the server, or a connection error counts against its endpoint (an
+// Envoy gateway failure); INTERNAL, UNKNOWN and DATA_LOSS are plain failures; other codes are
+// answers. RESOURCE_EXHAUSTED counts for nothing but steers picks away from the endpoint for
+// the server's grpc-retry-pushback-ms, or [DefaultSteer] without one.
+//
+// The interceptors of package middleware talk to the picker through an [Attempt] in the RPC's
+// context: the picker avoids the endpoints earlier attempts of the same call used, and records
+// the endpoint it picked, a refusal it made, and the server's pushback.
+package grpcbalancer

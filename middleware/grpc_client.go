@@ -1,0 +1,371 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/health" // registers the client-side health check for WithGRPCHealthCheck
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/balancer/grpcbalancer"
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/discovery/grpcresolver"
+	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/ratelimit"
+	"github.com/proxyless/proxyless/ratelimit/overload"
+)
+
+// DialOptions returns what a gRPC client needs to be a mesh client of the services r knows:
+//
+//	conn, err := grpc.NewClient("proxyless:///payments",
+//		append(middleware.DialOptions(r, opts...),
+//			grpc.WithTransportCredentials(creds))...)
+//
+// It installs, in this order:
+//
+//   - a resolver for the scheme "proxyless" (package grpcresolver) that follows the service
+//     through r, failing static;
+//   - a default service config selecting the "proxyless" balancer (package grpcbalancer),
+//     configured by WithBalancer and WithBreaker (or WithoutBreaker): the balancer cores and
+//     per-endpoint breakers of the HTTP transport, in the picker; WithGRPCHealthCheck adds
+//     gRPC health checking;
+//   - grpc.WithDisableRetry, and unary and stream interceptors that apply, per call: the
+//     outbound limits (WithConcurrencyLimit, then WithRateLimit or WithRateLimiter, keyed by
+//     the target's service name), the overall timeout (WithTimeout), retries (WithRetry,
+//     WithGRPCRetryCodes) within the retry budget, each to another endpoint, hedging of unary
+//     calls (WithHedge), and per-attempt timeouts (WithAttemptTimeout);
+//   - otelgrpc's client stats handler (see WithGRPCStatsHandler).
+//
+// Transport credentials are the caller's to add. DialOptions starts nothing: each channel's
+// resolver and balancer stop with ClientConn.Close.
+//
+// # Retries
+//
+// Only the interceptors retry. gRPC's own retries (a retryPolicy in the service config) are
+// turned off with grpc.WithDisableRetry, so that a service config pushed by a resolver cannot
+// multiply our attempts by its own. What remains of gRPC's is its transparent retry of an RPC
+// that never left the client or that the server never processed (a GOAWAY race), once; that
+// cannot add load on a server. A call is retried when its status code is one of the retry
+// codes (UNAVAILABLE by default), no response headers or messages arrived, its context is
+// live, the retry budget has room and the server's grpc-retry-pushback-ms, if any, allows it
+// (a negative or malformed value forbids the retry, a wait longer than
+// RetryPolicy.MaxRetryAfter ends the call); otherwise after exponential backoff with full
+// jitter. Local refusals (every breaker open, no endpoints, an outbound limit) are not
+// retried. RetryPolicy.RetryNonIdempotent and Statuses are HTTP settings: gRPC calls are
+// retried whatever their method, since the retry codes say the server did not do the work.
+//
+// # Errors
+//
+// Errors made locally carry a gRPC status and match their sentinel with errors.Is: an open
+// breaker on every endpoint is Unavailable and matches breaker.ErrOpen; no endpoints is
+// Unavailable and matches balancer.ErrNoEndpoints; an outbound limit is ResourceExhausted and
+// matches ratelimit.ErrLimited; a call whose context is already done is refused without an
+// attempt with DeadlineExceeded or Canceled, matching the context's error. An invalid option
+// makes every call fail with status Internal and the option's error.
+func DialOptions(r discovery.Resolver, opts ...Option) []grpc.DialOption {
+	c := newGRPCClient(r, opts)
+	dopts := []grpc.DialOption{
+		grpc.WithResolvers(grpcresolver.NewBuilder(r)),
+		grpc.WithDefaultServiceConfig(c.serviceConfig),
+		grpc.WithDisableRetry(),
+		grpc.WithChainUnaryInterceptor(c.unary),
+		grpc.WithChainStreamInterceptor(c.stream),
+	}
+	if o := c.statsOption(); o != nil {
+		dopts = append(dopts, o)
+	}
+	return dopts
+}
+
+// grpcClient is the state DialOptions shares among the channels built with its options.
+// It is immutable but for the budget.
+type grpcClient struct {
+	cfg           *config
+	err           error // an invalid option: every call fails with it
+	bud           *budget
+	retryCodes    [codes.Unauthenticated + 1]bool
+	serviceConfig string
+}
+
+func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
+	cfg, err := newConfig(opts)
+	if err == nil && r == nil {
+		err = errors.New("middleware: DialOptions: resolver is nil")
+	}
+	c := &grpcClient{cfg: cfg, bud: newBudget(cfg.retry)}
+	codesList := cfg.grpc.retryCodes
+	if codesList == nil {
+		codesList = []codes.Code{codes.Unavailable}
+	}
+	for _, code := range codesList {
+		c.retryCodes[code] = true
+	}
+	sc, scErr := grpcServiceConfig(cfg)
+	if err == nil {
+		err = scErr
+	}
+	if err != nil {
+		c.err = &configError{err: err}
+		sc, _ = grpcServiceConfig(&config{})
+	}
+	c.serviceConfig = sc
+	return c
+}
+
+// grpcServiceConfig returns the default service config for cfg.
+func grpcServiceConfig(cfg *config) (string, error) {
+	lb := grpcbalancer.Config{Balancer: cfg.balancer, Breaker: cfg.breaker, DisableBreaker: cfg.breakerOff}
+	// HTTP health checks cannot probe a gRPC server; WithGRPCHealthCheck is the gRPC way.
+	lb.Balancer.HealthCheck = nil
+	if err := lb.Validate(); err != nil {
+		return "", fmt.Errorf("middleware: WithBalancer or WithBreaker: %w", err)
+	}
+	sc := map[string]any{"loadBalancingConfig": []map[string]grpcbalancer.Config{{grpcbalancer.Name: lb}}}
+	if hc := cfg.grpc.healthCheck; hc != nil {
+		sc["healthCheckConfig"] = map[string]string{"serviceName": *hc}
+	}
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return "", fmt.Errorf("middleware: service config: %w", err)
+	}
+	return string(b), nil
+}
+
+func (c *grpcClient) statsOption() grpc.DialOption {
+	if c.cfg.grpc.statsSet {
+		if c.cfg.grpc.stats == nil {
+			return nil
+		}
+		return grpc.WithStatsHandler(c.cfg.grpc.stats)
+	}
+	return grpc.WithStatsHandler(otelgrpc.NewClientHandler())
+}
+
+// configError is an invalid option, reported on every call.
+type configError struct{ err error }
+
+func (e *configError) Error() string              { return e.err.Error() }
+func (e *configError) Unwrap() error              { return e.err }
+func (e *configError) GRPCStatus() *status.Status { return status.New(codes.Internal, e.err.Error()) }
+
+// contextError is a call refused because its context was already done: it matches the
+// context's error with errors.Is and carries the matching status.
+type contextError struct{ err error }
+
+func (e *contextError) Error() string { return "middleware: call not sent: " + e.err.Error() }
+func (e *contextError) Unwrap() error { return e.err }
+func (e *contextError) GRPCStatus() *status.Status {
+	return status.New(status.FromContextError(e.err).Code(), e.Error())
+}
+
+// limitError is a call refused by an outbound or inbound limit: ResourceExhausted, matching
+// ratelimit.ErrLimited.
+type limitError struct{ err error }
+
+func (e *limitError) Error() string { return e.err.Error() }
+func (e *limitError) Unwrap() error { return e.err }
+func (e *limitError) GRPCStatus() *status.Status {
+	return status.New(codes.ResourceExhausted, e.err.Error())
+}
+
+// expired returns a contextError when ctx is done or its deadline has passed.
+func expired(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return &contextError{err: err}
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return &contextError{err: context.DeadlineExceeded}
+	}
+	return nil
+}
+
+// serviceOf returns the service a channel's target names: "payments" for
+// "proxyless:///payments", else the target itself.
+func serviceOf(target string) string {
+	if i := strings.Index(target, ":///"); i >= 0 {
+		return target[i+4:]
+	}
+	return target
+}
+
+// admit applies the outbound limits to a call. On success the caller must call the returned
+// function with the call's error.
+func (c *grpcClient) admit(ctx context.Context, target string) (func(error), error) {
+	o := c.cfg.outbound
+	if o == nil {
+		return nil, nil
+	}
+	var release func(overload.Outcome)
+	if o.conc != nil {
+		r, err := o.conc.Acquire(ctx)
+		if err != nil {
+			return nil, grpcRefusal("concurrency", serviceOf(target), err)
+		}
+		release = r
+	}
+	if o.rate != nil {
+		service := serviceOf(target)
+		d, err := o.rate.Take(ctx, service)
+		if err == nil {
+			err = d.Err()
+		}
+		if err != nil {
+			if release != nil {
+				release(overload.Dropped)
+			}
+			return nil, grpcRefusal("rate", service, err)
+		}
+	}
+	if release == nil {
+		return nil, nil
+	}
+	return func(err error) { release(grpcOutcome(ctx, err)) }, nil
+}
+
+func grpcRefusal(kind, service string, err error) error {
+	if !errors.Is(err, ratelimit.ErrLimited) {
+		return &contextError{err: err}
+	}
+	return &limitError{err: fmt.Errorf("middleware: outbound %s limit for %s: %w", kind, service, err)}
+}
+
+// grpcOutcome classifies a call's result for an overload.Limiter.
+func grpcOutcome(ctx context.Context, err error) overload.Outcome {
+	switch {
+	case err == nil:
+		return overload.Success
+	case ctx.Err() != nil, errors.Is(err, balancer.ErrNoEndpoints), errors.Is(err, breaker.ErrOpen):
+		return overload.Dropped
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Internal, codes.Unknown:
+		return overload.Failure
+	case codes.Canceled:
+		return overload.Dropped
+	}
+	return overload.Success
+}
+
+// attempt prepares the context of one attempt of call: the Attempt the picker reads, and the
+// per-attempt deadline or, when hedging, a cancel of its own. cancel is never nil.
+func (c *grpcClient) attempt(ctx context.Context, call *grpcbalancer.Call, cancellable bool) (context.Context, *grpcbalancer.Attempt, context.CancelFunc) {
+	a := call.NewAttempt()
+	cancel := context.CancelFunc(func() {})
+	if to := c.cfg.attemptTO; to > 0 {
+		d := time.Now().Add(to)
+		if dl, ok := ctx.Deadline(); !ok || d.Before(dl) {
+			a.OwnDeadline = true
+		}
+		ctx, cancel = context.WithDeadline(ctx, d)
+	} else if cancellable {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	return grpcbalancer.NewContext(ctx, a), a, cancel
+}
+
+// retryable decides whether a failed attempt may be followed by another, and after how long
+// (0: the usual backoff). ctx is the call's; headers says response headers arrived.
+func (c *grpcClient) retryable(ctx context.Context, err error, a *grpcbalancer.Attempt, headers bool) (bool, time.Duration) {
+	if c.cfg.retry.Disable || headers || ctx.Err() != nil || a.PickError() != nil {
+		return false, 0
+	}
+	code := status.Code(err)
+	if int(code) >= len(c.retryCodes) || !c.retryCodes[code] {
+		return false, 0
+	}
+	if pb, ok := a.Pushback(); ok {
+		if pb < 0 || pb > c.cfg.retry.MaxRetryAfter {
+			return false, 0
+		}
+		return true, pb
+	}
+	return true, 0
+}
+
+// localError returns the error to hand the caller for a failed attempt: the picker's own
+// refusal when it made one (so that errors.Is works), else err.
+func localError(err error, a *grpcbalancer.Attempt) error {
+	if pe := a.PickError(); pe != nil {
+		return pe
+	}
+	return err
+}
+
+func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) (err error) {
+	if c.err != nil {
+		return c.err
+	}
+	if err := expired(ctx); err != nil {
+		return err
+	}
+	release, err := c.admit(ctx, cc.Target())
+	if err != nil {
+		return err
+	}
+	if release != nil {
+		defer func() { release(err) }()
+	}
+	if c.cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
+		defer cancel()
+	}
+	c.bud.deposit()
+	call := grpcbalancer.NewCall(false)
+	if c.cfg.hedge.enabled && !c.cfg.retry.Disable {
+		if m, ok := reply.(proto.Message); ok {
+			return c.hedged(ctx, call, method, req, m, cc, invoker, opts)
+		}
+	}
+	return c.sequential(ctx, call, method, req, reply, cc, invoker, opts)
+}
+
+// invokeOnce runs one attempt and reports its error and whether response headers arrived.
+func (c *grpcClient) invokeOnce(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (headers bool, err error) {
+	if c.cfg.retry.Disable {
+		return false, invoker(ctx, method, req, reply, cc, opts...)
+	}
+	var hdr metadata.MD
+	o := append(opts[:len(opts):len(opts)], grpc.Header(&hdr))
+	err = invoker(ctx, method, req, reply, cc, o...)
+	return hdr != nil, err
+}
+
+func (c *grpcClient) sequential(ctx context.Context, call *grpcbalancer.Call, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+	pol := &c.cfg.retry
+	for n := 0; ; n++ {
+		actx, a, cancel := c.attempt(ctx, call, false)
+		headers, err := c.invokeOnce(actx, method, req, reply, cc, invoker, opts)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		retry, wait := c.retryable(ctx, err, a, headers)
+		if !retry || n >= pol.MaxRetries {
+			return localError(err, a)
+		}
+		if wait == 0 {
+			wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
+		}
+		if !c.bud.withdraw(time.Now()) {
+			return err
+		}
+		if !backoff.Sleep(ctx, wait) {
+			return err
+		}
+		if m, ok := reply.(proto.Message); ok {
+			proto.Reset(m) // nothing of a failed attempt must leak into the next
+		}
+	}
+}

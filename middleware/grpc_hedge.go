@@ -1,0 +1,103 @@
+package middleware
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/proxyless/proxyless/balancer/grpcbalancer"
+	"github.com/proxyless/proxyless/internal/backoff"
+)
+
+// hedgeResult is what one hedged attempt produced, in a reply message of its own.
+type hedgeResult struct {
+	err     error
+	reply   proto.Message
+	att     *grpcbalancer.Attempt
+	headers bool
+}
+
+// hedged runs a unary call as HedgePolicy says: the first attempt and, each time Delay passes
+// without an answer, one more to another endpoint, up to MaxHedges, each paid for by the retry
+// budget. Every attempt decodes into a reply message of its own, so that attempts never share
+// memory; the first final answer (a success, or a failure that is not retried) wins, its
+// reply is copied into the caller's, and the other attempts are cancelled (the servers see the
+// cancellation). Retryable failures are followed by a further attempt while the retry
+// allowance lasts.
+func (c *grpcClient) hedged(ctx context.Context, call *grpcbalancer.Call, method string, req any, reply proto.Message, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+	pol := &c.cfg.hedge
+	rp := &c.cfg.retry
+	maxAttempts := 1 + pol.MaxHedges + rp.MaxRetries
+	results := make(chan hedgeResult, maxAttempts) // buffered: losers never block
+	cancels := make([]context.CancelFunc, 0, maxAttempts)
+	defer func() {
+		for _, cancel := range cancels {
+			cancel() // the losers: their servers see the RPC cancelled
+		}
+	}()
+	launch := func() {
+		actx, a, cancel := c.attempt(ctx, call, true)
+		cancels = append(cancels, cancel)
+		r := reply.ProtoReflect().New().Interface()
+		go func() {
+			headers, err := c.invokeOnce(actx, method, req, r, cc, invoker, opts)
+			results <- hedgeResult{err: err, reply: r, att: a, headers: headers}
+		}()
+	}
+	launch()
+	pending, hedges, retries := 1, 0, 0
+	timer := time.NewTimer(pol.Delay)
+	defer timer.Stop()
+	var last error // the latest retryable failure
+	for {
+		select {
+		case res := <-results:
+			pending--
+			if res.err == nil {
+				proto.Reset(reply)
+				proto.Merge(reply, res.reply)
+				return nil
+			}
+			retry, wait := c.retryable(ctx, res.err, res.att, res.headers)
+			if !retry {
+				if res.att.PickError() != nil && pending > 0 {
+					continue // refused locally; another attempt may still answer
+				}
+				if res.att.PickError() != nil && last != nil {
+					return last
+				}
+				return localError(res.err, res.att)
+			}
+			last = res.err
+			if pending > 0 {
+				continue
+			}
+			if retries >= rp.MaxRetries || len(cancels) >= maxAttempts || !c.bud.withdraw(time.Now()) {
+				return last
+			}
+			if !backoff.Sleep(ctx, wait) {
+				return last
+			}
+			retries++
+			pending++
+			launch()
+			timer.Reset(pol.Delay)
+		case <-timer.C:
+			if hedges >= pol.MaxHedges || len(cancels) >= maxAttempts || !c.bud.withdraw(time.Now()) {
+				continue
+			}
+			hedges++
+			pending++
+			launch()
+			timer.Reset(pol.Delay)
+		case <-ctx.Done():
+			if last != nil {
+				return last
+			}
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}

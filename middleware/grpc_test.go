@@ -1,0 +1,438 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/middleware"
+	"github.com/proxyless/proxyless/ratelimit"
+	"github.com/proxyless/proxyless/ratelimit/overload"
+)
+
+// rr is a balancer config that makes the order of picks predictable and never ejects.
+var rr = middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: balancer.OutlierConfig{Disabled: true}})
+
+func TestGRPCRetryGoesToAnotherEndpoint(t *testing.T) {
+	bad, good := newGRPCBackend(t, "bad"), newGRPCBackend(t, "good")
+	f := newGRPCFixture(t, []*grpcBackend{bad, good}, rr, middleware.WithoutBreaker())
+	f.waitReady(t)
+	bad.set(modeUnavailable)
+	const n = 10 // within the budget's floor of 10 retries a second
+	for range n {
+		resp, err := f.call(t, 5*time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, "good", resp.GetUsername())
+	}
+	assert.EqualValues(t, n, good.calls.Load(), "each call reached the good backend exactly once")
+	assert.Positive(t, bad.calls.Load(), "round robin sent first attempts to the bad backend")
+	assert.LessOrEqual(t, bad.calls.Load(), int64(n), "no call went to the bad backend twice")
+}
+
+func TestGRPCNonRetryableCodes(t *testing.T) {
+	for _, code := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.NotFound, codes.Internal, codes.DeadlineExceeded, codes.ResourceExhausted} {
+		t.Run(code.String(), func(t *testing.T) {
+			a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+			f := newGRPCFixture(t, []*grpcBackend{a, b}, rr, middleware.WithoutBreaker())
+			f.waitReady(t)
+			for _, be := range f.backends {
+				be.code.Store(int64(code))
+				be.set(modeCode)
+			}
+			_, err := f.call(t, 5*time.Second)
+			assert.Equal(t, code, status.Code(err))
+			assert.EqualValues(t, 1, a.calls.Load()+b.calls.Load(), "not retried")
+		})
+	}
+}
+
+func TestGRPCRetryCodesValidation(t *testing.T) {
+	for _, code := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.OK} {
+		a := newGRPCBackend(t, "a")
+		f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithGRPCRetryCodes(codes.Unavailable, code))
+		_, err := f.call(t, 5*time.Second)
+		assert.Equal(t, codes.Internal, status.Code(err), "a config error fails every call")
+		assert.ErrorContains(t, err, "WithGRPCRetryCodes")
+		assert.Zero(t, a.calls.Load())
+	}
+}
+
+func TestGRPCDeadlineExceededRetriedOnlyWhenConfigured(t *testing.T) {
+	for _, configured := range []bool{false, true} {
+		slow, good := newGRPCBackend(t, "slow"), newGRPCBackend(t, "good")
+		opts := []middleware.Option{rr, middleware.WithoutBreaker(), middleware.WithAttemptTimeout(100 * time.Millisecond)}
+		if configured {
+			opts = append(opts, middleware.WithGRPCRetryCodes(codes.Unavailable, codes.DeadlineExceeded))
+		}
+		f := newGRPCFixture(t, []*grpcBackend{slow, good}, opts...)
+		f.waitReady(t)
+		slow.set(modeHang)
+		var failures int
+		for range 4 {
+			if _, err := f.call(t, 5*time.Second); err != nil {
+				assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+				failures++
+			}
+		}
+		if configured {
+			assert.Zero(t, failures, "attempt timeouts retried on the good backend")
+		} else {
+			assert.Positive(t, failures, "attempt timeouts not retried")
+			assert.EqualValues(t, 4, slow.calls.Load()+good.calls.Load())
+		}
+	}
+}
+
+func TestGRPCNoRetryAfterHeaders(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a, b}, rr, middleware.WithoutBreaker())
+	f.waitReady(t)
+	a.set(modeHeadersThenUnavailable)
+	b.set(modeHeadersThenUnavailable)
+	_, err := f.call(t, 5*time.Second)
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.EqualValues(t, 1, a.calls.Load()+b.calls.Load(), "headers arrived: not retried")
+}
+
+func TestGRPCRetryPushback(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a, b}, rr, middleware.WithoutBreaker())
+	f.waitReady(t)
+	for _, be := range f.backends {
+		be.set(modeUnavailable)
+		be.pushback.Store(150)
+	}
+	start := time.Now()
+	_, err := f.call(t, 5*time.Second)
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.EqualValues(t, 3, a.calls.Load()+b.calls.Load(), "2 retries")
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "each retry waited the pushback")
+
+	// A negative pushback forbids the retry.
+	a.reset()
+	b.reset()
+	for _, be := range f.backends {
+		be.pushback.Store(-1)
+	}
+	_, err = f.call(t, 5*time.Second)
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.EqualValues(t, 1, a.calls.Load()+b.calls.Load())
+}
+
+func TestGRPCOutlierEjection(t *testing.T) {
+	backends := []*grpcBackend{newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c")}
+	f := newGRPCFixture(t, backends, middleware.WithoutBreaker(),
+		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin}))
+	f.waitReady(t)
+	ok := 0
+	for i := range 300 {
+		if i == 30 {
+			backends[0].set(modeUnavailable) // a starts failing mid-load
+		}
+		if _, err := f.call(t, 5*time.Second); err == nil {
+			ok++
+		}
+	}
+	assert.Equal(t, 300, ok, "retries hide the failing backend")
+	assert.LessOrEqual(t, backends[0].calls.Load(), int64(10+5+2), "ejected after 5 consecutive failures")
+	before := backends[0].calls.Load()
+	for range 50 {
+		_, err := f.call(t, 5*time.Second)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, before, backends[0].calls.Load(), "the ejected backend gets no calls")
+}
+
+func TestGRPCBreakerOpens(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	f := newGRPCFixture(t, []*grpcBackend{a},
+		middleware.WithBalancer(balancer.Config{Outlier: balancer.OutlierConfig{Disabled: true}}),
+		middleware.WithBreaker(breaker.Config{MinimumVolume: 5, OpenDelay: time.Minute}),
+		middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
+	f.waitReady(t)
+	a.set(modeUnavailable)
+	for range 5 {
+		_, err := f.call(t, 5*time.Second)
+		require.Equal(t, codes.Unavailable, status.Code(err))
+	}
+	calls := a.calls.Load()
+	_, err := f.call(t, 5*time.Second)
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.ErrorIs(t, err, breaker.ErrOpen)
+	assert.Equal(t, calls, a.calls.Load(), "refused locally")
+}
+
+func TestGRPCHedgeWinnerAndLoserCancelled(t *testing.T) {
+	slow, fast := newGRPCBackend(t, "slow"), newGRPCBackend(t, "fast")
+	f := newGRPCFixture(t, []*grpcBackend{slow, fast}, rr, middleware.WithoutBreaker(),
+		middleware.WithHedge(middleware.HedgePolicy{Delay: 20 * time.Millisecond}))
+	f.waitReady(t)
+	slow.set(modeHang)
+	for range 6 {
+		resp := &testgrpc.SimpleResponse{Hostname: "stale"}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := f.conn.Invoke(ctx, "/grpc.testing.TestService/UnaryCall", &testgrpc.SimpleRequest{}, resp)
+		cancel()
+		require.NoError(t, err)
+		assert.Equal(t, "fast", resp.GetUsername(), "the winner's reply")
+		assert.Empty(t, resp.GetHostname(), "the caller's reply was reset before the copy")
+	}
+	require.Positive(t, slow.calls.Load(), "some first attempts went to the slow backend")
+	eventually(t, func() bool { return slow.cancelled.Load() == slow.calls.Load() }, "the slow backend saw every loser cancelled")
+}
+
+func TestGRPCDeadlinePropagates(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithTimeout(2*time.Second))
+	f.waitReady(t)
+	_, err := f.client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+	require.NoError(t, err)
+	left, ok := a.lastDeadline()
+	require.True(t, ok, "the server saw a deadline (grpc-timeout)")
+	assert.Greater(t, left, time.Second)
+	assert.LessOrEqual(t, left, 2*time.Second)
+
+	g := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithTimeout(2*time.Second), middleware.WithAttemptTimeout(300*time.Millisecond))
+	g.waitReady(t)
+	_, err = g.client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+	require.NoError(t, err)
+	left, ok = a.lastDeadline()
+	require.True(t, ok)
+	assert.LessOrEqual(t, left, 300*time.Millisecond, "the per-attempt deadline")
+}
+
+func TestGRPCExpiredCallRefusedLocally(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	f := newGRPCFixture(t, []*grpcBackend{a})
+	f.waitReady(t)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err := f.client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err = f.client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+	assert.Zero(t, a.calls.Load(), "no attempt reached the server")
+}
+
+func TestGRPCRetryBudgetBoundsOutage(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a, b}, rr, middleware.WithoutBreaker(),
+		middleware.WithRetry(middleware.RetryPolicy{BudgetRatio: 0.1, MinRetriesPerSecond: -1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}))
+	f.waitReady(t)
+	a.set(modeUnavailable)
+	b.set(modeUnavailable)
+	const n = 200
+	for range n {
+		_, err := f.call(t, 5*time.Second)
+		require.Equal(t, codes.Unavailable, status.Code(err))
+	}
+	total := a.calls.Load() + b.calls.Load()
+	assert.LessOrEqual(t, total, int64(n+n/10+1), "retries stay within 10 %% of calls")
+	assert.Greater(t, total, int64(n), "the budget allowed some retries")
+}
+
+func TestGRPCResolverFollowsStatic(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a})
+	f.waitReady(t)
+	f.static.Set("svc", []discovery.Endpoint{b.endpoint()})
+	eventually(t, func() bool {
+		resp, err := f.call(t, 5*time.Second)
+		return err == nil && resp.GetUsername() == "b"
+	}, "calls reach the new endpoint")
+	a.reset()
+	for range 10 {
+		resp, err := f.call(t, 5*time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, "b", resp.GetUsername())
+	}
+	assert.Zero(t, a.calls.Load(), "the removed endpoint gets no calls")
+
+	// An empty set fails calls at once with ErrNoEndpoints.
+	f.static.Set("svc", nil)
+	eventually(t, func() bool {
+		_, err := f.call(t, 5*time.Second)
+		return errors.Is(err, balancer.ErrNoEndpoints) && status.Code(err) == codes.Unavailable
+	}, "no endpoints")
+}
+
+func TestGRPCResourceExhaustedSteersAway(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a, b}, rr, middleware.WithoutBreaker())
+	f.waitReady(t)
+	a.pushback.Store(10_000)
+	a.set(modeExhausted)
+	exhausted := 0
+	for range 20 {
+		if _, err := f.call(t, 5*time.Second); status.Code(err) == codes.ResourceExhausted {
+			exhausted++
+		}
+	}
+	assert.Equal(t, 1, exhausted, "one refusal, then the balancer steers away")
+	assert.EqualValues(t, 1, a.calls.Load())
+}
+
+func TestGRPCStreamRetry(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a, b}, rr, middleware.WithoutBreaker())
+	f.waitReady(t)
+
+	recvAll := func() ([]string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := f.client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: make([]*testgrpc.ResponseParameters, 3)})
+		if err != nil {
+			return nil, err
+		}
+		var got []string
+		for {
+			m, err := st.Recv()
+			if err == io.EOF {
+				return got, nil
+			}
+			if err != nil {
+				return got, err
+			}
+			got = append(got, string(m.GetPayload().GetBody()))
+		}
+	}
+
+	// Failing before the first message: retried on the other backend.
+	a.set(modeUnavailable)
+	for range 4 {
+		got, err := recvAll()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"b", "b", "b"}, got)
+	}
+	assert.EqualValues(t, 4, b.calls.Load())
+
+	// Failing after the first message: not retried.
+	a.reset()
+	b.reset()
+	a.set(modeStreamFailAfterFirstMsg)
+	b.set(modeStreamFailAfterFirstMsg)
+	got, err := recvAll()
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Len(t, got, 1)
+	assert.EqualValues(t, 1, a.calls.Load()+b.calls.Load(), "not retried after a message")
+}
+
+func TestGRPCOutboundLimits(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 0.001, Burst: 2}})
+	require.NoError(t, err)
+	f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithRateLimiter(lim))
+	var limited int
+	for range 4 {
+		_, err := f.call(t, 5*time.Second)
+		if err != nil {
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+			assert.ErrorIs(t, err, ratelimit.ErrLimited)
+			limited++
+		}
+	}
+	assert.Equal(t, 2, limited)
+	assert.EqualValues(t, 2, a.calls.Load())
+
+	bh, err := overload.NewBulkhead(1, 0)
+	require.NoError(t, err)
+	a.reset()
+	a.set(modeHang)
+	g := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithConcurrencyLimit(bh))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		done <- err
+	}()
+	eventually(t, func() bool { return a.calls.Load() == 1 }, "the first call is in flight")
+	_, err = g.call(t, 5*time.Second)
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+	assert.ErrorIs(t, err, ratelimit.ErrLimited)
+	cancel()
+	<-done
+}
+
+func TestGRPCServerRateLimit(t *testing.T) {
+	lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 1, Burst: 2}})
+	require.NoError(t, err)
+	a := newGRPCBackend(t, "a", middleware.ServerOptions(middleware.WithGRPCServerRateLimit(lim, middleware.GRPCKeyByPeer()))...)
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := testgrpc.NewTestServiceClient(conn)
+	for range 2 {
+		_, err := client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+		require.NoError(t, err)
+	}
+	var trailer metadata.MD
+	_, err = client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{}, grpc.Trailer(&trailer))
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+	assert.NotEmpty(t, trailer.Get("grpc-retry-pushback-ms"), "the server says when to come back")
+	assert.EqualValues(t, 2, a.calls.Load(), "the handler did not run")
+}
+
+func TestGRPCServerLoadShedding(t *testing.T) {
+	bh, err := overload.NewBulkhead(1, 0)
+	require.NoError(t, err)
+	a := newGRPCBackend(t, "a", middleware.ServerOptions(middleware.WithLoadShedding(bh))...)
+	a.set(modeHang)
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := testgrpc.NewTestServiceClient(conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	}()
+	eventually(t, func() bool { return a.calls.Load() == 1 }, "the first call holds the only slot")
+	_, err = client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+	assert.EqualValues(t, 1, a.calls.Load())
+	cancel()
+	<-done
+}
+
+func TestGRPCServerRefusesExpiredWork(t *testing.T) {
+	// An interceptor before ours stands for time spent queued in the server: it waits until
+	// the deadline has passed, then hands the call on and reports what came back.
+	results := make(chan error, 1)
+	queued := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		<-ctx.Done()
+		resp, err := h(ctx, req)
+		results <- err
+		return resp, err
+	})
+	a := newGRPCBackend(t, "a", append([]grpc.ServerOption{queued}, middleware.ServerOptions()...)...)
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+	select {
+	case err := <-results:
+		assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "refused by the server interceptor")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never finished the call")
+	}
+	assert.Zero(t, a.calls.Load(), "the handler never ran")
+}
