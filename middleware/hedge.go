@@ -12,8 +12,9 @@ import (
 // are followed at once by a further attempt while the retry allowance lasts.
 func (r *request) hedged() attemptResult {
 	t := r.t
-	pol := &t.cfg.hedge
-	maxAttempts := 1 + pol.MaxHedges + t.cfg.retry.MaxRetries
+	pol := &r.pol.hedge
+	retry := &r.pol.retry
+	maxAttempts := 1 + pol.MaxHedges + retry.MaxRetries
 	results := make(chan indexedResult, maxAttempts)
 	launched, pending := 0, 0
 	r.cancels = make([]context.CancelFunc, maxAttempts)
@@ -66,8 +67,8 @@ func (r *request) hedged() attemptResult {
 			if pending > 0 {
 				continue
 			}
-			if retries < t.cfg.retry.MaxRetries && launched < maxAttempts &&
-				res.retryAfter <= t.cfg.retry.MaxRetryAfter && r.ctx.Err() == nil {
+			if retries < retry.MaxRetries && launched < maxAttempts &&
+				res.retryAfter <= retry.MaxRetryAfter && r.ctx.Err() == nil {
 				if t.bud.withdraw(time.Now()) {
 					retries++
 					t.stats.retries.Add(1)

@@ -9,6 +9,7 @@ import (
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/route"
 )
 
 // Option configures NewTransport, NewHandler (and, as they land, the gRPC constructors).
@@ -38,6 +39,8 @@ type config struct {
 	outbound      *outboundLimits // client rate and concurrency limits, nil when none: ratelimit.go
 	server        serverConfig    // NewHandler's stages: handler.go
 	grpc          grpcConfig      // gRPC-only settings: grpc_options.go
+	routes        *route.Router   // nil when requests are not routed: routing.go
+	shadowLimit   int             // mirrored requests in flight at most: routing.go
 }
 
 func newConfig(opts []Option) (*config, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/route"
 )
 
 // TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
@@ -45,6 +46,10 @@ type Transport struct {
 	stop   chan struct{}
 
 	stats transportStats
+
+	pol      policies                      // the transport's own policies; immutable
+	routePol atomic.Pointer[routePolicies] // merged per-route policies, when routed
+	shadower *route.Shadower               // nil unless routed
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -117,6 +122,17 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 		base = http.DefaultTransport
 	}
 	t := &Transport{base: base, cfg: cfg, bud: newBudget(cfg.retry), stop: make(chan struct{})}
+	t.pol = policies{retry: cfg.retry, hedge: cfg.hedge, timeout: cfg.timeout, attemptTO: cfg.attemptTO}
+	if cfg.routes != nil {
+		limit := cfg.shadowLimit
+		if limit == 0 {
+			limit = defaultShadowLimit
+		}
+		// Mirrored copies go through this transport, so the shadow destination is resolved,
+		// balanced and protected like any other; the marker header keeps them from being
+		// routed (and mirrored) again.
+		t.shadower = route.NewShadower(t, limit)
+	}
 	if cfg.resolver != nil {
 		if t.cache, err = discovery.NewCache(cfg.resolver, discovery.WithLogger(cfg.logger)); err != nil {
 			return nil, err
@@ -130,31 +146,42 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 // destination is the state kept for one service: its balancer and its endpoints' breakers.
 type destination struct {
 	service  string
+	subset   *route.Subset // nil: every endpoint of the service
 	bal      *balancer.Balancer
 	breakers *breaker.Set      // nil when breakers are off
 	latency  latency.Histogram // attempt latencies, kept only for quantile hedging
 }
 
-// destination returns the destination of req, or nil when req passes through.
-func (t *Transport) destination(req *http.Request) (*destination, error) {
+// destination returns the destination of req, or nil when req passes through. A route's
+// destination (rd, when not nil) takes precedence over the request's host.
+func (t *Transport) destination(req *http.Request, rd *route.Destination) (*destination, error) {
 	if t.cache == nil || req.URL == nil {
+		if rd != nil && rd.Service != "" {
+			return nil, fmt.Errorf("middleware: a route sends to service %q but the transport has no resolver (WithResolver)", rd.Service)
+		}
 		return nil, nil
 	}
-	service := req.URL.Host
-	if d := (*t.dests.Load())[service]; d != nil {
+	service, key, subset := req.URL.Host, req.URL.Host, (*route.Subset)(nil)
+	if rd != nil {
+		service, key = rd.Service, rd.Key()
+		if !rd.Subset.IsZero() {
+			subset = &rd.Subset
+		}
+	}
+	if d := (*t.dests.Load())[key]; d != nil {
 		return d, nil
 	}
-	if !isServiceName(service) {
+	if rd == nil && !isServiceName(service) {
 		return nil, nil
 	}
 	snap, err := t.cache.Get(req.Context(), service)
 	if err != nil {
-		if errors.Is(err, discovery.ErrUnknownService) {
+		if rd == nil && errors.Is(err, discovery.ErrUnknownService) {
 			return nil, nil
 		}
 		return nil, err
 	}
-	return t.addDestination(service, snap)
+	return t.addDestination(key, service, subset, snap)
 }
 
 // isServiceName reports whether host can name a service: a single DNS label with no port.
@@ -172,21 +199,21 @@ func isServiceName(host string) bool {
 	return true
 }
 
-func (t *Transport) addDestination(service string, snap *discovery.Snapshot) (*destination, error) {
+func (t *Transport) addDestination(key, service string, subset *route.Subset, snap *discovery.Snapshot) (*destination, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed.Load() {
 		return nil, errClosed
 	}
 	old := *t.dests.Load()
-	if d := old[service]; d != nil {
+	if d := old[key]; d != nil {
 		return d, nil
 	}
 	bal, err := balancer.New(t.cfg.balancer)
 	if err != nil {
 		return nil, err
 	}
-	d := &destination{service: service, bal: bal}
+	d := &destination{service: service, subset: subset, bal: bal}
 	if !t.cfg.breakerOff {
 		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
 			if c.To == breaker.StateOpen {
@@ -205,16 +232,20 @@ func (t *Transport) addDestination(service string, snap *discovery.Snapshot) (*d
 	for k, v := range old {
 		next[k] = v
 	}
-	next[service] = d
+	next[key] = d
 	t.dests.Store(&next)
 	return d, nil
 }
 
 func (d *destination) apply(snap *discovery.Snapshot) {
-	d.bal.Update(snap.Endpoints)
+	eps := snap.Endpoints
+	if d.subset != nil {
+		eps = d.subset.Filter(eps)
+	}
+	d.bal.Update(eps)
 	if d.breakers != nil {
-		keys := make([]string, len(snap.Endpoints))
-		for i, e := range snap.Endpoints {
+		keys := make([]string, len(eps))
+		for i, e := range eps {
 			keys[i] = e.Addr
 		}
 		d.breakers.Retain(keys...)
@@ -257,6 +288,9 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 	close(t.stop)
 	var errs []error
+	if t.shadower != nil {
+		errs = append(errs, t.shadower.Close())
+	}
 	if t.cache != nil {
 		errs = append(errs, t.cache.Close())
 	}
@@ -281,17 +315,35 @@ func (t *Transport) CloseIdleConnections() {
 // open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, or
 // the context's error.
 func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
-	d, err := t.destination(req)
+	var rs *routeState
+	var rd *route.Destination
+	if t.cfg.routes != nil && req.Header.Get(route.ShadowHeader) == "" {
+		rq := route.FromHTTP(req)
+		if dec, ok := t.cfg.routes.Lookup(&rq); ok {
+			rs = &routeState{dec: dec, start: time.Now()}
+			rd = dec.Destination
+		}
+	}
+	d, err := t.destination(req, rd)
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	if d == nil {
+	if d == nil && rs == nil {
 		return t.base.RoundTrip(req)
 	}
 	if t.closed.Load() {
 		closeBody(req)
 		return nil, errClosed
+	}
+	if rs != nil {
+		if resp, err, done := t.routeBefore(&req, rs); done {
+			return resp, err
+		}
+		defer func() { rs.finish(resp, err, req.Context().Err() != nil) }()
+		if d == nil { // a route that only rewrites, mirrors or injects faults
+			return t.base.RoundTrip(req)
+		}
 	}
 	if t.cfg.outbound != nil { // outbound rate and concurrency limits: ratelimit.go
 		p, lerr := t.cfg.outbound.admit(req, d.service)
@@ -303,13 +355,16 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	t.stats.requests.Add(1)
 	t.bud.deposit()
 
+	pol := &t.pol
+	if rs != nil {
+		pol = t.policiesFor(rs.dec.Route)
+	}
 	ctx := req.Context()
 	var cancel context.CancelFunc = func() {}
-	if t.cfg.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, t.cfg.timeout)
+	if pol.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
-	pol := &t.cfg.retry
-	r := &request{t: t, d: d, req: req, ctx: ctx, host: req.Host}
+	r := &request{t: t, d: d, pol: pol, req: req, ctx: ctx, host: req.Host}
 	body := &r.body
 	if err := body.init(req, t.cfg.maxBufferBody); err != nil {
 		cancel()
@@ -318,11 +373,11 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if r.host == "" {
 		r.host = req.URL.Host
 	}
-	r.retryable = !pol.Disable && body.replayable() && pol.idempotent(req)
-	r.dialRetryable = !pol.Disable && body.replayable() // a refused dial never reached the server
+	r.retryable = !pol.retry.Disable && body.replayable() && pol.retry.idempotent(req)
+	r.dialRetryable = !pol.retry.Disable && body.replayable() // a refused dial never reached the server
 
 	var res attemptResult
-	if t.cfg.hedge.enabled && r.retryable {
+	if pol.hedge.enabled && r.retryable {
 		res = r.hedged()
 	} else {
 		res = r.sequential()
@@ -332,7 +387,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		body.close()
 		return nil, res.err
 	}
-	if t.cfg.timeout > 0 {
+	if pol.timeout > 0 {
 		res.resp.Body = &cancelBody{ReadCloser: res.resp.Body, cancel: cancel}
 	} else {
 		cancel() // a no-op: there is no overall timeout to release
@@ -340,10 +395,38 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	return res.resp, nil
 }
 
+// routeBefore applies what a matched route does before the request is sent: fault injection,
+// request rewrites (on a clone, never the caller's request) and mirroring. When done is true
+// the request is answered (an injected abort) or refused, and resp and err are the result.
+func (t *Transport) routeBefore(reqp **http.Request, rs *routeState) (resp *http.Response, err error, done bool) {
+	req := *reqp
+	rt := rs.dec.Route
+	if f := rt.Fault(); f != nil {
+		if ferr := f.Inject(req.Context()); ferr != nil {
+			closeBody(req)
+			var abort *route.AbortError
+			if errors.As(ferr, &abort) && abort.HTTPStatus > 0 {
+				return abortResponse(req, abort.HTTPStatus), nil, true
+			}
+			return nil, ferr, true
+		}
+	}
+	if rt.RewritesRequest() {
+		req = req.Clone(req.Context())
+		rt.RewriteRequest(req)
+		*reqp = req
+	}
+	if rs.dec.Mirror && t.shadower != nil {
+		rs.pending = t.shadower.Mirror(req, rt.Shadow())
+	}
+	return nil, nil, false
+}
+
 // request is the state of one RoundTrip to a service.
 type request struct {
 	t             *Transport
 	d             *destination
+	pol           *policies // the transport's, or its route's; immutable
 	req           *http.Request
 	ctx           context.Context // the caller's, bounded by the overall timeout
 	body          replayBody
@@ -368,7 +451,7 @@ type attemptResult struct {
 
 // sequential runs attempts one after another.
 func (r *request) sequential() attemptResult {
-	pol := &r.t.cfg.retry
+	pol := &r.pol.retry
 	for n := 0; ; n++ {
 		res := r.attempt(n)
 		if !r.shouldRetry(res, n) {
@@ -392,7 +475,7 @@ func (r *request) sequential() attemptResult {
 
 // shouldRetry reports whether the outcome of attempt n may be followed by another.
 func (r *request) shouldRetry(res attemptResult, n int) bool {
-	pol := &r.t.cfg.retry
+	pol := &r.pol.retry
 	if !res.retry || n >= pol.MaxRetries || r.ctx.Err() != nil {
 		return false
 	}
@@ -442,12 +525,12 @@ func (r *request) attempt(n int) attemptResult {
 	t.stats.attempts.Add(1)
 
 	actx, cancel := r.ctx, context.CancelFunc(nil)
-	if t.cfg.attemptTO > 0 {
-		actx, cancel = context.WithTimeout(r.ctx, t.cfg.attemptTO)
-	} else if t.cfg.hedge.enabled {
+	if r.pol.attemptTO > 0 {
+		actx, cancel = context.WithTimeout(r.ctx, r.pol.attemptTO)
+	} else if r.pol.hedge.enabled {
 		actx, cancel = context.WithCancel(r.ctx) // so that a losing hedge can be cancelled
 	}
-	if t.cfg.hedge.enabled && n < len(r.cancels) {
+	if r.pol.hedge.enabled && n < len(r.cancels) {
 		r.mu.Lock()
 		r.cancels[n] = cancel
 		r.mu.Unlock()
@@ -509,10 +592,10 @@ func (r *request) attempt(n int) attemptResult {
 				res.retryAfter = d
 			}
 		}
-		res.retry = t.cfg.retry.retryableStatus(code)
+		res.retry = r.pol.retry.retryableStatus(code)
 	}
 	pick.Done(done)
-	if t.cfg.hedge.Quantile > 0 && done.Outcome == balancer.OutcomeSuccess {
+	if r.pol.hedge.Quantile > 0 && done.Outcome == balancer.OutcomeSuccess {
 		r.d.latency.Record(done.Now, done.Now.Sub(now))
 	}
 	if r.d.breakers != nil {

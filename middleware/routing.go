@@ -1,0 +1,158 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/proxyless/proxyless/route"
+)
+
+// WithRoutes routes requests by the rules of r: a matching route picks the destination
+// (a service, optionally a subset of its endpoints, by weighted split or canary rule), may
+// override the retry, hedge and timeout settings, rewrite the request and response, mirror a
+// copy to a shadow destination, and inject faults. Requests that match no route are handled as
+// without routes: by their host. The router may be reloaded while the transport runs
+// (route.WatchFile, route.WatchConsul); each request keeps the table it started with.
+func WithRoutes(r *route.Router) Option {
+	return optionFunc(func(c *config) {
+		if r == nil {
+			c.errs = append(c.errs, errors.New("middleware: WithRoutes: router is nil"))
+		}
+		c.routes = r
+	})
+}
+
+// WithShadowLimit caps the mirrored requests in flight across all routes; over it, copies are
+// dropped (and counted), never queued. Default 64.
+func WithShadowLimit(n int) Option {
+	return optionFunc(func(c *config) {
+		if n <= 0 {
+			c.errs = append(c.errs, errors.New("middleware: WithShadowLimit must be positive, got "+strconv.Itoa(n)))
+		}
+		c.shadowLimit = n
+	})
+}
+
+const defaultShadowLimit = 64
+
+// policies are the settings one request runs under: the transport's, or a route's overrides
+// merged into them. They are immutable.
+type policies struct {
+	retry     RetryPolicy
+	hedge     HedgePolicy
+	timeout   time.Duration
+	attemptTO time.Duration
+}
+
+// routePolicies caches the merged policies of each route of the router's current table.
+type routePolicies struct {
+	version uint64
+	m       sync.Map // *route.Route → *policies
+}
+
+// policiesFor returns the policies for a request routed by rt (nil: the transport's own).
+func (t *Transport) policiesFor(rt *route.Route) *policies {
+	if rt == nil || (rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0) {
+		return &t.pol
+	}
+	v := t.cfg.routes.Version()
+	cache := t.routePol.Load()
+	if cache == nil || cache.version != v {
+		cache = &routePolicies{version: v}
+		t.routePol.Store(cache) // a racing request may build it again: harmless
+	}
+	if p, ok := cache.m.Load(rt); ok {
+		return p.(*policies)
+	}
+	p := t.merge(rt)
+	cache.m.Store(rt, p)
+	return p
+}
+
+// merge applies a route's overrides to the transport's policies. The route package validated
+// them when it compiled the table; anything the transport's own checks still refuse is logged
+// and left at the transport's setting.
+func (t *Transport) merge(rt *route.Route) *policies {
+	p := t.pol // a copy
+	if rt.Timeout() > 0 {
+		p.timeout = rt.Timeout()
+	}
+	if rt.AttemptTimeout() > 0 {
+		p.attemptTO = rt.AttemptTimeout()
+	}
+	if o := rt.Retry(); o != nil {
+		r := t.cfg.retry
+		r.Disable = o.Disable
+		if o.MaxRetries > 0 {
+			r.MaxRetries = o.MaxRetries
+		}
+		if len(o.Statuses) > 0 {
+			r.Statuses = append([]int(nil), o.Statuses...)
+		}
+		if o.RetryNonIdempotent {
+			r.RetryNonIdempotent = true
+		}
+		if o.BackoffBase > 0 {
+			r.BackoffBase = time.Duration(o.BackoffBase)
+		}
+		if o.BackoffMax > 0 {
+			r.BackoffMax = time.Duration(o.BackoffMax)
+		}
+		if err := r.normalize(); err != nil {
+			t.cfg.logger.Warn("middleware: route retry override ignored", "route", rt.Name(), "error", err)
+		} else {
+			p.retry = r
+		}
+	}
+	if o := rt.Hedge(); o != nil {
+		if o.Disable {
+			p.hedge = HedgePolicy{}
+		} else {
+			h := HedgePolicy{Delay: time.Duration(o.Delay), MaxHedges: o.MaxHedges, enabled: true}
+			if err := h.normalize(); err != nil {
+				t.cfg.logger.Warn("middleware: route hedge override ignored", "route", rt.Name(), "error", err)
+			} else {
+				p.hedge = h
+			}
+		}
+	}
+	return &p
+}
+
+// routeState is what a routed request carries from its lookup to its end.
+type routeState struct {
+	dec     route.Decision
+	pending *route.Pending // the shadow copy, if one was sent
+	start   time.Time
+}
+
+// finish reports the primary's result to the shadow comparison and the canary analysis, and
+// applies the route's response rewrites.
+func (s *routeState) finish(resp *http.Response, err error, callerDone bool) {
+	if s.pending != nil {
+		s.pending.Primary(resp, err)
+	}
+	if resp != nil {
+		s.dec.Route.RewriteResponse(resp.Header)
+	}
+	if !callerDone {
+		failed := err != nil || (resp != nil && resp.StatusCode >= 500)
+		s.dec.Done(route.Outcome{Latency: time.Since(s.start), Failed: failed})
+	}
+}
+
+// abortResponse is the answer of an injected abort: a synthesized response, as a proxy
+// would give, so the caller's code sees what a failing upstream looks like.
+func abortResponse(req *http.Request, code int) *http.Response {
+	return &http.Response{
+		Status:     strconv.Itoa(code) + " " + http.StatusText(code),
+		StatusCode: code,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:  http.Header{"X-Proxyless-Fault": {"abort"}},
+		Body:    http.NoBody,
+		Request: req,
+	}
+}
