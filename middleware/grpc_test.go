@@ -412,10 +412,13 @@ func TestGRPCServerLoadShedding(t *testing.T) {
 
 func TestGRPCServerRefusesExpiredWork(t *testing.T) {
 	// An interceptor before ours stands for time spent queued in the server: it waits until
-	// the deadline has passed, then hands the call on and reports what came back.
+	// the server's own deadline has passed (not merely until the context ends: the client
+	// may cancel first, and a caller that went away is refused with CANCELED), then hands
+	// the call on and reports what came back.
 	results := make(chan error, 1)
 	queued := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		<-ctx.Done()
+		d, _ := ctx.Deadline()
+		time.Sleep(time.Until(d) + time.Millisecond)
 		resp, err := h(ctx, req)
 		results <- err
 		return resp, err

@@ -3,6 +3,8 @@ package middleware
 import (
 	"context"
 	"time"
+
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // hedged runs the first attempt and, each time the hedge delay passes without an answer,
@@ -23,7 +25,14 @@ func (r *request) hedged() attemptResult {
 		n := launched
 		launched++
 		pending++
-		go func() { results <- indexedResult{n: n, res: r.attempt(n)} }()
+		kind := tracing.AttemptFirst
+		switch {
+		case isHedge[n]:
+			kind = tracing.AttemptHedge
+		case n > 0:
+			kind = tracing.AttemptRetry
+		}
+		go func() { results <- indexedResult{n: n, res: r.attempt(n, kind, 0)} }()
 	}
 	launch()
 	timer := time.NewTimer(pol.delay(r.d, time.Now()))
@@ -79,6 +88,7 @@ func (r *request) hedged() attemptResult {
 					continue
 				}
 				t.stats.budgetRefusals.Add(1)
+				r.tr.BudgetRefused(tracing.AttemptRetry)
 			}
 			return last.settle()
 		case <-timer.C:
@@ -87,6 +97,7 @@ func (r *request) hedged() attemptResult {
 			}
 			if !t.bud.withdraw(time.Now()) {
 				t.stats.budgetRefusals.Add(1)
+				r.tr.BudgetRefused(tracing.AttemptHedge)
 				continue
 			}
 			hedges++

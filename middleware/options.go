@@ -10,6 +10,7 @@ import (
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // Option configures NewTransport, NewHandler (and, as they land, the gRPC constructors).
@@ -36,11 +37,12 @@ type config struct {
 	logger        *slog.Logger
 	errs          []error
 	maxBufferBody int64
-	outbound      *outboundLimits // client rate and concurrency limits, nil when none: ratelimit.go
-	server        serverConfig    // NewHandler's stages: handler.go
-	grpc          grpcConfig      // gRPC-only settings: grpc_options.go
-	routes        *route.Router   // nil when requests are not routed: routing.go
-	shadowLimit   int             // mirrored requests in flight at most: routing.go
+	outbound      *outboundLimits  // client rate and concurrency limits, nil when none: ratelimit.go
+	server        serverConfig     // NewHandler's stages: handler.go
+	grpc          grpcConfig       // gRPC-only settings: grpc_options.go
+	routes        *route.Router    // nil when requests are not routed: routing.go
+	shadowLimit   int              // mirrored requests in flight at most: routing.go
+	tel           []tracing.Option // telemetry providers: telemetry.go
 }
 
 func newConfig(opts []Option) (*config, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/latency"
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
@@ -47,6 +48,7 @@ type Transport struct {
 
 	stats transportStats
 
+	tel      *tracing.Telemetry            // spans and metrics; cheap no-ops while the providers are
 	pol      policies                      // the transport's own policies; immutable
 	routePol atomic.Pointer[routePolicies] // merged per-route policies, when routed
 	shadower *route.Shadower               // nil unless routed
@@ -140,6 +142,13 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	}
 	m := map[string]*destination{}
 	t.dests.Store(&m)
+	telOpts := append(cfg.tel, tracing.WithState(func(now time.Time) tracing.State {
+		return telemetryState(t.Destinations(), now)
+	}))
+	if t.tel, err = tracing.New(telOpts...); err != nil {
+		return nil, fmt.Errorf("middleware: telemetry: %w", err)
+	}
+	t.base = t.tel.Transport(base) // every attempt's (and pass-through's) span is otelhttp's
 	return t, nil
 }
 
@@ -148,8 +157,9 @@ type destination struct {
 	service  string
 	subset   *route.Subset // nil: every endpoint of the service
 	bal      *balancer.Balancer
-	breakers *breaker.Set      // nil when breakers are off
-	latency  latency.Histogram // attempt latencies, kept only for quantile hedging
+	breakers *breaker.Set         // nil when breakers are off
+	latency  latency.Histogram    // attempt latencies, kept only for quantile hedging
+	tel      *tracing.Destination // nil while telemetry is off
 }
 
 // destination returns the destination of req, or nil when req passes through. A route's
@@ -213,12 +223,13 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 	if err != nil {
 		return nil, err
 	}
-	d := &destination{service: service, subset: subset, bal: bal}
+	d := &destination{service: service, subset: subset, bal: bal, tel: t.tel.Destination(key)}
 	if !t.cfg.breakerOff {
 		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
 			if c.To == breaker.StateOpen {
 				t.stats.breakerOpens.Add(1)
 			}
+			d.tel.BreakerTransition(c.Key, c.From, c.To)
 		})
 		if d.breakers, err = breaker.NewSet(t.cfg.breaker, onChange); err != nil {
 			_ = bal.Close()
@@ -243,13 +254,14 @@ func (d *destination) apply(snap *discovery.Snapshot) {
 		eps = d.subset.Filter(eps)
 	}
 	d.bal.Update(eps)
+	keys := make([]string, len(eps))
+	for i, e := range eps {
+		keys[i] = e.Addr
+	}
 	if d.breakers != nil {
-		keys := make([]string, len(eps))
-		for i, e := range eps {
-			keys[i] = e.Addr
-		}
 		d.breakers.Retain(keys...)
 	}
+	d.tel.Retain(keys...)
 }
 
 // follow applies each new snapshot of the destination's service until the transport closes.
@@ -298,6 +310,7 @@ func (t *Transport) Close() error {
 	for _, d := range *t.dests.Load() {
 		errs = append(errs, d.bal.Close())
 	}
+	errs = append(errs, t.tel.Close())
 	return errors.Join(errs...)
 }
 
@@ -336,7 +349,25 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		closeBody(req)
 		return nil, errClosed
 	}
+	var tr *tracing.Request
+	var winner **tracing.Attempt // set once the attempts are done
+	if d != nil {
+		var tctx context.Context
+		tctx, tr = t.tel.StartRequest(req.Context(), d.tel, req)
+		if tr != nil {
+			req = req.WithContext(tctx)
+			winner = new(*tracing.Attempt)
+			defer func() { tr.End(*winner, resp, err) }()
+		}
+	}
 	if rs != nil {
+		if tr != nil {
+			split := ""
+			if rs.dec.Destination != nil {
+				split = rs.dec.Destination.Key()
+			}
+			tr.Route(rs.dec.Route.Name(), split)
+		}
 		if resp, err, done := t.routeBefore(&req, rs); done {
 			return resp, err
 		}
@@ -347,6 +378,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	}
 	if t.cfg.outbound != nil { // outbound rate and concurrency limits: ratelimit.go
 		p, lerr := t.cfg.outbound.admit(req, d.service)
+		t.tel.RateLimited(req.Context(), "outbound", 0, lerr == nil)
 		if lerr != nil {
 			return nil, lerr
 		}
@@ -364,7 +396,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if pol.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
-	r := &request{t: t, d: d, pol: pol, req: req, ctx: ctx, host: req.Host}
+	r := &request{t: t, d: d, pol: pol, req: req, ctx: ctx, host: req.Host, tr: tr}
 	body := &r.body
 	if err := body.init(req, t.cfg.maxBufferBody); err != nil {
 		cancel()
@@ -381,6 +413,9 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		res = r.hedged()
 	} else {
 		res = r.sequential()
+	}
+	if winner != nil {
+		*winner = res.tattempt
 	}
 	if res.err != nil {
 		cancel()
@@ -426,7 +461,8 @@ func (t *Transport) routeBefore(reqp **http.Request, rs *routeState) (resp *http
 type request struct {
 	t             *Transport
 	d             *destination
-	pol           *policies // the transport's, or its route's; immutable
+	pol           *policies        // the transport's, or its route's; immutable
+	tr            *tracing.Request // nil while telemetry is off
 	req           *http.Request
 	ctx           context.Context // the caller's, bounded by the overall timeout
 	body          replayBody
@@ -447,22 +483,25 @@ type attemptResult struct {
 	dialFailed bool          // the connection was never made
 	retryAfter time.Duration // the server's Retry-After, if any
 	cancel     context.CancelFunc
+	tattempt   *tracing.Attempt // the attempt's telemetry; nil while off
 }
 
 // sequential runs attempts one after another.
 func (r *request) sequential() attemptResult {
 	pol := &r.pol.retry
+	kind, delay := tracing.AttemptFirst, time.Duration(0)
 	for n := 0; ; n++ {
-		res := r.attempt(n)
+		res := r.attempt(n, kind, delay)
 		if !r.shouldRetry(res, n) {
 			return res.settle()
 		}
-		delay := res.retryAfter
+		kind, delay = tracing.AttemptRetry, res.retryAfter
 		if delay == 0 {
 			delay = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
 		}
 		if !r.t.bud.withdraw(time.Now()) {
 			r.t.stats.budgetRefusals.Add(1)
+			r.tr.BudgetRefused(tracing.AttemptRetry)
 			return res.settle()
 		}
 		res.discard()
@@ -500,6 +539,7 @@ func (res attemptResult) settle() attemptResult {
 // discard throws away an attempt's response, draining a bounded amount of its body so that
 // the connection can be reused.
 func (res attemptResult) discard() {
+	res.tattempt.Discarded()
 	if res.resp != nil {
 		drain(res.resp.Body)
 	}
@@ -514,8 +554,8 @@ func drain(rc io.ReadCloser) {
 }
 
 // attempt sends attempt n (0 for the first) to an endpoint that no earlier attempt of the
-// request used, when one is available.
-func (r *request) attempt(n int) attemptResult {
+// request used, when one is available. kind and backoff describe it for telemetry.
+func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration) attemptResult {
 	t := r.t
 	now := time.Now()
 	pick, permit, err := r.admit(now)
@@ -534,6 +574,17 @@ func (r *request) attempt(n int) attemptResult {
 		r.mu.Lock()
 		r.cancels[n] = cancel
 		r.mu.Unlock()
+	}
+	var ta *tracing.Attempt
+	if r.tr != nil {
+		state := breaker.StateClosed
+		if permit.Probe() {
+			state = breaker.StateHalfOpen
+		}
+		actx, ta = r.tr.StartAttempt(actx, tracing.AttemptInfo{
+			N: n, Kind: kind, Endpoint: pick.Endpoint.Addr, Backoff: backoff,
+			Breaker: state, NoBreaker: r.d.breakers == nil,
+		})
 	}
 	// A shallow copy with its own URL: the caller's request is never modified, and the
 	// headers are copied only when one is added.
@@ -556,14 +607,17 @@ func (r *request) attempt(n int) attemptResult {
 		if cancel != nil {
 			cancel()
 		}
-		return attemptResult{err: fmt.Errorf("middleware: replaying the request body: %w", err)}
+		err = fmt.Errorf("middleware: replaying the request body: %w", err)
+		ta.End(nil, err)
+		return attemptResult{err: err, tattempt: ta}
 	}
 	if out.Body == nil {
 		out.GetBody = nil
 	}
 
 	resp, err := t.base.RoundTrip(out)
-	res := attemptResult{resp: resp, err: err, cancel: cancel}
+	ta.End(resp, err)
+	res := attemptResult{resp: resp, err: err, cancel: cancel, tattempt: ta}
 	done := balancer.DoneInfo{Now: time.Now()}
 	switch {
 	case err != nil && r.ctx.Err() != nil:
@@ -594,7 +648,15 @@ func (r *request) attempt(n int) attemptResult {
 		}
 		res.retry = r.pol.retry.retryableStatus(code)
 	}
-	pick.Done(done)
+	if ta != nil {
+		before := r.d.bal.Ejections()
+		pick.Done(done)
+		if r.d.bal.Ejections() != before {
+			r.tr.Ejected(pick.Endpoint.Addr) // near enough: another request may have ejected
+		}
+	} else {
+		pick.Done(done)
+	}
 	if r.pol.hedge.Quantile > 0 && done.Outcome == balancer.OutcomeSuccess {
 		r.d.latency.Record(done.Now, done.Now.Sub(now))
 	}
@@ -625,6 +687,7 @@ func (r *request) admit(now time.Time) (balancer.Pick, breaker.Permit, error) {
 		}
 		pick.Done(balancer.DoneInfo{Now: now, Outcome: balancer.OutcomeIgnore})
 		r.t.stats.breakerRefusals.Add(1)
+		r.tr.BreakerRefused(pick.Endpoint.Addr)
 		lastOpen = err
 	}
 	return balancer.Pick{}, breaker.Permit{}, lastOpen

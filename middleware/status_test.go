@@ -1,0 +1,287 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/html"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/internal/faultbackend"
+)
+
+// fakeSource is a StatusSource with a scripted state: a real Transport cannot be made to hold
+// an open breaker and a half-open one at a fixed instant on demand.
+type fakeSource struct {
+	stats Stats
+	dests []DestinationStatus
+}
+
+func (f fakeSource) Stats() Stats                      { return f.stats }
+func (f fakeSource) Destinations() []DestinationStatus { return f.dests }
+
+var statusNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func scriptedSource() fakeSource {
+	return fakeSource{
+		stats: Stats{Requests: 10, Attempts: 14, Retries: 3, Hedges: 1, HedgeWins: 1, BreakerOpens: 1, Ejections: 1},
+		dests: []DestinationStatus{{
+			Service: "payments",
+			Endpoints: []EndpointStatus{
+				{EndpointStats: balancer.EndpointStats{Addr: "127.0.0.1:8081", Zone: "dc1/a", Weight: 1, EWMA: 1500 * time.Microsecond, InFlight: 2, Requests: 9, Healthy: true},
+					HasBreaker: true, Breaker: breaker.StateClosed},
+				{EndpointStats: balancer.EndpointStats{Addr: "127.0.0.1:8082", Zone: "dc1/b", Weight: 3, Requests: 5, Failures: 5, Healthy: true,
+					EjectedUntil: statusNow.Add(30 * time.Second), TimesEjected: 1},
+					HasBreaker: true, Breaker: breaker.StateOpen},
+				{EndpointStats: balancer.EndpointStats{Addr: "127.0.0.1:8083", Weight: 1, Healthy: false},
+					HasBreaker: true, Breaker: breaker.StateHalfOpen},
+			},
+			Ejections:  1,
+			Stale:      true,
+			StaleSince: statusNow.Add(-time.Minute),
+		}},
+	}
+}
+
+func serveStatus(h http.Handler, target string, hdr map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestStatusHandlerJSON(t *testing.T) {
+	h := StatusHandler(scriptedSource(), nil)
+	h.(*statusHandler).now = func() time.Time { return statusNow }
+	for _, tc := range []struct {
+		target string
+		hdr    map[string]string
+	}{
+		{"/status?format=json", nil},
+		{"/status", map[string]string{"Accept": "application/json"}},
+		{"/status", map[string]string{"Accept": "application/json; q=0.9, text/html; q=0.1"}},
+	} {
+		w := serveStatus(h, tc.target, tc.hdr)
+		require.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
+		var p statusPage
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &p))
+		require.Len(t, p.Transports, 1)
+		tr := p.Transports[0]
+		assert.Equal(t, int64(14), tr.Stats.Attempts)
+		require.Len(t, tr.Destinations, 1)
+		d := tr.Destinations[0]
+		assert.Equal(t, "payments", d.Service)
+		assert.True(t, d.Stale)
+		assert.Equal(t, 3, d.Known)
+		assert.Equal(t, 1, d.Healthy)
+		require.Len(t, d.Endpoints, 3)
+		assert.Equal(t, 1.5, d.Endpoints[0].EWMAMillis)
+		assert.Equal(t, "closed", d.Endpoints[0].Breaker)
+		assert.False(t, d.Endpoints[0].Ejected)
+		assert.Nil(t, d.Endpoints[0].EjectedUntil)
+		assert.Equal(t, "open", d.Endpoints[1].Breaker)
+		assert.True(t, d.Endpoints[1].Ejected)
+		require.NotNil(t, d.Endpoints[1].EjectedUntil)
+		assert.True(t, d.Endpoints[1].EjectedUntil.Equal(statusNow.Add(30*time.Second)))
+		assert.Equal(t, "half-open", d.Endpoints[2].Breaker)
+		assert.False(t, d.Endpoints[2].Healthy)
+	}
+
+	// The raw document uses snake_case names.
+	w := serveStatus(h, "/?format=json", nil)
+	assert.Contains(t, w.Body.String(), `"ewma_ms": 1.5`)
+	assert.Contains(t, w.Body.String(), `"hedge_wins": 1`)
+}
+
+func TestStatusHandlerHTML(t *testing.T) {
+	src := scriptedSource()
+	src.dests[0].Endpoints[0].Zone = `<script>alert(1)</script>`
+	h := StatusHandler(src)
+	h.(*statusHandler).now = func() time.Time { return statusNow }
+	for _, hdr := range []map[string]string{nil, {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}} {
+		w := serveStatus(h, "/status", hdr)
+		require.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"))
+		body := w.Body.String()
+		assert.NotContains(t, body, "<script>", "values are escaped")
+
+		doc, err := html.Parse(strings.NewReader(body))
+		require.NoError(t, err)
+		rows := cells(doc)
+		require.Len(t, rows, 3)
+		assert.Equal(t, []string{"127.0.0.1:8081", "<script>alert(1)</script>", "1", "1.5", "2", "9", "0", "closed", "in rotation", "healthy"}, rows[0])
+		assert.Equal(t, "open", rows[1][7])
+		assert.Equal(t, "ejected until 12:00:30Z (×1)", rows[1][8])
+		assert.Equal(t, "half-open", rows[2][7])
+		assert.Equal(t, "unhealthy", rows[2][9])
+		assert.Contains(t, body, "1/3 healthy")
+		assert.Contains(t, body, "discovery stale since 11:59:00Z")
+	}
+	w := serveStatus(h, "/status?format=html", map[string]string{"Accept": "application/json"})
+	assert.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"))
+
+	req := httptest.NewRequest(http.MethodPost, "/status", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+
+	empty := serveStatus(StatusHandler(), "/", nil)
+	assert.Contains(t, empty.Body.String(), "no transports")
+}
+
+// cells returns the text of the td cells of each tbody row of the document.
+func cells(n *html.Node) [][]string {
+	var rows [][]string
+	var walk func(*html.Node, bool)
+	walk = func(n *html.Node, inBody bool) {
+		if n.Type == html.ElementNode && n.Data == "tr" && inBody {
+			var row []string
+			for c := n.FirstChild; c != nil; c = c.NextSibling {
+				if c.Type == html.ElementNode && c.Data == "td" {
+					row = append(row, strings.TrimSpace(text(c)))
+				}
+			}
+			rows = append(rows, row)
+			return
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inBody || (n.Type == html.ElementNode && n.Data == "tbody"))
+		}
+	}
+	walk(n, false)
+	return rows
+}
+
+func text(n *html.Node) string {
+	if n.Type == html.TextNode {
+		return n.Data
+	}
+	var b strings.Builder
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		b.WriteString(text(c))
+	}
+	return b.String()
+}
+
+// A real Transport over two loopback backends, one failing with 503s until it is ejected;
+// the status page, fetched over loopback by a real client, shows the ejection.
+func TestStatusHandlerRealTransport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	good, bad := faultbackend.New(t), faultbackend.New(t)
+	bad.Set(faultbackend.Status(http.StatusServiceUnavailable))
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+		"svc": {{Addr: good.Addr(), Zone: "z1"}, {Addr: bad.Addr(), Zone: "z2"}},
+	})
+	base := &http.Transport{}
+	// Round robin, so that the failing endpoint keeps being picked until it is ejected (P2C
+	// would soon steer away from it).
+	tr, err := NewTransport(base, WithResolver(static), WithoutBreaker(),
+		WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin}))
+	require.NoError(t, err)
+	defer func() {
+		require.NoError(t, tr.Close())
+		base.CloseIdleConnections()
+	}()
+	client := &http.Client{Transport: tr}
+	for i := 0; i < 200 && tr.Stats().Ejections == 0; i++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc/", nil)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	require.NotZero(t, tr.Stats().Ejections, "the failing endpoint was never ejected")
+
+	srv := httptest.NewServer(StatusHandler(tr))
+	defer srv.Close()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/?format=json", nil)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var p statusPage
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+	require.Len(t, p.Transports, 1)
+	require.Len(t, p.Transports[0].Destinations, 1)
+	d := p.Transports[0].Destinations[0]
+	require.Len(t, d.Endpoints, 2)
+	byAddr := map[string]endpointView{}
+	for _, e := range d.Endpoints {
+		byAddr[e.Addr] = e
+	}
+	assert.True(t, byAddr[bad.Addr()].Ejected)
+	assert.Equal(t, "z2", byAddr[bad.Addr()].Zone)
+	assert.False(t, byAddr[good.Addr()].Ejected)
+	assert.NotZero(t, byAddr[good.Addr()].Requests)
+	assert.Positive(t, byAddr[good.Addr()].EWMAMillis)
+	assert.Empty(t, byAddr[good.Addr()].Breaker, "breakers are off")
+
+	hreq, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/", nil)
+	hresp, err := srv.Client().Do(hreq)
+	require.NoError(t, err)
+	defer hresp.Body.Close()
+	body, err := io.ReadAll(hresp.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(body), "ejected until")
+	assert.Contains(t, string(body), "1/2 healthy")
+}
+
+func TestTelemetryState(t *testing.T) {
+	src := scriptedSource()
+	st := telemetryState(src.dests, statusNow)
+	require.Len(t, st.Destinations, 1)
+	d := st.Destinations[0]
+	assert.Equal(t, "payments", d.Name)
+	assert.Equal(t, statusNow.Add(-time.Minute), d.StaleSince)
+	require.Len(t, d.Endpoints, 3)
+	assert.True(t, d.Endpoints[1].Ejected)
+	assert.False(t, d.Endpoints[0].Ejected)
+	assert.Equal(t, breaker.StateOpen, d.Endpoints[1].Breaker)
+	assert.True(t, d.Endpoints[1].HasBreaker)
+}
+
+// StatusHandler mounted on an admin mux; a client asks for JSON.
+func ExampleStatusHandler() {
+	src := scriptedSource() // in a service: the *Transport of its http.Client
+	admin := http.NewServeMux()
+	admin.Handle("/proxyless", StatusHandler(src))
+
+	w := httptest.NewRecorder()
+	admin.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/proxyless?format=json", nil))
+	var p struct {
+		Transports []struct {
+			Destinations []struct {
+				Service   string
+				Endpoints []struct {
+					Addr    string
+					Breaker string
+				}
+			}
+		}
+	}
+	_ = json.Unmarshal(w.Body.Bytes(), &p)
+	for _, d := range p.Transports[0].Destinations {
+		for _, e := range d.Endpoints {
+			fmt.Println(d.Service, e.Addr, e.Breaker)
+		}
+	}
+	// Output:
+	// payments 127.0.0.1:8081 closed
+	// payments 127.0.0.1:8082 open
+	// payments 127.0.0.1:8083 half-open
+}

@@ -1,0 +1,152 @@
+package tracing
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// Transport returns an http.RoundTripper over base (http.DefaultTransport when nil) that,
+// while telemetry is on, sends each request through otelhttp: a CLIENT span per request
+// (child of the attempt's context), W3C trace context injected into the headers, and the
+// semantic conventions' http.client.* metrics. When the request's context carries an
+// [Attempt], that span gets the attempt's attributes (destination, endpoint, attempt number
+// and kind, breaker state) and http.client.request.duration gets proxyless.destination.
+// While telemetry is off it calls base directly. CloseIdleConnections is forwarded.
+func (t *Telemetry) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &roundTripper{t: t, base: base}
+}
+
+type roundTripper struct {
+	t    *Telemetry
+	base http.RoundTripper
+	otel atomic.Pointer[otelTransport] // built for the current state
+}
+
+type otelTransport struct {
+	s  *state
+	rt http.RoundTripper
+}
+
+func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	s := rt.t.load()
+	if !s.on {
+		return rt.base.RoundTrip(req)
+	}
+	o := rt.otel.Load()
+	if o == nil || o.s != s {
+		o = &otelTransport{s: s, rt: otelhttp.NewTransport(annotator{rt.base}, rt.t.otelOptions(s)...)}
+		rt.otel.Store(o)
+	}
+	return o.rt.RoundTrip(req)
+}
+
+func (rt *roundTripper) CloseIdleConnections() {
+	if c, ok := rt.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// annotator sits between otelhttp and the base transport: otelhttp's span is in the
+// request's context there, and so is the Attempt.
+type annotator struct{ base http.RoundTripper }
+
+func (a annotator) RoundTrip(req *http.Request) (*http.Response, error) {
+	if at := attemptFrom(req.Context()); at != nil {
+		at.annotate(trace.SpanFromContext(req.Context()))
+	}
+	return a.base.RoundTrip(req)
+}
+
+func (a annotator) CloseIdleConnections() {
+	if c, ok := a.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// otelOptions configures otelhttp with the state's providers, a no-op for the one that is off.
+func (t *Telemetry) otelOptions(s *state) []otelhttp.Option {
+	opts := []otelhttp.Option{otelhttp.WithPropagators(propagator{t})}
+	if s.tracing {
+		opts = append(opts, otelhttp.WithTracerProvider(s.tp))
+	} else {
+		opts = append(opts, otelhttp.WithTracerProvider(tracenoop.NewTracerProvider()))
+	}
+	if s.metrics {
+		opts = append(opts, otelhttp.WithMeterProvider(s.mp), otelhttp.WithMetricAttributesFn(metricAttributes))
+	} else {
+		opts = append(opts, otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
+	}
+	return opts
+}
+
+// metricAttributes adds the destination to otelhttp's metrics of an attempt.
+func metricAttributes(req *http.Request) []attribute.KeyValue {
+	if a := attemptFrom(req.Context()); a != nil {
+		return a.r.d.attrs
+	}
+	return nil
+}
+
+// Handler returns an http.Handler that, while telemetry is on, serves through otelhttp: the
+// incoming trace context is extracted (a malformed traceparent is ignored and a new trace
+// begins), a SERVER span named operation wraps next, and the semantic conventions'
+// http.server.* metrics are recorded. While telemetry is off it calls next directly.
+func (t *Telemetry) Handler(next http.Handler, operation string) http.Handler {
+	return &handler{t: t, next: next, operation: operation}
+}
+
+type handler struct {
+	t         *Telemetry
+	next      http.Handler
+	operation string
+	otel      atomic.Pointer[otelHandler]
+}
+
+type otelHandler struct {
+	s *state
+	h http.Handler
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	s := h.t.load()
+	if !s.on {
+		h.next.ServeHTTP(w, req)
+		return
+	}
+	o := h.otel.Load()
+	if o == nil || o.s != s {
+		o = &otelHandler{s: s, h: otelhttp.NewHandler(h.next, h.operation, h.t.otelOptions(s)...)}
+		h.otel.Store(o)
+	}
+	o.h.ServeHTTP(w, req)
+}
+
+// Extract returns ctx with the trace context and baggage carried by header, for servers that
+// do not use [Telemetry.Handler]. A missing or malformed traceparent leaves ctx as it was.
+// While telemetry is off it returns ctx itself.
+func (t *Telemetry) Extract(ctx context.Context, header http.Header) context.Context {
+	if !t.load().on {
+		return ctx
+	}
+	return propagator{t}.Extract(ctx, propagation.HeaderCarrier(header))
+}
+
+// Inject writes the trace context of ctx into header, for requests that do not go through
+// [Telemetry.Transport]. While telemetry is off it does nothing.
+func (t *Telemetry) Inject(ctx context.Context, header http.Header) {
+	if !t.load().on {
+		return
+	}
+	propagator{t}.Inject(ctx, propagation.HeaderCarrier(header))
+}

@@ -1,0 +1,495 @@
+package tracing_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/tracing"
+)
+
+// headerTransport records the requests it is given and answers 200.
+type headerTransport struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func (h *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	h.reqs = append(h.reqs, req)
+	h.mu.Unlock()
+	return nopTransport{status: 200}.RoundTrip(req)
+}
+
+// scenario is what the middleware does for one request: a first attempt, a retry, a body.
+func scenario(tel *tracing.Telemetry, d *tracing.Destination, rt http.RoundTripper, req *http.Request) error {
+	ctx, r := tel.StartRequest(req.Context(), d, req)
+	r.Route("default", "stable")
+	actx, a := r.StartAttempt(ctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
+	resp, err := rt.RoundTrip(req.WithContext(actx))
+	a.End(resp, err)
+	r.End(a, resp, err)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
+// The default, before any test installs an SDK: the global delegates are no-ops, and
+// telemetry does nothing and allocates nothing. (This test must stay first in the package:
+// once an SDK has been set globally, the delegates are gone for the process.)
+func TestDisabledByDefault(t *testing.T) {
+	tel, err := tracing.New()
+	require.NoError(t, err)
+	defer tel.Close()
+	require.False(t, tel.Enabled(), "global providers are no-ops until an SDK is set")
+
+	d := tel.Destination("svc")
+	base := &headerTransport{}
+	rt := tel.Transport(base)
+	req := httptest.NewRequest(http.MethodGet, "http://svc/x", nil)
+	require.NoError(t, scenario(tel, d, rt, req))
+	require.Len(t, base.reqs, 1)
+	assert.Empty(t, base.reqs[0].Header.Get("traceparent"), "no propagation while off")
+	resp, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Same(t, req, base.reqs[1], "the request passes straight through")
+
+	ctx := context.Background()
+	resp = &http.Response{StatusCode: 200, Body: http.NoBody}
+	allocs := testing.AllocsPerRun(200, func() {
+		c, r := tel.StartRequest(ctx, d, req)
+		r.Route("default", "stable")
+		r.BreakerRefused("127.0.0.1:2")
+		r.BudgetRefused(tracing.AttemptRetry)
+		c, a := r.StartAttempt(c, tracing.AttemptInfo{Endpoint: "127.0.0.1:1"})
+		a.End(resp, nil)
+		a.Discarded()
+		r.Ejected("127.0.0.1:1")
+		r.End(a, resp, nil)
+		tel.RateLimited(c, "outbound", time.Millisecond, true)
+		tel.ShadowMismatch(c, "default", "shadow")
+		d.BreakerTransition("127.0.0.1:1", breaker.StateClosed, breaker.StateOpen)
+		_ = tel.Extract(c, req.Header)
+	})
+	assert.Zero(t, allocs)
+}
+
+func TestNoopProvidersDisable(t *testing.T) {
+	tel, err := tracing.New(tracing.WithTracerProvider(tracenoop.NewTracerProvider()),
+		tracing.WithMeterProvider(metricnoop.NewMeterProvider()))
+	require.NoError(t, err)
+	defer tel.Close()
+	assert.False(t, tel.Enabled())
+	ctx, r := tel.StartRequest(context.Background(), tel.Destination("svc"), nil)
+	assert.Nil(t, r)
+	assert.Equal(t, context.Background(), ctx)
+
+	var nilTel *tracing.Telemetry
+	assert.False(t, nilTel.Enabled())
+	assert.Nil(t, nilTel.Destination("svc"))
+	assert.NoError(t, nilTel.Close())
+}
+
+func TestNewValidates(t *testing.T) {
+	for name, opt := range map[string]tracing.Option{
+		"WithTracerProvider": tracing.WithTracerProvider(nil),
+		"WithMeterProvider":  tracing.WithMeterProvider(nil),
+		"WithPropagators":    tracing.WithPropagators(nil),
+		"WithState":          tracing.WithState(nil),
+		"nil Option":         nil,
+	} {
+		_, err := tracing.New(opt)
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), name)
+	}
+}
+
+// weirdTP is a provider whose type cannot be compared with ==.
+type weirdTP struct {
+	trace.TracerProvider
+	_ []int
+}
+
+// An SDK installed globally after New is used from the next request on, and uninstalling it
+// (setting no-op providers) turns telemetry off again.
+func TestSDKInstalledLater(t *testing.T) {
+	s := newSDK(t)
+	tel, err := tracing.New()
+	require.NoError(t, err)
+	defer tel.Close()
+	d := tel.Destination("svc")
+	base := &headerTransport{}
+	rt := tel.Transport(base)
+
+	otel.SetTracerProvider(s.tp)
+	otel.SetMeterProvider(s.mp)
+	t.Cleanup(func() {
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		otel.SetMeterProvider(metricnoop.NewMeterProvider())
+		// The default delegate cannot be restored; this is what it stood for.
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	})
+	require.True(t, tel.Enabled())
+	require.NoError(t, scenario(tel, d, rt, httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	spans := s.rec.Ended()
+	require.Len(t, spans, 2)
+	tp := base.reqs[0].Header.Get("traceparent")
+	assert.Contains(t, tp, spans[0].SpanContext().TraceID().String(), "W3C trace context by default")
+	assert.Equal(t, int64(1), sum(t, s.metrics(t), tracing.MetricAttempts))
+
+	// A global propagator set later replaces the default.
+	otel.SetTextMapPropagator(propagation.Baggage{})
+	require.NoError(t, scenario(tel, d, rt, httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	assert.Empty(t, base.reqs[1].Header.Get("traceparent"))
+
+	// A provider type that == would panic on is handled.
+	otel.SetTracerProvider(weirdTP{TracerProvider: s.tp})
+	assert.True(t, tel.Enabled())
+	assert.True(t, tel.Enabled())
+
+	otel.SetTracerProvider(tracenoop.NewTracerProvider())
+	otel.SetMeterProvider(metricnoop.NewMeterProvider())
+	assert.False(t, tel.Enabled())
+	n := len(s.rec.Ended())
+	require.NoError(t, scenario(tel, d, rt, httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	assert.Len(t, s.rec.Ended(), n, "nothing recorded once the providers are no-ops again")
+}
+
+// backend is a loopback server: /fail answers 503, /slow waits for the client to give up,
+// anything else 200. It records the traceparent of each request.
+type backend struct {
+	*httptest.Server
+	mu          sync.Mutex
+	traceparent []string
+	slow        chan struct{} // closed when /slow is entered
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{slow: make(chan struct{})}
+	var once sync.Once
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.traceparent = append(b.traceparent, r.Header.Get("traceparent"))
+		b.mu.Unlock()
+		switch r.URL.Path {
+		case "/fail":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/slow":
+			once.Do(func() { close(b.slow) })
+			<-r.Context().Done()
+		default:
+			_, _ = io.WriteString(w, "hello")
+		}
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *backend) addr() string { return strings.TrimPrefix(b.URL, "http://") }
+
+// The span tree and metrics of a request that failed once with a 503, was retried to a slow
+// endpoint, and hedged to a fast one that won; the retry is cancelled.
+func TestRetriedAndHedged(t *testing.T) {
+	s := newSDK(t)
+	tel := s.telemetry(t)
+	a, b := newBackend(t), newBackend(t)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	rt := tel.Transport(base)
+	d := tel.Destination("svc")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc/", nil)
+	require.NoError(t, err)
+	rctx, r := tel.StartRequest(ctx, d, req)
+	require.NotNil(t, r)
+	assert.True(t, r.Recording())
+	r.Route("by-path", "canary")
+
+	send := func(actx context.Context, url string) (*http.Response, error) {
+		out, err := http.NewRequestWithContext(actx, http.MethodGet, url, nil)
+		require.NoError(t, err)
+		return rt.RoundTrip(out)
+	}
+
+	// Attempt 0: a 503, thrown away for a retry.
+	c0, a0 := r.StartAttempt(rctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: a.addr()})
+	resp0, err := send(c0, a.URL+"/fail")
+	require.NoError(t, err)
+	a0.End(resp0, nil)
+	r.BudgetRefused(tracing.AttemptHedge) // a budget refusal along the way
+	a0.Discarded()
+	_, _ = io.Copy(io.Discard, resp0.Body)
+	require.NoError(t, resp0.Body.Close())
+
+	// Attempt 1: a retry to the slow endpoint; attempt 2: a hedge to the fast one, which wins.
+	c1, cancel1 := context.WithCancel(rctx)
+	c1, a1 := r.StartAttempt(c1, tracing.AttemptInfo{N: 1, Kind: tracing.AttemptRetry, Endpoint: a.addr(), Backoff: 5 * time.Millisecond, Breaker: breaker.StateHalfOpen})
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done1 := make(chan result, 1)
+	go func() {
+		resp, err := send(c1, a.URL+"/slow")
+		a1.End(resp, err)
+		done1 <- result{resp, err}
+	}()
+	select {
+	case <-a.slow:
+	case <-ctx.Done():
+		t.Fatal("the slow attempt never arrived")
+	}
+	c2, a2 := r.StartAttempt(rctx, tracing.AttemptInfo{N: 2, Kind: tracing.AttemptHedge, Endpoint: b.addr()})
+	resp2, err := send(c2, b.URL+"/ok")
+	require.NoError(t, err)
+	a2.End(resp2, nil)
+	cancel1()
+	res1 := <-done1
+	require.ErrorIs(t, res1.err, context.Canceled)
+
+	r.End(a2, resp2, nil)
+	assert.Len(t, s.rec.Ended(), 2, "the winner's and the request's spans stay open until the body is read")
+	body, err := io.ReadAll(resp2.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp2.Body.Close())
+	assert.Equal(t, "hello", string(body))
+
+	// Every span started has ended.
+	require.Len(t, s.rec.Started(), 4)
+	spans := s.rec.Ended()
+	require.Len(t, spans, 4)
+	var root sdktrace.ReadOnlySpan
+	attempts := map[int64]sdktrace.ReadOnlySpan{}
+	for _, sp := range spans {
+		if sp.SpanKind() == trace.SpanKindInternal {
+			root = sp
+			continue
+		}
+		require.Equal(t, trace.SpanKindClient, sp.SpanKind())
+		attempts[attrs(sp)[tracing.KeyAttempt].AsInt64()] = sp
+	}
+	require.NotNil(t, root)
+	require.Len(t, attempts, 3)
+	assert.Equal(t, "GET svc", root.Name())
+	assert.False(t, root.Parent().IsValid())
+	ra := attrs(root)
+	assert.Equal(t, "svc", ra[tracing.KeyDestination].AsString())
+	assert.Equal(t, "by-path", ra[tracing.KeyRoute].AsString())
+	assert.Equal(t, "canary", ra[tracing.KeySplit].AsString())
+	assert.Equal(t, "success", ra[tracing.KeyOutcome].AsString())
+	assert.Equal(t, int64(3), ra[tracing.KeyAttempts].AsInt64())
+	assert.Equal(t, int64(2), ra[tracing.KeyAttempt].AsInt64())
+	assert.Equal(t, b.addr(), ra[tracing.KeyEndpoint].AsString())
+	var events []string
+	for _, e := range root.Events() {
+		events = append(events, e.Name)
+	}
+	assert.Equal(t, []string{"proxyless.retry_budget.refused", "proxyless.retry", "proxyless.hedge"}, events)
+
+	for n, sp := range attempts {
+		assert.Equal(t, root.SpanContext().SpanID(), sp.Parent().SpanID(), "attempt %d is a child of the request", n)
+		assert.Equal(t, "HTTP GET", sp.Name(), "otelhttp's span")
+	}
+	a0a, a1a, a2a := attrs(attempts[0]), attrs(attempts[1]), attrs(attempts[2])
+	assert.Equal(t, "first", a0a[tracing.KeyAttemptKind].AsString())
+	assert.Equal(t, a.addr(), a0a[tracing.KeyEndpoint].AsString())
+	assert.Equal(t, "closed", a0a[tracing.KeyBreakerState].AsString())
+	assert.Equal(t, "gateway_failure", a0a[tracing.KeyOutcome].AsString())
+	assert.True(t, a0a[tracing.KeyDiscarded].AsBool())
+	assert.Equal(t, int64(503), a0a["http.response.status_code"].AsInt64(), "otelhttp's attributes are there too")
+	assert.Equal(t, "retry", a1a[tracing.KeyAttemptKind].AsString())
+	assert.Equal(t, "half-open", a1a[tracing.KeyBreakerState].AsString())
+	assert.Equal(t, 0.005, a1a[tracing.KeyBackoff].AsFloat64())
+	assert.Equal(t, codes.Error, attempts[1].Status().Code)
+	assert.Equal(t, "hedge", a2a[tracing.KeyAttemptKind].AsString())
+	assert.True(t, a2a[tracing.KeyWinner].AsBool())
+	_, won := a0a[tracing.KeyWinner]
+	assert.False(t, won)
+
+	// W3C trace context reached both servers, in the request's trace.
+	for _, be := range []*backend{a, b} {
+		be.mu.Lock()
+		for _, tp := range be.traceparent {
+			assert.Contains(t, tp, root.SpanContext().TraceID().String())
+		}
+		be.mu.Unlock()
+	}
+
+	ms := s.metrics(t)
+	svc := tracing.KeyDestination.String("svc")
+	assert.Equal(t, int64(3), sum(t, ms, tracing.MetricAttempts, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricAttempts, tracing.KeyAttemptKind.String("first"), tracing.KeyOutcome.String("gateway_failure")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricAttempts, tracing.KeyAttemptKind.String("retry"), tracing.KeyOutcome.String("canceled")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricAttempts, tracing.KeyAttemptKind.String("hedge"), tracing.KeyOutcome.String("success"), tracing.KeyEndpoint.String(b.addr())))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRetries, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricHedges, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricHedgeWins, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBudgetRefusals, svc, tracing.KeyAttemptKind.String("hedge")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, svc, tracing.KeyEndpoint.String(b.addr()), tracing.KeyOutcome.String("success")))
+	assert.Equal(t, int64(3), sum(t, ms, "http.client.request.duration", svc), "otelhttp's metric, with the destination added")
+}
+
+func TestRequestEndsOnError(t *testing.T) {
+	s := newSDK(t)
+	tel := s.telemetry(t)
+	d := tel.Destination("svc")
+
+	_, r := tel.StartRequest(context.Background(), d, nil)
+	r.BreakerRefused("127.0.0.1:1")
+	r.End(nil, nil, fmt.Errorf("every endpoint: %w", breaker.ErrOpen))
+	r.End(nil, nil, errors.New("a second End is ignored"))
+
+	_, r2 := tel.StartRequest(context.Background(), d, nil)
+	r2.End(nil, nil, context.Canceled)
+
+	spans := s.rec.Ended()
+	require.Len(t, spans, 2)
+	assert.Equal(t, codes.Error, spans[0].Status().Code)
+	assert.Equal(t, "refused", attrs(spans[0])[tracing.KeyOutcome].AsString())
+	assert.Equal(t, "canceled", attrs(spans[1])[tracing.KeyOutcome].AsString())
+	require.Len(t, spans[0].Events(), 2) // the refusal and the error
+	ms := s.metrics(t)
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("refused")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("canceled")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBreakerRefusals, tracing.KeyEndpoint.String("127.0.0.1:1")))
+}
+
+// The request span ends when the body is read to its end, without Close.
+func TestRequestEndsAtEOF(t *testing.T) {
+	s := newSDK(t)
+	tel := s.telemetry(t)
+	_, r := tel.StartRequest(context.Background(), tel.Destination("svc"), nil)
+	resp, _ := nopTransport{status: 500}.RoundTrip(httptest.NewRequest(http.MethodGet, "http://svc/", nil))
+	r.End(nil, resp, nil)
+	require.Empty(t, s.rec.Ended())
+	_, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Len(t, s.rec.Ended(), 1)
+	assert.Equal(t, codes.Error, s.rec.Ended()[0].Status().Code)
+	assert.Equal(t, "failure", attrs(s.rec.Ended()[0])[tracing.KeyOutcome].AsString())
+	require.NoError(t, resp.Body.Close())
+}
+
+// A malformed incoming traceparent is ignored: the server serves the request in a new trace.
+func TestMalformedTraceparent(t *testing.T) {
+	s := newSDK(t)
+	tel := s.telemetry(t)
+	var got trace.SpanContext
+	h := tel.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = trace.SpanContextFromContext(r.Context())
+		_, _ = io.WriteString(w, "ok")
+	}), "inbound")
+
+	const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		traceparent string
+		continues   bool
+	}{
+		{"garbage", false},
+		{"00-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-00f067aa0ba902b7-01", false},
+		{"00-00000000000000000000000000000000-00f067aa0ba902b7-01", false},
+		{"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false},
+		{"", false},
+		{valid, true},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "http://svc/x", nil)
+		if tc.traceparent != "" {
+			req.Header.Set("traceparent", tc.traceparent)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		assert.Equal(t, http.StatusOK, w.Code, tc.traceparent)
+		require.True(t, got.IsValid(), tc.traceparent)
+		assert.Equal(t, tc.continues, got.TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736", tc.traceparent)
+
+		ctx := tel.Extract(context.Background(), req.Header)
+		assert.Equal(t, tc.continues, trace.SpanContextFromContext(ctx).IsValid(), tc.traceparent)
+	}
+	spans := s.rec.Ended()
+	require.Len(t, spans, 6)
+	for _, sp := range spans[:5] {
+		assert.False(t, sp.Parent().IsValid(), "a new trace")
+		assert.Equal(t, trace.SpanKindServer, sp.SpanKind())
+	}
+	assert.True(t, spans[5].Parent().IsRemote())
+}
+
+func TestObservableState(t *testing.T) {
+	s := newSDK(t)
+	now := time.Now()
+	tel := s.telemetry(t, tracing.WithState(func(time.Time) tracing.State {
+		return tracing.State{
+			Destinations: []tracing.DestinationState{{
+				Name: "svc",
+				Endpoints: []tracing.EndpointState{
+					{Addr: "127.0.0.1:1", Healthy: true, HasBreaker: true, Breaker: breaker.StateClosed},
+					{Addr: "127.0.0.1:2", Healthy: true, Ejected: true, HasBreaker: true, Breaker: breaker.StateOpen},
+					{Addr: "127.0.0.1:3", Healthy: false, HasBreaker: true, Breaker: breaker.StateHalfOpen},
+				},
+				Ejections:  4,
+				StaleSince: now.Add(-time.Minute),
+			}},
+			Limits:   []tracing.LimitState{{Policy: "outbound", Limit: 17}},
+			Canaries: []tracing.CanaryState{{Route: "r", Destination: "svc-canary", Percent: 5}},
+		}
+	}))
+	d := tel.Destination("svc")
+	d.BreakerTransition("127.0.0.1:2", breaker.StateClosed, breaker.StateOpen)
+	ctx := context.Background()
+	tel.RateLimited(ctx, "outbound", 2*time.Millisecond, true)
+	tel.RateLimited(ctx, "outbound", 0, false)
+	tel.ShadowMismatch(ctx, "r", "svc-shadow")
+
+	ms := s.metrics(t)
+	svc := tracing.KeyDestination.String("svc")
+	assert.Equal(t, int64(3), sum(t, ms, tracing.MetricEndpointsKnown, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricEndpointsHealthy, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricEjectionsActive, svc))
+	assert.Equal(t, int64(4), sum(t, ms, tracing.MetricEjections, svc))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBreakerState, tracing.KeyEndpoint.String("127.0.0.1:2")))
+	assert.Equal(t, int64(2), sum(t, ms, tracing.MetricBreakerState, tracing.KeyEndpoint.String("127.0.0.1:3")))
+	assert.Equal(t, int64(17), sum(t, ms, tracing.MetricConcurrencyLimit, tracing.KeyLimitPolicy.String("outbound")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBreakerTrans, tracing.KeyBreakerState.String("open")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricLimitDecisions, tracing.KeyLimitDecision.String("admitted")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricLimitDecisions, tracing.KeyLimitDecision.String("refused")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricLimitWait))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricShadowMismatches, tracing.KeyShadow.String("svc-shadow")))
+	stale := ms[tracing.MetricDiscoveryStale].(metricdataGaugeF)
+	require.Len(t, stale.DataPoints, 1)
+	assert.InDelta(t, 60, stale.DataPoints[0].Value, 5)
+	canary := ms[tracing.MetricCanaryWeight].(metricdataGaugeF)
+	require.Len(t, canary.DataPoints, 1)
+	assert.Equal(t, 5.0, canary.DataPoints[0].Value)
+	v, _ := canary.DataPoints[0].Attributes.Value(tracing.KeyRoute)
+	assert.Equal(t, attribute.StringValue("r"), v)
+
+	// After Close the callback is gone.
+	require.NoError(t, tel.Close())
+	ms = s.metrics(t)
+	assert.Zero(t, sum(t, ms, tracing.MetricEndpointsKnown, svc))
+	assert.False(t, tel.Enabled())
+}
