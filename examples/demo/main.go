@@ -121,7 +121,7 @@ func demo(ctx context.Context, o options, out io.Writer) (summary, error) {
 	tr, err := middleware.NewTransport(base,
 		middleware.WithResolver(resolver),
 		middleware.WithAttemptTimeout(time.Second),
-		middleware.WithHedge(middleware.HedgePolicy{Delay: 50 * time.Millisecond}),
+		middleware.WithHedge(middleware.HedgePolicy{Delay: 20 * time.Millisecond, Quantile: 0.95}),
 	)
 	if err != nil {
 		return summary{}, err
