@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,16 +21,21 @@ import (
 // until [Balancer.Close]; Close is idempotent and harmless without health checks, so always
 // calling it is the simplest rule. The zero Balancer is not usable.
 type Balancer struct {
-	cfg       Config  // immutable, normalized
-	tau       float64 // DecayTime in ns; immutable
-	ssWindow  int64   // SlowStart.Window in ns; immutable
-	ssFloor   float64 // SlowStart.MinWeightPercent/100; immutable
-	overprov  float64 // 100/Zone.MinHealthyPercent; immutable
-	ejectBase int64   // immutable
-	ejectMax  int64   // immutable
-	maxTimes  int64   // cap of the ejection multiplier; immutable
+	cfg       Config         // immutable, normalized
+	tau       float64        // DecayTime in ns; immutable
+	ssWindow  int64          // SlowStart.Window in ns; immutable
+	ssFloor   float64        // SlowStart.MinWeightPercent/100; immutable
+	overprov  float64        // 100/Zone.MinHealthyPercent; immutable
+	ejectBase int64          // immutable
+	ejectMax  int64          // immutable
+	maxTimes  int64          // cap of the ejection multiplier; immutable
+	policy    policyCode     // cfg.Policy as a small integer for the pick's switch; immutable
+	zoneRank  map[string]int // failover zone -> priority level; immutable
 
 	snap atomic.Pointer[snapshot]
+	// cur is the view picks use: the current snapshot's, or an older one's for a moment while
+	// Update publishes. Picks load it rather than snap, one pointer hop closer to the endpoints.
+	cur atomic.Pointer[view]
 	// gen counts changes of ejection and health state; a view built at an older gen is stale.
 	gen       atomic.Uint64
 	ejections atomic.Uint64
@@ -37,6 +44,38 @@ type Balancer struct {
 	viewMu sync.Mutex // taken with TryLock by the pick that rebuilds a stale view
 
 	hc *healthChecker // nil without active health checks; immutable
+
+	updates uint64 // count of snapshots built; guarded by mu
+
+}
+
+// policyCode numbers the policies for the pick's switch, which would otherwise compare
+// strings.
+type policyCode uint8
+
+const (
+	codePeakEWMA policyCode = iota
+	codeLeastRequest
+	codeRoundRobin
+	codeWeightedRoundRobin
+	codeRandom
+	codeMaglev
+)
+
+func policyCodeOf(p Policy) policyCode {
+	switch p {
+	case PolicyLeastRequest:
+		return codeLeastRequest
+	case PolicyRoundRobin:
+		return codeRoundRobin
+	case PolicyWeightedRoundRobin:
+		return codeWeightedRoundRobin
+	case PolicyRandom:
+		return codeRandom
+	case PolicyMaglev:
+		return codeMaglev
+	}
+	return codePeakEWMA
 }
 
 // New returns a balancer configured by cfg, with an empty endpoint set. It validates cfg and
@@ -56,9 +95,11 @@ func New(cfg Config) (*Balancer, error) {
 		overprov:  100 / c.Zone.MinHealthyPercent,
 		ejectBase: int64(c.Outlier.BaseEjectionTime),
 		ejectMax:  int64(c.Outlier.MaxEjectionTime),
+		policy:    policyCodeOf(c.Policy),
+		zoneRank:  failoverRank(c.Zone),
 	}
 	b.maxTimes = (b.ejectMax+b.ejectBase-1)/b.ejectBase + 1
-	b.snap.Store(b.newSnapshot(nil))
+	b.publish(b.newSnapshot(nil))
 	if c.HealthCheck != nil {
 		probe, closeIdle := newHTTPProber(*c.HealthCheck)
 		b.hc = newHealthChecker(b, *c.HealthCheck, probe, closeIdle)
@@ -85,10 +126,16 @@ func (b *Balancer) Config() Config {
 func (b *Balancer) Update(eps []discovery.Endpoint) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.snap.Store(b.newSnapshot(eps))
+	b.publish(b.newSnapshot(eps))
 	if b.hc != nil {
 		b.hc.poke()
 	}
+}
+
+// publish makes s the current snapshot, with a view of it. Called under b.mu (or from New).
+func (b *Balancer) publish(s *snapshot) {
+	b.snap.Store(s)
+	b.cur.Store(b.buildView(s, 0))
 }
 
 // Pick chooses an endpoint for one request attempt according to the policy, zone priority,
@@ -98,40 +145,51 @@ func (b *Balancer) Update(eps []discovery.Endpoint) {
 // percent, it picks among all of them. Pick is lock-free and allocates nothing. The caller
 // must call Done on the result.
 func (b *Balancer) Pick(info PickInfo) (Pick, error) {
-	s := b.snap.Load()
-	if len(s.states) == 0 {
+	// Seed the random stream of the policies that draw (see random.go).
+	var rng pickRand
+	needRand := b.policy != codeRoundRobin && b.policy != codeWeightedRoundRobin &&
+		(b.policy != codeMaglev || info.Key == 0)
+	if needRand {
+		rng.s = b.rand64()
+	}
+	v := b.cur.Load()
+	if len(v.s.states) == 0 {
 		return Pick{}, ErrNoEndpoints
 	}
 	if info.Now.IsZero() {
 		info.Now = time.Now()
 	}
 	now := info.Now.UnixNano()
-	v := s.view.Load()
 	if v.gen != b.gen.Load() || now >= v.validUntil {
-		v = b.refresh(s, now)
+		v = b.refresh(v, now)
 	}
-	var i int32
-	switch b.cfg.Policy {
-	case PolicyMaglev:
-		i = b.pickMaglev(s, v, &info, now)
-	default:
-		lv := v.level()
-		switch b.cfg.Policy {
-		case PolicyRoundRobin:
-			i = b.pickRoundRobin(s, lv, &info, now)
-		case PolicyWeightedRoundRobin:
-			i = b.pickWeighted(s, lv, &info, now)
-		case PolicyRandom:
-			i = b.pickRandom(s, lv, &info, now)
-		case PolicyLeastRequest:
-			i = b.pickP2C(s, lv, &info, now, false)
+	var sl *slot
+	if b.policy == codeMaglev {
+		sl = b.pickMaglev(v, &info, now, &rng)
+	} else {
+		lv := &v.levels[0]
+		if len(v.levels) > 1 {
+			if !needRand {
+				rng.s = b.rand64()
+			}
+			lv = v.level(&rng)
+		}
+		switch b.policy {
+		case codePeakEWMA:
+			sl = b.pickP2C(v, lv, &info, now, true, &rng)
+		case codeLeastRequest:
+			sl = b.pickP2C(v, lv, &info, now, false, &rng)
+		case codeRoundRobin:
+			sl = b.pickRoundRobin(v, lv, &info, now)
+		case codeWeightedRoundRobin:
+			sl = b.pickWeighted(v, lv, &info, now)
 		default:
-			i = b.pickP2C(s, lv, &info, now, true)
+			sl = b.pickRandom(v, lv, &info, now, &rng)
 		}
 	}
-	e := s.states[i]
+	e := sl.e
 	e.inflight.Add(1)
-	return Pick{Endpoint: &s.eps[i], state: e, start: info.Now}, nil
+	return Pick{Endpoint: &v.s.eps[sl.i], state: e, start: info.Now}, nil
 }
 
 // Close stops the active health checks, if any, and waits for their goroutines. It is
@@ -171,7 +229,7 @@ func (b *Balancer) Endpoints() []EndpointStats {
 	out := make([]EndpointStats, len(s.states))
 	for i, e := range s.states {
 		out[i] = EndpointStats{
-			Addr:         e.addr,
+			Addr:         s.eps[i].Addr,
 			Zone:         s.eps[i].Zone,
 			Weight:       s.weights[i],
 			EWMA:         time.Duration(math.Float64frombits(e.cost.Load())),
@@ -237,87 +295,132 @@ func (b *Balancer) tryEject(e *endpointState, now int64) {
 	b.gen.Add(1)
 }
 
-// snapshot is an immutable endpoint set with its precomputed structure. Only view changes.
+// snapshot is an immutable endpoint set with its precomputed structure. Its views (which
+// endpoints are available) are rebuilt as ejections and health change.
 type snapshot struct {
 	eps     []discovery.Endpoint
 	states  []*endpointState
 	weights []uint32  // effective weights
+	all     []slot    // every endpoint, in order
 	levels  [][]int32 // endpoint indexes per zone priority level; empty levels left out
 	maglev  []int32   // Maglev lookup table, PolicyMaglev only
-	view    atomic.Pointer[view]
 }
 
 // newSnapshot builds a snapshot of eps, keeping endpoint state by address. Called under b.mu
-// (or from New).
+// (or from New). It is linear in len(eps): endpoints found at the same position as in the
+// previous snapshot keep their state without a lookup, and a map of the previous states by
+// address is built only when one is not.
 func (b *Balancer) newSnapshot(eps []discovery.Endpoint) *snapshot {
 	old := b.snap.Load()
-	prev := map[string]*endpointState{}
+	var oldEps []discovery.Endpoint
+	var oldStates []*endpointState
 	if old != nil {
-		for _, e := range old.states {
-			prev[e.addr] = e
-		}
+		oldEps, oldStates = old.eps, old.states
 	}
-	rampNew := b.ssWindow > 0 && old != nil && len(old.states) > 0
+	b.updates++
+	mark := b.updates
+	rampNew := b.ssWindow > 0 && len(oldStates) > 0
+	n := len(eps)
 	s := &snapshot{
-		eps:     make([]discovery.Endpoint, 0, len(eps)),
-		states:  make([]*endpointState, 0, len(eps)),
-		weights: make([]uint32, 0, len(eps)),
+		eps:     make([]discovery.Endpoint, 0, n),
+		states:  make([]*endpointState, 0, n),
+		weights: make([]uint32, 0, n),
 	}
-	seen := make(map[string]struct{}, len(eps))
-	for _, ep := range eps {
-		if _, dup := seen[ep.Addr]; dup {
-			continue
-		}
-		seen[ep.Addr] = struct{}{}
-		e := prev[ep.Addr]
-		if e == nil {
-			e = &endpointState{b: b, addr: ep.Addr}
-			if rampNew {
-				e.slowStart.Store(startPending)
+	var prev map[string]*endpointState // by address; built at the first positional miss
+	for k := range eps {
+		ep := &eps[k]
+		var e *endpointState
+		if k < len(oldStates) && oldEps[k].Addr == ep.Addr {
+			e = oldStates[k]
+		} else {
+			if prev == nil {
+				prev = make(map[string]*endpointState, len(oldStates)+n-k)
+				for i, x := range oldStates {
+					prev[oldEps[i].Addr] = x
+				}
+			}
+			if e = prev[ep.Addr]; e == nil {
+				e = &endpointState{b: b}
+				if rampNew {
+					e.slowStart.Store(startPending)
+				}
+				prev[ep.Addr] = e
 			}
 		}
-		s.eps = append(s.eps, ep)
+		if e.mark == mark {
+			continue // a duplicate address: the first wins
+		}
+		e.mark = mark
+		c := *ep
+		c.Tags = slices.Clone(ep.Tags)
+		if ep.Meta != nil {
+			c.Meta = maps.Clone(ep.Meta)
+		}
+		s.eps = append(s.eps, c)
 		s.states = append(s.states, e)
 		s.weights = append(s.weights, ep.EffectiveWeight())
 	}
-	s.eps = discovery.Clone(s.eps)
-	s.levels = zoneLevels(s.eps, b.cfg.Zone)
-	if b.cfg.Policy == PolicyMaglev && len(s.eps) > 0 {
+	s.all = make([]slot, len(s.states))
+	for i, e := range s.states {
+		s.all[i] = slot{e: e, i: int32(i), w: s.weights[i]}
+	}
+	s.levels = zoneLevels(s.eps, b.cfg.Zone, b.zoneRank)
+	if b.policy == codeMaglev && len(s.eps) > 0 {
 		s.maglev = buildMaglev(s, b.cfg.MaglevTableSize)
 	}
-	s.view.Store(b.buildView(s, 0))
 	return s
 }
 
+// failoverRank maps each zone of z.Failover to its priority level, from 1.
+func failoverRank(z ZoneConfig) map[string]int {
+	rank := make(map[string]int, len(z.Failover))
+	for i, zone := range z.Failover {
+		rank[zone] = i + 1
+	}
+	return rank
+}
+
 // zoneLevels groups endpoint indexes into priority levels: the local zone, each failover
-// zone in order, then the rest.
-func zoneLevels(eps []discovery.Endpoint, z ZoneConfig) [][]int32 {
+// zone in order, then the rest. All levels share one backing array.
+// rank maps each failover zone to its level (1, 2, ...); see failoverRank.
+func zoneLevels(eps []discovery.Endpoint, z ZoneConfig, rank map[string]int) [][]int32 {
+	all := make([]int32, len(eps))
 	if z.Local == "" {
-		all := make([]int32, len(eps))
 		for i := range all {
 			all[i] = int32(i)
 		}
 		return [][]int32{all}
 	}
-	rank := make(map[string]int, len(z.Failover)+1)
-	rank[z.Local] = 0
-	for i, zone := range z.Failover {
-		rank[zone] = i + 1
-	}
 	rest := len(z.Failover) + 1
-	levels := make([][]int32, rest+1)
-	for i, ep := range eps {
-		r, ok := rank[ep.Zone]
-		if !ok {
-			r = rest
+	rankOf := func(zone string) int {
+		if zone == z.Local {
+			return 0
 		}
-		levels[r] = append(levels[r], int32(i))
+		if r, ok := rank[zone]; ok {
+			return r
+		}
+		return rest
 	}
-	out := levels[:0]
-	for _, l := range levels {
-		if len(l) > 0 {
-			out = append(out, l)
+	// Counting sort by rank, stable in endpoint order.
+	ranks := make([]int32, len(eps))
+	counts := make([]int, rest+2)
+	for i := range eps {
+		r := rankOf(eps[i].Zone)
+		ranks[i] = int32(r)
+		counts[r+1]++
+	}
+	for r := 1; r < len(counts); r++ {
+		counts[r] += counts[r-1]
+	}
+	out := make([][]int32, 0, rest+1)
+	for r := 0; r <= rest; r++ {
+		if lo, hi := counts[r], counts[r+1]; hi > lo {
+			out = append(out, all[lo:hi:hi])
 		}
+	}
+	for i, r := range ranks {
+		all[counts[r]] = int32(i)
+		counts[r]++
 	}
 	return out
 }
@@ -326,6 +429,7 @@ func zoneLevels(eps []discovery.Endpoint, z ZoneConfig) [][]int32 {
 // available in each priority level, and each level's share of the traffic. It is rebuilt
 // when the balancer's gen moves or an ejection ends.
 type view struct {
+	s          *snapshot
 	gen        uint64
 	validUntil int64 // unix ns when the next ejection ends
 	panic      bool
@@ -333,18 +437,38 @@ type view struct {
 	cum        []uint64 // cumulative share of levels[i], scaled to 1<<32
 }
 
-type viewLevel struct {
-	idx       []int32 // available endpoints
-	maxWeight uint32
-	next      atomic.Uint64 // round-robin counter
+// slot is an available endpoint of a view level with what a pick reads of it, so that a pick
+// reaches the endpoint's state in one indirection.
+type slot struct {
+	e *endpointState
+	i int32  // index in the snapshot
+	w uint32 // effective weight
 }
 
-// level returns the level for this pick, drawn by the levels' shares.
-func (v *view) level() *viewLevel {
+// strideSlot is the per-slot data of PolicyWeightedRoundRobin, fixed for a view.
+type strideSlot struct {
+	w     uint32 // weight in units of strideScale/maxWeight, at least 1
+	phase uint32 // position in the level times strideScale/len(slots)
+}
+
+type viewLevel struct {
+	slots     []slot // available endpoints
+	stride    []strideSlot
+	maxWeight uint32
+	// next is the round-robin counter, which every pick of the round-robin policies writes:
+	// it gets a cache line of its own, so that it does not slow down the reads of the fields
+	// above on other cores.
+	_    [64]byte
+	next atomic.Uint64
+	_    [56]byte
+}
+
+// level returns the level for this pick, drawn by the levels' shares. rng is seeded.
+func (v *view) level(rng *pickRand) *viewLevel {
 	if len(v.levels) == 1 {
 		return &v.levels[0]
 	}
-	r := uint64(rand.Uint32())
+	r := rng.next() >> 32
 	for i := range v.cum {
 		if r < v.cum[i] {
 			return &v.levels[i]
@@ -353,83 +477,86 @@ func (v *view) level() *viewLevel {
 	return &v.levels[len(v.levels)-1]
 }
 
-// refresh rebuilds s's view if it is stale. Only one goroutine rebuilds at a time; the others
-// go on with the stale view meanwhile.
-func (b *Balancer) refresh(s *snapshot, now int64) *view {
+// refresh returns a view that is fresh at now, rebuilding the current one if it is stale.
+// Only one goroutine rebuilds at a time; the others go on with the stale view v meanwhile.
+func (b *Balancer) refresh(v *view, now int64) *view {
 	if !b.viewMu.TryLock() {
-		return s.view.Load()
+		return v
 	}
 	defer b.viewMu.Unlock()
-	v := s.view.Load()
-	if v.gen != b.gen.Load() || now >= v.validUntil {
-		v = b.buildView(s, now)
-		s.view.Store(v)
+	for {
+		cur := b.cur.Load()
+		if cur.gen == b.gen.Load() && now < cur.validUntil {
+			return cur
+		}
+		nv := b.buildView(cur.s, now)
+		if b.cur.CompareAndSwap(cur, nv) {
+			return nv
+		}
+		// Update published a new snapshot meanwhile: look at its view.
 	}
-	return v
 }
 
 // buildView computes which endpoints are available at now, the priority levels' shares
 // (Envoy's priority load with overprovisioning, normalized when the total health is under
 // 100 %) and whether the balancer is in panic mode.
 func (b *Balancer) buildView(s *snapshot, now int64) *view {
-	v := &view{gen: b.gen.Load(), validUntil: math.MaxInt64}
+	v := &view{s: s, gen: b.gen.Load(), validUntil: math.MaxInt64}
+	n := len(s.states)
+	// One pass over the states: health at now, and when the next ejection ends.
 	healthy := 0
-	for _, e := range s.states {
+	ok := make([]bool, n)
+	for i, e := range s.states {
 		if u := e.ejectedUntil.Load(); u > now && u < v.validUntil {
 			v.validUntil = u
 		}
 		if e.healthyAt(now) {
+			ok[i] = true
 			healthy++
 		}
 	}
-	n := len(s.states)
 	if n == 0 {
 		v.levels = make([]viewLevel, 1)
 		return v
 	}
 	if healthy == 0 || 100*float64(healthy)/float64(n) < b.cfg.PanicThreshold {
 		v.panic = true
-		all := make([]int32, n)
-		for i := range all {
-			all[i] = int32(i)
-		}
-		v.levels = []viewLevel{{idx: all, maxWeight: maxWeight(s, all)}}
+		v.levels = make([]viewLevel, 1)
+		b.initLevel(&v.levels[0], s.all, false)
 		return v
 	}
+	// All levels' slots share one backing array.
+	slots := make([]slot, 0, n)
 	// Levels without share stay in the view (after the others' cumulative share is full) so
 	// that a pick avoiding every endpoint of the shared levels can still fall back to them.
-	type lvl struct {
-		idx  []int32
-		load float64
-	}
-	ls := make([]lvl, 0, len(s.levels))
+	v.levels = make([]viewLevel, 0, len(s.levels))
+	loads := make([]float64, 0, len(s.levels))
 	remaining := 1.0
 	for _, level := range s.levels {
-		var avail []int32
+		lo := len(slots)
 		for _, i := range level {
-			if s.states[i].healthyAt(now) {
-				avail = append(avail, i)
+			if ok[i] {
+				slots = append(slots, slot{e: s.states[i], i: i, w: s.weights[i]})
 			}
 		}
-		if len(avail) == 0 {
+		avail := len(slots) - lo
+		if avail == 0 {
 			continue
 		}
-		health := min(1, float64(len(avail))/float64(len(level))*b.overprov)
+		health := min(1, float64(avail)/float64(len(level))*b.overprov)
 		load := min(remaining, health)
 		remaining -= load
-		ls = append(ls, lvl{avail, load})
+		v.levels = append(v.levels, viewLevel{})
+		b.initLevel(&v.levels[len(v.levels)-1], slots[lo:len(slots):len(slots)], true)
+		loads = append(loads, load)
 	}
 	total := 1 - remaining
-	v.levels = make([]viewLevel, len(ls))
-	v.cum = make([]uint64, len(ls))
+	v.cum = make([]uint64, len(loads))
 	acc, last := 0.0, 0
-	for i, l := range ls {
-		v.levels[i].idx = l.idx
-		v.levels[i].maxWeight = maxWeight(s, l.idx)
-		v.levels[i].next.Store(rand.Uint64N(uint64(len(l.idx))))
-		acc += l.load / total
+	for i, load := range loads {
+		acc += load / total
 		v.cum[i] = uint64(acc * (1 << 32))
-		if l.load > 0 {
+		if load > 0 {
 			last = i
 		}
 	}
@@ -439,10 +566,24 @@ func (b *Balancer) buildView(s *snapshot, now int64) *view {
 	return v
 }
 
-func maxWeight(s *snapshot, idx []int32) uint32 {
-	var m uint32
-	for _, i := range idx {
-		m = max(m, s.weights[i])
+// initLevel fills l with slots and the policy's precomputed data. A level with a shared
+// share starts its round-robin counter at a random position.
+func (b *Balancer) initLevel(l *viewLevel, slots []slot, randomStart bool) {
+	l.slots = slots
+	for _, sl := range slots {
+		l.maxWeight = max(l.maxWeight, sl.w)
 	}
-	return m
+	if randomStart {
+		l.next.Store(rand.Uint64N(uint64(len(slots))))
+	}
+	if b.policy == codeWeightedRoundRobin {
+		n := uint64(len(slots))
+		l.stride = make([]strideSlot, len(slots))
+		for pos, sl := range slots {
+			l.stride[pos] = strideSlot{
+				w:     uint32(max(uint64(sl.w)*strideScale/uint64(l.maxWeight), 1)),
+				phase: uint32(uint64(pos) * strideScale / n),
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package balancer
 import (
 	"math"
 	"sync/atomic"
+	"unsafe"
 )
 
 // startPending marks an endpoint whose slow start begins at the first pick that considers it.
@@ -11,28 +12,43 @@ const startPending = -1
 // endpointState is the mutable state of one endpoint, kept by address across updates. All
 // fields are atomics, read and written without locks; the outlier fields marked "guarded by
 // Balancer.mu" are only written under it.
+//
+// The fields a pick reads (in-flight count, EWMA cost and stamp, Retry-After and ejection
+// deadlines, slow start, health) come first and fill the first 64-byte cache line; the
+// counters that only Done, the outlier detector and the health checker touch fill the second.
+// The struct fits the allocator's 128-byte size class, whose objects are aligned to cache
+// lines, so two endpoints never share one. The address is not kept here: it is the Addr of
+// the endpoint at the same index of a snapshot.
 type endpointState struct {
-	b    *Balancer // immutable
-	addr string    // immutable
+	inflight     atomic.Int64
+	cost         atomic.Uint64 // peak EWMA of latency in ns, float64 bits; 0 until the first sample
+	stamp        atomic.Int64  // unix ns of the last EWMA update
+	backoffUntil atomic.Int64  // unix ns; picks avoid the endpoint while now < backoffUntil
+	ejectedUntil atomic.Int64  // unix ns; the endpoint is ejected while now < ejectedUntil. Guarded by Balancer.mu.
+	slowStart    atomic.Int64  // unix ns when the ramp started; 0 none, startPending not yet started
+	b            *Balancer     // immutable
+	unhealthy    atomic.Bool   // set by active health checks
 
-	inflight atomic.Int64
-	cost     atomic.Uint64 // peak EWMA of latency in ns, float64 bits; 0 until the first sample
-	stamp    atomic.Int64  // unix ns of the last EWMA update
+	_ [64 - 7*8 - 4]byte // atomic.Bool is 4 bytes
 
-	ejectedUntil atomic.Int64 // unix ns; the endpoint is ejected while now < ejectedUntil. Guarded by Balancer.mu.
-	timesEjected atomic.Int64 // ejection multiplier. Guarded by Balancer.mu.
-	backoffUntil atomic.Int64 // unix ns; picks avoid the endpoint while now < backoffUntil
-	slowStart    atomic.Int64 // unix ns when the ramp started; 0 none, startPending not yet started
-	unhealthy    atomic.Bool  // set by active health checks
-	hcPass       atomic.Int64 // passed checks in a row while unhealthy; health checker only
-	hcFail       atomic.Int64 // failed checks in a row while healthy; health checker only
-
+	// Second cache line.
+	requests      atomic.Uint64
+	failures      atomic.Uint64
 	consecGateway atomic.Int64
 	consecFailure atomic.Int64
-
-	requests atomic.Uint64
-	failures atomic.Uint64
+	timesEjected  atomic.Int64 // ejection multiplier. Guarded by Balancer.mu.
+	hcPass        atomic.Int64 // passed checks in a row while unhealthy; health checker only
+	hcFail        atomic.Int64 // failed checks in a row while healthy; health checker only
+	mark          uint64       // the last Update that took this state into its snapshot. Guarded by Balancer.mu.
 }
+
+// The layout above, checked at compile time: the second cache line starts at byte 64 and the
+// struct fits in 128 bytes.
+var (
+	_ [unsafe.Offsetof(endpointState{}.requests) - 64]byte
+	_ [64 - unsafe.Offsetof(endpointState{}.requests)]byte
+	_ [128 - unsafe.Sizeof(endpointState{})]byte
+)
 
 // ejected reports whether the endpoint is out of rotation at now.
 func (e *endpointState) ejected(now int64) bool { return now < e.ejectedUntil.Load() }
@@ -73,22 +89,25 @@ func (e *endpointState) slowStartFactor(now int64, window int64, floor float64) 
 // Finagle's: high enough that it gets one request at a time until it answers.
 const penalty = float64(math.MaxInt64 >> 16)
 
-// rawLoad returns the peak-EWMA load at now as a fraction num/den: the cost times in-flight
-// + 1, over the decay denominator (tau+dt)/tau scaled by tau. An endpoint without a sample
-// has load 0 when idle, and Finagle's penalty while requests are in flight, so that it gets
-// one request at a time until it answers.
+// rawLoad returns the peak-EWMA load at now as a fraction tau·num/den: the cost times
+// in-flight + 1, over the decay denominator (tau+dt)/tau, written so that no division is
+// needed; tau is the same for every endpoint, so comparisons of num/den leave it out. The
+// decay factor is the cheap tau/(tau+dt), close to exp(-dt/tau) for dt well below tau (the
+// exact exponential is used when samples are recorded). An endpoint without a sample has
+// load 0 when idle, and Finagle's penalty while requests are in flight, so that it gets one
+// request at a time until it answers.
 func (e *endpointState) rawLoad(now int64, tau float64) (num, den float64) {
 	inflight := float64(e.inflight.Load())
 	cost := math.Float64frombits(e.cost.Load())
+	den = tau
 	if cost == 0 {
 		if inflight > 0 {
-			return penalty + inflight, 1
+			return penalty + inflight, den
 		}
-		return 0, 1
+		return 0, den
 	}
-	den = 1
-	if dt := float64(now - e.stamp.Load()); dt > 0 {
-		den = 1 + dt/tau
+	if dt := now - e.stamp.Load(); dt > 0 {
+		den += float64(dt)
 	}
 	return cost * (inflight + 1), den
 }

@@ -73,7 +73,8 @@ func (h *healthChecker) round(ctx context.Context) {
 	s := h.b.snap.Load()
 	sem := make(chan struct{}, healthCheckConcurrency)
 	var wg sync.WaitGroup
-	for _, e := range s.states {
+	for k, e := range s.states {
+		addr := s.eps[k].Addr
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -85,7 +86,7 @@ func (h *healthChecker) round(ctx context.Context) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-			err := h.probe(pctx, e.addr)
+			err := h.probe(pctx, addr)
 			cancel()
 			if ctx.Err() != nil {
 				return // closing: a probe cut short says nothing about the endpoint

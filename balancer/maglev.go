@@ -8,21 +8,23 @@ const maglevProbes = 8
 // unhealthy (outside panic mode) or to be avoided, it rehashes the key and looks again, so
 // that a key keeps going to the same alternative while its endpoint is out. Zone priority does
 // not apply to hashed picks: stickiness wins over locality. A pick without a key is random.
-func (b *Balancer) pickMaglev(s *snapshot, v *view, info *PickInfo, now int64) int32 {
+// rng is seeded when info.Key is 0.
+func (b *Balancer) pickMaglev(v *view, info *PickInfo, now int64, rng *pickRand) *slot {
 	if info.Key == 0 {
-		return b.pickRandom(s, v.level(), info, now)
+		return b.pickRandom(v, v.level(rng), info, now, rng)
 	}
+	s := v.s
 	m := uint64(len(s.maglev))
 	k := info.Key
 	for t := range uint64(maglevProbes) {
-		i := s.maglev[k%m]
-		e := s.states[i]
-		if (v.panic || e.healthyAt(now)) && !b.avoid(e, info, now) {
-			return i
+		sl := &s.all[s.maglev[k%m]]
+		if (v.panic || sl.e.healthyAt(now)) && !b.avoid(sl.e, info, now) {
+			return sl
 		}
 		k = mix64(info.Key + t + 1)
 	}
-	return b.pickRandom(s, v.level(), info, now)
+	rng.s = b.rand64()
+	return b.pickRandom(v, v.level(rng), info, now, rng)
 }
 
 // buildMaglev fills a Maglev lookup table (Eisenbud et al., NSDI 2016) for s's endpoints,
@@ -39,14 +41,15 @@ func buildMaglev(s *snapshot, size int) []int32 {
 		}
 	}
 	m := uint64(size)
-	offset := make([]uint64, n)
+	// Endpoint i's preference list is (offset + k·skip) mod m for k = 0, 1, ...; pos holds its
+	// next entry, stepped by addition rather than recomputed with a division.
+	pos := make([]uint64, n)
 	skip := make([]uint64, n)
-	next := make([]uint64, n)
 	credit := make([]uint64, n)
 	var maxW uint64
 	for i, ep := range s.eps {
 		h := HashString(ep.Addr)
-		offset[i] = mix64(h^0x6a09e667f3bcc908) % m
+		pos[i] = mix64(h^0x6a09e667f3bcc908) % m
 		skip[i] = mix64(h^0xbb67ae8584caa73b)%(m-1) + 1
 		maxW = max(maxW, uint64(s.weights[i]))
 	}
@@ -62,8 +65,10 @@ func buildMaglev(s *snapshot, size int) []int32 {
 			}
 			credit[i] -= maxW
 			for {
-				c := (offset[i] + next[i]*skip[i]) % m
-				next[i]++
+				c := pos[i]
+				if pos[i] += skip[i]; pos[i] >= m {
+					pos[i] -= m
+				}
 				if table[c] < 0 {
 					table[c] = int32(i)
 					filled++

@@ -1,7 +1,5 @@
 package balancer
 
-import "math/rand/v2"
-
 // p2cTries is how many pairs a P2C pick draws before falling back to a scan, when the
 // endpoints drawn are to be avoided (tried already, or steered away by Retry-After).
 const p2cTries = 3
@@ -9,38 +7,44 @@ const p2cTries = 3
 // pickP2C is power of two choices: draw two distinct available endpoints at random and take
 // the one with the lower load per unit of weight. The load is the peak EWMA of latency times
 // in-flight + 1 (ewma) or in-flight + 1 (least request). An endpoint in slow start takes part
-// in the comparison with probability equal to its slow-start factor.
-func (b *Balancer) pickP2C(s *snapshot, lv *viewLevel, info *PickInfo, now int64, ewma bool) int32 {
-	idx := lv.idx
-	n := len(idx)
+// in the comparison with probability equal to its slow-start factor. rng is seeded.
+func (b *Balancer) pickP2C(v *view, lv *viewLevel, info *PickInfo, now int64, ewma bool, rng *pickRand) *slot {
+	slots := lv.slots
+	n := len(slots)
 	if n == 1 {
-		if !b.avoid(s.states[idx[0]], info, now) {
-			return idx[0]
+		if !b.avoid(slots[0].e, info, now) {
+			return &slots[0]
 		}
-		return b.fallback(s, lv, info, now)
+		return b.fallback(v, lv, info, now)
 	}
 	for range p2cTries {
-		r := rand.Uint64()
+		r := rng.next()
 		i := bounded(uint32(r), n)
 		j := bounded(uint32(r>>32), n-1)
 		if j >= i {
 			j++
 		}
-		x, y := idx[i], idx[j]
-		ex, ey := s.states[x], s.states[y]
+		x, y := &slots[i], &slots[j]
+		ex, ey := x.e, y.e
 		okX, okY := !b.avoid(ex, info, now), !b.avoid(ey, info, now)
 		switch {
 		case okX && okY:
 			var yWins bool
 			if ewma {
-				yWins = b.ewmaLess(ey, ex, s.weights[y], s.weights[x], now)
+				// Peak EWMA: y's load per unit of weight is below x's, ly/dy/wy < lx/dx/wx,
+				// cross-multiplied so that no division is needed. The products are grouped
+				// so that the weights' and denominators' part overlaps the loads of the
+				// in-flight counts and costs.
+				ly, dy := ey.rawLoad(now, b.tau)
+				lx, dx := ex.rawLoad(now, b.tau)
+				yWins = ly*(dx*float64(x.w)) < lx*(dy*float64(y.w))
 			} else {
 				// (in-flight+1)/weight compared by cross-multiplying.
-				yWins = uint64(ey.inflight.Load()+1)*uint64(s.weights[x]) < uint64(ex.inflight.Load()+1)*uint64(s.weights[y])
+				yWins = uint64(ey.inflight.Load()+1)*uint64(x.w) < uint64(ex.inflight.Load()+1)*uint64(y.w)
 			}
 			if b.ssWindow > 0 {
-				outX := ex.slowStartFactor(now, b.ssWindow, b.ssFloor) < rand.Float64()
-				outY := ey.slowStartFactor(now, b.ssWindow, b.ssFloor) < rand.Float64()
+				outX := ex.slowStartFactor(now, b.ssWindow, b.ssFloor) < rng.float()
+				outY := ey.slowStartFactor(now, b.ssWindow, b.ssFloor) < rng.float()
 				if outX != outY {
 					yWins = outX
 				}
@@ -55,19 +59,7 @@ func (b *Balancer) pickP2C(s *snapshot, lv *viewLevel, info *PickInfo, now int64
 			return y
 		}
 	}
-	return b.fallback(s, lv, info, now)
-}
-
-// ewmaLess reports whether a's peak-EWMA load per unit of weight is below b's at now. The
-// load is the decayed cost times in-flight + 1; an endpoint without a latency sample has load
-// 0 when idle and a large penalty while it has requests in flight. The decay factor is the
-// cheap tau/(tau+dt), close to exp(-dt/tau) for dt well below tau (the exact exponential is
-// used when samples are recorded). Comparing cross-multiplied keeps divisions off the path.
-func (b *Balancer) ewmaLess(a, c *endpointState, wa, wc uint32, now int64) bool {
-	la, da := a.rawLoad(now, b.tau)
-	lc, dc := c.rawLoad(now, b.tau)
-	// la/da/wa < lc/dc/wc
-	return la*dc*float64(wc) < lc*da*float64(wa)
+	return b.fallback(v, lv, info, now)
 }
 
 // avoid reports whether a pick should pass over e if it can: e was tried already by this
@@ -77,32 +69,33 @@ func (b *Balancer) avoid(e *endpointState, info *PickInfo, now int64) bool {
 }
 
 // fallback scans for an endpoint not to avoid: first in lv from a random point, then in the
-// other levels of the view. When every endpoint is to be avoided, it returns a random one of
-// lv: avoidance is a preference, never a refusal.
-func (b *Balancer) fallback(s *snapshot, lv *viewLevel, info *PickInfo, now int64) int32 {
-	start := bounded(rand.Uint32(), len(lv.idx))
-	if i, ok := b.scan(s, lv.idx, start, info, now); ok {
-		return i
+// other levels of v. When every endpoint is to be avoided, it returns a random one of lv:
+// avoidance is a preference, never a refusal.
+func (b *Balancer) fallback(v *view, lv *viewLevel, info *PickInfo, now int64) *slot {
+	start := bounded(uint32(b.rand64()), len(lv.slots))
+	if sl := b.scan(lv.slots, start, info, now); sl != nil {
+		return sl
 	}
-	v := s.view.Load()
 	for k := range v.levels {
-		if l := &v.levels[k]; l != lv && len(l.idx) > 0 {
-			if i, ok := b.scan(s, l.idx, 0, info, now); ok {
-				return i
+		if l := &v.levels[k]; l != lv && len(l.slots) > 0 {
+			if sl := b.scan(l.slots, 0, info, now); sl != nil {
+				return sl
 			}
 		}
 	}
-	return lv.idx[start]
+	return &lv.slots[start]
 }
 
-func (b *Balancer) scan(s *snapshot, idx []int32, start int, info *PickInfo, now int64) (int32, bool) {
-	for k := range idx {
-		i := idx[(start+k)%len(idx)]
-		if !b.avoid(s.states[i], info, now) {
-			return i, true
+// scan returns the first slot from start on, wrapping around, whose endpoint is not to be
+// avoided, or nil.
+func (b *Balancer) scan(slots []slot, start int, info *PickInfo, now int64) *slot {
+	for k := range slots {
+		sl := &slots[(start+k)%len(slots)]
+		if !b.avoid(sl.e, info, now) {
+			return sl
 		}
 	}
-	return 0, false
+	return nil
 }
 
 // bounded maps r uniformly onto [0,n) (Lemire's multiply-shift).

@@ -10,10 +10,9 @@ const strideScale = 1 << 16
 // endpoints do not all fire in the same round) crosses a multiple of the largest weight. Each
 // endpoint therefore gets a share proportional to its weight, spread evenly over time rather
 // than in bursts. Slow start scales the weight by its factor.
-func (b *Balancer) pickWeighted(s *snapshot, lv *viewLevel, info *PickInfo, now int64) int32 {
-	idx := lv.idx
-	n := uint64(len(idx))
-	maxW := uint64(lv.maxWeight)
+func (b *Balancer) pickWeighted(v *view, lv *viewLevel, info *PickInfo, now int64) *slot {
+	slots, stride := lv.slots, lv.stride
+	n := uint64(len(slots))
 	// Each offered turn is taken with probability w/maxW ≥ 1/maxW·min weight; the expected
 	// number of offers per pick is at most n (more while endpoints ramp up); bound it.
 	limit := 4*n + 16
@@ -23,23 +22,21 @@ func (b *Balancer) pickWeighted(s *snapshot, lv *viewLevel, info *PickInfo, now 
 	for range limit {
 		c := lv.next.Add(1) - 1
 		pos, round := c%n, c/n
-		i := idx[pos]
-		e := s.states[i]
-		w := uint64(s.weights[i]) * strideScale / maxW
+		sl, st := &slots[pos], &stride[pos]
+		e := sl.e
+		w := uint64(st.w) // precomputed: weight·strideScale/maxWeight, at least 1
 		if b.ssWindow > 0 {
 			if f := e.slowStartFactor(now, b.ssWindow, b.ssFloor); f < 1 {
-				w = uint64(float64(w) * f)
+				w = max(uint64(float64(w)*f), 1)
 			}
 		}
-		w = max(w, 1)
-		phase := pos * strideScale / n
-		if (round*w+phase)%strideScale < strideScale-w {
+		if (round*w+uint64(st.phase))%strideScale < strideScale-w {
 			continue
 		}
 		if b.avoid(e, info, now) {
 			continue
 		}
-		return i
+		return sl
 	}
-	return b.fallback(s, lv, info, now)
+	return b.fallback(v, lv, info, now)
 }
