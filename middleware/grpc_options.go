@@ -5,8 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -22,6 +28,23 @@ type grpcConfig struct {
 	statsSet    bool          // WithGRPCStatsHandler was given
 	stats       stats.Handler // the handler it gave; nil for none
 	healthCheck *string       // service name for gRPC health checks; nil: none
+	// tp and mp are the providers of WithTracerProvider and WithMeterProvider, for otelgrpc's
+	// stats handlers; nil: the global ones.
+	tp trace.TracerProvider
+	mp metric.MeterProvider
+}
+
+// otelOptions configures otelgrpc's stats handlers with the providers of the options, and
+// the propagator the HTTP side uses.
+func (g *grpcConfig) otelOptions() []otelgrpc.Option {
+	o := []otelgrpc.Option{otelgrpc.WithPropagators(meshPropagator{})}
+	if g.tp != nil {
+		o = append(o, otelgrpc.WithTracerProvider(g.tp))
+	}
+	if g.mp != nil {
+		o = append(o, otelgrpc.WithMeterProvider(g.mp))
+	}
+	return o
 }
 
 type grpcRateLimit struct {
@@ -119,3 +142,34 @@ func WithGRPCStatsHandler(h stats.Handler) Option {
 func WithGRPCHealthCheck(service string) Option {
 	return optionFunc(func(c *config) { c.grpc.healthCheck = &service })
 }
+
+// defaultPropagator is what package tracing uses while the application has set no
+// propagator: W3C trace context and baggage. otelgrpc on its own would use the global
+// propagator, which propagates nothing until one is set.
+var defaultPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// meshPropagator resolves the propagator at each use, as package tracing does: the global
+// one once the application has set it, defaultPropagator until then.
+type meshPropagator struct{}
+
+func (meshPropagator) get() propagation.TextMapPropagator {
+	g := otel.GetTextMapPropagator()
+	t := reflect.TypeOf(g)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.PkgPath() == "go.opentelemetry.io/otel/internal/global" {
+		return defaultPropagator
+	}
+	return g
+}
+
+func (p meshPropagator) Inject(ctx context.Context, c propagation.TextMapCarrier) {
+	p.get().Inject(ctx, c)
+}
+
+func (p meshPropagator) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	return p.get().Extract(ctx, c)
+}
+
+func (p meshPropagator) Fields() []string { return p.get().Fields() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -11,11 +12,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
+	"github.com/proxyless/proxyless/route"
 )
 
 // ServerOptions returns what a gRPC server needs to be a mesh server: unary and stream
@@ -23,27 +26,53 @@ import (
 //
 //  1. refuse a call whose deadline has already passed with DEADLINE_EXCEEDED (work the
 //     client has given up on);
-//  2. apply the per-key rate limits of WithGRPCServerRateLimit, refusing with
-//     RESOURCE_EXHAUSTED and a grpc-retry-pushback-ms trailer;
-//  3. shed load with the limiter of WithLoadShedding (a bulkhead or an adaptive concurrency
+//  2. authorize the mTLS peer (WithPeerAuthorization), refusing with UNAUTHENTICATED or
+//     PERMISSION_DENIED, the peer's identity in the handler's context;
+//  3. authenticate the token and apply the rules of WithJWT, refusing with UNAUTHENTICATED
+//     or PERMISSION_DENIED, the verified claims in the handler's context;
+//  4. apply the per-key rate limits of WithGRPCServerRateLimit (whose keys may read the
+//     claims: GRPCKeyBySubject), refusing with RESOURCE_EXHAUSTED and a
+//     grpc-retry-pushback-ms trailer;
+//  5. inject the faults of WithServerFaults, matched by the call's full method name and
+//     metadata: a delay, and an abort with the fault's code (an error matching
+//     route.ErrAborted);
+//  6. shed load with the limiter of WithLoadShedding (a bulkhead or an adaptive concurrency
 //     limit), refusing with RESOURCE_EXHAUSTED, which a proxyless client does not retry
 //     but steers away from;
 //
-// and otelgrpc's server stats handler (see WithGRPCStatsHandler). Refusals match
-// ratelimit.ErrLimited with errors.Is inside the server (in interceptors chained before
-// these). Client-only options have no effect. An invalid option makes every call fail with
-// status Internal.
+// and otelgrpc's server stats handler, which extracts the incoming trace context and records
+// a SERVER span and the rpc.server.* metrics (see WithGRPCStatsHandler). Refusals of the
+// limits match ratelimit.ErrLimited with errors.Is inside the server (in interceptors chained
+// before these). Client-only options (WithCredentials, WithTLS among them) have no effect:
+// the server's TLS is grpc.Creds (see auth.ServerTLS). An invalid option makes every call
+// fail with status Internal.
 //
 // The options start nothing and need no cleanup.
 func ServerOptions(opts ...Option) []grpc.ServerOption {
 	s := newGRPCServer(opts)
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if p := s.cfg.server.peers; p != nil && s.err == nil {
+		unary = append(unary, p.UnaryServerInterceptor())
+		stream = append(stream, p.StreamServerInterceptor())
+	}
+	if g := s.cfg.server.jwt; g != nil && s.err == nil {
+		unary = append(unary, g.UnaryServerInterceptor())
+		stream = append(stream, g.StreamServerInterceptor())
+	}
+	if len(unary) > 0 {
+		// Refuse dead calls before authenticating them (a token check may wait for keys);
+		// s.unary checks again after.
+		unary = append([]grpc.UnaryServerInterceptor{s.unaryCheck}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{s.streamCheck}, stream...)
+	}
 	sopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unary),
-		grpc.ChainStreamInterceptor(s.stream),
+		grpc.ChainUnaryInterceptor(append(unary, s.unary)...),
+		grpc.ChainStreamInterceptor(append(stream, s.stream)...),
 	}
 	switch {
 	case !s.cfg.grpc.statsSet:
-		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(s.cfg.grpc.otelOptions()...)))
 	case s.cfg.grpc.stats != nil:
 		sopts = append(sopts, grpc.StatsHandler(s.cfg.grpc.stats))
 	}
@@ -70,18 +99,41 @@ func newGRPCServer(opts []Option) *grpcServer {
 // errDeadlinePassed refuses a call whose deadline passed before its handler could start.
 var errDeadlinePassed = status.Error(codes.DeadlineExceeded, "middleware: deadline passed before the handler ran")
 
-// admit runs the checks before a handler. setTrailer sets the call's trailer. On success the
-// caller must call the returned function (nil when there is nothing to release) with the
-// handler's error.
-func (s *grpcServer) admit(ctx context.Context, method string, setTrailer func(metadata.MD) error) (func(error), error) {
+// check refuses a call the server cannot take at all: an invalid configuration, a deadline
+// that has passed, a client that has gone.
+func (s *grpcServer) check(ctx context.Context) error {
 	if s.err != nil {
-		return nil, s.err
+		return s.err
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return nil, errDeadlinePassed
+		return errDeadlinePassed
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, status.FromContextError(err).Err() // the client went away
+		return status.FromContextError(err).Err() // the client went away
+	}
+	return nil
+}
+
+func (s *grpcServer) unaryCheck(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *grpcServer) streamCheck(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.check(ss.Context()); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// admit runs the checks before a handler, but for authentication: check, rate limits, faults,
+// shedding. setTrailer sets the call's trailer. On success the caller must call the returned
+// function (nil when there is nothing to release) with the handler's error.
+func (s *grpcServer) admit(ctx context.Context, method string, setTrailer func(metadata.MD) error) (func(error), error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
 	}
 	for _, rl := range s.cfg.grpc.rateLimits {
 		d, err := rl.lim.Take(ctx, rl.key(ctx, method))
@@ -94,6 +146,11 @@ func (s *grpcServer) admit(ctx context.Context, method string, setTrailer func(m
 				_ = setTrailer(metadata.Pairs(grpcbalancer.PushbackKey, strconv.FormatInt(ms, 10)))
 			}
 			return nil, &limitError{err: fmt.Errorf("middleware: rate limit for %s: %w", method, d.Err())}
+		}
+	}
+	if r := s.cfg.server.faults; r != nil {
+		if err := injectGRPCFault(ctx, r, method); err != nil {
+			return nil, err
 		}
 	}
 	if shed := s.cfg.server.shed; shed != nil {
@@ -135,4 +192,36 @@ func (s *grpcServer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		defer func() { release(err) }()
 	}
 	return handler(srv, ss)
+}
+
+// injectGRPCFault applies the fault of the route that the call matches in r's current table:
+// it waits the drawn delay (returning the context's status as soon as the client goes), then
+// returns the abort, if any, as a *route.AbortError, whose GRPCStatus is the fault's code.
+func injectGRPCFault(ctx context.Context, r *route.Router, method string) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	rq := route.Request{Method: http.MethodPost, Path: method, GRPCMethod: method, Metadata: md}
+	if a := md[":authority"]; len(a) > 0 {
+		rq.Host = a[0]
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		rq.RemoteAddr = p.Addr.String()
+	}
+	rt := r.Table().Match(&rq)
+	if rt == nil {
+		return nil
+	}
+	d, ab := rt.Fault().Sample()
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if ab != nil {
+		return ab
+	}
+	return nil
 }

@@ -2,13 +2,17 @@ package middleware
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"strconv"
 	"time"
 
+	"github.com/proxyless/proxyless/auth"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
+	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // Header names of the IETF draft "RateLimit header fields for HTTP"
@@ -24,8 +28,12 @@ const (
 
 // serverConfig holds what NewHandler's options set.
 type serverConfig struct {
-	rateLimits []serverRateLimit // applied in the order given
-	shed       overload.Limiter  // nil when load is not shed
+	rateLimits []serverRateLimit    // applied in the order given
+	shed       overload.Limiter     // nil when load is not shed
+	jwt        *auth.Guard          // nil when tokens are not checked: auth.go
+	peers      *auth.PeerAuthorizer // nil when mTLS peers are not checked: auth.go
+	faults     *route.Router        // nil when no faults are injected
+	tel        *tracing.Telemetry   // built by NewHandler
 }
 
 type serverRateLimit struct {
@@ -75,6 +83,26 @@ func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) Option {
 	})
 }
 
+// WithServerFaults makes NewHandler and ServerOptions inject the faults (delays and aborts)
+// of r's routes into the requests and calls they serve: each request is matched against the
+// router's current table (HTTP: host, path, method, headers, query; gRPC: the full method name
+// and metadata, with method "POST") and the fault of the route it matches, if any, is applied
+// after authentication and the rate limits, before load shedding and the handler. An aborted
+// HTTP request is answered with the abort's status (a gRPC-over-HTTP request with its gRPC
+// code); an aborted gRPC call ends with the abort's code, as an error matching
+// route.ErrAborted. A delayed request whose client goes away is dropped without an answer.
+// Only the routes' Fault settings matter here: destinations, splits and the rest are client
+// settings. The router may be reloaded while the server runs. Default: no faults.
+func WithServerFaults(r *route.Router) Option {
+	return optionFunc(func(c *config) {
+		if r == nil {
+			c.errs = append(c.errs, errors.New("middleware: WithServerFaults: router is nil"))
+			return
+		}
+		c.server.faults = r
+	})
+}
+
 // WithLoadShedding makes NewHandler refuse work the server cannot take on: l admits each
 // request (after the rate limits) for as long as the handler runs. An overload.Bulkhead caps
 // the requests in flight; an overload.Adaptive caps them at what keeps latency at its
@@ -99,19 +127,44 @@ type stage struct {
 	build func(c *config, next http.Handler) http.Handler
 }
 
-// handlerStages is the server path, outermost first. Identity (authentication) must come
-// before the rate limits whose keys read it; shedding comes last so that its permits cover
-// only work the server actually does.
+// handlerStages is the server path, outermost first. Telemetry comes first so that every
+// answer, refusals included, is in the server span. Identity (mTLS peer, then token) must
+// come before the rate limits whose keys read it; faults come after the limits, so that an
+// injected abort does not hide a 429; shedding comes last so that its permits cover only
+// work the server actually does.
 var handlerStages = []stage{
+	{"telemetry", buildTelemetry},
+	{"peer", buildPeer},
+	{"jwt", buildJWT},
 	{"ratelimit", buildRateLimit},
+	{"fault", buildFault},
 	{"shed", buildShed},
 }
 
-// NewHandler returns next wrapped in the server side of the mesh, configured by opts: per-key
-// rate limits (WithServerRateLimit), then load shedding (WithLoadShedding). Without any, it
-// returns next itself. It validates every option and returns an error naming the first bad
-// one; the client's outbound limits (WithRateLimit, WithRateLimiter, WithConcurrencyLimit)
-// are refused here, and other client options have no effect.
+// serverOperation is the operation NewHandler gives otelhttp; the span itself is named by the
+// HTTP semantic conventions ("GET", "POST /route").
+const serverOperation = "proxyless.server"
+
+// NewHandler returns next wrapped in the server side of the mesh, configured by opts, in this
+// order:
+//
+//  1. telemetry: a SERVER span (otelhttp) that continues the trace of the incoming W3C
+//     traceparent (a malformed one is ignored and a new trace begins), reported to the
+//     providers of WithTracerProvider and WithMeterProvider or the global ones, and costing
+//     almost nothing while they are no-ops;
+//  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
+//     client certificate;
+//  3. token validation (WithJWT): 401 or 403, the verified claims in the request context;
+//  4. per-key rate limits (WithServerRateLimit), whose keys may read the claims
+//     (KeyBySubject): 429;
+//  5. fault injection (WithServerFaults);
+//  6. load shedding (WithLoadShedding): 503.
+//
+// With no options at all it returns next itself: nothing to do, not even telemetry. It
+// validates every option and returns an error naming the first bad one; the client's
+// outbound limits (WithRateLimit, WithRateLimiter, WithConcurrencyLimit) are refused here,
+// and other client options (WithCredentials, WithTLS among them) have no effect. TLS itself
+// is the http.Server's: see auth.ServerTLS.
 //
 // The handler is safe for concurrent use, starts no goroutines and needs no cleanup.
 func NewHandler(next http.Handler, opts ...Option) (http.Handler, error) {
@@ -125,6 +178,12 @@ func NewHandler(next http.Handler, opts ...Option) (http.Handler, error) {
 	if cfg.outbound != nil {
 		return nil, errors.New("middleware: NewHandler: WithRateLimit, WithRateLimiter and WithConcurrencyLimit limit a Transport's outbound requests; use WithServerRateLimit and WithLoadShedding")
 	}
+	if len(opts) == 0 {
+		return next, nil
+	}
+	if cfg.server.tel, err = tracing.New(cfg.tel...); err != nil {
+		return nil, fmt.Errorf("middleware: telemetry: %w", err)
+	}
 	h := next
 	for i := len(handlerStages) - 1; i >= 0; i-- {
 		if wrapped := handlerStages[i].build(cfg, h); wrapped != nil {
@@ -132,6 +191,31 @@ func NewHandler(next http.Handler, opts ...Option) (http.Handler, error) {
 		}
 	}
 	return h, nil
+}
+
+func buildTelemetry(c *config, next http.Handler) http.Handler {
+	return c.server.tel.Handler(next, serverOperation)
+}
+
+func buildPeer(c *config, next http.Handler) http.Handler {
+	if c.server.peers == nil {
+		return nil
+	}
+	return c.server.peers.Handler(next)
+}
+
+func buildJWT(c *config, next http.Handler) http.Handler {
+	if c.server.jwt == nil {
+		return nil
+	}
+	return c.server.jwt.Handler(next)
+}
+
+func buildFault(c *config, next http.Handler) http.Handler {
+	if c.server.faults == nil {
+		return nil
+	}
+	return c.server.faults.FaultHandler(next)
 }
 
 func buildRateLimit(c *config, next http.Handler) http.Handler {

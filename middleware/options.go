@@ -43,6 +43,7 @@ type config struct {
 	routes        *route.Router    // nil when requests are not routed: routing.go
 	shadowLimit   int              // mirrored requests in flight at most: routing.go
 	tel           []tracing.Option // telemetry providers: telemetry.go
+	creds         outboundCreds    // outbound token and TLS (WithCredentials, WithTLS): auth.go
 }
 
 func newConfig(opts []Option) (*config, error) {

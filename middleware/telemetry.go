@@ -21,6 +21,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 			return
 		}
 		c.tel = append(c.tel, tracing.WithTracerProvider(tp))
+		c.grpc.tp = tp // for otelgrpc: grpc_options.go
 	})
 }
 
@@ -33,6 +34,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 			return
 		}
 		c.tel = append(c.tel, tracing.WithMeterProvider(mp))
+		c.grpc.mp = mp // for otelgrpc: grpc_options.go
 	})
 }
 

@@ -123,6 +123,9 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials, WithTLS: auth.go
+		return nil, err
+	}
 	t := &Transport{base: base, cfg: cfg, bud: newBudget(cfg.retry), stop: make(chan struct{})}
 	t.pol = policies{retry: cfg.retry, hedge: cfg.hedge, timeout: cfg.timeout, attemptTO: cfg.attemptTO}
 	if cfg.routes != nil {

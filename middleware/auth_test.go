@@ -1,0 +1,40 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+)
+
+// Test-only exports for the external tests (server_test.go).
+
+// OutboundTransport returns base wrapped as NewTransport wraps its base transport with the
+// outbound credentials of opts.
+func OutboundTransport(base http.RoundTripper, opts ...Option) (http.RoundTripper, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.creds.wrap(base)
+}
+
+// OutboundDialOptions returns the dial options that DialOptions adds for the outbound
+// credentials of opts.
+func OutboundDialOptions(opts ...Option) ([]grpc.DialOption, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.creds.dialOptions()) == 0 {
+		return nil, errors.New("no outbound credentials")
+	}
+	return cfg.creds.dialOptions(), nil
+}
+
+// WithGRPCTracerProvider sets the tracer provider of otelgrpc's stats handlers, as
+// WithTracerProvider does once telemetry.go passes it on.
+func WithGRPCTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) { c.grpc.tp = tp })
+}
