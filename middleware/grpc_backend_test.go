@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/middleware"
 )
@@ -130,6 +132,38 @@ func (b *grpcBackend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) 
 	return &testgrpc.SimpleResponse{Username: b.name}, nil
 }
 
+// FullDuplexCall answers each request message with one whose body is the backend's name, a
+// colon and the request's body. modeUnavailable fails the stream after reading the first
+// message (before answering it), modeHeadersThenUnavailable sends headers first, and
+// modeStreamFailAfterFirstMsg answers the first message, then fails.
+func (b *grpcBackend) FullDuplexCall(ss testgrpc.TestService_FullDuplexCallServer) error {
+	b.arrive(ss.Context())
+	mode := grpcMode(b.mode.Load())
+	for n := 0; ; n++ {
+		req, err := ss.Recv()
+		if err == io.EOF {
+			b.handled.Add(1)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case mode == modeUnavailable:
+			return status.Error(codes.Unavailable, b.name+" unavailable")
+		case mode == modeHeadersThenUnavailable:
+			_ = ss.SendHeader(metadata.Pairs("x-backend", b.name))
+			return status.Error(codes.Unavailable, b.name+" unavailable after headers")
+		case mode == modeStreamFailAfterFirstMsg && n > 0:
+			return status.Error(codes.Unavailable, b.name+" failed mid-stream")
+		}
+		body := append([]byte(b.name+":"), req.GetPayload().GetBody()...)
+		if err := ss.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: body}}); err != nil {
+			return err
+		}
+	}
+}
+
 func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, ss testgrpc.TestService_StreamingOutputCallServer) error {
 	b.arrive(ss.Context())
 	switch grpcMode(b.mode.Load()) {
@@ -156,9 +190,19 @@ type grpcFixture struct {
 	conn     *grpc.ClientConn
 	client   testgrpc.TestServiceClient
 	backends []*grpcBackend
+	// warmups counts the calls waitReady made. Each went through the interceptors, so each
+	// paid its share into the retry budget.
+	warmups int
 }
 
 func newGRPCFixture(t testing.TB, backends []*grpcBackend, opts ...middleware.Option) *grpcFixture {
+	t.Helper()
+	return newGRPCFixtureWith(t, backends, nil, opts...)
+}
+
+// newGRPCFixtureWith is newGRPCFixture with more dial options, added after DialOptions' (so
+// that an interceptor among them runs inside ours, once per attempt).
+func newGRPCFixtureWith(t testing.TB, backends []*grpcBackend, extra []grpc.DialOption, opts ...middleware.Option) *grpcFixture {
 	t.Helper()
 	eps := make([]discovery.Endpoint, len(backends))
 	for i, b := range backends {
@@ -167,6 +211,7 @@ func newGRPCFixture(t testing.TB, backends []*grpcBackend, opts ...middleware.Op
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
 	opts = append([]middleware.Option{middleware.WithGRPCStatsHandler(nil)}, opts...)
 	dopts := append(middleware.DialOptions(static, opts...), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dopts = append(dopts, extra...)
 	conn, err := grpc.NewClient("proxyless:///svc", dopts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
@@ -201,6 +246,7 @@ func (f *grpcFixture) waitReady(t testing.TB) {
 			return
 		}
 		_, _ = f.client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		f.warmups++
 		require.NoError(t, ctx.Err(), "backends never all answered")
 	}
 }
@@ -224,4 +270,51 @@ func eventually(t testing.TB, cond func() bool, msg string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// attemptLog is a unary client interceptor that runs inside DialOptions' interceptors, once
+// per attempt, and records the endpoint the picker chose for each and how it ended.
+type attemptLog struct {
+	mu       sync.Mutex
+	attempts []loggedAttempt
+}
+
+type loggedAttempt struct {
+	endpoint string
+	err      error
+}
+
+func (l *attemptLog) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	ep := ""
+	if a := grpcbalancer.FromContext(ctx); a != nil {
+		ep = a.Endpoint()
+	}
+	l.mu.Lock()
+	l.attempts = append(l.attempts, loggedAttempt{endpoint: ep, err: err})
+	l.mu.Unlock()
+	return err
+}
+
+// mark returns the number of attempts logged so far.
+func (l *attemptLog) mark() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.attempts)
+}
+
+// since returns how many of the attempts logged after mark went to addr, and how many of
+// those failed.
+func (l *attemptLog) since(mark int, addr string) (picked, failed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range l.attempts[mark:] {
+		if a.endpoint == addr {
+			picked++
+			if a.err != nil {
+				failed++
+			}
+		}
+	}
+	return picked, failed
 }

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -24,6 +27,7 @@ import (
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
+	"github.com/proxyless/proxyless/route"
 )
 
 // DialOptions returns what a gRPC client needs to be a mesh client of the services r knows:
@@ -46,6 +50,18 @@ import (
 //     WithGRPCRetryCodes) within the retry budget, each to another endpoint, hedging of unary
 //     calls (WithHedge), and per-attempt timeouts (WithAttemptTimeout);
 //   - otelgrpc's client stats handler (see WithGRPCStatsHandler).
+//
+// With WithRoutes, each call is looked up in the route table by its full method name
+// ("/package.Service/Method", which Match.GRPC matches), its outgoing metadata (which
+// Match.Headers matches, under lower-case keys) and, as its host, the service the channel's
+// target names. A matching route applies, before the call is sent, its fault (a delay that
+// ends early when the call's context does, then an abort, returned as a *route.AbortError
+// carrying the configured gRPC code, without an attempt), and its overrides of the timeout,
+// the attempt timeout, retries (Disable, MaxRetries, BackoffBase, BackoffMax) and hedging
+// (Disable, Delay, MaxHedges). A route's Destination, Split or Canary cannot apply: a
+// ClientConn dials the one service its target names, so the choice is ignored (and is not
+// reported to canary analysis); use one ClientConn per service. Shadowing, header and path
+// rewrites and the HTTP-only retry settings (Statuses, RetryNonIdempotent) are ignored too.
 //
 // Transport credentials are the caller's to add. DialOptions starts nothing: each channel's
 // resolver and balancer stop with ClientConn.Close.
@@ -85,17 +101,20 @@ func DialOptions(r discovery.Resolver, opts ...Option) []grpc.DialOption {
 	if o := c.statsOption(); o != nil {
 		dopts = append(dopts, o)
 	}
+	dopts = append(dopts, c.cfg.creds.dialOptions()...) // WithCredentials, WithTLS: auth.go
 	return dopts
 }
 
 // grpcClient is the state DialOptions shares among the channels built with its options.
-// It is immutable but for the budget.
+// It is immutable but for the budget and the cache of route policies.
 type grpcClient struct {
 	cfg           *config
-	err           error // an invalid option: every call fails with it
+	pol           policies // the client's own; routes override them per call
+	err           error    // an invalid option: every call fails with it
 	bud           *budget
 	retryCodes    [codes.Unauthenticated + 1]bool
 	serviceConfig string
+	routePol      atomic.Pointer[routePolicies] // merged per-route policies, when routed
 }
 
 func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
@@ -104,6 +123,7 @@ func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
 		err = errors.New("middleware: DialOptions: resolver is nil")
 	}
 	c := &grpcClient{cfg: cfg, bud: newBudget(cfg.retry)}
+	c.pol = policies{retry: cfg.retry, hedge: cfg.hedge, timeout: cfg.timeout, attemptTO: cfg.attemptTO}
 	codesList := cfg.grpc.retryCodes
 	if codesList == nil {
 		codesList = []codes.Code{codes.Unavailable}
@@ -149,7 +169,7 @@ func (c *grpcClient) statsOption() grpc.DialOption {
 		}
 		return grpc.WithStatsHandler(c.cfg.grpc.stats)
 	}
-	return grpc.WithStatsHandler(otelgrpc.NewClientHandler())
+	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(c.cfg.grpc.otelOptions()...))
 }
 
 // configError is an invalid option, reported on every call.
@@ -257,12 +277,11 @@ func grpcOutcome(ctx context.Context, err error) overload.Outcome {
 	return overload.Success
 }
 
-// attempt prepares the context of one attempt of call: the Attempt the picker reads, and the
+// attempt prepares the context of attempt a: the Attempt the picker reads, and the
 // per-attempt deadline or, when hedging, a cancel of its own. cancel is never nil.
-func (c *grpcClient) attempt(ctx context.Context, call *grpcbalancer.Call, cancellable bool) (context.Context, *grpcbalancer.Attempt, context.CancelFunc) {
-	a := call.NewAttempt()
-	cancel := context.CancelFunc(func() {})
-	if to := c.cfg.attemptTO; to > 0 {
+func attempt(ctx context.Context, pol *policies, a *grpcbalancer.Attempt, cancellable bool) (context.Context, context.CancelFunc) {
+	cancel := context.CancelFunc(noop)
+	if to := pol.attemptTO; to > 0 {
 		d := time.Now().Add(to)
 		if dl, ok := ctx.Deadline(); !ok || d.Before(dl) {
 			a.OwnDeadline = true
@@ -271,13 +290,15 @@ func (c *grpcClient) attempt(ctx context.Context, call *grpcbalancer.Call, cance
 	} else if cancellable {
 		ctx, cancel = context.WithCancel(ctx)
 	}
-	return grpcbalancer.NewContext(ctx, a), a, cancel
+	return grpcbalancer.NewContext(ctx, a), cancel
 }
+
+func noop() {}
 
 // retryable decides whether a failed attempt may be followed by another, and after how long
 // (0: the usual backoff). ctx is the call's; headers says response headers arrived.
-func (c *grpcClient) retryable(ctx context.Context, err error, a *grpcbalancer.Attempt, headers bool) (bool, time.Duration) {
-	if c.cfg.retry.Disable || headers || ctx.Err() != nil || a.PickError() != nil {
+func (c *grpcClient) retryable(ctx context.Context, pol *policies, err error, a *grpcbalancer.Attempt, headers bool) (bool, time.Duration) {
+	if pol.retry.Disable || headers || ctx.Err() != nil || a.PickError() != nil {
 		return false, 0
 	}
 	code := status.Code(err)
@@ -285,7 +306,7 @@ func (c *grpcClient) retryable(ctx context.Context, err error, a *grpcbalancer.A
 		return false, 0
 	}
 	if pb, ok := a.Pushback(); ok {
-		if pb < 0 || pb > c.cfg.retry.MaxRetryAfter {
+		if pb < 0 || pb > pol.retry.MaxRetryAfter {
 			return false, 0
 		}
 		return true, pb
@@ -309,6 +330,12 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	if err := expired(ctx); err != nil {
 		return err
 	}
+	pol := &c.pol
+	if c.cfg.routes != nil {
+		if pol, err = c.route(ctx, method, cc); err != nil {
+			return err
+		}
+	}
 	release, err := c.admit(ctx, cc.Target())
 	if err != nil {
 		return err
@@ -316,47 +343,76 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	if release != nil {
 		defer func() { release(err) }()
 	}
-	if c.cfg.timeout > 0 {
+	if pol.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
+		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
 		defer cancel()
 	}
 	c.bud.deposit()
-	call := grpcbalancer.NewCall(false)
-	if c.cfg.hedge.enabled && !c.cfg.retry.Disable {
+	if pol.hedge.enabled && !pol.retry.Disable {
 		if m, ok := reply.(proto.Message); ok {
-			return c.hedged(ctx, call, method, req, m, cc, invoker, opts)
+			return c.hedged(ctx, pol, grpcbalancer.NewCall(false), method, req, m, cc, invoker, opts)
 		}
 	}
-	return c.sequential(ctx, call, method, req, reply, cc, invoker, opts)
+	return c.sequential(ctx, pol, method, req, reply, cc, invoker, opts)
 }
 
-// invokeOnce runs one attempt and reports its error and whether response headers arrived.
-func (c *grpcClient) invokeOnce(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (headers bool, err error) {
-	if c.cfg.retry.Disable {
+// headerCapture records whether an attempt received response headers, which commit it: its
+// call options are the caller's plus grpc.Header into md, in buf when they fit (generated
+// clients pass one, grpc.StaticMethod).
+type headerCapture struct {
+	md  metadata.MD
+	buf [4]grpc.CallOption
+}
+
+func (h *headerCapture) options(opts []grpc.CallOption) []grpc.CallOption {
+	h.md = nil
+	if len(opts) < len(h.buf) {
+		o := append(h.buf[:0], opts...)
+		return append(o, grpc.Header(&h.md))
+	}
+	return append(opts[:len(opts):len(opts)], grpc.Header(&h.md))
+}
+
+// unaryCall is what a sequential unary call needs, in one allocation: the state its attempts
+// share, its first attempt, and the header capture its attempts reuse one after another.
+type unaryCall struct {
+	call  grpcbalancer.Call
+	first grpcbalancer.Attempt
+	hdr   headerCapture
+}
+
+// invokeOnce runs one attempt and reports its error and whether response headers arrived,
+// capturing them in h (when retries are off, nothing is captured: nothing reads it).
+func invokeOnce(ctx context.Context, pol *policies, h *headerCapture, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (headers bool, err error) {
+	if pol.retry.Disable {
 		return false, invoker(ctx, method, req, reply, cc, opts...)
 	}
-	var hdr metadata.MD
-	o := append(opts[:len(opts):len(opts)], grpc.Header(&hdr))
-	err = invoker(ctx, method, req, reply, cc, o...)
-	return hdr != nil, err
+	err = invoker(ctx, method, req, reply, cc, h.options(opts)...)
+	return h.md != nil, err
 }
 
-func (c *grpcClient) sequential(ctx context.Context, call *grpcbalancer.Call, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
-	pol := &c.cfg.retry
+func (c *grpcClient) sequential(ctx context.Context, pol *policies, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+	rp := &pol.retry
+	u := &unaryCall{}
+	u.call.InitAttempt(&u.first)
 	for n := 0; ; n++ {
-		actx, a, cancel := c.attempt(ctx, call, false)
-		headers, err := c.invokeOnce(actx, method, req, reply, cc, invoker, opts)
+		a := &u.first
+		if n > 0 {
+			a = u.call.NewAttempt()
+		}
+		actx, cancel := attempt(ctx, pol, a, false)
+		headers, err := invokeOnce(actx, pol, &u.hdr, method, req, reply, cc, invoker, opts)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		retry, wait := c.retryable(ctx, err, a, headers)
-		if !retry || n >= pol.MaxRetries {
+		retry, wait := c.retryable(ctx, pol, err, a, headers)
+		if !retry || n >= rp.MaxRetries {
 			return localError(err, a)
 		}
 		if wait == 0 {
-			wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
+			wait = backoff.FullJitter(rp.BackoffBase, rp.BackoffMax, n+1)
 		}
 		if !c.bud.withdraw(time.Now()) {
 			return err
@@ -368,4 +424,97 @@ func (c *grpcClient) sequential(ctx context.Context, call *grpcbalancer.Call, me
 			proto.Reset(m) // nothing of a failed attempt must leak into the next
 		}
 	}
+}
+
+// route looks a call up in the route table and applies what a matching route does before the
+// call is sent: its fault, a delay that ends early when ctx does (a contextError), then an
+// abort (the *route.AbortError, whose GRPCStatus is the configured code). It returns the
+// policies the call runs under: the route's overrides merged into the client's.
+func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn) (*policies, error) {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	rq := route.Request{
+		Host:       serviceOf(cc.Target()),
+		Method:     http.MethodPost,
+		Path:       method,
+		GRPCMethod: method,
+		Metadata:   md,
+	}
+	dec, ok := c.cfg.routes.Lookup(&rq)
+	if !ok {
+		return &c.pol, nil
+	}
+	rt := dec.Route
+	if f := rt.Fault(); f != nil {
+		delay, abort := f.Sample()
+		if delay > 0 && !backoff.Sleep(ctx, delay) {
+			return nil, &contextError{err: ctx.Err()}
+		}
+		if abort != nil {
+			return nil, abort
+		}
+	}
+	return c.policiesFor(rt), nil
+}
+
+// policiesFor returns the policies of calls routed by rt, merged once per route and table.
+func (c *grpcClient) policiesFor(rt *route.Route) *policies {
+	if rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0 {
+		return &c.pol
+	}
+	v := c.cfg.routes.Version()
+	cache := c.routePol.Load()
+	if cache == nil || cache.version != v {
+		cache = &routePolicies{version: v}
+		c.routePol.Store(cache) // a racing call may build it again: harmless
+	}
+	if p, ok := cache.m.Load(rt); ok {
+		return p.(*policies)
+	}
+	p := mergeGRPCRoute(c.pol, rt, c.cfg.logger)
+	cache.m.Store(rt, p)
+	return p
+}
+
+// mergeGRPCRoute applies a route's overrides that mean something for gRPC to the client's
+// policies p: timeouts, retry Disable, MaxRetries and backoff bounds, and hedging. An override
+// the client's own checks refuse is logged and left at the client's setting. (Transport.merge
+// does the same for HTTP, with the HTTP-only retry settings.)
+func mergeGRPCRoute(p policies, rt *route.Route, logger *slog.Logger) *policies {
+	if rt.Timeout() > 0 {
+		p.timeout = rt.Timeout()
+	}
+	if rt.AttemptTimeout() > 0 {
+		p.attemptTO = rt.AttemptTimeout()
+	}
+	if o := rt.Retry(); o != nil {
+		r := p.retry
+		r.Disable = o.Disable
+		if o.MaxRetries > 0 {
+			r.MaxRetries = o.MaxRetries
+		}
+		if o.BackoffBase > 0 {
+			r.BackoffBase = time.Duration(o.BackoffBase)
+		}
+		if o.BackoffMax > 0 {
+			r.BackoffMax = time.Duration(o.BackoffMax)
+		}
+		if err := r.normalize(); err != nil {
+			logger.Warn("middleware: route retry override ignored", "route", rt.Name(), "error", err)
+		} else {
+			p.retry = r
+		}
+	}
+	if o := rt.Hedge(); o != nil {
+		if o.Disable {
+			p.hedge = HedgePolicy{}
+		} else {
+			h := HedgePolicy{Delay: time.Duration(o.Delay), MaxHedges: o.MaxHedges, enabled: true}
+			if err := h.normalize(); err != nil {
+				logger.Warn("middleware: route hedge override ignored", "route", rt.Name(), "error", err)
+			} else {
+				p.hedge = h
+			}
+		}
+	}
+	return &p
 }

@@ -27,9 +27,9 @@ type hedgeResult struct {
 // reply is copied into the caller's, and the other attempts are cancelled (the servers see the
 // cancellation). Retryable failures are followed by a further attempt while the retry
 // allowance lasts.
-func (c *grpcClient) hedged(ctx context.Context, call *grpcbalancer.Call, method string, req any, reply proto.Message, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
-	pol := &c.cfg.hedge
-	rp := &c.cfg.retry
+func (c *grpcClient) hedged(ctx context.Context, pols *policies, call *grpcbalancer.Call, method string, req any, reply proto.Message, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+	pol := &pols.hedge
+	rp := &pols.retry
 	maxAttempts := 1 + pol.MaxHedges + rp.MaxRetries
 	results := make(chan hedgeResult, maxAttempts) // buffered: losers never block
 	cancels := make([]context.CancelFunc, 0, maxAttempts)
@@ -39,11 +39,13 @@ func (c *grpcClient) hedged(ctx context.Context, call *grpcbalancer.Call, method
 		}
 	}()
 	launch := func() {
-		actx, a, cancel := c.attempt(ctx, call, true)
+		a := call.NewAttempt()
+		actx, cancel := attempt(ctx, pols, a, true)
 		cancels = append(cancels, cancel)
 		r := reply.ProtoReflect().New().Interface()
 		go func() {
-			headers, err := c.invokeOnce(actx, method, req, r, cc, invoker, opts)
+			var h headerCapture
+			headers, err := invokeOnce(actx, pols, &h, method, req, r, cc, invoker, opts)
 			results <- hedgeResult{err: err, reply: r, att: a, headers: headers}
 		}()
 	}
@@ -61,7 +63,7 @@ func (c *grpcClient) hedged(ctx context.Context, call *grpcbalancer.Call, method
 				proto.Merge(reply, res.reply)
 				return nil
 			}
-			retry, wait := c.retryable(ctx, res.err, res.att, res.headers)
+			retry, wait := c.retryable(ctx, pols, res.err, res.att, res.headers)
 			if !retry {
 				if res.att.PickError() != nil && pending > 0 {
 					continue // refused locally; another attempt may still answer

@@ -22,20 +22,27 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if err := expired(ctx); err != nil {
 		return nil, err
 	}
+	pol := &c.pol
+	if c.cfg.routes != nil {
+		var err error
+		if pol, err = c.route(ctx, method, cc); err != nil {
+			return nil, err
+		}
+	}
 	release, err := c.admit(ctx, cc.Target())
 	if err != nil {
 		return nil, err
 	}
-	cancel := context.CancelFunc(func() {})
-	if c.cfg.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
+	cancel := context.CancelFunc(noop)
+	if pol.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
 	c.bud.deposit()
 	s := &retryStream{
-		c: c, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
+		c: c, pol: pol, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
 		call: grpcbalancer.NewCall(true), release: release, cancel: cancel,
 	}
-	s.committed.Store(c.cfg.retry.Disable)
+	s.committed.Store(pol.retry.Disable)
 	st, err := s.open(0)
 	if err != nil {
 		s.finish(err)
@@ -61,6 +68,7 @@ type streamAttempt struct {
 // orders sends and the replacement of the current attempt.
 type retryStream struct {
 	c        *grpcClient
+	pol      *policies       // the client's, or its route's; immutable
 	ctx      context.Context // the call's: lives as long as the stream, like grpc's own
 	desc     *grpc.StreamDesc
 	cc       *grpc.ClientConn
@@ -85,15 +93,16 @@ type retryStream struct {
 
 // open starts attempt n, retrying failures to start it as the retry policy allows.
 func (s *retryStream) open(n int) (*streamAttempt, error) {
-	pol := &s.c.cfg.retry
+	pol := &s.pol.retry
 	for ; ; n++ {
-		actx, a, cancel := s.c.attempt(s.ctx, s.call, false)
+		a := s.call.NewAttempt()
+		actx, cancel := attempt(s.ctx, s.pol, a, false)
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
 		if err == nil {
 			return &streamAttempt{cs: cs, att: a, cancel: cancel}, nil
 		}
 		cancel()
-		retry, wait := s.c.retryable(s.ctx, err, a, false)
+		retry, wait := s.c.retryable(s.ctx, s.pol, err, a, false)
 		if !retry || s.committed.Load() || n >= pol.MaxRetries || !s.c.bud.withdraw(time.Now()) {
 			return nil, localError(err, a)
 		}
@@ -186,13 +195,13 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 		return false
 	}
 	md, _ := st.cs.Header() // the stream has ended: this does not block
-	retry, wait := s.c.retryable(s.ctx, err, st.att, md != nil)
+	retry, wait := s.c.retryable(s.ctx, s.pol, err, st.att, md != nil)
 	if !retry {
 		return false
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
-	pol := &s.c.cfg.retry
+	pol := &s.pol.retry
 	if s.committed.Load() || s.retries >= pol.MaxRetries || !s.c.bud.withdraw(time.Now()) {
 		return false
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // Call is the state the attempts of one RPC share: the endpoints already tried, so that a retry
-// or a hedge goes to another endpoint when one is available. Create it with [NewCall]; it is
-// safe for concurrent use by the attempts of one call (hedges run at once).
+// or a hedge goes to another endpoint when one is available. Create it with [NewCall], or use
+// the zero value for a unary call; it must not be copied once used. It is safe for concurrent
+// use by the attempts of one call (hedges run at once).
 type Call struct {
 	stream bool // immutable
 
@@ -49,6 +50,10 @@ type Attempt struct {
 
 // NewAttempt returns a new attempt of c.
 func (c *Call) NewAttempt() *Attempt { return &Attempt{call: c} }
+
+// InitAttempt makes a, a zero Attempt not yet used, an attempt of c. It is NewAttempt for
+// callers that keep the Attempt inside a larger value, to save an allocation per call.
+func (c *Call) InitAttempt(a *Attempt) { a.call = c }
 
 // Endpoint returns the address of the endpoint the picker chose, or "" before a pick.
 func (a *Attempt) Endpoint() string {

@@ -75,8 +75,10 @@ func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, erro
 			att.endpoint, att.pickErr = addr, nil
 			att.mu.Unlock()
 		}
-		d := &done{p: p, pick: pk, permit: permit, ctx: info.Ctx, att: att, next: res.Done}
-		res.Done = d.done
+		// One allocation: the closure holds d by value (d is small, never reassigned, and
+		// its method has a value receiver).
+		d := done{p: p, pick: pk, permit: permit, ctx: info.Ctx, att: att, next: res.Done}
+		res.Done = func(info grpcbalancer.DoneInfo) { d.done(info) }
 		return res, nil
 	}
 	return p.refuse(att, openErr)
@@ -107,7 +109,7 @@ type done struct {
 	next func(grpcbalancer.DoneInfo)
 }
 
-func (d *done) done(info grpcbalancer.DoneInfo) {
+func (d done) done(info grpcbalancer.DoneInfo) {
 	if d.next != nil {
 		d.next(info)
 	}
