@@ -41,9 +41,15 @@
 //     metrics.
 //
 // A request names a service by host (http://payments/v1/charges); a host the resolver does not
-// know passes through unchanged. The server side (middleware.NewHandler and ServerOptions)
-// applies JWT validation, mTLS authorization, per-key rate limits, load shedding, server-side
-// fault injection and tracing.
+// know passes through unchanged. gRPC clients get the same cores through
+// middleware.DialOptions: a proxyless:/// resolver, balancers with the breakers in the picker,
+// and interceptors for retries, hedging, deadlines, limits and routes.
+//
+// On the server, middleware.NewHandler applies, in order: tracing (the incoming trace context
+// is continued), mTLS peer authorization, JWT validation (claims go into the context, where
+// rate-limit keys and routes can read them), per-key rate limits (429 with Retry-After and
+// RateLimit-* headers), server-side fault injection and load shedding. middleware.ServerOptions
+// does the same for gRPC, and first refuses work whose deadline has already passed.
 //
 // Everything that starts goroutines has an idempotent Close that stops them and waits; the
 // request hot path takes no lock and allocates nothing in the pick, the breaker admit and the

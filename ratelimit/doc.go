@@ -14,6 +14,8 @@
 // Every refusal matches [ErrLimited]; a [Decision] carries what a server
 // needs for the RateLimit-* and Retry-After headers. Concurrency limits
 // (fixed, adaptive) and client-side adaptive throttling live in the
-// subpackage ratelimit/overload. The package knows nothing of HTTP or gRPC;
-// the middleware package wires it into transports and handlers.
+// subpackage ratelimit/overload. The one piece that knows HTTP is [ClientIP]
+// (clientip.go), a key function that trusts X-Forwarded-For only from
+// configured proxies; the middleware package wires the limiters into
+// transports, handlers and gRPC interceptors.
 package ratelimit
