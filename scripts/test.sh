@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of README.md, and what CI runs (through .ci/run).
 # On a fresh machine it installs and builds what the tests need, then vets and tests:
-#   - Redis: Debian's redis-server, installed when missing;
+#   - Redis: Debian's redis-server, installed when missing (and HAProxy, for the benchmark
+#     harness's smoke test);
 #   - Consul: v1.14.11 (MPL-2.0), built from the tools/consul module into .cache/bin when no
 #     binary of that version is cached there (about five minutes on two cores, once);
 # and hands both paths to the tests through PROXYLESS_REDIS_BIN and PROXYLESS_CONSUL_BIN.
@@ -13,15 +14,29 @@ consul_version=1.14.11
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Redis.
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_updated=""
+apt_install() {
+	if [ -z "$apt_updated" ]; then
+		$sudo apt-get update -qq
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Redis, for the rate-limit tests.
 if ! command -v redis-server >/dev/null 2>&1; then
 	log "installing Debian's redis-server"
-	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo="sudo"
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+	apt_install redis-server
 	# The package starts a system instance on 6379; the tests start their own on free ports.
 	$sudo systemctl stop redis-server >/dev/null 2>&1 || $sudo service redis-server stop >/dev/null 2>&1 || true
+fi
+# HAProxy, the sidecar stand-in of the benchmark harness's smoke test.
+if ! command -v haproxy >/dev/null 2>&1; then
+	log "installing Debian's haproxy"
+	apt_install haproxy
+	$sudo systemctl stop haproxy >/dev/null 2>&1 || $sudo service haproxy stop >/dev/null 2>&1 || true
 fi
 PROXYLESS_REDIS_BIN=$(command -v redis-server)
 export PROXYLESS_REDIS_BIN
@@ -47,3 +62,5 @@ log "go vet ./..."
 go vet ./...
 log "go test -race -count=1 ./..."
 go test -race -count=1 -timeout 15m ./...
+log "benchmarks/ (its own module): go vet, and the harness's smoke test"
+(cd benchmarks && go vet ./... && go test -race -count=1 -timeout 10m ./...)
