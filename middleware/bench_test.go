@@ -101,3 +101,36 @@ func BenchmarkLoopback(b *testing.B) {
 		benchClient(b, &http.Client{Transport: failsafeTransport(base)}, srv.URL+"/")
 	})
 }
+
+// BenchmarkWrapperParallel is BenchmarkWrapper with every P sending at once, where counters
+// and locks shared by the transport's goroutines show. Run:
+//
+//	go test -run '^$' -bench BenchmarkWrapperParallel -benchmem -count 10 ./middleware/
+func BenchmarkWrapperParallel(b *testing.B) {
+	parallel := func(b *testing.B, client *http.Client, url string) {
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			for pb.Next() {
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		})
+	}
+	b.Run("bare", func(b *testing.B) {
+		parallel(b, &http.Client{Transport: noopTransport{}}, "http://127.0.0.1:1/")
+	})
+	b.Run("proxyless", func(b *testing.B) {
+		tr := proxylessTransport(b, noopTransport{}, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+		parallel(b, &http.Client{Transport: tr}, "http://svc/")
+	})
+	b.Run("failsafehttp", func(b *testing.B) {
+		parallel(b, &http.Client{Transport: failsafeTransport(noopTransport{})}, "http://127.0.0.1:1/")
+	})
+}

@@ -19,7 +19,7 @@ func (r *request) hedged() attemptResult {
 	maxAttempts := 1 + pol.MaxHedges + retry.MaxRetries
 	results := make(chan indexedResult, maxAttempts)
 	launched, pending := 0, 0
-	r.cancels = make([]context.CancelFunc, maxAttempts)
+	r.conc.cancels = make([]context.CancelFunc, maxAttempts)
 	isHedge := make([]bool, maxAttempts) // attempt n was a hedge (not the first, not a retry)
 	launch := func() {
 		n := launched
@@ -35,7 +35,7 @@ func (r *request) hedged() attemptResult {
 		go func() { results <- indexedResult{n: n, res: r.attempt(n, kind, 0)} }()
 	}
 	launch()
-	timer := time.NewTimer(pol.delay(r.d, time.Now()))
+	timer := time.NewTimer(pol.delay(r.d))
 	defer timer.Stop()
 	hedges, retries := 0, 0
 	var last *attemptResult // the latest retryable failure, kept until something better comes
@@ -78,13 +78,13 @@ func (r *request) hedged() attemptResult {
 			}
 			if retries < retry.MaxRetries && launched < maxAttempts &&
 				res.retryAfter <= retry.MaxRetryAfter && r.ctx.Err() == nil {
-				if t.bud.withdraw(time.Now()) {
+				if t.bud.withdraw(time.Time{}) {
 					retries++
 					t.stats.retries.Add(1)
 					last.discard()
 					last = nil
 					launch()
-					timer.Reset(pol.delay(r.d, time.Now()))
+					timer.Reset(pol.delay(r.d))
 					continue
 				}
 				t.stats.budgetRefusals.Add(1)
@@ -95,7 +95,7 @@ func (r *request) hedged() attemptResult {
 			if hedges >= pol.MaxHedges || launched >= maxAttempts {
 				continue
 			}
-			if !t.bud.withdraw(time.Now()) {
+			if !t.bud.withdraw(time.Time{}) {
 				t.stats.budgetRefusals.Add(1)
 				r.tr.BudgetRefused(tracing.AttemptHedge)
 				continue
@@ -104,7 +104,7 @@ func (r *request) hedged() attemptResult {
 			t.stats.hedges.Add(1)
 			isHedge[launched] = true
 			launch()
-			timer.Reset(pol.delay(r.d, time.Now()))
+			timer.Reset(pol.delay(r.d))
 		case <-r.ctx.Done():
 			r.abandon(-1, results, pending)
 			if last != nil {
@@ -123,13 +123,13 @@ type indexedResult struct {
 // abandon cancels every attempt but the winner and, in the background, drains and closes the
 // responses of the pending ones as they arrive.
 func (r *request) abandon(winner int, results <-chan indexedResult, pending int) {
-	r.mu.Lock()
-	for i, c := range r.cancels {
+	r.conc.mu.Lock()
+	for i, c := range r.conc.cancels {
 		if i != winner && c != nil {
 			c()
 		}
 	}
-	r.mu.Unlock()
+	r.conc.mu.Unlock()
 	if pending == 0 {
 		return
 	}

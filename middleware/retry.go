@@ -3,9 +3,11 @@ package middleware
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,27 +110,48 @@ func (p *RetryPolicy) retryableStatus(code int) bool { return slices.Contains(p.
 
 // idempotent reports whether req may be sent more than once under p.
 func (p *RetryPolicy) idempotent(req *http.Request) bool {
-	if p.RetryNonIdempotent || req.Header.Get(idempotencyKeyHeader) != "" {
-		return true
-	}
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return false
+	if p.RetryNonIdempotent {
+		return true
+	}
+	// req.Header.Get without canonicalising a key that is canonical already.
+	v := req.Header[idempotencyKeyHeader]
+	return len(v) > 0 && v[0] != ""
 }
 
 // budget limits retries and hedges to a share of requests plus a floor per second, so that an
 // outage cannot multiply the load. Each request deposits ratio of a token, each retry takes one;
-// when the deposits run dry, the floor's token bucket decides. Deposits and withdrawals are
-// atomic; the floor (a mutex inside x/time/rate) is touched only on retries that the deposits
-// cannot pay for.
+// when the deposits run dry, the floor's token bucket decides.
+//
+// A deposit is one atomic increment of a request count (also the transport's Stats.Requests),
+// the only write on the request path, on one of several cache lines so that goroutines on
+// different Ps seldom share one. Withdrawals, which only retries and hedges make, credit the
+// deposits made since the last one to the balance, capped as if each deposit had been checked
+// against the cap when it was made, under a mutex; the floor (a mutex inside x/time/rate) is
+// touched only on retries that the deposits cannot pay for.
 type budget struct {
-	depositMilli int64         // immutable: ratio × 1000
-	capMilli     int64         // immutable
-	balance      atomic.Int64  // milli-tokens
-	floor        *rate.Limiter // nil when there is no floor
-	refused      atomic.Int64
+	shards [budgetShards]budgetShard // deposits
+
+	depositMilli int64 // immutable: ratio × 1000
+	capMilli     int64 // immutable
+
+	mu       sync.Mutex    // serialises withdrawals
+	credited int64         // deposits already credited to balance; guarded by mu
+	balance  atomic.Int64  // milli-tokens as of the last withdrawal; written under mu
+	floor    *rate.Limiter // nil when there is no floor
+	refused  atomic.Int64
+}
+
+// budgetShards is how many counters deposits are spread over: a power of two.
+const budgetShards = 8
+
+// budgetShard is one deposit counter, alone on its cache line.
+type budgetShard struct {
+	n atomic.Int64
+	_ [56]byte
 }
 
 func newBudget(p RetryPolicy) *budget {
@@ -140,29 +163,46 @@ func newBudget(p RetryPolicy) *budget {
 	return b
 }
 
-// deposit records one request.
-func (b *budget) deposit() {
-	if b.depositMilli == 0 {
-		return
+// deposit records one request, on a shard chosen at random (a few nanoseconds, from the
+// runtime's per-thread generator).
+func (b *budget) deposit() { b.shards[rand.Uint32()&(budgetShards-1)].n.Add(1) }
+
+// requests returns how many deposits were made. Successive calls never go down.
+func (b *budget) requests() (n int64) {
+	for i := range b.shards {
+		n += b.shards[i].n.Load()
 	}
-	if v := b.balance.Add(b.depositMilli); v > b.capMilli {
-		b.balance.Add(-b.depositMilli) // saved up enough: this deposit is not kept
-	}
+	return n
 }
 
-// withdraw asks for one retry and reports whether the budget allows it.
+// withdraw asks for one retry and reports whether the budget allows it. now is used only
+// when the floor decides; the zero time means time.Now(), read only then.
 func (b *budget) withdraw(now time.Time) bool {
-	for {
-		v := b.balance.Load()
-		if v < budgetMilliPerRetry {
-			break
+	b.mu.Lock()
+	bal := b.balance.Load()
+	if n := b.requests(); n != b.credited {
+		// Each deposit since the last withdrawal is kept while it fits under the cap.
+		if b.depositMilli > 0 && bal < b.capMilli {
+			bal += min(n-b.credited, (b.capMilli-bal)/b.depositMilli) * b.depositMilli
 		}
-		if b.balance.CompareAndSwap(v, v-budgetMilliPerRetry) {
+		b.credited = n
+	}
+	ok := bal >= budgetMilliPerRetry
+	if ok {
+		bal -= budgetMilliPerRetry
+	}
+	b.balance.Store(bal)
+	b.mu.Unlock()
+	if ok {
+		return true
+	}
+	if b.floor != nil {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if b.floor.AllowN(now, 1) {
 			return true
 		}
-	}
-	if b.floor != nil && b.floor.AllowN(now, 1) {
-		return true
 	}
 	b.refused.Add(1)
 	return false
@@ -231,12 +271,12 @@ func (p *HedgePolicy) normalize() error {
 // quantile replaces the fixed hedge delay.
 const hedgeMinSamples = 50
 
-// delay returns the wait before the next hedge to d.
-func (p *HedgePolicy) delay(d *destination, now time.Time) time.Duration {
+// delay returns the wait before the next hedge to d. It reads the clock only for a quantile.
+func (p *HedgePolicy) delay(d *destination) time.Duration {
 	if p.Quantile == 0 {
 		return p.Delay
 	}
-	if q, ok := d.latency.Quantile(now, p.Quantile, hedgeMinSamples); ok && q > p.Delay {
+	if q, ok := d.latency.Quantile(time.Now(), p.Quantile, hedgeMinSamples); ok && q > p.Delay {
 		return q
 	}
 	return p.Delay

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,10 +36,11 @@ const TimeoutHeader = "X-Proxyless-Timeout-Ms"
 // concurrent use and meant to be built once and shared. It follows each service it has seen
 // in a goroutine: Close stops them.
 type Transport struct {
-	base  http.RoundTripper
-	cfg   *config // immutable
-	cache *discovery.Cache
-	bud   *budget
+	base   http.RoundTripper // direct, wrapped by telemetry
+	direct http.RoundTripper // for attempts of requests that started while telemetry was off
+	cfg    *config           // immutable
+	cache  *discovery.Cache
+	bud    *budget
 
 	mu     sync.Mutex                              // serialises writers of dests
 	dests  atomic.Pointer[map[string]*destination] // copy-on-write; read without mu
@@ -47,6 +49,7 @@ type Transport struct {
 	stop   chan struct{}
 
 	stats transportStats
+	clock clock // the request path's time
 
 	tel      *tracing.Telemetry            // spans and metrics; cheap no-ops while the providers are
 	pol      policies                      // the transport's own policies; immutable
@@ -57,8 +60,16 @@ type Transport struct {
 var _ http.RoundTripper = (*Transport)(nil)
 
 // transportStats counts what the transport did, for the demo, tests and (later) metrics.
+//
+// The request path writes none of them on success: requests are the budget's deposit count,
+// and attempts are derived (every request and every retry or hedge launched makes one
+// attempt, less those that sent nothing: see unsent). They are written rarely, so they
+// share a cache line.
 type transportStats struct {
-	requests, attempts, retries, hedges, hedgeWins, budgetRefusals, breakerRefusals, breakerOpens atomic.Int64
+	retries, hedges, hedgeWins, budgetRefusals, breakerRefusals, breakerOpens atomic.Int64
+	// unsent counts requests and attempts counted in Requests, Retries or Hedges that sent no
+	// attempt: a body that could not be read, or no endpoint admitted (none, or breakers open).
+	unsent atomic.Int64
 }
 
 // Stats is a snapshot of a Transport's counters.
@@ -77,9 +88,14 @@ type Stats struct {
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	s := &t.stats
+	// Read the counters that attempts are derived from so that a request in flight makes the
+	// sum no smaller than the attempts it has sent: unsent first, requests last.
+	unsent := s.unsent.Load()
+	retries, hedges := s.retries.Load(), s.hedges.Load()
+	requests := t.bud.requests()
 	return Stats{
-		Requests: s.requests.Load(), Attempts: s.attempts.Load(), Retries: s.retries.Load(),
-		Hedges: s.hedges.Load(), HedgeWins: s.hedgeWins.Load(),
+		Requests: requests, Attempts: max(requests+retries+hedges-unsent, 0), Retries: retries,
+		Hedges: hedges, HedgeWins: s.hedgeWins.Load(),
 		BudgetRefusals: s.budgetRefusals.Load(), BreakerRefusals: s.breakerRefusals.Load(),
 		BreakerOpens: s.breakerOpens.Load(), Ejections: t.ejections(),
 	}
@@ -151,6 +167,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	if t.tel, err = tracing.New(telOpts...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
+	t.direct = base
 	t.base = t.tel.Transport(base) // every attempt's (and pass-through's) span is otelhttp's
 	return t, nil
 }
@@ -387,8 +404,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 		defer func() { p.done(req, resp, err) }()
 	}
-	t.stats.requests.Add(1)
-	t.bud.deposit()
+	t.bud.deposit() // counts the request too (Stats.Requests)
 
 	pol := &t.pol
 	if rs != nil {
@@ -399,30 +415,22 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if pol.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
-	r := &request{t: t, d: d, pol: pol, req: req, ctx: ctx, host: req.Host, tr: tr}
-	body := &r.body
-	if err := body.init(req, t.cfg.maxBufferBody); err != nil {
-		cancel()
-		return nil, err
-	}
-	if r.host == "" {
-		r.host = req.URL.Host
-	}
-	r.retryable = !pol.retry.Disable && body.replayable() && pol.retry.idempotent(req)
-	r.dialRetryable = !pol.retry.Disable && body.replayable() // a refused dial never reached the server
-
 	var res attemptResult
-	if pol.hedge.enabled && r.retryable {
-		res = r.hedged()
+	if pol.hedge.enabled {
+		// Hedged attempts run on goroutines that share the request state: it lives on the heap.
+		h := &hedgedRequest{request: request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0}}
+		h.request.conc = &h.conc
+		res = h.request.runHedged()
 	} else {
-		res = r.sequential()
+		// Attempts run one after another on this goroutine: the state stays on its stack.
+		r := request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0}
+		res = r.runSequential()
 	}
 	if winner != nil {
 		*winner = res.tattempt
 	}
 	if res.err != nil {
 		cancel()
-		body.close()
 		return nil, res.err
 	}
 	if pol.timeout > 0 {
@@ -431,6 +439,54 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		cancel() // a no-op: there is no overall timeout to release
 	}
 	return res.resp, nil
+}
+
+// prepare readies the request body for its attempts and decides what may be retried.
+func (r *request) prepare() error {
+	req, pol := r.req, r.pol
+	if err := r.body.init(req, r.t.cfg.maxBufferBody); err != nil {
+		r.t.stats.unsent.Add(1)
+		return err
+	}
+	r.host = req.Host
+	if r.host == "" {
+		r.host = req.URL.Host
+	}
+	replayable := !pol.retry.Disable && r.body.replayable()
+	r.retryable = replayable && pol.retry.idempotent(req)
+	r.dialRetryable = replayable // a refused dial never reached the server
+	return nil
+}
+
+// runSequential sends the request's attempts one after another, on the caller's goroutine.
+// It never hands r to another goroutine, so that r can live on the caller's stack.
+func (r *request) runSequential() attemptResult {
+	if err := r.prepare(); err != nil {
+		return attemptResult{err: err}
+	}
+	res := r.sequential()
+	if res.err != nil {
+		r.body.close()
+	}
+	return res
+}
+
+// runHedged sends the request's attempts with hedging when the request may be retried, one
+// after another otherwise.
+func (r *request) runHedged() attemptResult {
+	if err := r.prepare(); err != nil {
+		return attemptResult{err: err}
+	}
+	var res attemptResult
+	if r.retryable {
+		res = r.hedged()
+	} else {
+		res = r.sequential()
+	}
+	if res.err != nil {
+		r.body.close()
+	}
+	return res
 }
 
 // routeBefore applies what a matched route does before the request is sent: fault injection,
@@ -472,10 +528,24 @@ type request struct {
 	host          string // the Host header to send: the service name the caller used
 	retryable     bool
 	dialRetryable bool
+	reqCtx        bool // ctx is req.Context(): there is no overall timeout
 
-	mu      sync.Mutex           // guards tried and cancels when attempts run concurrently (hedging)
-	tried   balancer.Tried       // endpoints already used
-	cancels []context.CancelFunc // when hedging: every attempt's cancel, to stop the losers
+	tried balancer.Tried // endpoints already used; guarded by conc.mu when conc is set
+	// conc is set when attempts may run concurrently (hedging). Sequential requests have
+	// none: a mutex of their own would move them from the stack to the heap.
+	conc *concurrentState
+}
+
+// concurrentState is what the concurrent attempts of a hedged request share.
+type concurrentState struct {
+	mu      sync.Mutex           // guards the request's tried, and cancels
+	cancels []context.CancelFunc // every attempt's cancel, to stop the losers
+}
+
+// hedgedRequest is a request whose attempts may run concurrently, in one allocation.
+type hedgedRequest struct {
+	request
+	conc concurrentState
 }
 
 // attemptResult is what one attempt produced.
@@ -502,7 +572,7 @@ func (r *request) sequential() attemptResult {
 		if delay == 0 {
 			delay = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
 		}
-		if !r.t.bud.withdraw(time.Now()) {
+		if !r.t.bud.withdraw(time.Time{}) {
 			r.t.stats.budgetRefusals.Add(1)
 			r.tr.BudgetRefused(tracing.AttemptRetry)
 			return res.settle()
@@ -558,14 +628,18 @@ func drain(rc io.ReadCloser) {
 
 // attempt sends attempt n (0 for the first) to an endpoint that no earlier attempt of the
 // request used, when one is available. kind and backoff describe it for telemetry.
+//
+// It reads the monotonic clock twice: before the pick (the pick's time, the start of the
+// latency; see clock) and after the base transport returns (the latency, from which the end
+// time the balancer and the histogram get is derived).
 func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration) attemptResult {
 	t := r.t
-	now := time.Now()
+	now := t.clock.now()
 	pick, permit, err := r.admit(now)
 	if err != nil {
+		t.stats.unsent.Add(1)
 		return attemptResult{err: err}
 	}
-	t.stats.attempts.Add(1)
 
 	actx, cancel := r.ctx, context.CancelFunc(nil)
 	if r.pol.attemptTO > 0 {
@@ -573,13 +647,15 @@ func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration
 	} else if r.pol.hedge.enabled {
 		actx, cancel = context.WithCancel(r.ctx) // so that a losing hedge can be cancelled
 	}
-	if r.pol.hedge.enabled && n < len(r.cancels) {
-		r.mu.Lock()
-		r.cancels[n] = cancel
-		r.mu.Unlock()
+	if c := r.conc; c != nil && n < len(c.cancels) {
+		c.mu.Lock()
+		c.cancels[n] = cancel
+		c.mu.Unlock()
 	}
+	base := t.direct // telemetry off: not even the check of its wrapper
 	var ta *tracing.Attempt
 	if r.tr != nil {
+		base = t.base
 		state := breaker.StateClosed
 		if permit.Probe() {
 			state = breaker.StateHalfOpen
@@ -590,19 +666,32 @@ func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration
 		})
 	}
 	// A shallow copy with its own URL: the caller's request is never modified, and the
-	// headers are copied only when one is added.
-	out := r.req.WithContext(actx)
-	u := *r.req.URL
-	u.Host = pick.Endpoint.Addr
-	out.URL = &u
+	// headers are copied only when one is added. When the attempt runs in the request's own
+	// context, the copy and its URL are one allocation.
+	var out *http.Request
+	if r.reqCtx && cancel == nil && ta == nil {
+		o := &outRequest{req: *r.req, url: *r.req.URL} // actx is r.req.Context()
+		o.req.URL = &o.url
+		out = &o.req
+	} else {
+		out = r.req.WithContext(actx)
+		u := *r.req.URL
+		out.URL = &u
+	}
+	out.URL.Host = pick.Endpoint.Addr
 	out.Host = r.host
 	if deadline, ok := actx.Deadline(); ok {
-		ms := time.Until(deadline).Milliseconds()
+		// From the pick's time, not a clock read of its own: a few hundred nanoseconds early,
+		// so no more than the attempt timeout when that is what set the deadline.
+		left := deadline.Sub(now)
+		if r.pol.attemptTO > 0 {
+			left = min(left, r.pol.attemptTO)
+		}
 		out.Header = r.req.Header.Clone()
 		if out.Header == nil {
 			out.Header = http.Header{}
 		}
-		out.Header.Set(TimeoutHeader, strconv.FormatInt(max(ms, 0), 10))
+		out.Header.Set(TimeoutHeader, strconv.FormatInt(max(left.Milliseconds(), 0), 10))
 	}
 	if out.Body, err = r.body.forAttempt(n); err != nil {
 		pick.Done(balancer.DoneInfo{Outcome: balancer.OutcomeIgnore})
@@ -618,10 +707,11 @@ func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration
 		out.GetBody = nil
 	}
 
-	resp, err := t.base.RoundTrip(out)
+	resp, err := base.RoundTrip(out)
 	ta.End(resp, err)
 	res := attemptResult{resp: resp, err: err, cancel: cancel, tattempt: ta}
-	done := balancer.DoneInfo{Now: time.Now()}
+	lat := time.Since(now) // one monotonic clock read
+	done := balancer.DoneInfo{Now: now.Add(lat), Latency: lat}
 	switch {
 	case err != nil && r.ctx.Err() != nil:
 		// The caller gave up (or the overall timeout passed): nothing learnt about the endpoint.
@@ -661,7 +751,7 @@ func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration
 		pick.Done(done)
 	}
 	if r.pol.hedge.Quantile > 0 && done.Outcome == balancer.OutcomeSuccess {
-		r.d.latency.Record(done.Now, done.Now.Sub(now))
+		r.d.latency.Record(done.Now, lat)
 	}
 	if r.d.breakers != nil {
 		permit.Done(t.cfg.classifier.Classify(r.ctx, resp, err))
@@ -669,11 +759,50 @@ func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration
 	return res
 }
 
+// clockRebase is how often clock renews its base from time.Now: how long its wall time may
+// lag a step of the wall clock.
+const clockRebase = time.Second
+
+// clock tells the time on the request path with one clock read where time.Now takes two (the
+// wall clock and the monotonic clock, each a vDSO call of some 25-50 ns on a kvm-clock VM): it
+// adds the monotonic time elapsed since a base, which it renews from time.Now every
+// clockRebase. Its readings carry a monotonic reading, like time.Now's, so that latencies
+// taken with time.Since are exact; only their wall time may lag a step of the wall clock, by
+// less than clockRebase. The zero value is ready to use.
+type clock struct{ base atomic.Pointer[time.Time] }
+
+func (c *clock) now() time.Time {
+	if b := c.base.Load(); b != nil {
+		// A base from another clock (a testing/synctest bubble's, or the real one seen from
+		// a bubble) gives an elapsed time out of range, and a rebase.
+		if d := time.Since(*b); d >= 0 && d < clockRebase {
+			return b.Add(d)
+		}
+	}
+	n := time.Now()
+	c.base.Store(&n) // racing rebases are harmless: any of them is a right base
+	return n
+}
+
+// outRequest is an attempt's copy of the caller's request with its own URL, in one allocation.
+type outRequest struct {
+	req http.Request
+	url url.URL
+}
+
 // admit picks an endpoint not yet tried whose breaker admits the attempt. Endpoints whose
 // breaker is open are skipped; when every endpoint refuses, it returns the breaker's error.
 func (r *request) admit(now time.Time) (balancer.Pick, breaker.Permit, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if r.conc == nil {
+		return r.admitLocked(now)
+	}
+	r.conc.mu.Lock()
+	defer r.conc.mu.Unlock()
+	return r.admitLocked(now)
+}
+
+// admitLocked is admit; when attempts run concurrently it requires r.conc.mu.
+func (r *request) admitLocked(now time.Time) (balancer.Pick, breaker.Permit, error) {
 	var lastOpen error
 	for range balancer.MaxTried + 1 {
 		pick, err := r.d.bal.Pick(balancer.PickInfo{Now: now, Tried: r.tried})
