@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -114,7 +112,7 @@ type grpcClient struct {
 	bud           *budget
 	retryCodes    [codes.Unauthenticated + 1]bool
 	serviceConfig string
-	routePol      atomic.Pointer[routePolicies] // merged per-route policies, when routed
+	routePol      routeOverrides // merged per-route policies, when routed
 }
 
 func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
@@ -453,68 +451,5 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 			return nil, abort
 		}
 	}
-	return c.policiesFor(rt), nil
-}
-
-// policiesFor returns the policies of calls routed by rt, merged once per route and table.
-func (c *grpcClient) policiesFor(rt *route.Route) *policies {
-	if rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0 {
-		return &c.pol
-	}
-	v := c.cfg.routes.Version()
-	cache := c.routePol.Load()
-	if cache == nil || cache.version != v {
-		cache = &routePolicies{version: v}
-		c.routePol.Store(cache) // a racing call may build it again: harmless
-	}
-	if p, ok := cache.m.Load(rt); ok {
-		return p.(*policies)
-	}
-	p := mergeGRPCRoute(c.pol, rt, c.cfg.logger)
-	cache.m.Store(rt, p)
-	return p
-}
-
-// mergeGRPCRoute applies a route's overrides that mean something for gRPC to the client's
-// policies p: timeouts, retry Disable, MaxRetries and backoff bounds, and hedging. An override
-// the client's own checks refuse is logged and left at the client's setting. (Transport.merge
-// does the same for HTTP, with the HTTP-only retry settings.)
-func mergeGRPCRoute(p policies, rt *route.Route, logger *slog.Logger) *policies {
-	if rt.Timeout() > 0 {
-		p.timeout = rt.Timeout()
-	}
-	if rt.AttemptTimeout() > 0 {
-		p.attemptTO = rt.AttemptTimeout()
-	}
-	if o := rt.Retry(); o != nil {
-		r := p.retry
-		r.Disable = o.Disable
-		if o.MaxRetries > 0 {
-			r.MaxRetries = o.MaxRetries
-		}
-		if o.BackoffBase > 0 {
-			r.BackoffBase = time.Duration(o.BackoffBase)
-		}
-		if o.BackoffMax > 0 {
-			r.BackoffMax = time.Duration(o.BackoffMax)
-		}
-		if err := r.normalize(); err != nil {
-			logger.Warn("middleware: route retry override ignored", "route", rt.Name(), "error", err)
-		} else {
-			p.retry = r
-		}
-	}
-	if o := rt.Hedge(); o != nil {
-		if o.Disable {
-			p.hedge = HedgePolicy{}
-		} else {
-			h := HedgePolicy{Delay: time.Duration(o.Delay), MaxHedges: o.MaxHedges, enabled: true}
-			if err := h.normalize(); err != nil {
-				logger.Warn("middleware: route hedge override ignored", "route", rt.Name(), "error", err)
-			} else {
-				p.hedge = h
-			}
-		}
-	}
-	return &p
+	return c.routePol.get(c.cfg.routes, rt, &c.pol, false, c.cfg.logger), nil
 }

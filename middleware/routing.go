@@ -2,9 +2,11 @@ package middleware
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/proxyless/proxyless/route"
@@ -47,36 +49,44 @@ type policies struct {
 	attemptTO time.Duration
 }
 
-// routePolicies caches the merged policies of each route of the router's current table.
+// routeOverrides gives the policies a request runs under when a route matched it: the
+// route's overrides merged into the owner's policies, once per route and table version. The
+// HTTP client and the gRPC client each have one; the zero value is ready to use.
+type routeOverrides struct {
+	cache atomic.Pointer[routePolicies]
+}
+
+// routePolicies caches the merged policies of each route of one table version.
 type routePolicies struct {
 	version uint64
 	m       sync.Map // *route.Route → *policies
 }
 
-// policiesFor returns the policies for a request routed by rt (nil: the transport's own).
-func (t *Transport) policiesFor(rt *route.Route) *policies {
+// get returns the policies for a request routed by rt of router's current table: own when the
+// route overrides nothing. http says whether the HTTP-only retry settings (Statuses,
+// RetryNonIdempotent) apply.
+func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policies, http bool, logger *slog.Logger) *policies {
 	if rt == nil || (rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0) {
-		return &t.pol
+		return own
 	}
-	v := t.cfg.routes.Version()
-	cache := t.routePol.Load()
+	v := router.Version()
+	cache := o.cache.Load()
 	if cache == nil || cache.version != v {
 		cache = &routePolicies{version: v}
-		t.routePol.Store(cache) // a racing request may build it again: harmless
+		o.cache.Store(cache) // a racing request may build it again: harmless
 	}
 	if p, ok := cache.m.Load(rt); ok {
 		return p.(*policies)
 	}
-	p := t.merge(rt)
+	p := mergeRoute(*own, rt, http, logger)
 	cache.m.Store(rt, p)
 	return p
 }
 
-// merge applies a route's overrides to the transport's policies. The route package validated
-// them when it compiled the table; anything the transport's own checks still refuse is logged
-// and left at the transport's setting.
-func (t *Transport) merge(rt *route.Route) *policies {
-	p := t.pol // a copy
+// mergeRoute applies a route's overrides to the policies p. The route package validated them
+// when it compiled the table; anything the owner's own checks still refuse is logged and left
+// at the owner's setting.
+func mergeRoute(p policies, rt *route.Route, http bool, logger *slog.Logger) *policies {
 	if rt.Timeout() > 0 {
 		p.timeout = rt.Timeout()
 	}
@@ -84,15 +94,15 @@ func (t *Transport) merge(rt *route.Route) *policies {
 		p.attemptTO = rt.AttemptTimeout()
 	}
 	if o := rt.Retry(); o != nil {
-		r := t.cfg.retry
+		r := p.retry
 		r.Disable = o.Disable
 		if o.MaxRetries > 0 {
 			r.MaxRetries = o.MaxRetries
 		}
-		if len(o.Statuses) > 0 {
+		if http && len(o.Statuses) > 0 {
 			r.Statuses = append([]int(nil), o.Statuses...)
 		}
-		if o.RetryNonIdempotent {
+		if http && o.RetryNonIdempotent {
 			r.RetryNonIdempotent = true
 		}
 		if o.BackoffBase > 0 {
@@ -102,7 +112,7 @@ func (t *Transport) merge(rt *route.Route) *policies {
 			r.BackoffMax = time.Duration(o.BackoffMax)
 		}
 		if err := r.normalize(); err != nil {
-			t.cfg.logger.Warn("middleware: route retry override ignored", "route", rt.Name(), "error", err)
+			logger.Warn("middleware: route retry override ignored", "route", rt.Name(), "error", err)
 		} else {
 			p.retry = r
 		}
@@ -113,7 +123,7 @@ func (t *Transport) merge(rt *route.Route) *policies {
 		} else {
 			h := HedgePolicy{Delay: time.Duration(o.Delay), MaxHedges: o.MaxHedges, enabled: true}
 			if err := h.normalize(); err != nil {
-				t.cfg.logger.Warn("middleware: route hedge override ignored", "route", rt.Name(), "error", err)
+				logger.Warn("middleware: route hedge override ignored", "route", rt.Name(), "error", err)
 			} else {
 				p.hedge = h
 			}

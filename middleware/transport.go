@@ -51,10 +51,10 @@ type Transport struct {
 	stats transportStats
 	clock clock // the request path's time
 
-	tel      *tracing.Telemetry            // spans and metrics; cheap no-ops while the providers are
-	pol      policies                      // the transport's own policies; immutable
-	routePol atomic.Pointer[routePolicies] // merged per-route policies, when routed
-	shadower *route.Shadower               // nil unless routed
+	tel      *tracing.Telemetry // spans and metrics; cheap no-ops while the providers are
+	pol      policies           // the transport's own policies; immutable
+	routePol routeOverrides     // merged per-route policies, when routed
+	shadower *route.Shadower    // nil unless routed
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -408,7 +408,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 
 	pol := &t.pol
 	if rs != nil {
-		pol = t.policiesFor(rs.dec.Route)
+		pol = t.routePol.get(t.cfg.routes, rs.dec.Route, &t.pol, true, t.cfg.logger)
 	}
 	ctx := req.Context()
 	var cancel context.CancelFunc = func() {}
