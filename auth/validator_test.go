@@ -207,15 +207,32 @@ func TestBadTokenCorpus(t *testing.T) {
 	})
 }
 
+// 10,000 requests with random kids as fast as they come, with a short MinInterval so that
+// the rule is exercised many times over.
 func TestKidFloodBoundedFetches(t *testing.T) {
+	kidFlood(t, 250*time.Millisecond, 0)
+}
+
+// The scenario as stated: 10,000 requests with random kids spread over 10 s, with the
+// default MinInterval (30 s): at most a couple of fetches, never two at once.
+func TestKidFloodOverTenSeconds(t *testing.T) {
+	t.Parallel()
+	kidFlood(t, 0, 10*time.Second)
+}
+
+// kidFlood sends 10,000 requests, most with a random kid, from 8 workers, spread over spread
+// (0: as fast as they go), against a validator with the given MinInterval (0: the default).
+func kidFlood(t *testing.T, minInterval, spread time.Duration) {
 	testKeys(t)
 	srv := newJWKSServer(t, jwks(t, pubJWK(rsaKey1, "rsa-1", "RS256")))
 	srv.delay.Store(int64(20 * time.Millisecond)) // make overlapping fetches likely if they were possible
-	const minInterval = 250 * time.Millisecond
 	v, err := auth.NewValidator([]auth.Issuer{{
 		Issuer: issA, Audiences: []string{aud}, Algorithms: []string{"RS256"}, JWKSURL: srv.srv.URL,
 		Refresh: auth.Refresh{MinInterval: minInterval, Interval: time.Hour},
 	}})
+	if minInterval == 0 {
+		minInterval = 30 * time.Second // Refresh.MinInterval's default
+	}
 	require.NoError(t, err)
 	defer v.Close()
 	ctx := ctxT(t)
@@ -238,6 +255,9 @@ func TestKidFloodBoundedFetches(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < requests; i += workers {
+				if spread > 0 { // request i is due at start + i/requests × spread
+					time.Sleep(time.Until(start.Add(spread * time.Duration(i) / requests)))
+				}
 				if i%100 == 0 {
 					if _, err := v.Validate(ctx, good); err != nil {
 						mu.Lock()
