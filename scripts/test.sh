@@ -2,10 +2,11 @@
 # The test command of README.md, and what CI runs (through .ci/run).
 # On a fresh machine it installs and builds what the tests need, then vets and tests:
 #   - Redis: Debian's redis-server, installed when missing (and HAProxy, for the benchmark
-#     harness's smoke test);
+#     harness's smoke test, and Chromium, to render the status page in one test);
 #   - Consul: v1.14.11 (MPL-2.0), built from the tools/consul module into .cache/bin when no
 #     binary of that version is cached there (about five minutes on two cores, once);
-# and hands both paths to the tests through PROXYLESS_REDIS_BIN and PROXYLESS_CONSUL_BIN.
+# and hands the paths to the tests through PROXYLESS_REDIS_BIN, PROXYLESS_CONSUL_BIN and
+# PROXYLESS_CHROMIUM_BIN.
 # Under CI=true a test that needs either and cannot find it fails; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# Redis, for the rate-limit tests.
+# Redis, for the rate-limit tests (its path is exported below).
 if ! command -v redis-server >/dev/null 2>&1; then
 	log "installing Debian's redis-server"
 	apt_install redis-server
@@ -40,6 +41,14 @@ if ! command -v haproxy >/dev/null 2>&1; then
 fi
 PROXYLESS_REDIS_BIN=$(command -v redis-server)
 export PROXYLESS_REDIS_BIN
+
+# Chromium, for the test that renders the status page in a headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+	log "installing Debian's chromium"
+	apt_install chromium
+fi
+PROXYLESS_CHROMIUM_BIN=$(command -v chromium)
+export PROXYLESS_CHROMIUM_BIN
 
 # Consul.
 PROXYLESS_CONSUL_BIN=$root/.cache/bin/consul

@@ -16,6 +16,9 @@ const (
 	ConsulBinEnv = "PROXYLESS_CONSUL_BIN"
 	// RedisBinEnv names the variable holding the path of the redis-server binary.
 	RedisBinEnv = "PROXYLESS_REDIS_BIN"
+	// ChromiumBinEnv names the variable holding the path of Debian's chromium, for the test
+	// that renders the status page in a browser.
+	ChromiumBinEnv = "PROXYLESS_CHROMIUM_BIN"
 	// CIEnv names the variable that, set to "true", makes missing binaries fatal.
 	CIEnv = "CI"
 )
@@ -33,6 +36,10 @@ func ConsulBinary() (string, error) { return binary(ConsulBinEnv) }
 // PROXYLESS_REDIS_BIN. It returns an error naming the variable when the
 // variable is unset or the file is not an executable regular file.
 func RedisBinary() (string, error) { return binary(RedisBinEnv) }
+
+// ChromiumBinary returns the path in PROXYLESS_CHROMIUM_BIN, or an error naming the variable
+// when it is unset or not an executable file.
+func ChromiumBinary() (string, error) { return binary(ChromiumBinEnv) }
 
 func binary(env string) (string, error) {
 	path := os.Getenv(env)
