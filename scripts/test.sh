@@ -71,5 +71,9 @@ log "go vet ./..."
 go vet ./...
 log "go test -race -count=1 ./..."
 go test -race -count=1 -timeout 15m ./...
+# The race detector changes allocation counts, so the tests that assert "allocates nothing"
+# skip under -race: run them once more without it.
+log "allocation checks, without the race detector"
+go test -count=1 -run 'Alloc' ./balancer/ ./breaker/ ./ratelimit/ ./route/
 log "benchmarks/ (its own module): go vet, and the harness's smoke test"
 (cd benchmarks && go vet ./... && go test -race -count=1 -timeout 10m ./...)
