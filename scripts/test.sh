@@ -4,7 +4,7 @@
 #   - Redis: Debian's redis-server, installed when missing (and HAProxy, for the benchmark
 #     harness's smoke test, and Chromium, to render the status page in one test);
 #   - Consul: v1.14.11 (MPL-2.0), built from the tools/consul module into .cache/bin when no
-#     binary of that version is cached there (about five minutes on two cores, once);
+#     binary of that version is cached there (5 to 15 minutes on two cores, once);
 # and hands the paths to the tests through PROXYLESS_REDIS_BIN, PROXYLESS_CONSUL_BIN and
 # PROXYLESS_CHROMIUM_BIN.
 # Under CI=true a test that needs either and cannot find it fails; it never skips.
@@ -53,7 +53,7 @@ export PROXYLESS_CHROMIUM_BIN
 # Consul.
 PROXYLESS_CONSUL_BIN=$root/.cache/bin/consul
 if ! "$PROXYLESS_CONSUL_BIN" version 2>/dev/null | grep -q "^Consul v$consul_version\$"; then
-	log "building Consul v$consul_version into .cache/bin (once; about five minutes on two cores)"
+	log "building Consul v$consul_version into .cache/bin (once; 5 to 15 minutes on two cores)"
 	mkdir -p "$root/.cache/bin"
 	(cd tools/consul && go build -o "$PROXYLESS_CONSUL_BIN.tmp" github.com/hashicorp/consul)
 	mv "$PROXYLESS_CONSUL_BIN.tmp" "$PROXYLESS_CONSUL_BIN"
