@@ -2,12 +2,14 @@ package route_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -148,7 +150,9 @@ func TestWatchConsul(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const key = "proxyless/routes/test"
+	// A key of this run's own: the agent is shared by the package's tests and by repeated
+	// runs (-count), and the test starts from a missing key.
+	key := fmt.Sprintf("proxyless/routes/test-%d", time.Now().UnixNano())
 	put := func(doc string) {
 		t.Helper()
 		if _, err := client.KV().Put(&api.KVPair{Key: key, Value: []byte(doc)}, nil); err != nil {
