@@ -19,10 +19,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proxyless/proxyless/internal/testenv"
 )
 
 // EnvBin names the environment variable that holds the path of redis-server.
-const EnvBin = "PROXYLESS_REDIS_BIN"
+const EnvBin = testenv.RedisBinEnv
 
 // startTimeout bounds how long Start and Restart wait for PING to answer.
 const startTimeout = 10 * time.Second
@@ -30,20 +32,7 @@ const startTimeout = 10 * time.Second
 // Binary returns the redis-server path from PROXYLESS_REDIS_BIN. It fails,
 // naming the variable, when the variable is unset or does not name an
 // executable file. It never searches PATH.
-func Binary() (string, error) {
-	p := os.Getenv(EnvBin)
-	if p == "" {
-		return "", fmt.Errorf("redistest: %s is not set; it must name a redis-server binary", EnvBin)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return "", fmt.Errorf("redistest: %s=%q: %w", EnvBin, p, err)
-	}
-	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-		return "", fmt.Errorf("redistest: %s=%q is not an executable file", EnvBin, p)
-	}
-	return p, nil
-}
+func Binary() (string, error) { return testenv.RedisBinary() }
 
 // Server is a redis-server process listening on 127.0.0.1. It keeps its port
 // across Stop and Restart so that clients can reconnect after an outage.
@@ -97,12 +86,8 @@ func ForTest(tb testing.TB) *Server {
 	tb.Helper()
 	bin, err := Binary()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%v (CI=true: a missing Redis fails the run)", err)
-		} else {
-			tb.Skipf("%v; run make test, or set %s=/usr/bin/redis-server", err, EnvBin)
-		}
-		return nil // reached only with a testing.TB whose Fatalf/Skipf return
+		testenv.Unavailable(tb, err) // skips, or fails under CI=true
+		return nil                   // reached only with a testing.TB whose Fatalf/Skipf return
 	}
 	s, err := Start(bin)
 	if err != nil {

@@ -52,7 +52,7 @@ func TestForTestWithoutBinary(t *testing.T) {
 
 	t.Setenv("CI", "")
 	var local fakeTB
-	if s := ForTest(&local); s != nil || local.fatal != "" || !strings.Contains(local.skip, "run make test") {
+	if s := ForTest(&local); s != nil || local.fatal != "" || !strings.Contains(local.skip, "make test") {
 		t.Fatalf("outside CI: server %v, fatal %q, skip %q; want a skip saying run make test", s, local.fatal, local.skip)
 	}
 
