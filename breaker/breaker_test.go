@@ -416,3 +416,28 @@ func TestConcurrentInvariants(t *testing.T) {
 	require.Positive(t, maxInFlight.Load(), "no probe was ever admitted: the test exercised nothing")
 	require.Positive(t, opens.Load(), "the breaker never refused: the test exercised nothing")
 }
+
+func TestSetSync(t *testing.T) {
+	s, err := breaker.NewSet(breaker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.Get("a")
+	s.Sync("a", "b", "c", "b")
+	if s.Len() != 3 {
+		t.Fatalf("Len = %d after Sync(a, b, c), want 3", s.Len())
+	}
+	if s.Get("a") != a {
+		t.Fatal("Sync replaced the breaker of a key it already had")
+	}
+	b := s.Get("b")
+	s.Sync("b")
+	if s.Len() != 1 || s.Get("b") != b {
+		t.Fatalf("Sync(b): Len %d, same b %v", s.Len(), s.Get("b") == b)
+	}
+	var keys []string
+	s.Range(func(k string, _ *breaker.Breaker) bool { keys = append(keys, k); return true })
+	if len(keys) != 1 || keys[0] != "b" {
+		t.Fatalf("keys after Sync(b): %v", keys)
+	}
+}

@@ -96,6 +96,31 @@ func (s *Set) Retain(keys ...string) {
 	}
 }
 
+// Sync makes the Set hold exactly keys: the Breakers of keys it already has are kept, ones for
+// new keys are created closed, and the others are dropped, all in one copy of the map. Call it
+// when a destination's endpoint set changes, so that n new endpoints cost one copy rather than
+// one per first request (Get copies the map for each new key).
+func (s *Set) Sync(keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.m.Load()
+	m := make(map[string]*Breaker, len(keys))
+	changed := false
+	for _, k := range keys {
+		if b, ok := old[k]; ok {
+			m[k] = b
+			continue
+		}
+		if _, dup := m[k]; !dup {
+			m[k] = newBreaker(s.cfg, &s.opts, k)
+			changed = true
+		}
+	}
+	if changed || len(m) != len(old) {
+		s.m.Store(&m)
+	}
+}
+
 // Range calls fn for each key and Breaker in the Set, in no particular order, until fn returns
 // false. It walks a snapshot: keys added or removed meanwhile are not reflected.
 func (s *Set) Range(fn func(key string, b *Breaker) bool) {

@@ -279,7 +279,7 @@ func (d *destination) apply(snap *discovery.Snapshot) {
 		keys[i] = e.Addr
 	}
 	if d.breakers != nil {
-		d.breakers.Retain(keys...)
+		d.breakers.Sync(keys...) // one map copy per update, not one per new endpoint
 	}
 	d.tel.Retain(keys...)
 }
