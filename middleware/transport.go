@@ -32,6 +32,13 @@ const TimeoutHeader = "X-Proxyless-Timeout-Ms"
 // breaker admits, failed attempts are retried within a budget, and outcomes feed back into
 // the balancer and the breakers.
 //
+// Which hosts are services: a host that is a single DNS label with no port (http://payments/)
+// is looked up through the resolver; hosts with dots, ports or IP addresses, and names the
+// resolver refuses with discovery.ErrUnknownService (as discovery.Static does for names it
+// does not know), pass through to the base transport unchanged. A Consul resolver knows no
+// such refusal: there, every single-label host is treated as a service (an unknown one has
+// no endpoints), so address other hosts by a dotted name or with a port.
+//
 // Create it with [NewTransport]; the zero value is not usable. A Transport is safe for
 // concurrent use and meant to be built once and shared. It follows each service it has seen
 // in a goroutine: Close stops them.
