@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,9 +161,7 @@ func (c *Cache) follow(ctx context.Context, service string) (*entry, error) {
 		go c.run(service, e)
 	}
 	next := make(map[string]*entry, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	maps.Copy(next, old)
 	next[service] = e
 	c.entries.Store(&next)
 	return e, nil

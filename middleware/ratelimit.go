@@ -146,8 +146,7 @@ func outcome(req *http.Request, resp *http.Response, err error) overload.Outcome
 		}
 		return overload.Failure
 	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	if resp.StatusCode == http.StatusTooManyRequests || isGatewayFailure(resp.StatusCode) {
 		return overload.Failure
 	}
 	return overload.Success

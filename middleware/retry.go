@@ -44,19 +44,18 @@ type RetryPolicy struct {
 }
 
 const (
-	defaultMaxRetries      = 2
-	defaultBackoffBase     = 25 * time.Millisecond
-	defaultBackoffMax      = 250 * time.Millisecond
-	defaultMaxRetryAfter   = 2 * time.Second
-	defaultBudgetRatio     = 0.2
-	defaultMinRetriesPerS  = 10
-	budgetCapRequests      = 1000 // the budget saves up for at most this many requests' worth
-	defaultMaxBufferBody   = 64 << 10
-	maxDrainBody           = 256 << 10
-	idempotencyKeyHeader   = "Idempotency-Key"
-	retryAfterHeader       = "Retry-After"
-	budgetMilliPerRetry    = 1000
-	budgetMilliCapPerRatio = budgetCapRequests * budgetMilliPerRetry
+	defaultMaxRetries     = 2
+	defaultBackoffBase    = 25 * time.Millisecond
+	defaultBackoffMax     = 250 * time.Millisecond
+	defaultMaxRetryAfter  = 2 * time.Second
+	defaultBudgetRatio    = 0.2
+	defaultMinRetriesPerS = 10
+	budgetCapRequests     = 1000 // the budget saves up for at most this many requests' worth
+	defaultMaxBufferBody  = 64 << 10
+	maxDrainBody          = 256 << 10
+	idempotencyKeyHeader  = "Idempotency-Key"
+	retryAfterHeader      = "Retry-After"
+	budgetMilliPerRetry   = 1000
 )
 
 func (p *RetryPolicy) normalize() error {
@@ -142,7 +141,6 @@ type budget struct {
 	credited int64         // deposits already credited to balance; guarded by mu
 	balance  atomic.Int64  // milli-tokens as of the last withdrawal; written under mu
 	floor    *rate.Limiter // nil when there is no floor
-	refused  atomic.Int64
 }
 
 // budgetShards is how many counters deposits are spread over: a power of two.
@@ -204,7 +202,6 @@ func (b *budget) withdraw(now time.Time) bool {
 			return true
 		}
 	}
-	b.refused.Add(1)
 	return false
 }
 

@@ -121,7 +121,9 @@ func mergeRoute(p policies, rt *route.Route, http bool, logger *slog.Logger) *po
 		if o.Disable {
 			p.hedge = HedgePolicy{}
 		} else {
-			h := HedgePolicy{Delay: time.Duration(o.Delay), MaxHedges: o.MaxHedges, enabled: true}
+			// Keep what the override does not set, such as the transport's Quantile.
+			h := p.hedge
+			h.Delay, h.MaxHedges, h.enabled = time.Duration(o.Delay), o.MaxHedges, true
 			if err := h.normalize(); err != nil {
 				logger.Warn("middleware: route hedge override ignored", "route", rt.Name(), "error", err)
 			} else {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -186,7 +187,7 @@ type destination struct {
 	bal      *balancer.Balancer
 	breakers *breaker.Set         // nil when breakers are off
 	latency  latency.Histogram    // attempt latencies, kept only for quantile hedging
-	tel      *tracing.Destination // nil while telemetry is off
+	tel      *tracing.Destination // always set; StartRequest gives a nil Request while telemetry is off
 }
 
 // destination returns the destination of req, or nil when req passes through. A route's
@@ -240,7 +241,7 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	old := *t.dests.Load()
 	if d := old[key]; d != nil {
@@ -267,9 +268,7 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 	t.wg.Add(1)
 	go t.follow(d, snap)
 	next := make(map[string]*destination, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	maps.Copy(next, old)
 	next[key] = d
 	t.dests.Store(&next)
 	return d, nil
@@ -311,8 +310,6 @@ func (t *Transport) follow(d *destination, snap *discovery.Snapshot) {
 
 // ErrClosed is returned for requests to services after the Transport is closed.
 var ErrClosed = errors.New("middleware: transport closed")
-
-var errClosed = ErrClosed
 
 // Close stops the goroutines the transport started (discovery watches, health checks) and
 // waits for them. It is idempotent. Requests after Close to services fail; pass-through
@@ -374,7 +371,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	}
 	if t.closed.Load() {
 		closeBody(req)
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	var tr *tracing.Request
 	var winner **tracing.Attempt // set once the attempts are done
@@ -735,7 +732,7 @@ func (r *request) attempt(n int, kind tracing.AttemptKind, backoff time.Duration
 	default:
 		code := resp.StatusCode
 		switch {
-		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+		case isGatewayFailure(code):
 			done.Outcome = balancer.OutcomeGatewayFailure
 		case code >= 500:
 			done.Outcome = balancer.OutcomeFailure
@@ -909,4 +906,10 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+// isGatewayFailure reports whether code is a gateway failure (502, 503, 504): what outlier
+// ejection counts, and what an overload limiter treats as the callee failing.
+func isGatewayFailure(code int) bool {
+	return code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
 }

@@ -163,7 +163,7 @@ func (b *lb) UpdateState(s grpcbalancer.State) {
 		b.core.Update(eps)
 		b.ready = addrs
 		if b.breakers != nil {
-			b.breakers.Retain(addrs...)
+			b.breakers.Sync(addrs...) // one map copy per update
 		}
 	}
 	p := &picker{core: b.core, breakers: b.breakers, children: pickers, steer: b.cfg.Steer}

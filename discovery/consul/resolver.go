@@ -148,7 +148,7 @@ func (w *Watcher) run(ctx context.Context) {
 			w.feed.Fail(fmt.Errorf("consul: query %q: %w", w.service, err), time.Now())
 			cfg.Logger.Warn("consul: query failed", "service", w.service, "error", err, "failures", failures)
 			index = 0 // the agent may have restarted with a fresh index; ask afresh
-			if !backoff.Sleep(ctx, retryDelay(cfg.RetryMin, cfg.RetryMax, failures)) {
+			if !backoff.Sleep(ctx, backoff.HalfJitter(cfg.RetryMin, cfg.RetryMax, failures)) {
 				return
 			}
 			continue
@@ -179,12 +179,6 @@ func nextIndex(prev, got uint64) uint64 {
 		return 1
 	}
 	return got
-}
-
-// retryDelay is the wait after the n-th consecutive failure: full jitter over an exponential
-// bound, never below lo/2 so that a flapping agent is not hammered.
-func retryDelay(lo, hi time.Duration, n int) time.Duration {
-	return lo/2 + backoff.FullJitter(lo, hi, n)/2
 }
 
 // endpoints converts Consul health entries into endpoints. It rejects the whole answer when

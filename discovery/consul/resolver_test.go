@@ -2,7 +2,6 @@ package consul
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -298,13 +297,4 @@ func TestEndpointsFromEntries(t *testing.T) {
 	assert.Equal(t, discovery.Endpoint{Addr: "127.0.0.2:80", Weight: 5, Zone: "svc-zone", Tags: []string{"v2"},
 		Meta: map[string]string{"zone": "svc-zone", "version": "2"}}, eps[0])
 	assert.Equal(t, discovery.Endpoint{Addr: "[::1]:81", Weight: 2, Zone: "node-zone"}, eps[1])
-}
-
-func TestBackoffBounds(t *testing.T) {
-	for n := 1; n < 100; n++ {
-		d := retryDelay(10*time.Millisecond, time.Second, n)
-		assert.GreaterOrEqual(t, d, 5*time.Millisecond)
-		assert.LessOrEqual(t, d, time.Second)
-	}
-	assert.True(t, errors.Is(context.Canceled, context.Canceled))
 }

@@ -171,7 +171,7 @@ func (w *watcher) run(ctx context.Context) {
 			failures++
 			w.feed.Fail(fmt.Errorf("dns: lookup %q: %w", w.service, err), time.Now())
 			cfg.Logger.Warn("dns: lookup failed", "service", w.service, "error", err, "failures", failures)
-			wait = cfg.RetryMin/2 + backoff.FullJitter(cfg.RetryMin, cfg.Interval, failures)/2
+			wait = backoff.HalfJitter(cfg.RetryMin, cfg.Interval, failures)
 		default:
 			failures = 0
 			w.feed.Publish(eps, lookups, time.Now())

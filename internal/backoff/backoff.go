@@ -37,6 +37,13 @@ func FullJitter(base, limit time.Duration, n int) time.Duration {
 	return rand.N(d + 1)
 }
 
+// HalfJitter returns a delay drawn uniformly from [base/2, base/2 + Exponential(base, limit, n)/2]:
+// full jitter over half the exponential bound, never below base/2, so that a source that keeps
+// failing is not asked again at once.
+func HalfJitter(base, limit time.Duration, n int) time.Duration {
+	return base/2 + FullJitter(base, limit, n)/2
+}
+
 // Sleep waits d or until ctx is done, and reports whether the whole wait ran.
 func Sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {

@@ -34,6 +34,14 @@ func TestFullJitterBounds(t *testing.T) {
 	}
 }
 
+func TestHalfJitterBounds(t *testing.T) {
+	for n := 1; n < 80; n++ {
+		if d := HalfJitter(10*time.Millisecond, time.Second, n); d < 5*time.Millisecond || d > 505*time.Millisecond {
+			t.Fatalf("attempt %d: %v out of [5ms, 505ms]", n, d)
+		}
+	}
+}
+
 func TestSleepHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
