@@ -30,6 +30,7 @@ type Balancer struct {
 	ejectMax  int64          // immutable
 	maxTimes  int64          // cap of the ejection multiplier; immutable
 	policy    policyCode     // cfg.Policy as a small integer for the pick's switch; immutable
+	draws     bool           // the policy draws random numbers (Maglev only without a key); immutable
 	zoneRank  map[string]int // failover zone -> priority level; immutable
 
 	snap atomic.Pointer[snapshot]
@@ -96,6 +97,7 @@ func New(cfg Config) (*Balancer, error) {
 		ejectBase: int64(c.Outlier.BaseEjectionTime),
 		ejectMax:  int64(c.Outlier.MaxEjectionTime),
 		policy:    policyCodeOf(c.Policy),
+		draws:     c.Policy != PolicyRoundRobin && c.Policy != PolicyWeightedRoundRobin,
 		zoneRank:  failoverRank(c.Zone),
 	}
 	b.maxTimes = (b.ejectMax+b.ejectBase-1)/b.ejectBase + 1
@@ -147,8 +149,7 @@ func (b *Balancer) publish(s *snapshot) {
 func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	// Seed the random stream of the policies that draw (see random.go).
 	var rng pickRand
-	needRand := b.policy != codeRoundRobin && b.policy != codeWeightedRoundRobin &&
-		(b.policy != codeMaglev || info.Key == 0)
+	needRand := b.draws && (info.Key == 0 || b.policy != codeMaglev)
 	if needRand {
 		rng.s = b.rand64()
 	}

@@ -49,10 +49,7 @@ func (b *Balancer) pickP2C(v *view, lv *viewLevel, info *PickInfo, now int64, ew
 					yWins = outX
 				}
 			}
-			if yWins {
-				return y
-			}
-			return x
+			return choose(x, y, yWins)
 		case okX:
 			return x
 		case okY:
@@ -60,6 +57,15 @@ func (b *Balancer) pickP2C(v *view, lv *viewLevel, info *PickInfo, now int64, ew
 		}
 	}
 	return b.fallback(v, lv, info, now)
+}
+
+// choose returns y when yWins and x otherwise, without a branch: which of two random
+// endpoints wins is a coin toss that a branch predictor would miss half the time.
+func choose(x, y *slot, yWins bool) *slot {
+	if yWins {
+		x = y
+	}
+	return x
 }
 
 // avoid reports whether a pick should pass over e if it can: e was tried already by this

@@ -374,14 +374,13 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		return nil, ErrClosed
 	}
 	var tr *tracing.Request
-	var winner **tracing.Attempt // set once the attempts are done
+	var winner *tracing.Attempt // set once the attempts are done
 	if d != nil {
 		var tctx context.Context
 		tctx, tr = t.tel.StartRequest(req.Context(), d.tel, req)
 		if tr != nil {
 			req = req.WithContext(tctx)
-			winner = new(*tracing.Attempt)
-			defer func() { tr.End(*winner, resp, err) }()
+			defer func() { tr.End(winner, resp, err) }()
 		}
 	}
 	if rs != nil {
@@ -430,9 +429,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		r := request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0}
 		res = r.runSequential()
 	}
-	if winner != nil {
-		*winner = res.tattempt
-	}
+	winner = res.tattempt
 	if res.err != nil {
 		cancel()
 		return nil, res.err

@@ -28,6 +28,14 @@ type Destination struct {
 	outcomes [numOutcomes]attribute.Set // {destination, outcome}, for requests without an endpoint
 	kinds    [numKinds]attribute.Set    // {destination, attempt kind}
 	names    [len(commonMethods)]string // span names: "GET payments"
+	// starts are the request span's start options per common method: its kind and its
+	// attributes, built once so that starting a span allocates no options.
+	starts [len(commonMethods)][]trace.SpanStartOption
+	// optsReq and optsKind are metric options for requests without an endpoint and for
+	// per-kind counts, as ready-made variadic slices: recording allocates none.
+	optsReq  [numOutcomes][]metric.RecordOption
+	optsKind [numKinds][]metric.AddOption
+	optsDest []metric.AddOption // {destination}
 
 	mu  sync.Mutex                           // serialises writers of eps
 	eps atomic.Pointer[map[string]*endpoint] // copy-on-write
@@ -35,13 +43,18 @@ type Destination struct {
 
 var commonMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodHead}
 
-// endpoint holds the attribute sets of one endpoint of a destination. Immutable.
+// endpoint holds the attribute sets of one endpoint of a destination, and the ready-made
+// attribute slices and metric options of its common cases. Immutable.
 type endpoint struct {
-	addr     string
-	attr     attribute.KeyValue
-	set      attribute.Set                        // {destination, endpoint}
-	outcomes [numOutcomes]attribute.Set           // {destination, endpoint, outcome}
-	attempts [numKinds][numOutcomes]attribute.Set // {destination, endpoint, kind, outcome}
+	addr    string
+	attr    attribute.KeyValue
+	set     attribute.Set // {destination, endpoint}
+	optsSet []metric.AddOption
+	optsReq [numOutcomes][]metric.RecordOption        // {destination, endpoint, outcome}
+	optsAtt [numKinds][numOutcomes][]metric.AddOption // {destination, endpoint, kind, outcome}
+	// first is what a first attempt's span gets, with and without a breaker; ok is what a
+	// request span gets when its one attempt, to this endpoint, answered 200.
+	first, firstNoBreaker, ok []attribute.KeyValue
 }
 
 // Destination returns the handle of the destination service name, creating it on first use.
@@ -72,7 +85,15 @@ func (t *Telemetry) Destination(name string) *Destination {
 	}
 	for i, m := range commonMethods {
 		d.names[i] = m + " " + name
+		d.starts[i] = requestStart(dk, m)
 	}
+	for o := range numOutcomes {
+		d.optsReq[o] = []metric.RecordOption{metric.WithAttributeSet(d.outcomes[o])}
+	}
+	for k := range numKinds {
+		d.optsKind[k] = []metric.AddOption{metric.WithAttributeSet(d.kinds[k])}
+	}
+	d.optsDest = []metric.AddOption{metric.WithAttributeSet(d.set)}
 	m := map[string]*endpoint{}
 	d.eps.Store(&m)
 	next := make(map[string]*Destination, len(old)+1)
@@ -92,16 +113,23 @@ func (d *Destination) Name() string {
 	return d.name
 }
 
-func (d *Destination) spanName(method string) string {
+// requestStart returns the start options of a request span.
+func requestStart(dk attribute.KeyValue, method string) []trace.SpanStartOption {
+	return []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(dk, attribute.String("http.request.method", method))}
+}
+
+// span returns the name and start options of the request span of method.
+func (d *Destination) span(method string) (string, []trace.SpanStartOption) {
 	if method == "" {
 		method = http.MethodGet
 	}
 	for i, m := range commonMethods {
 		if m == method {
-			return d.names[i]
+			return d.names[i], d.starts[i]
 		}
 	}
-	return method + " " + d.name
+	return method + " " + d.name, requestStart(KeyDestination.String(d.name), method)
 }
 
 // endpoint returns the sets of addr, building them on first use.
@@ -117,13 +145,19 @@ func (d *Destination) endpoint(addr string) *endpoint {
 	}
 	dk, ek := KeyDestination.String(d.name), KeyEndpoint.String(addr)
 	e := &endpoint{addr: addr, attr: ek, set: attribute.NewSet(dk, ek)}
+	e.optsSet = []metric.AddOption{metric.WithAttributeSet(e.set)}
 	for o := range numOutcomes {
 		ok := KeyOutcome.String(o.String())
-		e.outcomes[o] = attribute.NewSet(dk, ek, ok)
+		e.optsReq[o] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(dk, ek, ok))}
 		for k := range numKinds {
-			e.attempts[k][o] = attribute.NewSet(dk, ek, KeyAttemptKind.String(k.String()), ok)
+			set := attribute.NewSet(dk, ek, KeyAttemptKind.String(k.String()), ok)
+			e.optsAtt[k][o] = []metric.AddOption{metric.WithAttributeSet(set)}
 		}
 	}
+	e.firstNoBreaker = []attribute.KeyValue{dk, ek, KeyAttempt.Int(0), KeyAttemptKind.String(AttemptFirst.String())}
+	e.first = append(e.firstNoBreaker[:len(e.firstNoBreaker):len(e.firstNoBreaker)], KeyBreakerState.String(breaker.StateClosed.String()))
+	e.ok = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
+		KeyAttempt.Int(0), attribute.Int("http.response.status_code", http.StatusOK)}
 	next := make(map[string]*endpoint, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -169,14 +203,22 @@ func (d *Destination) BreakerTransition(addr string, from, to breaker.State) {
 // It is made by [Telemetry.StartRequest]. A nil *Request is valid: every method is a no-op,
 // which is what StartRequest returns while telemetry is off. Safe for concurrent use by the
 // attempts of one request.
+//
+// A Request holds its first Attempt and the wrapper that ends its span with the response
+// body, so that a request with one attempt costs one allocation of its own beyond the span.
 type Request struct {
 	s     *state       // immutable
 	d     *Destination // immutable
 	span  trace.Span   // nil when tracing is off
 	start time.Time    // immutable
 
+	route, split string // set by Route before the first attempt
+
 	attempts atomic.Int32 // attempts started
 	ended    atomic.Bool
+
+	first Attempt // the first attempt started
+	body  endBody // wraps the response body when the span ends with it
 }
 
 // StartRequest starts the telemetry of a logical request to destination d: an INTERNAL span
@@ -197,37 +239,24 @@ func (t *Telemetry) StartRequest(ctx context.Context, d *Destination, req *http.
 		if req != nil {
 			method = req.Method
 		}
-		ctx, r.span = s.tracer.Start(ctx, d.spanName(method), trace.WithSpanKind(trace.SpanKindInternal),
-			trace.WithAttributes(KeyDestination.String(d.name), attribute.String("http.request.method", orGet(method))))
+		name, opts := d.span(method)
+		ctx, r.span = s.tracer.Start(ctx, name, opts...)
 	}
 	return ctx, r
-}
-
-func orGet(m string) string {
-	if m == "" {
-		return http.MethodGet
-	}
-	return m
 }
 
 // Recording reports whether the request's span records: callers may skip computing
 // attributes when it does not.
 func (r *Request) Recording() bool { return r != nil && r.span != nil && r.span.IsRecording() }
 
-// Route records the route rule that matched and the split arm (or canary) chosen, as span
-// attributes. Either may be empty.
+// Route records the route rule that matched and the split arm (or canary) chosen; they
+// become attributes of the request span when it ends. Either may be empty. Call it before
+// the first attempt.
 func (r *Request) Route(route, split string) {
 	if r == nil || r.span == nil {
 		return
 	}
-	kv := make([]attribute.KeyValue, 0, 2)
-	if route != "" {
-		kv = append(kv, KeyRoute.String(route))
-	}
-	if split != "" {
-		kv = append(kv, KeySplit.String(split))
-	}
-	r.span.SetAttributes(kv...)
+	r.route, r.split = route, split
 }
 
 // BreakerRefused records that the breaker of endpoint addr refused an attempt, so that
@@ -240,7 +269,7 @@ func (r *Request) BreakerRefused(addr string) {
 		r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(KeyEndpoint.String(addr)))
 	}
 	if r.s.metrics {
-		r.s.ins.breakerRefusals.Add(context.Background(), 1, metric.WithAttributeSet(r.d.endpoint(addr).set))
+		r.s.ins.breakerRefusals.Add(context.Background(), 1, r.d.endpoint(addr).optsSet...)
 	}
 }
 
@@ -253,7 +282,7 @@ func (r *Request) BudgetRefused(kind AttemptKind) {
 		r.span.AddEvent("proxyless.retry_budget.refused", trace.WithAttributes(KeyAttemptKind.String(kind.String())))
 	}
 	if r.s.metrics {
-		r.s.ins.budgetRefusals.Add(context.Background(), 1, metric.WithAttributeSet(r.d.kinds[kind]))
+		r.s.ins.budgetRefusals.Add(context.Background(), 1, r.d.optsKind[kind]...)
 	}
 }
 
@@ -279,7 +308,13 @@ type AttemptInfo struct {
 
 // Attempt is the telemetry of one attempt. Its span is otelhttp's client span, started by the
 // RoundTripper of [Telemetry.Transport]. A nil *Attempt is valid and records nothing.
+//
+// An Attempt is also the context the attempt is sent with (see [Request.StartAttempt]): it
+// carries itself under a private key and delegates everything else to its parent, which saves
+// the allocation of a context.WithValue per attempt.
 type Attempt struct {
+	context.Context // the parent: the request's context, or the attempt's deadline
+
 	r    *Request  // immutable
 	ep   *endpoint // immutable
 	info AttemptInfo
@@ -290,15 +325,29 @@ type Attempt struct {
 
 type attemptKey struct{}
 
+// Value returns the Attempt itself for its key, and asks the parent context otherwise.
+func (a *Attempt) Value(key any) any {
+	if key == (attemptKey{}) {
+		return a
+	}
+	return a.Context.Value(key)
+}
+
 // StartAttempt records the start of an attempt and returns the context to send it with: the
 // RoundTripper of [Telemetry.Transport] finds the Attempt there and adds its attributes to the
-// attempt's span. On a nil Request it returns ctx itself and a nil Attempt.
+// attempt's span. The context is the Attempt itself, over ctx. On a nil Request it returns ctx
+// itself and a nil Attempt.
 func (r *Request) StartAttempt(ctx context.Context, info AttemptInfo) (context.Context, *Attempt) {
 	if r == nil || info.Kind >= numKinds {
 		return ctx, nil
 	}
-	r.attempts.Add(1)
-	a := &Attempt{r: r, ep: r.d.endpoint(info.Endpoint), info: info}
+	var a *Attempt
+	if r.attempts.Add(1) == 1 {
+		a = &r.first
+	} else {
+		a = new(Attempt)
+	}
+	*a = Attempt{Context: ctx, r: r, ep: r.d.endpoint(info.Endpoint), info: info}
 	if r.span != nil {
 		switch info.Kind {
 		case AttemptRetry:
@@ -311,12 +360,12 @@ func (r *Request) StartAttempt(ctx context.Context, info AttemptInfo) (context.C
 	if r.s.metrics {
 		switch info.Kind {
 		case AttemptRetry:
-			r.s.ins.retries.Add(ctx, 1, metric.WithAttributeSet(r.d.set))
+			r.s.ins.retries.Add(ctx, 1, r.d.optsDest...)
 		case AttemptHedge:
-			r.s.ins.hedges.Add(ctx, 1, metric.WithAttributeSet(r.d.set))
+			r.s.ins.hedges.Add(ctx, 1, r.d.optsDest...)
 		}
 	}
-	return context.WithValue(ctx, attemptKey{}, a), a
+	return a, a
 }
 
 // attemptFrom returns the attempt a context carries.
@@ -325,10 +374,19 @@ func attemptFrom(ctx context.Context) *Attempt {
 	return a
 }
 
-// annotate adds the attempt's attributes to span, otelhttp's client span.
+// annotate adds the attempt's attributes to span, otelhttp's client span: ready-made for a
+// first attempt, built for the others.
 func (a *Attempt) annotate(span trace.Span) {
 	a.span = span
 	if !span.IsRecording() {
+		return
+	}
+	if a.info.N == 0 && a.info.Kind == AttemptFirst && (a.info.NoBreaker || a.info.Breaker == breaker.StateClosed) {
+		if a.info.NoBreaker {
+			span.SetAttributes(a.ep.firstNoBreaker...)
+		} else {
+			span.SetAttributes(a.ep.first...)
+		}
 		return
 	}
 	kv := []attribute.KeyValue{
@@ -348,7 +406,8 @@ func (a *Attempt) annotate(span trace.Span) {
 
 // End records the attempt's outcome: the response (an upstream 5xx is a response) or the
 // error of the base transport. Call it once the transport has the result, before handing
-// the response on or discarding it.
+// the response on or discarding it. The span's status code and error say how it went; an
+// outcome other than success is added as an attribute.
 func (a *Attempt) End(resp *http.Response, err error) {
 	if a == nil {
 		return
@@ -357,11 +416,11 @@ func (a *Attempt) End(resp *http.Response, err error) {
 	if o == OutcomeRefused {
 		o = OutcomeGatewayFailure // an attempt was sent: whatever failed, failed remotely
 	}
-	if a.span != nil && a.span.IsRecording() {
+	if o != OutcomeSuccess && a.span != nil && a.span.IsRecording() {
 		a.span.SetAttributes(KeyOutcome.String(o.String()))
 	}
 	if a.r.s.metrics {
-		a.r.s.ins.attempts.Add(context.Background(), 1, metric.WithAttributeSet(a.ep.attempts[a.info.Kind][o]))
+		a.r.s.ins.attempts.Add(context.Background(), 1, a.ep.optsAtt[a.info.Kind][o]...)
 	}
 }
 
@@ -376,10 +435,10 @@ func (a *Attempt) Discarded() {
 
 // End ends the logical request. winner is the attempt whose response or error is returned
 // (nil when none was sent: a local refusal); resp and err are what the transport returns.
-// It records the request duration and outcome, marks the winning attempt (and counts a hedge
-// win), and ends the span: at once on an error, or when the response body is closed or read
-// to its end, for which it wraps resp.Body. Call it once, with the final result; later calls
-// do nothing.
+// It records the request duration and outcome, marks the winning attempt when there were
+// several (and counts a hedge win), and ends the span: at once on an error, or when the
+// response body is closed or read to its end, for which it wraps resp.Body. Call it once,
+// with the final result; later calls do nothing.
 func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
 	if r == nil || !r.ended.CompareAndSwap(false, true) {
 		return
@@ -388,30 +447,43 @@ func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
 	if err != nil && winner == nil && o != OutcomeCanceled {
 		o = OutcomeRefused
 	}
+	attempts := r.attempts.Load()
 	if r.s.metrics {
-		set := r.d.outcomes[o]
+		opts := r.d.optsReq[o]
 		if winner != nil {
-			set = winner.ep.outcomes[o]
+			opts = winner.ep.optsReq[o]
 		}
-		r.s.ins.reqDuration.Record(context.Background(), time.Since(r.start).Seconds(), metric.WithAttributeSet(set))
+		r.s.ins.reqDuration.Record(context.Background(), time.Since(r.start).Seconds(), opts...)
 		if winner != nil && winner.info.Kind == AttemptHedge && err == nil {
-			r.s.ins.hedgeWins.Add(context.Background(), 1, metric.WithAttributeSet(r.d.set))
+			r.s.ins.hedgeWins.Add(context.Background(), 1, r.d.optsDest...)
 		}
 	}
-	if winner != nil && winner.span != nil && err == nil {
+	if winner != nil && winner.span != nil && err == nil && attempts > 1 {
 		winner.span.SetAttributes(KeyWinner.Bool(true))
 	}
 	if r.span == nil {
 		return
 	}
-	kv := []attribute.KeyValue{KeyOutcome.String(o.String()), KeyAttempts.Int(int(r.attempts.Load()))}
-	if winner != nil {
-		kv = append(kv, winner.ep.attr, KeyAttempt.Int(winner.info.N))
+	if winner != nil && winner.info.N == 0 && attempts == 1 && o == OutcomeSuccess && err == nil &&
+		resp.StatusCode == http.StatusOK && r.route == "" && r.split == "" {
+		r.span.SetAttributes(winner.ep.ok...) // the common case, ready-made
+	} else {
+		kv := make([]attribute.KeyValue, 0, 7)
+		kv = append(kv, KeyOutcome.String(o.String()), KeyAttempts.Int(int(attempts)))
+		if winner != nil {
+			kv = append(kv, winner.ep.attr, KeyAttempt.Int(winner.info.N))
+		}
+		if resp != nil {
+			kv = append(kv, attribute.Int("http.response.status_code", resp.StatusCode))
+		}
+		if r.route != "" {
+			kv = append(kv, KeyRoute.String(r.route))
+		}
+		if r.split != "" {
+			kv = append(kv, KeySplit.String(r.split))
+		}
+		r.span.SetAttributes(kv...)
 	}
-	if resp != nil {
-		kv = append(kv, attribute.Int("http.response.status_code", resp.StatusCode))
-	}
-	r.span.SetAttributes(kv...)
 	switch {
 	case err != nil:
 		r.span.RecordError(err)
@@ -423,17 +495,21 @@ func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
 		r.span.End()
 		return
 	}
-	resp.Body = wrapBody(resp.Body, r.span)
+	resp.Body = r.body.wrap(resp.Body, r.span)
 }
 
 // endBody ends a span once the body is closed or read to its end.
 type endBody struct {
 	io.ReadCloser
-	span trace.Span
-	once sync.Once
+	span  trace.Span
+	ended atomic.Bool
 }
 
-func (b *endBody) end() { b.once.Do(func() { b.span.End() }) }
+func (b *endBody) end() {
+	if b.ended.CompareAndSwap(false, true) {
+		b.span.End()
+	}
+}
 
 func (b *endBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
@@ -460,8 +536,9 @@ type writeBody struct {
 
 func (b writeBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 
-func wrapBody(rc io.ReadCloser, span trace.Span) io.ReadCloser {
-	b := &endBody{ReadCloser: rc, span: span}
+// wrap makes b the wrapper of rc that ends span, and returns it.
+func (b *endBody) wrap(rc io.ReadCloser, span trace.Span) io.ReadCloser {
+	b.ReadCloser, b.span = rc, span
 	if w, ok := rc.(io.Writer); ok {
 		return writeBody{b, w}
 	}
