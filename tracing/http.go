@@ -100,8 +100,11 @@ func metricAttributes(req *http.Request) []attribute.KeyValue {
 
 // Handler returns an http.Handler that, while telemetry is on, serves through otelhttp: the
 // incoming trace context is extracted (a malformed traceparent is ignored and a new trace
-// begins), a SERVER span named operation wraps next, and the semantic conventions'
-// http.server.* metrics are recorded. While telemetry is off it calls next directly.
+// begins), a SERVER span wraps next, and the semantic conventions' http.server.* metrics are
+// recorded. otelhttp names the span after the semantic conventions, not after operation: the
+// method ("GET"), or the method and the route pattern ("GET /users/{id}") once an
+// http.ServeMux has matched one. otelhttp's default naming ignores operation, which only a
+// custom span-name formatter would see. While telemetry is off it calls next directly.
 func (t *Telemetry) Handler(next http.Handler, operation string) http.Handler {
 	return &handler{t: t, next: next, operation: operation}
 }
