@@ -146,7 +146,7 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 		metric.WithDescription("Shadowed requests whose response differed from the primary's."))
 	check(err)
 
-	ins.breakerState, err = m.Int64ObservableGauge(MetricBreakerState, metric.WithUnit("1"),
+	ins.breakerState, err = m.Int64ObservableGauge(MetricBreakerState, metric.WithUnit("{state}"),
 		metric.WithDescription("Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open."))
 	check(err)
 	ins.ejections, err = m.Int64ObservableCounter(MetricEjections, metric.WithUnit("{ejection}"),
