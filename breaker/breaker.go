@@ -91,7 +91,9 @@ const (
 // transitions, and counts half-open permits. Every call into it is made with the Breaker's own
 // mutex held, so that the generation recorded in a Permit always names the failsafe-go state that
 // issued it. In the closed state Allow takes no lock at all (failsafe-go's closed state grants
-// every permit); Done takes the mutex once, then failsafe-go records under its own.
+// every permit), and neither does the Done of a success while the window holds no failure (with
+// the default count-based window: see recordQuiet); other outcomes take the mutex once, then
+// failsafe-go records under its own.
 type Breaker struct {
 	// word is generation<<stateBits | State. Written only with mu held (from onTransition);
 	// read without it on the hot path.
@@ -100,9 +102,18 @@ type Breaker struct {
 	// mu held, before word.
 	openUntil atomic.Int64
 
+	// quiet makes the common Done lock-free: see recordQuiet. It is quietValid |
+	// uint32(generation)<<32 | n while the window of the closed state of that generation holds
+	// no failure and n successes have been counted here without being recorded in failsafe-go;
+	// 0 otherwise. Written with CompareAndSwap by Done, and with mu held by the slow path.
+	quiet atomic.Uint64
+
 	start    time.Time         // immutable; monotonic base for openUntil
 	key      string            // immutable
 	onChange func(StateChange) // immutable; may be nil
+	// window is the size of a count-based window (MinimumVolume), or 0 for a time-based one,
+	// which gets no lock-free path. Immutable.
+	window uint64
 
 	mu sync.Mutex
 	// cb is only called with mu held, so its transitions, reported to onTransition from
@@ -142,8 +153,62 @@ func newBreaker(cfg Config, o *options, key string) *Breaker {
 		onChange: o.onChange,
 		probes:   make([]uint64, (cfg.HalfOpenProbes+63)/64),
 	}
+	if cfg.Window == 0 {
+		b.window = uint64(cfg.MinimumVolume)
+		b.quiet.Store(quietValid) // generation 0, closed, an empty window
+	}
 	b.cb = cfg.failsafe(b.onTransition)
 	return b
+}
+
+// quietValid marks a quiet word that holds a generation and a count.
+const quietValid = 1 << 31
+
+// recordQuiet records a success of a closed-state permit of generation gen without a lock,
+// when it can, and reports whether it did.
+//
+// failsafe-go's count-based window holds the outcomes of the last MinimumVolume calls. While
+// it holds no failure, another success changes nothing the breaker decides on except how many
+// successes the window holds, which matters only once a failure comes, and then only up to
+// MinimumVolume. So such successes are counted in quiet, up to MinimumVolume, and the slow
+// path records them in failsafe-go, in a batch, before the next outcome it records: failsafe-go
+// then sees exactly the window it would have seen. Once the count is full, a success costs two
+// atomic loads. Time-based windows place each outcome in the bucket of its time, which a later
+// batch would get wrong, so they always take the slow path.
+func (b *Breaker) recordQuiet(gen uint64) bool {
+	q := b.quiet.Load()
+	if q&quietValid == 0 || uint32(q>>32) != uint32(gen) {
+		return false
+	}
+	if q&(quietValid-1) >= b.window {
+		return true
+	}
+	return b.quiet.CompareAndSwap(q, q+1)
+}
+
+// flushQuiet records in failsafe-go the successes counted in quiet for the current closed
+// generation, and clears quiet so that Done takes the slow path until settleQuiet. Requires
+// b.mu.
+func (b *Breaker) flushQuiet() {
+	q := b.quiet.Swap(0)
+	if q&quietValid == 0 || uint32(q>>32) != uint32(b.word.Load()>>stateBits) {
+		return
+	}
+	for range min(q&(quietValid-1), b.window) {
+		b.cb.RecordSuccess()
+	}
+}
+
+// settleQuiet re-arms the lock-free path when the breaker is closed and its window holds no
+// failure. Requires b.mu.
+func (b *Breaker) settleQuiet() {
+	if b.window == 0 {
+		return
+	}
+	w := b.word.Load()
+	if State(w&stateMask) == StateClosed && b.cb.Metrics().Failures() == 0 {
+		b.quiet.Store(quietValid | uint64(uint32(w>>stateBits))<<32)
+	}
 }
 
 // Allow asks to make one call. When the breaker is closed, or half-open with a probe slot free,
@@ -241,12 +306,23 @@ func (b *Breaker) State() State {
 }
 
 func (b *Breaker) done(p Permit, o Outcome) {
-	if p.probe == 0 && o != Success && o != Failure {
-		return // an ignored closed-state call holds nothing
+	if p.probe == 0 {
+		if o == Success && b.recordQuiet(p.gen) {
+			return
+		}
+		if o != Success && o != Failure {
+			return // an ignored closed-state call holds nothing
+		}
 	}
 	b.mu.Lock()
 	if b.word.Load()>>stateBits == p.gen {
-		b.recordLocked(p, o)
+		if b.window != 0 {
+			b.flushQuiet()
+			b.recordLocked(p, o)
+			b.settleQuiet()
+		} else {
+			b.recordLocked(p, o)
+		}
 	}
 	ev, ok := b.takePending()
 	b.mu.Unlock()
@@ -288,6 +364,11 @@ func (b *Breaker) onTransition(e circuitbreaker.StateChangedEvent) {
 	}
 	gen := b.word.Load()>>stateBits + 1
 	b.word.Store(gen<<stateBits | uint64(to))
+	if to == StateClosed && b.window != 0 {
+		b.quiet.Store(quietValid | uint64(uint32(gen))<<32) // failsafe-go starts a new, empty window
+	} else {
+		b.quiet.Store(0)
+	}
 	if b.onChange == nil {
 		return
 	}
