@@ -3,6 +3,7 @@ package middleware
 import (
 	"encoding/json"
 	"html/template"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -40,12 +42,23 @@ type StatusSource interface {
 	Destinations() []DestinationStatus
 }
 
+// RouteSource is implemented by a [StatusSource] whose requests may be routed, such as a
+// *Transport: [StatusHandler] then also shows the route table in force.
+type RouteSource interface {
+	// Router returns the router whose current table routes the source's requests, or nil
+	// when they are not routed.
+	Router() *route.Router
+}
+
 // StatusHandler returns an http.Handler for an admin port that shows, for each source (a
-// Transport, typically) its counters and, per destination, the endpoints with their zone,
-// weight, EWMA latency, in-flight count, breaker state, ejection and health. It answers
-// JSON when the query has format=json or the Accept header prefers application/json, and a
-// small HTML page otherwise. It reads only what the sources' methods return; it is safe for
-// concurrent use and holds nothing to close. Only GET and HEAD are allowed.
+// Transport, typically) its counters, the route table in force when the source is a
+// [RouteSource] with a router (each route's match, destinations with their split weights,
+// canary and its current weight, shadowing, fault and overrides), and, per destination, the
+// endpoints with their zone, weight, EWMA latency, in-flight count, breaker state, ejection
+// and health. It answers JSON when the query has format=json or the Accept header prefers
+// application/json, and a small HTML page otherwise. It reads only what the sources' methods
+// return; it is safe for concurrent use and holds nothing to close. Only GET and HEAD are
+// allowed.
 //
 // It shows internal addresses and traffic counts: mount it on an admin listener, not on the
 // public one.
@@ -72,7 +85,52 @@ type statusPage struct {
 
 type transportStatus struct {
 	Stats        statsView         `json:"stats"`
+	Routes       *routeTableView   `json:"routes,omitempty"` // absent when requests are not routed
 	Destinations []destinationView `json:"destinations"`
+}
+
+// routeTableView is the route table a source's router serves now.
+type routeTableView struct {
+	Version uint64      `json:"version"` // the router's version: 1, plus one per reload
+	Table   []routeView `json:"table"`   // in order; the default route, if any, last
+}
+
+type routeView struct {
+	Name    string `json:"name"`
+	Default bool   `json:"default,omitempty"` // takes what no other route matches
+	Match   string `json:"match"`             // route.Route.MatchString
+	// Destinations are where matched requests go, each with its share: one destination, the
+	// arms of a split, or a canary's stable and canary sides. Empty: each request goes to the
+	// service its host names.
+	Destinations   []routeDestView `json:"destinations"`
+	Canary         *canaryView     `json:"canary,omitempty"`
+	Shadow         *shadowView     `json:"shadow,omitempty"`
+	Fault          string          `json:"fault,omitempty"`
+	Timeout        string          `json:"timeout,omitempty"`
+	AttemptTimeout string          `json:"attempt_timeout,omitempty"`
+	Retry          string          `json:"retry,omitempty"`
+	Hedge          string          `json:"hedge,omitempty"`
+}
+
+type routeDestView struct {
+	Service string  `json:"service"`
+	Subset  string  `json:"subset,omitempty"` // route.Subset.Key
+	Weight  uint32  `json:"weight,omitempty"` // relative weight, for a split arm
+	Percent float64 `json:"percent"`          // share of the route's requests
+}
+
+type canaryView struct {
+	Service string  `json:"service"`
+	Subset  string  `json:"subset,omitempty"`
+	Percent float64 `json:"percent"` // the weight in force, the analysis's as it steps
+	// Analysis is running, promoted or rolled back; absent for a fixed weight.
+	Analysis string `json:"analysis,omitempty"`
+}
+
+type shadowView struct {
+	Service string  `json:"service,omitempty"` // empty: the primary's service
+	Subset  string  `json:"subset,omitempty"`
+	Percent float64 `json:"percent"` // share of matched requests mirrored
 }
 
 type statsView struct {
@@ -119,6 +177,11 @@ func (h *statusHandler) page() statusPage {
 	for _, s := range h.sources {
 		st := s.Stats()
 		ts := transportStatus{Stats: statsView(st), Destinations: []destinationView{}}
+		if rs, ok := s.(RouteSource); ok {
+			if r := rs.Router(); r != nil {
+				ts.Routes = routeTableOf(r)
+			}
+		}
 		for _, d := range s.Destinations() {
 			ts.Destinations = append(ts.Destinations, destinationOf(d, now))
 		}
@@ -155,6 +218,146 @@ func destinationOf(d DestinationStatus, now time.Time) destinationView {
 		v.Endpoints = append(v.Endpoints, ev)
 	}
 	return v
+}
+
+// routeTableOf describes the table r serves now.
+func routeTableOf(r *route.Router) *routeTableView {
+	tbl, version := r.Current()
+	v := &routeTableView{Version: version, Table: make([]routeView, 0, len(tbl.Routes())+1)}
+	for _, rt := range tbl.Routes() {
+		v.Table = append(v.Table, routeOf(rt))
+	}
+	if def := tbl.Default(); def != nil {
+		rv := routeOf(def)
+		rv.Default = true
+		v.Table = append(v.Table, rv)
+	}
+	return v
+}
+
+func routeOf(rt *route.Route) routeView {
+	v := routeView{Name: rt.Name(), Match: rt.MatchString(), Destinations: []routeDestView{},
+		Fault: faultText(rt.Fault()), Retry: retryText(rt.Retry()), Hedge: hedgeText(rt.Hedge())}
+	if d := rt.Destination(); d != nil {
+		v.Destinations = append(v.Destinations, routeDestView{Service: d.Service, Subset: d.Subset.Key(), Percent: 100})
+	}
+	if arms := rt.Split(); len(arms) > 0 {
+		var total float64
+		for _, a := range arms {
+			total += float64(a.Weight)
+		}
+		for _, a := range arms {
+			v.Destinations = append(v.Destinations, routeDestView{Service: a.Service, Subset: a.Subset.Key(),
+				Weight: a.Weight, Percent: round2(100 * float64(a.Weight) / total)})
+		}
+	}
+	if c, ok := rt.Canary(); ok {
+		v.Destinations = append(v.Destinations,
+			routeDestView{Service: c.Stable.Service, Subset: c.Stable.Subset.Key(), Percent: round2(100 - c.Weight)},
+			routeDestView{Service: c.Canary.Service, Subset: c.Canary.Subset.Key(), Percent: c.Weight})
+		v.Canary = &canaryView{Service: c.Canary.Service, Subset: c.Canary.Subset.Key(), Percent: c.Weight}
+		if c.Analyzed {
+			v.Canary.Analysis = c.Analysis.String()
+		}
+	}
+	if sp := rt.Shadow(); sp != nil {
+		d := sp.Destination()
+		v.Shadow = &shadowView{Service: d.Service, Subset: d.Subset.Key(), Percent: sp.Percent()}
+	}
+	if d := rt.Timeout(); d > 0 {
+		v.Timeout = d.String()
+	}
+	if d := rt.AttemptTimeout(); d > 0 {
+		v.AttemptTimeout = d.String()
+	}
+	return v
+}
+
+// Overrides lists the route's policy overrides for the HTML page, such as "timeout 2s".
+func (v routeView) Overrides() []string {
+	var out []string
+	for _, o := range [...]struct{ what, v string }{
+		{"timeout ", v.Timeout}, {"attempt timeout ", v.AttemptTimeout}, {"retry ", v.Retry}, {"hedge ", v.Hedge},
+	} {
+		if o.v != "" {
+			out = append(out, o.what+o.v)
+		}
+	}
+	return out
+}
+
+// round2 rounds a percentage to two decimals, the precision of canary weights.
+func round2(p float64) float64 { return math.Round(p*100) / 100 }
+
+// pct formats a percentage without trailing zeros: "12.5", "100".
+func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
+
+// retryText summarises a route's retry override, such as "max 2, on 502,503"; "" for none.
+func retryText(o *route.RetryOverride) string {
+	switch {
+	case o == nil:
+		return ""
+	case o.Disable:
+		return "off"
+	}
+	var parts []string
+	if o.MaxRetries > 0 {
+		parts = append(parts, "max "+strconv.Itoa(o.MaxRetries))
+	}
+	if len(o.Statuses) > 0 {
+		codes := make([]string, len(o.Statuses))
+		for i, c := range o.Statuses {
+			codes[i] = strconv.Itoa(c)
+		}
+		parts = append(parts, "on "+strings.Join(codes, ","))
+	}
+	if o.RetryNonIdempotent {
+		parts = append(parts, "non-idempotent too")
+	}
+	if o.BackoffBase > 0 {
+		parts = append(parts, "backoff from "+o.BackoffBase.String())
+	}
+	if o.BackoffMax > 0 {
+		parts = append(parts, "backoff to "+o.BackoffMax.String())
+	}
+	if len(parts) == 0 {
+		return "as the transport"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// hedgeText summarises a route's hedging override, such as "after 50ms, max 1"; "" for none.
+func hedgeText(o *route.HedgeOverride) string {
+	switch {
+	case o == nil:
+		return ""
+	case o.Disable:
+		return "off"
+	}
+	return "after " + o.Delay.String() + ", max " + strconv.Itoa(o.MaxHedges)
+}
+
+// faultText summarises a route's faults, such as "delay 10% 100ms; abort 1% HTTP 503, gRPC
+// 14"; "" for none.
+func faultText(inj *route.Injector) string {
+	f := inj.Config()
+	var parts []string
+	if d := f.Delay; d != nil {
+		var how string
+		switch {
+		case d.Fixed > 0:
+			how = d.Fixed.String()
+		case d.Mean > 0:
+			how = "exponential, mean " + d.Mean.String() + ", max " + d.Max.String()
+		default:
+			how = "uniform " + d.Min.String() + " to " + d.Max.String()
+		}
+		parts = append(parts, "delay "+pct(d.Percent)+" "+how)
+	}
+	if a := f.Abort; a != nil {
+		parts = append(parts, "abort "+pct(a.Percent)+" HTTP "+strconv.Itoa(a.HTTPStatus)+", gRPC "+strconv.Itoa(a.GRPCCode))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -202,7 +405,8 @@ func wantsJSON(r *http.Request) bool {
 }
 
 var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
-	"ms": func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
+	"ms":  func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
+	"pct": pct,
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -229,6 +433,23 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <span>budget refusals {{$t.Stats.BudgetRefusals}}</span><span>breaker refusals {{$t.Stats.BreakerRefusals}}</span>
 <span>breaker opens {{$t.Stats.BreakerOpens}}</span><span>ejections {{$t.Stats.Ejections}}</span>
 </p>
+{{with $t.Routes}}
+<h3>routes <small>table version {{.Version}}</small></h3>
+{{if .Table}}<table class="routes">
+<thead><tr><th>route</th><th>match</th><th>destinations</th><th>canary</th><th>shadow</th><th>fault</th><th>overrides</th></tr></thead>
+<tbody>
+{{range .Table}}<tr>
+<td>{{.Name}}{{if .Default}} <small>(default)</small>{{end}}</td><td><code>{{.Match}}</code></td>
+<td>{{range $i, $d := .Destinations}}{{if $i}}<br>{{end}}{{$d.Service}}{{with $d.Subset}} [{{.}}]{{end}} {{pct $d.Percent}}{{with $d.Weight}} (weight {{.}}){{end}}{{else}}by host{{end}}</td>
+<td class="{{with .Canary}}{{if eq .Analysis "rolled back"}}bad{{else if eq .Analysis "running"}}warn{{end}}{{end}}">{{with .Canary}}{{.Service}}{{with .Subset}} [{{.}}]{{end}} {{pct .Percent}}{{with .Analysis}} ({{.}}){{end}}{{end}}</td>
+<td>{{with .Shadow}}{{if .Service}}{{.Service}}{{with .Subset}} [{{.}}]{{end}}{{else}}same service{{end}} {{pct .Percent}}{{end}}</td>
+<td class="{{if .Fault}}warn{{end}}">{{.Fault}}</td>
+<td>{{range $i, $o := .Overrides}}{{if $i}}<br>{{end}}{{$o}}{{end}}</td>
+</tr>
+{{end}}</tbody>
+</table>
+{{else}}<p>the route table is empty: requests go by their host</p>
+{{end}}{{end}}
 {{range $t.Destinations}}
 <h3>{{.Service}} <small>{{.Healthy}}/{{.Known}} healthy{{if .Stale}}, <span class="warn">discovery stale{{with .StaleSince}} since {{.Format "15:04:05Z07:00"}}{{end}}</span>{{end}}</small></h3>
 <table>
@@ -251,10 +472,40 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 </html>
 `))
 
+// state is what the transport's observable instruments report at now: its destinations
+// (telemetryState) and the canary weights of the route table in force (canaryStates), read
+// from the same table accessors as the status page, so that the gauge and the page agree.
+// Pass it to tracing.WithState as t.state.
+func (t *Transport) state(now time.Time) tracing.State {
+	st := telemetryState(t.Destinations(), now)
+	if r := t.cfg.routes; r != nil {
+		st.Canaries = canaryStates(r.Table())
+	}
+	return st
+}
+
+// canaryStates returns the weight in force of each canary of tbl, in table order (the
+// default route last): the analysis's current weight for an analyzed canary. Destination is
+// the canary destination's key, service or service|subset, as destinations are named
+// elsewhere in telemetry.
+func canaryStates(tbl *route.Table) []tracing.CanaryState {
+	var out []tracing.CanaryState
+	add := func(rt *route.Route) {
+		if c, ok := rt.Canary(); ok {
+			out = append(out, tracing.CanaryState{Route: rt.Name(), Destination: c.Canary.Key(), Percent: c.Weight})
+		}
+	}
+	for _, rt := range tbl.Routes() {
+		add(rt)
+	}
+	if def := tbl.Default(); def != nil {
+		add(def)
+	}
+	return out
+}
+
 // telemetryState turns destination statuses into what tracing's observable instruments
-// report: pass it to tracing.WithState as
-//
-//	func(now time.Time) tracing.State { return telemetryState(t.Destinations(), now) }
+// report about destinations; the Transport method state adds the canaries.
 func telemetryState(ds []DestinationStatus, now time.Time) tracing.State {
 	st := tracing.State{Destinations: make([]tracing.DestinationState, len(ds))}
 	for i, d := range ds {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/faultbackend"
+	"github.com/proxyless/proxyless/route"
 )
 
 // fakeSource is a StatusSource with a scripted state: a real Transport cannot be made to hold
@@ -210,12 +213,12 @@ func TestStatusHandlerRealTransport(t *testing.T) {
 
 	srv := httptest.NewServer(StatusHandler(tr))
 	defer srv.Close()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/?format=json", nil)
-	resp, err := srv.Client().Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	raw := fetch(ctx, t, srv.Client(), srv.URL+"/?format=json")
+	assert.NotContains(t, string(raw), `"routes"`, "requests are not routed: no routes section")
 	var p statusPage
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+	require.NoError(t, json.Unmarshal(raw, &p))
+	assert.Nil(t, tr.Router())
+	assert.Empty(t, tr.state(time.Now()).Canaries)
 	require.Len(t, p.Transports, 1)
 	require.Len(t, p.Transports[0].Destinations, 1)
 	d := p.Transports[0].Destinations[0]
@@ -239,6 +242,7 @@ func TestStatusHandlerRealTransport(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(body), "ejected until")
 	assert.Contains(t, string(body), "1/2 healthy")
+	assert.NotContains(t, string(body), "<h3>routes")
 }
 
 func TestTelemetryState(t *testing.T) {
@@ -284,4 +288,250 @@ func ExampleStatusHandler() {
 	// payments 127.0.0.1:8081 closed
 	// payments 127.0.0.1:8082 open
 	// payments 127.0.0.1:8083 half-open
+}
+
+// statusRoutesDoc is the route table of TestStatusHandlerRoutes; %s is the canary's weight
+// and analysis.
+const statusRoutesDoc = `
+routes:
+  - name: "<script>alert(1)</script>"
+    match: {hosts: [svc], path: {prefix: /admin/}, methods: [GET], headers: [{name: x-env, exact: test}]}
+    destination: {service: svc}
+    fault: {abort: {percent: 1, httpStatus: 502}}
+  - name: split
+    match: {hosts: [svc], path: {prefix: /split/}}
+    split:
+      - {service: svc, subset: {meta: {version: v1}}, weight: 3}
+      - {service: svc, subset: {meta: {version: v2}}, weight: 1}
+    timeout: 2s
+    retry: {maxRetries: 1, statuses: [503]}
+  - name: checkout
+    match: {hosts: [svc]}
+    canary:
+      stable: {service: svc, subset: {meta: {version: v1}}}
+      canary: {service: svc, subset: {meta: {version: v2}}}
+      %s
+    shadow: {destination: {service: shadow}, percent: 50}
+default:
+  name: rest
+`
+
+// writeRoutes replaces the route file at path in one rename, as a deploy tool would, so that
+// the watcher never reads half a document.
+func writeRoutes(t *testing.T, path, canary string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(fmt.Sprintf(statusRoutesDoc, canary)), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+// fetch GETs url with a real client over loopback and returns the body.
+func fetch(ctx context.Context, t *testing.T, c *http.Client, url string) []byte {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return body
+}
+
+func fetchPage(ctx context.Context, t *testing.T, c *http.Client, url string) statusPage {
+	t.Helper()
+	var p statusPage
+	require.NoError(t, json.Unmarshal(fetch(ctx, t, c, url+"/?format=json"), &p))
+	require.Len(t, p.Transports, 1)
+	return p
+}
+
+// A real Transport routed by a table that a real file watcher loads: the status page, fetched
+// over loopback, lists the routes in order with their matches, split weights, canary weight,
+// shadow, fault and overrides; it follows the canary as its analysis steps it up and as a
+// reload of the file changes it, and agrees with the canary gauge's state throughout.
+func TestStatusHandlerRoutes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v1, v2, shadow := faultbackend.New(t), faultbackend.New(t), faultbackend.New(t)
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+		"svc": {
+			{Addr: v1.Addr(), Meta: map[string]string{"version": "v1"}},
+			{Addr: v2.Addr(), Meta: map[string]string{"version": "v2"}},
+		},
+		"shadow": {{Addr: shadow.Addr()}},
+	})
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	writeRoutes(t, path, "weight: 0\n      analysis: {interval: 1m, step: 20}")
+	router, err := route.NewRouter(route.Config{})
+	require.NoError(t, err)
+	reloads := make(chan route.ReloadResult, 16)
+	w, err := route.WatchFile(router, path, route.WithReloadHook(func(r route.ReloadResult) {
+		select {
+		case reloads <- r:
+		default:
+		}
+	}))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, w.Close()) }()
+
+	base := &http.Transport{}
+	tr, err := NewTransport(base, WithResolver(static), WithRoutes(router))
+	require.NoError(t, err)
+	defer func() {
+		require.NoError(t, tr.Close())
+		base.CloseIdleConnections()
+	}()
+	client := &http.Client{Transport: tr}
+	for _, p := range []string{"/split/a", "/split/b", "/checkout", "/checkout"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc"+p, nil)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+
+	srv := httptest.NewServer(StatusHandler(tr))
+	defer srv.Close()
+	raw := fetch(ctx, t, srv.Client(), srv.URL+"/?format=json")
+	assert.Contains(t, string(raw), `"routes": {`)
+	p := fetchPage(ctx, t, srv.Client(), srv.URL)
+	rt := p.Transports[0].Routes
+	require.NotNil(t, rt)
+	assert.Equal(t, uint64(2), rt.Version, "NewRouter's table, then the file's")
+	require.Len(t, rt.Table, 4)
+	names := []string{}
+	for _, r := range rt.Table {
+		names = append(names, r.Name)
+	}
+	assert.Equal(t, []string{"<script>alert(1)</script>", "split", "checkout", "rest"}, names)
+
+	admin := rt.Table[0]
+	assert.Equal(t, "host=svc path^=/admin/ method=GET header:X-Env=test", admin.Match)
+	assert.Equal(t, []routeDestView{{Service: "svc", Percent: 100}}, admin.Destinations)
+	assert.Equal(t, "abort 1% HTTP 502, gRPC 14", admin.Fault)
+	assert.Nil(t, admin.Canary)
+	assert.Nil(t, admin.Shadow)
+
+	split := rt.Table[1]
+	assert.Equal(t, "host=svc path^=/split/", split.Match)
+	assert.Equal(t, []routeDestView{
+		{Service: "svc", Subset: "meta=version=v1", Weight: 3, Percent: 75},
+		{Service: "svc", Subset: "meta=version=v2", Weight: 1, Percent: 25},
+	}, split.Destinations)
+	assert.Equal(t, "2s", split.Timeout)
+	assert.Equal(t, "max 1, on 503", split.Retry)
+	assert.Empty(t, split.Hedge)
+	assert.Nil(t, split.Canary)
+
+	checkout := rt.Table[2]
+	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 0, Analysis: "running"}, checkout.Canary)
+	assert.Equal(t, []routeDestView{
+		{Service: "svc", Subset: "meta=version=v1", Percent: 100},
+		{Service: "svc", Subset: "meta=version=v2", Percent: 0},
+	}, checkout.Destinations)
+	assert.Equal(t, &shadowView{Service: "shadow", Percent: 50}, checkout.Shadow)
+
+	rest := rt.Table[3]
+	assert.True(t, rest.Default)
+	assert.Equal(t, "*", rest.Match)
+	assert.Empty(t, rest.Destinations, "the default keeps each request's host")
+
+	// The canary gauge reports what the page shows.
+	canaryAt := func(p statusPage) []float64 {
+		var out []float64
+		for _, r := range p.Transports[0].Routes.Table {
+			if r.Canary != nil {
+				out = append(out, r.Canary.Percent)
+			}
+		}
+		return out
+	}
+	gauge := func() []float64 {
+		var out []float64
+		for _, c := range tr.state(time.Now()).Canaries {
+			assert.Equal(t, "checkout", c.Route)
+			assert.Equal(t, "svc|meta=version=v2", c.Destination)
+			out = append(out, c.Percent)
+		}
+		return out
+	}
+	assert.Equal(t, []float64{0}, canaryAt(p))
+	assert.Equal(t, canaryAt(p), gauge())
+
+	// The analysis steps the canary up: a canary at 0 is raised after one interval.
+	a := router.Table().Route("checkout").Analyzer()
+	now := time.Now()
+	a.Evaluate(now)
+	ev, stepped := a.Evaluate(now.Add(2 * time.Minute))
+	require.True(t, stepped, "the analysis did not step")
+	require.Equal(t, 20.0, ev.To)
+	p = fetchPage(ctx, t, srv.Client(), srv.URL)
+	checkout = p.Transports[0].Routes.Table[2]
+	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 20, Analysis: "running"}, checkout.Canary)
+	assert.Equal(t, []float64{80, 20}, []float64{checkout.Destinations[0].Percent, checkout.Destinations[1].Percent})
+	assert.Equal(t, []float64{20}, canaryAt(p))
+	assert.Equal(t, canaryAt(p), gauge())
+
+	// A new file: the watcher reloads the router and the page follows.
+	writeRoutes(t, path, "weight: 50")
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for p.Transports[0].Routes.Version < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the page never showed the reloaded table: version %d", p.Transports[0].Routes.Version)
+		case r := <-reloads:
+			require.NoError(t, r.Err)
+		case <-tick.C:
+		}
+		p = fetchPage(ctx, t, srv.Client(), srv.URL)
+	}
+	assert.Equal(t, uint64(3), p.Transports[0].Routes.Version)
+	checkout = p.Transports[0].Routes.Table[2]
+	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 50}, checkout.Canary, "a fixed weight has no analysis")
+	assert.Equal(t, []float64{50}, canaryAt(p))
+	assert.Equal(t, canaryAt(p), gauge())
+
+	// The HTML page has the routes table, with the route name escaped.
+	body := string(fetch(ctx, t, srv.Client(), srv.URL+"/"))
+	assert.NotContains(t, body, "<script>", "values are escaped")
+	assert.Contains(t, body, "&lt;script&gt;alert(1)&lt;/script&gt;")
+	assert.Contains(t, body, "<h3>routes <small>table version 3</small></h3>")
+	doc, err := html.Parse(strings.NewReader(body))
+	require.NoError(t, err)
+	rows := cells(doc) // the routes table comes first, then the endpoints
+	require.GreaterOrEqual(t, len(rows), 4)
+	assert.Equal(t, []string{"<script>alert(1)</script>", "host=svc path^=/admin/ method=GET header:X-Env=test",
+		"svc 100%", "", "", "abort 1% HTTP 502, gRPC 14", ""}, rows[0])
+	assert.Equal(t, []string{"split", "host=svc path^=/split/",
+		"svc [meta=version=v1] 75% (weight 3)svc [meta=version=v2] 25% (weight 1)", "", "", "", "timeout 2sretry max 1, on 503"}, rows[1])
+	assert.Equal(t, []string{"checkout", "host=svc",
+		"svc [meta=version=v1] 50%svc [meta=version=v2] 50%", "svc [meta=version=v2] 50%", "shadow 50%", "", ""}, rows[2])
+	assert.Equal(t, []string{"rest (default)", "*", "by host", "", "", "", ""}, rows[3])
+}
+
+// A router whose table is empty shows an empty routes section; a transport without a router,
+// none (see TestStatusHandlerRealTransport).
+func TestStatusHandlerEmptyRouteTable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	router, err := route.NewRouter(route.Config{})
+	require.NoError(t, err)
+	tr, err := NewTransport(nil, WithRoutes(router))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tr.Close()) }()
+	assert.Empty(t, tr.state(time.Now()).Canaries)
+
+	srv := httptest.NewServer(StatusHandler(tr))
+	defer srv.Close()
+	p := fetchPage(ctx, t, srv.Client(), srv.URL)
+	require.NotNil(t, p.Transports[0].Routes)
+	assert.Equal(t, uint64(1), p.Transports[0].Routes.Version)
+	assert.Empty(t, p.Transports[0].Routes.Table)
+	body := string(fetch(ctx, t, srv.Client(), srv.URL+"/"))
+	assert.Contains(t, body, "the route table is empty")
+	assert.NotContains(t, body, `<table class="routes">`)
 }

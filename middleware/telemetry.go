@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -38,7 +39,14 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	})
 }
 
-var _ StatusSource = (*Transport)(nil)
+var (
+	_ StatusSource = (*Transport)(nil)
+	_ RouteSource  = (*Transport)(nil)
+)
+
+// Router returns the router given to [WithRoutes], whose current table routes the
+// transport's requests, or nil when they are not routed. [StatusHandler] shows its table.
+func (t *Transport) Router() *route.Router { return t.cfg.routes }
 
 // Destinations describes each destination the transport has used (by key: the service, and
 // the subset when a route chose one), sorted by key: endpoints with their balancer and breaker

@@ -169,9 +169,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	}
 	m := map[string]*destination{}
 	t.dests.Store(&m)
-	telOpts := append(cfg.tel, tracing.WithState(func(now time.Time) tracing.State {
-		return telemetryState(t.Destinations(), now)
-	}))
+	telOpts := append(cfg.tel, tracing.WithState(t.state)) // status.go
 	if t.tel, err = tracing.New(telOpts...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
