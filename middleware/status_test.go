@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"golang.org/x/net/html"
 
 	"github.com/proxyless/proxyless/balancer"
@@ -22,6 +24,7 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/faultbackend"
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // fakeSource is a StatusSource with a scripted state: a real Transport cannot be made to hold
@@ -377,7 +380,10 @@ func TestStatusHandlerRoutes(t *testing.T) {
 	defer func() { require.NoError(t, w.Close()) }()
 
 	base := &http.Transport{}
-	tr, err := NewTransport(base, WithResolver(static), WithRoutes(router))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { require.NoError(t, mp.Shutdown(context.Background())) }()
+	tr, err := NewTransport(base, WithResolver(static), WithRoutes(router), WithMeterProvider(mp))
 	require.NoError(t, err)
 	defer func() {
 		require.NoError(t, tr.Close())
@@ -449,12 +455,24 @@ func TestStatusHandlerRoutes(t *testing.T) {
 		}
 		return out
 	}
+	// The gauge as an exporter sees it: collected through the SDK's reader.
 	gauge := func() []float64 {
+		var rm metricdata.ResourceMetrics
+		require.NoError(t, reader.Collect(ctx, &rm))
 		var out []float64
-		for _, c := range tr.state(time.Now()).Canaries {
-			assert.Equal(t, "checkout", c.Route)
-			assert.Equal(t, "svc|meta=version=v2", c.Destination)
-			out = append(out, c.Percent)
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if m.Name != tracing.MetricCanaryWeight {
+					continue
+				}
+				for _, dp := range m.Data.(metricdata.Gauge[float64]).DataPoints {
+					r, _ := dp.Attributes.Value(tracing.KeyRoute)
+					d, _ := dp.Attributes.Value(tracing.KeyDestination)
+					assert.Equal(t, "checkout", r.AsString())
+					assert.Equal(t, "svc|meta=version=v2", d.AsString())
+					out = append(out, dp.Value)
+				}
+			}
 		}
 		return out
 	}
