@@ -371,13 +371,15 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		closeBody(req)
 		return nil, ErrClosed
 	}
+	// rctx is the request's context: the caller's, or with telemetry on, one that carries the
+	// request span, which the attempts descend from. The caller's request is not copied to
+	// carry it: each attempt makes its own copy anyway.
+	rctx := req.Context()
 	var tr *tracing.Request
 	var winner *tracing.Attempt // set once the attempts are done
 	if d != nil {
-		var tctx context.Context
-		tctx, tr = t.tel.StartRequest(req.Context(), d.tel, req)
+		rctx, tr = t.tel.StartRequest(rctx, d.tel, req)
 		if tr != nil {
-			req = req.WithContext(tctx)
 			defer func() { tr.End(winner, resp, err) }()
 		}
 	}
@@ -389,7 +391,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 			}
 			tr.Route(rs.dec.Route.Name(), split)
 		}
-		if resp, err, done := t.routeBefore(&req, rs); done {
+		if resp, err, done := t.routeBefore(&req, rctx, rs); done {
 			return resp, err
 		}
 		defer func() { rs.finish(resp, err, req.Context().Err() != nil) }()
@@ -399,7 +401,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	}
 	if t.cfg.outbound != nil { // outbound rate and concurrency limits: ratelimit.go
 		p, lerr := t.cfg.outbound.admit(req, d.service)
-		t.tel.RateLimited(req.Context(), "outbound", 0, lerr == nil)
+		t.tel.RateLimited(rctx, "outbound", 0, lerr == nil)
 		if lerr != nil {
 			return nil, lerr
 		}
@@ -411,7 +413,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if rs != nil {
 		pol = t.routePol.get(t.cfg.routes, rs.dec.Route, &t.pol, true, t.cfg.logger)
 	}
-	ctx := req.Context()
+	ctx := rctx
 	var cancel context.CancelFunc = func() {}
 	if pol.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
@@ -419,12 +421,12 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	var res attemptResult
 	if pol.hedge.enabled {
 		// Hedged attempts run on goroutines that share the request state: it lives on the heap.
-		h := &hedgedRequest{request: request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0}}
+		h := &hedgedRequest{request: request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0 && tr == nil}}
 		h.request.conc = &h.conc
 		res = h.request.runHedged()
 	} else {
 		// Attempts run one after another on this goroutine: the state stays on its stack.
-		r := request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0}
+		r := request{t: t, d: d, pol: pol, req: req, ctx: ctx, tr: tr, reqCtx: pol.timeout == 0 && tr == nil}
 		res = r.runSequential()
 	}
 	winner = res.tattempt
@@ -491,7 +493,10 @@ func (r *request) runHedged() attemptResult {
 // routeBefore applies what a matched route does before the request is sent: fault injection,
 // request rewrites (on a clone, never the caller's request) and mirroring. When done is true
 // the request is answered (an injected abort) or refused, and resp and err are the result.
-func (t *Transport) routeBefore(reqp **http.Request, rs *routeState) (resp *http.Response, err error, done bool) {
+//
+// rctx is the request's context (see RoundTrip): a mirrored copy descends from it, so that
+// its spans are children of the request span.
+func (t *Transport) routeBefore(reqp **http.Request, rctx context.Context, rs *routeState) (resp *http.Response, err error, done bool) {
 	req := *reqp
 	rt := rs.dec.Route
 	if f := rt.Fault(); f != nil {
@@ -510,7 +515,11 @@ func (t *Transport) routeBefore(reqp **http.Request, rs *routeState) (resp *http
 		*reqp = req
 	}
 	if rs.dec.Mirror && t.shadower != nil {
-		rs.pending = t.shadower.Mirror(req, rt.Shadow())
+		mreq := req
+		if rctx != req.Context() {
+			mreq = req.WithContext(rctx)
+		}
+		rs.pending = t.shadower.Mirror(mreq, rt.Shadow())
 	}
 	return nil, nil, false
 }
@@ -527,7 +536,7 @@ type request struct {
 	host          string // the Host header to send: the service name the caller used
 	retryable     bool
 	dialRetryable bool
-	reqCtx        bool // ctx is req.Context(): there is no overall timeout
+	reqCtx        bool // ctx is req.Context(): no overall timeout, no request span
 
 	tried balancer.Tried // endpoints already used; guarded by conc.mu when conc is set
 	// conc is set when attempts may run concurrently (hedging). Sequential requests have
