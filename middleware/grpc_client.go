@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/health" // registers the client-side health check for WithGRPCHealthCheck
@@ -26,6 +26,7 @@ import (
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // DialOptions returns what a gRPC client needs to be a mesh client of the services r knows:
@@ -47,7 +48,8 @@ import (
 //     the target's service name), the overall timeout (WithTimeout), retries (WithRetry,
 //     WithGRPCRetryCodes) within the retry budget, each to another endpoint, hedging of unary
 //     calls (WithHedge), and per-attempt timeouts (WithAttemptTimeout);
-//   - otelgrpc's client stats handler (see WithGRPCStatsHandler).
+//   - a client stats handler that runs otelgrpc's (see WithGRPCStatsHandler) with the
+//     providers of WithTracerProvider and WithMeterProvider.
 //
 // With WithRoutes, each call is looked up in the route table by its full method name
 // ("/package.Service/Method", which Match.GRPC matches), its outgoing metadata (which
@@ -63,6 +65,18 @@ import (
 //
 // Transport credentials are the caller's to add. DialOptions starts nothing: each channel's
 // resolver and balancer stop with ClientConn.Close.
+//
+// # Telemetry
+//
+// As for HTTP (see NewTransport), each logical call and each stream gets an INTERNAL span,
+// named after the method ("package.Service/Method"), with the outcome, the number of attempts
+// and the endpoint that answered, and each attempt (first, retry or hedge) is otelgrpc's
+// CLIENT span, a child of it, to which proxyless adds the endpoint picked, the attempt number
+// and kind, the breaker state and, for unary calls made in several attempts, which attempt won
+// and which were discarded. otelgrpc injects the W3C trace context. The metrics are those of
+// the HTTP transport: proxyless.client.request.duration, proxyless.client.attempts, retries,
+// hedges, hedge wins, retry budget and breaker refusals. While the providers are no-ops,
+// none of this runs.
 //
 // # Retries
 //
@@ -112,8 +126,30 @@ type grpcClient struct {
 	bud           *budget
 	retryCodes    [codes.Unauthenticated + 1]bool
 	serviceConfig string
-	routePol      routeOverrides // merged per-route policies, when routed
+	routePol      routeOverrides     // merged per-route policies, when routed
+	tel           *tracing.Telemetry // spans and metrics; nil after an invalid option
+	dest          atomic.Pointer[grpcDestination]
 }
+
+// grpcDestination is the telemetry handle of the service a channel's target names, kept for
+// the channel that used it last (typically the only one).
+type grpcDestination struct {
+	target string
+	d      *tracing.Destination
+}
+
+// destination returns the telemetry handle of the service cc's target names.
+func (c *grpcClient) destination(cc *grpc.ClientConn) *tracing.Destination {
+	target := cc.Target()
+	if d := c.dest.Load(); d != nil && d.target == target {
+		return d.d
+	}
+	d := &grpcDestination{target: target, d: c.tel.Destination(serviceOf(target))}
+	c.dest.Store(d)
+	return d.d
+}
+
+var _ grpcbalancer.Observer = (*tracing.Attempt)(nil)
 
 func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
 	cfg, err := newConfig(opts)
@@ -132,6 +168,11 @@ func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
 	sc, scErr := grpcServiceConfig(cfg)
 	if err == nil {
 		err = scErr
+	}
+	if err == nil {
+		if c.tel, err = tracing.New(cfg.tel...); err != nil {
+			err = fmt.Errorf("middleware: telemetry: %w", err)
+		}
 	}
 	if err != nil {
 		c.err = &configError{err: err}
@@ -167,7 +208,7 @@ func (c *grpcClient) statsOption() grpc.DialOption {
 		}
 		return grpc.WithStatsHandler(c.cfg.grpc.stats)
 	}
-	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(c.cfg.grpc.otelOptions()...))
+	return grpc.WithStatsHandler(c.tel.ClientHandler())
 }
 
 // configError is an invalid option, reported on every call.
@@ -276,8 +317,11 @@ func grpcOutcome(ctx context.Context, err error) overload.Outcome {
 }
 
 // attempt prepares the context of attempt a: the Attempt the picker reads, and the
-// per-attempt deadline or, when hedging, a cancel of its own. cancel is never nil.
-func attempt(ctx context.Context, pol *policies, a *grpcbalancer.Attempt, cancellable bool) (context.Context, context.CancelFunc) {
+// per-attempt deadline or, when hedging, a cancel of its own. cancel is never nil. When the
+// call has telemetry (tr), it also starts the attempt's (attempt n, of its kind, sent after
+// waiting waited) and makes it the picker's observer; ta is nil otherwise.
+func (c *grpcClient) attempt(ctx context.Context, pol *policies, a *grpcbalancer.Attempt, cancellable bool,
+	tr *tracing.Request, n int, kind tracing.AttemptKind, waited time.Duration) (_ context.Context, _ context.CancelFunc, ta *tracing.Attempt) {
 	cancel := context.CancelFunc(noop)
 	if to := pol.attemptTO; to > 0 {
 		d := time.Now().Add(to)
@@ -288,7 +332,11 @@ func attempt(ctx context.Context, pol *policies, a *grpcbalancer.Attempt, cancel
 	} else if cancellable {
 		ctx, cancel = context.WithCancel(ctx)
 	}
-	return grpcbalancer.NewContext(ctx, a), cancel
+	if tr != nil {
+		ctx, ta = tr.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: c.cfg.breakerOff})
+		a.Observer = ta
+	}
+	return grpcbalancer.NewContext(ctx, a), cancel, ta
 }
 
 func noop() {}
@@ -328,13 +376,22 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	if err := expired(ctx); err != nil {
 		return err
 	}
+	var tr *tracing.Request
+	var winner *tracing.Attempt // set once the attempts are done
+	if c.tel.Enabled() {
+		ctx, tr = c.tel.StartCall(ctx, c.destination(cc), method)
+		defer func() { tr.EndGRPC(winner, err) }()
+	}
 	pol := &c.pol
 	if c.cfg.routes != nil {
-		if pol, err = c.route(ctx, method, cc); err != nil {
+		if pol, err = c.route(ctx, method, cc, tr); err != nil {
 			return err
 		}
 	}
 	release, err := c.admit(ctx, cc.Target())
+	if c.cfg.outbound != nil && tr != nil {
+		c.limited(ctx, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -349,10 +406,19 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	c.bud.deposit()
 	if pol.hedge.enabled && !pol.retry.Disable {
 		if m, ok := reply.(proto.Message); ok {
-			return c.hedged(ctx, pol, grpcbalancer.NewCall(false), method, req, m, cc, invoker, opts)
+			winner, err = c.hedged(ctx, pol, tr, grpcbalancer.NewCall(false), method, req, m, cc, invoker, opts)
+			return err
 		}
 	}
-	return c.sequential(ctx, pol, method, req, reply, cc, invoker, opts)
+	winner, err = c.sequential(ctx, pol, tr, method, req, reply, cc, invoker, opts)
+	return err
+}
+
+// limited records the outbound limits' decision on a call (admit's error), when they made one.
+func (c *grpcClient) limited(ctx context.Context, err error) {
+	if err == nil || errors.Is(err, ratelimit.ErrLimited) {
+		c.tel.RateLimited(ctx, "outbound", 0, err == nil)
+	}
 }
 
 // headerCapture records whether an attempt received response headers, which commit it: its
@@ -390,34 +456,41 @@ func invokeOnce(ctx context.Context, pol *policies, h *headerCapture, method str
 	return h.md != nil, err
 }
 
-func (c *grpcClient) sequential(ctx context.Context, pol *policies, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+// sequential runs a unary call's attempts one after another. It returns the call's error and
+// the telemetry of the attempt whose result that is (nil without telemetry).
+func (c *grpcClient) sequential(ctx context.Context, pol *policies, tr *tracing.Request, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (*tracing.Attempt, error) {
 	rp := &pol.retry
 	u := &unaryCall{}
 	u.call.InitAttempt(&u.first)
+	kind, waited := tracing.AttemptFirst, time.Duration(0)
 	for n := 0; ; n++ {
 		a := &u.first
 		if n > 0 {
 			a = u.call.NewAttempt()
 		}
-		actx, cancel := attempt(ctx, pol, a, false)
+		actx, cancel, ta := c.attempt(ctx, pol, a, false, tr, n, kind, waited)
 		headers, err := invokeOnce(actx, pol, &u.hdr, method, req, reply, cc, invoker, opts)
 		cancel()
+		ta.EndGRPC(err)
 		if err == nil {
-			return nil
+			return ta, nil
 		}
 		retry, wait := c.retryable(ctx, pol, err, a, headers)
 		if !retry || n >= rp.MaxRetries {
-			return localError(err, a)
+			return ta, localError(err, a)
 		}
 		if wait == 0 {
 			wait = backoff.FullJitter(rp.BackoffBase, rp.BackoffMax, n+1)
 		}
 		if !c.bud.withdraw(time.Now()) {
-			return err
+			tr.BudgetRefused(tracing.AttemptRetry)
+			return ta, err
 		}
 		if !backoff.Sleep(ctx, wait) {
-			return err
+			return ta, err
 		}
+		ta.Discarded()
+		kind, waited = tracing.AttemptRetry, wait
 		if m, ok := reply.(proto.Message); ok {
 			proto.Reset(m) // nothing of a failed attempt must leak into the next
 		}
@@ -427,8 +500,9 @@ func (c *grpcClient) sequential(ctx context.Context, pol *policies, method strin
 // route looks a call up in the route table and applies what a matching route does before the
 // call is sent: its fault, a delay that ends early when ctx does (a contextError), then an
 // abort (the *route.AbortError, whose GRPCStatus is the configured code). It returns the
-// policies the call runs under: the route's overrides merged into the client's.
-func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn) (*policies, error) {
+// policies the call runs under: the route's overrides merged into the client's. The route
+// matched becomes an attribute of the call's span (tr, nil without telemetry).
+func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn, tr *tracing.Request) (*policies, error) {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	rq := route.Request{
 		Host:       serviceOf(cc.Target()),
@@ -442,6 +516,7 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 		return &c.pol, nil
 	}
 	rt := dec.Route
+	tr.Route(rt.Name(), "") // a ClientConn dials one service: no split applies
 	if f := rt.Fault(); f != nil {
 		delay, abort := f.Sample()
 		if delay > 0 && !backoff.Sleep(ctx, delay) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // hedgeResult is what one hedged attempt produced, in a reply message of its own.
@@ -17,6 +18,7 @@ type hedgeResult struct {
 	err     error
 	reply   proto.Message
 	att     *grpcbalancer.Attempt
+	ta      *tracing.Attempt // the attempt's telemetry; nil without
 	headers bool
 }
 
@@ -26,8 +28,9 @@ type hedgeResult struct {
 // memory; the first final answer (a success, or a failure that is not retried) wins, its
 // reply is copied into the caller's, and the other attempts are cancelled (the servers see the
 // cancellation). Retryable failures are followed by a further attempt while the retry
-// allowance lasts.
-func (c *grpcClient) hedged(ctx context.Context, pols *policies, call *grpcbalancer.Call, method string, req any, reply proto.Message, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+// allowance lasts. It returns the call's error and the telemetry of the attempt whose result
+// that is (nil without telemetry, or when the call's context ended first).
+func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Request, call *grpcbalancer.Call, method string, req any, reply proto.Message, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (*tracing.Attempt, error) {
 	pol := &pols.hedge
 	rp := &pols.retry
 	maxAttempts := 1 + pol.MaxHedges + rp.MaxRetries
@@ -38,22 +41,24 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, call *grpcbalan
 			cancel() // the losers: their servers see the RPC cancelled
 		}
 	}()
-	launch := func() {
+	launch := func(kind tracing.AttemptKind, waited time.Duration) {
 		a := call.NewAttempt()
-		actx, cancel := attempt(ctx, pols, a, true)
+		actx, cancel, ta := c.attempt(ctx, pols, a, true, tr, len(cancels), kind, waited)
 		cancels = append(cancels, cancel)
 		r := reply.ProtoReflect().New().Interface()
 		go func() {
 			var h headerCapture
 			headers, err := invokeOnce(actx, pols, &h, method, req, r, cc, invoker, opts)
-			results <- hedgeResult{err: err, reply: r, att: a, headers: headers}
+			ta.EndGRPC(err)
+			results <- hedgeResult{err: err, reply: r, att: a, ta: ta, headers: headers}
 		}()
 	}
-	launch()
+	launch(tracing.AttemptFirst, 0)
 	pending, hedges, retries := 1, 0, 0
 	timer := time.NewTimer(pol.Delay)
 	defer timer.Stop()
-	var last error // the latest retryable failure
+	var last error              // the latest retryable failure
+	var lastTA *tracing.Attempt // its attempt's telemetry
 	for {
 		select {
 		case res := <-results:
@@ -61,45 +66,57 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, call *grpcbalan
 			if res.err == nil {
 				proto.Reset(reply)
 				proto.Merge(reply, res.reply)
-				return nil
+				return res.ta, nil
 			}
 			retry, wait := c.retryable(ctx, pols, res.err, res.att, res.headers)
 			if !retry {
 				if res.att.PickError() != nil && pending > 0 {
+					res.ta.Discarded()
 					continue // refused locally; another attempt may still answer
 				}
 				if res.att.PickError() != nil && last != nil {
-					return last
+					return lastTA, last
 				}
-				return localError(res.err, res.att)
+				return res.ta, localError(res.err, res.att)
 			}
-			last = res.err
+			if lastTA != nil {
+				lastTA.Discarded()
+			}
+			last, lastTA = res.err, res.ta
 			if pending > 0 {
 				continue
 			}
-			if retries >= rp.MaxRetries || len(cancels) >= maxAttempts || !c.bud.withdraw(time.Now()) {
-				return last
+			if retries >= rp.MaxRetries || len(cancels) >= maxAttempts {
+				return lastTA, last
+			}
+			if !c.bud.withdraw(time.Now()) {
+				tr.BudgetRefused(tracing.AttemptRetry)
+				return lastTA, last
 			}
 			if !backoff.Sleep(ctx, wait) {
-				return last
+				return lastTA, last
 			}
 			retries++
 			pending++
-			launch()
+			launch(tracing.AttemptRetry, wait)
 			timer.Reset(pol.Delay)
 		case <-timer.C:
-			if hedges >= pol.MaxHedges || len(cancels) >= maxAttempts || !c.bud.withdraw(time.Now()) {
+			if hedges >= pol.MaxHedges || len(cancels) >= maxAttempts {
+				continue
+			}
+			if !c.bud.withdraw(time.Now()) {
+				tr.BudgetRefused(tracing.AttemptHedge)
 				continue
 			}
 			hedges++
 			pending++
-			launch()
+			launch(tracing.AttemptHedge, 0)
 			timer.Reset(pol.Delay)
 		case <-ctx.Done():
 			if last != nil {
-				return last
+				return lastTA, last
 			}
-			return status.FromContextError(ctx.Err()).Err()
+			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
 }

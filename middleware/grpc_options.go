@@ -29,13 +29,13 @@ type grpcConfig struct {
 	stats       stats.Handler // the handler it gave; nil for none
 	healthCheck *string       // service name for gRPC health checks; nil: none
 	// tp and mp are the providers of WithTracerProvider and WithMeterProvider, for otelgrpc's
-	// stats handlers; nil: the global ones.
+	// server stats handler (the client's is package tracing's); nil: the global ones.
 	tp trace.TracerProvider
 	mp metric.MeterProvider
 }
 
-// otelOptions configures otelgrpc's stats handlers with the providers of the options, and
-// the propagator the HTTP side uses.
+// otelOptions configures otelgrpc's server stats handler with the providers of the options,
+// and the propagator the HTTP side uses.
 func (g *grpcConfig) otelOptions() []otelgrpc.Option {
 	o := []otelgrpc.Option{otelgrpc.WithPropagators(meshPropagator{})}
 	if g.tp != nil {
@@ -130,8 +130,11 @@ func WithGRPCServerRateLimit(l ratelimit.Limiter, key GRPCKeyFunc) Option {
 }
 
 // WithGRPCStatsHandler sets the stats handler DialOptions (or ServerOptions) installs, in
-// place of otelgrpc's client (or server) handler, which reports to the global OpenTelemetry
-// providers. nil installs none.
+// place of otelgrpc's client handler, to whose spans proxyless adds the facts of each attempt
+// (or otelgrpc's server handler). Those report to the providers of WithTracerProvider and
+// WithMeterProvider, the global ones by default. nil installs none. Without proxyless's client
+// handler, calls still get their request spans and proxyless.* metrics, but their attempts
+// get no spans.
 func WithGRPCStatsHandler(h stats.Handler) Option {
 	return optionFunc(func(c *config) { c.grpc.statsSet, c.grpc.stats = true, h })
 }

@@ -9,10 +9,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -22,15 +24,24 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if err := expired(ctx); err != nil {
 		return nil, err
 	}
+	var tr *tracing.Request
+	if c.tel.Enabled() {
+		ctx, tr = c.tel.StartStream(ctx, c.destination(cc), method)
+	}
 	pol := &c.pol
 	if c.cfg.routes != nil {
 		var err error
-		if pol, err = c.route(ctx, method, cc); err != nil {
+		if pol, err = c.route(ctx, method, cc, tr); err != nil {
+			tr.EndGRPC(nil, err)
 			return nil, err
 		}
 	}
 	release, err := c.admit(ctx, cc.Target())
+	if c.cfg.outbound != nil && tr != nil {
+		c.limited(ctx, err)
+	}
 	if err != nil {
+		tr.EndGRPC(nil, err)
 		return nil, err
 	}
 	cancel := context.CancelFunc(noop)
@@ -40,15 +51,20 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	c.bud.deposit()
 	s := &retryStream{
 		c: c, pol: pol, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
-		call: grpcbalancer.NewCall(true), release: release, cancel: cancel,
+		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr,
 	}
 	s.committed.Store(pol.retry.Disable)
-	st, err := s.open(0)
+	st, failed, err := s.open(0, 0)
 	if err != nil {
-		s.finish(err)
+		s.finish(err, failed)
 		return nil, err
 	}
 	s.cur.Store(st)
+	if tr != nil || release != nil {
+		// A caller may end a stream by cancelling its context rather than reading it to its
+		// end: finish it then too, so that its span ends and its outbound slot is released.
+		s.stop = context.AfterFunc(ctx, func() { s.end(status.FromContextError(ctx.Err()).Err(), nil) })
+	}
 	return s, nil
 }
 
@@ -57,6 +73,7 @@ type streamAttempt struct {
 	cs     grpc.ClientStream
 	att    *grpcbalancer.Attempt
 	cancel context.CancelFunc
+	ta     *tracing.Attempt // the attempt's telemetry; nil without
 }
 
 // retryStream is a client stream that retries on another endpoint while nothing has come
@@ -78,6 +95,8 @@ type retryStream struct {
 	call     *grpcbalancer.Call
 	release  func(error)        // outbound limits; nil when none
 	cancel   context.CancelFunc // the overall timeout's
+	tr       *tracing.Request   // the stream's telemetry; nil without
+	stop     func() bool        // stops the finish on cancellation; nil when none; set before use
 
 	cur       atomic.Pointer[streamAttempt]
 	committed atomic.Bool // something came back, or the sent buffer overflowed: no retries
@@ -91,39 +110,70 @@ type retryStream struct {
 	finishOnce sync.Once
 }
 
-// open starts attempt n, retrying failures to start it as the retry policy allows.
-func (s *retryStream) open(n int) (*streamAttempt, error) {
+// open starts attempt n, after waiting waited (for telemetry), retrying failures to start it
+// as the retry policy allows. On failure it returns the telemetry of the attempt that failed.
+func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, failed *tracing.Attempt, _ error) {
 	pol := &s.pol.retry
+	kind := tracing.AttemptFirst
+	if n > 0 {
+		kind = tracing.AttemptRetry
+	}
 	for ; ; n++ {
 		a := s.call.NewAttempt()
-		actx, cancel := attempt(s.ctx, s.pol, a, false)
+		actx, cancel, ta := s.c.attempt(s.ctx, s.pol, a, false, s.tr, n, kind, waited)
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
 		if err == nil {
-			return &streamAttempt{cs: cs, att: a, cancel: cancel}, nil
+			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, nil
 		}
 		cancel()
+		ta.EndGRPC(err)
 		retry, wait := s.c.retryable(s.ctx, s.pol, err, a, false)
-		if !retry || s.committed.Load() || n >= pol.MaxRetries || !s.c.bud.withdraw(time.Now()) {
-			return nil, localError(err, a)
+		if !retry || s.committed.Load() || n >= pol.MaxRetries {
+			return nil, ta, localError(err, a)
+		}
+		if !s.c.bud.withdraw(time.Now()) {
+			s.tr.BudgetRefused(tracing.AttemptRetry)
+			return nil, ta, localError(err, a)
 		}
 		if wait == 0 {
 			wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
 		}
 		if !backoff.Sleep(s.ctx, wait) {
-			return nil, err
+			return nil, ta, err
 		}
+		ta.Discarded()
+		kind, waited = tracing.AttemptRetry, wait
 		s.retries++
 	}
 }
 
-func (s *retryStream) finish(err error) {
+// finish ends the stream with err (nil for OK), the result of attempt ta (nil: the current
+// one): see end. It also stops the end that cancellation would bring.
+func (s *retryStream) finish(err error, ta *tracing.Attempt) {
+	if s.stop != nil {
+		s.stop()
+	}
+	s.end(err, ta)
+}
+
+// end ends the stream once: its attempt's context, the overall timeout, the outbound limits
+// and the telemetry.
+func (s *retryStream) end(err error, ta *tracing.Attempt) {
 	s.finishOnce.Do(func() {
-		if st := s.cur.Load(); st != nil {
+		st := s.cur.Load()
+		if st != nil {
 			st.cancel()
 		}
 		s.cancel()
 		if s.release != nil {
 			s.release(err)
+		}
+		if s.tr != nil {
+			if ta == nil && st != nil {
+				ta = st.ta
+			}
+			ta.EndGRPC(err)
+			s.tr.EndGRPC(ta, err)
 		}
 	})
 }
@@ -172,17 +222,18 @@ func (s *retryStream) RecvMsg(m any) error {
 		if err == nil {
 			s.committed.Store(true)
 			if !s.desc.ServerStreams {
-				s.finish(nil) // a single response ends the stream
+				s.finish(nil, st.ta) // a single response ends the stream
 			}
 			return nil
 		}
 		if err == io.EOF {
-			s.finish(nil)
+			s.finish(nil, st.ta)
 			return err
 		}
+		st.ta.EndGRPC(err)
 		if !s.retry(st, err) {
 			err = localError(err, st.att)
-			s.finish(err)
+			s.finish(err, st.ta)
 			return err
 		}
 	}
@@ -202,7 +253,11 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	pol := &s.pol.retry
-	if s.committed.Load() || s.retries >= pol.MaxRetries || !s.c.bud.withdraw(time.Now()) {
+	if s.committed.Load() || s.retries >= pol.MaxRetries {
+		return false
+	}
+	if !s.c.bud.withdraw(time.Now()) {
+		s.tr.BudgetRefused(tracing.AttemptRetry)
 		return false
 	}
 	if wait == 0 {
@@ -212,7 +267,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 		return false
 	}
 	s.retries++
-	next, oerr := s.open(s.retries)
+	next, _, oerr := s.open(s.retries, wait)
 	if oerr != nil {
 		return false
 	}
@@ -225,6 +280,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 		_ = next.cs.CloseSend()
 	}
 	st.cancel()
+	st.ta.Discarded()
 	s.cur.Store(next)
 	return true
 }

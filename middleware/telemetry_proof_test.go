@@ -639,8 +639,9 @@ func (grpcTraceServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*tes
 
 // Trace context crosses every hop: a proxyless client calls service A (NewHandler), whose
 // handler calls service B, written with otelhttp alone, through a second proxyless
-// Transport, and service C over gRPC (DialOptions to ServerOptions, otelgrpc). All the spans
-// share the caller's trace, each a child of the one that caused it.
+// Transport, and service C over gRPC (DialOptions to ServerOptions: a proxyless request span
+// over otelgrpc's attempt span). All the spans share the caller's trace, each a child of the
+// one that caused it.
 func TestTraceContextCrossesHops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -730,6 +731,7 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	reqB := find(trace.SpanKindInternal, named("GET svc-b"), "A's request span to B")
 	attB := find(trace.SpanKindClient, dest("svc-b"), "A's attempt to B")
 	srvSpanB := find(trace.SpanKindServer, host("svc-b"), "B's server span (otelhttp alone)")
+	grpcReq := find(trace.SpanKindInternal, named("grpc.testing.TestService/UnaryCall"), "A's gRPC request span to C")
 	grpcClient := find(trace.SpanKindClient, named("grpc.testing.TestService/UnaryCall"), "A's gRPC client span (otelgrpc)")
 	grpcServer := find(trace.SpanKindServer, named("grpc.testing.TestService/UnaryCall"), "C's gRPC server span (otelgrpc)")
 
@@ -743,7 +745,8 @@ func TestTraceContextCrossesHops(t *testing.T) {
 		{reqB, srvSpanA, "A's request to B ← A server"},
 		{attB, reqB, "A's attempt ← A's request"},
 		{srvSpanB, attB, "B server (otelhttp alone) ← A's attempt (HTTP hop)"},
-		{grpcClient, srvSpanA, "A's gRPC client ← A server"},
+		{grpcReq, srvSpanA, "A's gRPC request ← A server"},
+		{grpcClient, grpcReq, "A's gRPC attempt (otelgrpc) ← A's gRPC request"},
 		{grpcServer, grpcClient, "C's gRPC server ← A's gRPC client (gRPC hop)"},
 	} {
 		want := root.SpanContext().SpanID()
@@ -759,7 +762,9 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	for _, sp := range spans {
 		assert.Equal(t, root.SpanContext().TraceID(), sp.SpanContext().TraceID(), "span %s (%v) is in the caller's trace", sp.Name(), sp.SpanKind())
 	}
-	assert.Len(t, spans, 9, "caller, 2 proxyless requests, 2 attempts, 2 HTTP servers, gRPC client and server")
+	assert.Equal(t, "svc-c", attrs(grpcReq)[tracing.KeyDestination])
+	assert.Equal(t, lis.Addr().String(), attrs(grpcClient)[tracing.KeyEndpoint], "proxyless annotates otelgrpc's span")
+	assert.Len(t, spans, 10, "caller, 3 proxyless requests (2 HTTP, 1 gRPC), 2 HTTP attempts, 2 HTTP servers, gRPC client and server")
 }
 
 // BenchmarkTelemetryCost measures, in one run over a no-op base transport, what telemetry

@@ -37,8 +37,9 @@ type Destination struct {
 	optsKind [numKinds][]metric.AddOption
 	optsDest []metric.AddOption // {destination}
 
-	mu  sync.Mutex                           // serialises writers of eps
-	eps atomic.Pointer[map[string]*endpoint] // copy-on-write
+	mu   sync.Mutex                           // serialises writers of eps and rpcs
+	eps  atomic.Pointer[map[string]*endpoint] // copy-on-write
+	rpcs atomic.Pointer[map[string]*rpcStart] // copy-on-write, nil until a gRPC call: grpc.go
 }
 
 var commonMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodHead}
@@ -53,8 +54,9 @@ type endpoint struct {
 	optsReq [numOutcomes][]metric.RecordOption        // {destination, endpoint, outcome}
 	optsAtt [numKinds][numOutcomes][]metric.AddOption // {destination, endpoint, kind, outcome}
 	// first is what a first attempt's span gets, with and without a breaker; ok is what a
-	// request span gets when its one attempt, to this endpoint, answered 200.
-	first, firstNoBreaker, ok []attribute.KeyValue
+	// request span gets when its one attempt, to this endpoint, answered 200, and grpcOK when
+	// it answered a gRPC call with OK.
+	first, firstNoBreaker, ok, grpcOK []attribute.KeyValue
 }
 
 // Destination returns the handle of the destination service name, creating it on first use.
@@ -158,6 +160,8 @@ func (d *Destination) endpoint(addr string) *endpoint {
 	e.first = append(e.firstNoBreaker[:len(e.firstNoBreaker):len(e.firstNoBreaker)], KeyBreakerState.String(breaker.StateClosed.String()))
 	e.ok = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), attribute.Int("http.response.status_code", http.StatusOK)}
+	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
+		KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
 	next := make(map[string]*endpoint, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -219,6 +223,9 @@ type Request struct {
 
 	first Attempt // the first attempt started
 	body  endBody // wraps the response body when the span ends with it
+
+	rpc rpcKind     // immutable: an HTTP request, or a gRPC call or stream (grpc.go)
+	g   grpcRequest // the gRPC-only state (grpc.go)
 }
 
 // StartRequest starts the telemetry of a logical request to destination d: an INTERNAL span
@@ -298,7 +305,7 @@ func (r *Request) Ejected(addr string) {
 type AttemptInfo struct {
 	N        int           // attempt number, 0 for the first
 	Kind     AttemptKind   // first, retry or hedge
-	Endpoint string        // host:port of the endpoint picked
+	Endpoint string        // host:port of the endpoint picked; for gRPC, "" (see Attempt.Picked)
 	Backoff  time.Duration // for a retry, how long the transport waited before it
 	// Breaker is the state of the endpoint's breaker when it admitted the attempt:
 	// breaker.StateClosed, or breaker.StateHalfOpen for a probe. Ignored when NoBreaker.
@@ -315,12 +322,16 @@ type AttemptInfo struct {
 type Attempt struct {
 	context.Context // the parent: the request's context, or the attempt's deadline
 
-	r    *Request  // immutable
-	ep   *endpoint // immutable
+	r *Request // immutable
+	// ep and info are immutable, but for a gRPC attempt, whose endpoint the picker reports
+	// (Picked): then g.mu guards ep, info.Endpoint and info.Breaker.
+	ep   *endpoint
 	info AttemptInfo
 	// span is otelhttp's span, set by the RoundTripper before the base transport is called,
-	// on the goroutine that then calls End; nil until then.
+	// on the goroutine that then calls End; nil until then. Unused by gRPC attempts.
 	span trace.Span
+
+	g grpcAttempt // the gRPC-only state (grpc.go)
 }
 
 type attemptKey struct{}
@@ -334,8 +345,9 @@ func (a *Attempt) Value(key any) any {
 }
 
 // StartAttempt records the start of an attempt and returns the context to send it with: the
-// RoundTripper of [Telemetry.Transport] finds the Attempt there and adds its attributes to the
-// attempt's span. The context is the Attempt itself, over ctx. On a nil Request it returns ctx
+// RoundTripper of [Telemetry.Transport] (or, for a gRPC call, the handler of
+// [Telemetry.ClientHandler]) finds the Attempt there and adds its attributes to the attempt's
+// span. The context is the Attempt itself, over ctx. On a nil Request it returns ctx
 // itself and a nil Attempt.
 func (r *Request) StartAttempt(ctx context.Context, info AttemptInfo) (context.Context, *Attempt) {
 	if r == nil || info.Kind >= numKinds {
@@ -347,7 +359,13 @@ func (r *Request) StartAttempt(ctx context.Context, info AttemptInfo) (context.C
 	} else {
 		a = new(Attempt)
 	}
-	*a = Attempt{Context: ctx, r: r, ep: r.d.endpoint(info.Endpoint), info: info}
+	*a = Attempt{Context: ctx, r: r, info: info}
+	if r.rpc == rpcHTTP || info.Endpoint != "" {
+		a.ep = r.d.endpoint(info.Endpoint)
+	}
+	if r.rpc != rpcHTTP {
+		r.g.add(a) // a gRPC attempt learns its endpoint from the picker: Picked
+	}
 	if r.span != nil {
 		switch info.Kind {
 		case AttemptRetry:
@@ -425,8 +443,13 @@ func (a *Attempt) End(resp *http.Response, err error) {
 }
 
 // Discarded records that the attempt's response is being thrown away (a retry follows, or a
-// hedge lost): call it before draining and closing the body, which ends the span.
+// hedge lost): call it before draining and closing the body, which ends the span. For an
+// attempt of a gRPC call, call it once the attempt has ended (see [Attempt.EndGRPC]).
 func (a *Attempt) Discarded() {
+	if a != nil && a.r.rpc != rpcHTTP {
+		a.settle(verdictDiscarded) // grpc.go
+		return
+	}
 	if a == nil || a.span == nil {
 		return
 	}

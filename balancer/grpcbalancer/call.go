@@ -40,12 +40,30 @@ type Attempt struct {
 	// call's: when it passes, the attempt timed out and its endpoint is blamed. Set it before
 	// the attempt starts.
 	OwnDeadline bool
+	// Observer, when set, learns what the picker decides for this attempt. Set it before the
+	// attempt starts.
+	Observer Observer
 
 	mu          sync.Mutex
 	endpoint    string        // guarded by mu
 	pickErr     error         // guarded by mu
 	pushback    time.Duration // guarded by mu
 	hasPushback bool          // guarded by mu
+}
+
+// Observer learns what the picker decides for an [Attempt], as it decides it: telemetry uses
+// it to name the endpoint of an attempt and to count breaker refusals. Its methods are called
+// during the pick, on the RPC's goroutine, while the attempts of the call are held from
+// picking (they pick one at a time): they must be quick, and must not call back into the
+// Attempt or its Call. The picker may pick more than once for one attempt (when the
+// connection it picked is lost before the RPC starts on it); the last Picked counts.
+type Observer interface {
+	// Picked reports that the picker chose the endpoint at addr for the attempt; probe says
+	// that the endpoint's breaker admitted it as a half-open probe.
+	Picked(addr string, probe bool)
+	// BreakerRefused reports that the breaker of the endpoint at addr refused the attempt;
+	// the picker tries another endpoint, or fails the attempt.
+	BreakerRefused(addr string)
 }
 
 // NewAttempt returns a new attempt of c.

@@ -18,5 +18,6 @@
 //
 // The interceptors of package middleware talk to the picker through an [Attempt] in the RPC's
 // context: the picker avoids the endpoints earlier attempts of the same call used, and records
-// the endpoint it picked, a refusal it made, and the server's pushback.
+// the endpoint it picked, a refusal it made, and the server's pushback; an [Observer] set on
+// the Attempt (telemetry) hears of each pick and each breaker refusal as it happens.
 package grpcbalancer

@@ -59,6 +59,9 @@ func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, erro
 			if permit, err = p.breakers.Allow(addr); err != nil {
 				pk.Done(balancer.DoneInfo{Now: now, Outcome: balancer.OutcomeIgnore})
 				openErr = err
+				if att != nil && att.Observer != nil {
+					att.Observer.BreakerRefused(addr)
+				}
 				continue
 			}
 		}
@@ -74,6 +77,9 @@ func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, erro
 			att.mu.Lock()
 			att.endpoint, att.pickErr = addr, nil
 			att.mu.Unlock()
+			if att.Observer != nil {
+				att.Observer.Picked(addr, permit.Probe())
+			}
 		}
 		// One allocation: the closure holds d by value (d is small, never reassigned, and
 		// its method has a value receiver).
