@@ -8,7 +8,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/failsafegrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -64,11 +70,16 @@ func (grpcServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc
 
 // BenchmarkLoopbackGRPC is one unary call to a real gRPC server on loopback, in this process.
 //
-//	impl=bare                grpc.NewClient straight to the address (pick_first)
-//	impl=proxyless           middleware.DialOptions with its defaults (proxyless:/// resolver,
-//	                         P2C picker with per-endpoint breakers, retry/deadline
-//	                         interceptors, otelgrpc's stats handler on the no-op providers)
-//	impl=proxyless-nostats   the same without a stats handler
+//	impl=bare                  grpc.NewClient straight to the address (pick_first)
+//	impl=proxyless             middleware.DialOptions with its defaults (proxyless:/// resolver,
+//	                           P2C picker with per-endpoint breakers, retry/deadline
+//	                           interceptors; telemetry on the global no-op providers, which
+//	                           skips otelgrpc's stats handler)
+//	impl=proxyless-nostats     the same without a stats handler at all
+//	impl=failsafe+otel         failsafegrpc's interceptor (retry + breaker) and otelgrpc's
+//	                           stats handler on the no-op providers
+//	impl=proxyless+trace       proxyless with an always-sample SDK tracer provider
+//	impl=failsafe+otel+trace   the hand-composed stack with the same tracer provider
 func BenchmarkLoopbackGRPC(b *testing.B) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -106,4 +117,20 @@ func BenchmarkLoopbackGRPC(b *testing.B) {
 	run("bare", addr)
 	run("proxyless", "proxyless:///svc", middleware.DialOptions(static)...)
 	run("proxyless-nostats", "proxyless:///svc", middleware.DialOptions(static, middleware.WithGRPCStatsHandler(nil))...)
+	run("failsafe+otel", addr, failsafeGRPC(noopTP)...)
+	run("proxyless+trace", "proxyless:///svc", middleware.DialOptions(static, middleware.WithTracerProvider(sampledTP(b)))...)
+	run("failsafe+otel+trace", addr, failsafeGRPC(sampledTP(b))...)
+}
+
+// failsafeGRPC is the hand-composed gRPC stack: failsafegrpc's unary interceptor with a retry
+// policy and a circuit breaker, and otelgrpc's client stats handler against tp and a no-op
+// meter provider.
+func failsafeGRPC(tp trace.TracerProvider) []grpc.DialOption {
+	retry := failsafegrpc.NewRetryPolicyBuilder[any]().WithMaxRetries(2).Build()
+	cb := circuitbreaker.NewBuilder[any]().WithFailureRateThreshold(0.5, 20, 10*time.Second).Build()
+	return []grpc.DialOption{
+		grpc.WithUnaryInterceptor(failsafegrpc.NewUnaryClientInterceptor[any](retry, cb)),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))),
+	}
 }
