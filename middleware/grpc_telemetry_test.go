@@ -1,6 +1,6 @@
 package middleware_test
 
-// The gRPC side of issue 8's proof: a call made through DialOptions gets a request span, and
+// The gRPC side of the telemetry proof: a call made through DialOptions gets a request span, and
 // each of its attempts is otelgrpc's CLIENT span beneath it with proxyless's attributes
 // (endpoint, attempt number and kind, breaker state, winner or discarded); the metrics count
 // what the servers saw; refusals are recorded; every span started ends. Each test passes its

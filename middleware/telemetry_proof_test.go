@@ -1,6 +1,6 @@
 package middleware_test
 
-// Proof of what issue 8 asks to be shown: the span tree of a request that was retried and
+// Proof of the telemetry: the span tree of a request that was retried and
 // hedged, spans that end on body close, on cancellation and when a response is discarded,
 // metrics that match what the servers saw, trace context across HTTP and gRPC hops, and the
 // cost of telemetry. Every test passes its own SDK providers (no global state) and talks to

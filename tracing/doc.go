@@ -11,6 +11,12 @@
 // side [Telemetry.Handler] and [Telemetry.Extract] take the incoming context; a malformed
 // traceparent is ignored and a new trace begins.
 //
+// gRPC calls get the same: [Telemetry.StartCall] and [Telemetry.StartStream] start the
+// request span of a unary call or a stream, and each attempt is the CLIENT span of otelgrpc's
+// stats handler, which [Telemetry.ClientHandler] wraps to add proxyless's attributes. The
+// endpoint of a gRPC attempt is known only once the balancer has picked it: the picker
+// reports it through [Attempt.Picked].
+//
 // # Cost when disabled
 //
 // Until an application installs an SDK, the global providers are no-ops, and otelhttp alone
