@@ -355,7 +355,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if t.cfg.routes != nil && req.Header.Get(route.ShadowHeader) == "" {
 		rq := route.FromHTTP(req)
 		if dec, ok := t.cfg.routes.Lookup(&rq); ok {
-			rs = &routeState{dec: dec, start: time.Now()}
+			rs = &routeState{dec: dec, start: t.clock.now()} // one monotonic read, not time.Now's two
 			rd = dec.Destination
 		}
 	}
