@@ -111,8 +111,8 @@ type Breaker struct {
 	start    time.Time         // immutable; monotonic base for openUntil
 	key      string            // immutable
 	onChange func(StateChange) // immutable; may be nil
-	// window is the size of a count-based window (MinimumVolume), or 0 for a time-based one,
-	// which gets no lock-free path. Immutable.
+	// window is the size of a count-based window (MinimumVolume), or 0 for a time-based one
+	// or one over maxQuietWindow, which get no lock-free path. Immutable.
 	window uint64
 
 	mu sync.Mutex
@@ -153,7 +153,7 @@ func newBreaker(cfg Config, o *options, key string) *Breaker {
 		onChange: o.onChange,
 		probes:   make([]uint64, (cfg.HalfOpenProbes+63)/64),
 	}
-	if cfg.Window == 0 {
+	if cfg.Window == 0 && cfg.MinimumVolume <= maxQuietWindow {
 		b.window = uint64(cfg.MinimumVolume)
 		b.quiet.Store(quietValid) // generation 0, closed, an empty window
 	}
@@ -163,6 +163,11 @@ func newBreaker(cfg Config, o *options, key string) *Breaker {
 
 // quietValid marks a quiet word that holds a generation and a count.
 const quietValid = 1 << 31
+
+// maxQuietWindow is the largest count-based window that gets the lock-free path: the first
+// outcome after a run of successes records up to this many of them into failsafe-go, one call
+// each, with the mutex held.
+const maxQuietWindow = 1024
 
 // recordQuiet records a success of a closed-state permit of generation gen without a lock,
 // when it can, and reports whether it did.
@@ -174,16 +179,21 @@ const quietValid = 1 << 31
 // path records them in failsafe-go, in a batch, before the next outcome it records: failsafe-go
 // then sees exactly the window it would have seen. Once the count is full, a success costs two
 // atomic loads. Time-based windows place each outcome in the bucket of its time, which a later
-// batch would get wrong, so they always take the slow path.
+// batch would get wrong, so they always take the slow path, as do windows over maxQuietWindow.
 func (b *Breaker) recordQuiet(gen uint64) bool {
-	q := b.quiet.Load()
-	if q&quietValid == 0 || uint32(q>>32) != uint32(gen) {
-		return false
+	for {
+		q := b.quiet.Load()
+		if q&quietValid == 0 || uint32(q>>32) != uint32(gen) {
+			return false
+		}
+		if q&(quietValid-1) >= b.window {
+			return true
+		}
+		if b.quiet.CompareAndSwap(q, q+1) {
+			return true
+		}
+		// Another success counted first: count again, still without the lock.
 	}
-	if q&(quietValid-1) >= b.window {
-		return true
-	}
-	return b.quiet.CompareAndSwap(q, q+1)
 }
 
 // flushQuiet records in failsafe-go the successes counted in quiet for the current closed

@@ -178,10 +178,16 @@ func (s *retryStream) end(err error, ta *tracing.Attempt) {
 	})
 }
 
+// Header returns the current attempt's header. An error other than io.EOF ends the stream,
+// as gRPC's ClientStream contract says: the caller need not read it further.
 func (s *retryStream) Header() (metadata.MD, error) {
-	md, err := s.cur.Load().cs.Header()
+	st := s.cur.Load()
+	md, err := st.cs.Header()
 	if md != nil {
 		s.committed.Store(true)
+	}
+	if err != nil && err != io.EOF {
+		s.finish(err, st.ta)
 	}
 	return md, err
 }
@@ -197,6 +203,10 @@ func (s *retryStream) CloseSend() error {
 
 func (s *retryStream) Context() context.Context { return s.cur.Load().cs.Context() }
 
+// SendMsg sends m on the current attempt, keeping it for a replay while the stream may still
+// be retried. An error other than io.EOF (one the client made, such as a message over the
+// size limit) ends the stream, as gRPC's ClientStream contract says; after io.EOF the caller
+// reads the status with RecvMsg.
 func (s *retryStream) SendMsg(m any) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
@@ -212,7 +222,12 @@ func (s *retryStream) SendMsg(m any) error {
 			s.sent = append(s.sent, m)
 		}
 	}
-	return s.cur.Load().cs.SendMsg(m)
+	st := s.cur.Load()
+	err := st.cs.SendMsg(m)
+	if err != nil && err != io.EOF {
+		s.finish(err, st.ta)
+	}
+	return err
 }
 
 func (s *retryStream) RecvMsg(m any) error {

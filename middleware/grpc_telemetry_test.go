@@ -459,9 +459,25 @@ func TestGRPCStreamSpans(t *testing.T) {
 		require.Len(t, atts, 1)
 	})
 
+	// A send the client itself refuses (a message over the size limit) ends the stream, as
+	// gRPC's ClientStream contract says: its span ends though the caller neither reads it to
+	// its end nor cancels it.
+	t.Run("send refused", func(t *testing.T) {
+		rctx, root := f.root(ctx)
+		st, err := f.client.FullDuplexCall(rctx, grpc.MaxCallSendMsgSize(1))
+		require.NoError(t, err)
+		err = st.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte("too large")}})
+		require.Equal(t, grpccodes.ResourceExhausted, status.Code(err), "%v", err)
+		root.End()
+		f.sdk.waitAllEnded(t, ctx)
+		req, _ := f.tree(t, root)
+		assert.Equal(t, "grpc.testing.TestService/FullDuplexCall", req.Name())
+		assert.Equal(t, "RESOURCE_EXHAUSTED", attrs(req)["rpc.response.status_code"])
+	})
+
 	f.sdk.waitAllEnded(t, ctx)
 	after := f.sdk.collect(t)
-	assert.EqualValues(t, 3, histDelta(before, after, tracing.MetricRequestDuration, destSvc), "one per stream")
+	assert.EqualValues(t, 4, histDelta(before, after, tracing.MetricRequestDuration, destSvc), "one per stream")
 	assert.EqualValues(t, f.calls(), delta(before, after, tracing.MetricAttempts, destSvc), "attempts counted = streams the servers saw")
 	assert.EqualValues(t, 1, delta(before, after, tracing.MetricRetries, destSvc))
 }

@@ -318,7 +318,8 @@ type AttemptInfo struct {
 //
 // An Attempt is also the context the attempt is sent with (see [Request.StartAttempt]): it
 // carries itself under a private key and delegates everything else to its parent, which saves
-// the allocation of a context.WithValue per attempt.
+// the allocation of a context.WithValue per attempt. (This is why it holds a context, which
+// structs otherwise should not: it does not keep one, it is one.)
 type Attempt struct {
 	context.Context // the parent: the request's context, or the attempt's deadline
 
