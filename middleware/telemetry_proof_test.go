@@ -120,6 +120,13 @@ func (s *otelSDK) spansOf(kind trace.SpanKind) []sdktrace.ReadOnlySpan {
 	return out
 }
 
+// endpointOf returns the endpoint an attempt's otelhttp span was sent to: its server.address
+// and server.port, which name the endpoint picked (the attempt's URL names it).
+func endpointOf(sp sdktrace.ReadOnlySpan) string {
+	a := attrs(sp)
+	return net.JoinHostPort(a["server.address"], a["server.port"])
+}
+
 func attrs(sp sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	m := map[attribute.Key]string{}
 	for _, kv := range sp.Attributes() {
@@ -308,18 +315,19 @@ func TestSpanTreeRetriedAndHedged(t *testing.T) {
 	attempts := map[string]sdktrace.ReadOnlySpan{} // by endpoint
 	for _, sp := range sdk.spansOf(trace.SpanKindClient) {
 		a := attrs(sp)
-		require.NotContains(t, attempts, a[tracing.KeyEndpoint], "one attempt per endpoint")
-		attempts[a[tracing.KeyEndpoint]] = sp
+		require.NotContains(t, attempts, endpointOf(sp), "one attempt per endpoint")
+		attempts[endpointOf(sp)] = sp
 		assert.Equal(t, traceID, sp.SpanContext().TraceID())
 		assert.Equal(t, request.SpanContext().SpanID(), sp.Parent().SpanID(), "attempt %s is a child of the request", sp.Name())
-		assert.Equal(t, "svc", a[tracing.KeyDestination])
+		assert.NotContains(t, a, tracing.KeyDestination, "the destination is the parent's")
+		assert.NotContains(t, a, tracing.KeyEndpoint, "the endpoint is server.address and server.port")
 		assert.Equal(t, "closed", a[tracing.KeyBreakerState])
 	}
 	require.Len(t, attempts, 3, "one otelhttp client span per attempt, no rival spans")
 
 	first := attrs(attempts[flaky.Addr()])
 	assert.Equal(t, "first", first[tracing.KeyAttemptKind])
-	assert.Equal(t, "0", first[tracing.KeyAttempt])
+	assert.NotContains(t, first, tracing.KeyAttempt, "a first attempt is number 0: its kind says so")
 	assert.Equal(t, "gateway_failure", first[tracing.KeyOutcome])
 	assert.Equal(t, "503", first["http.response.status_code"])
 	assert.Equal(t, "true", first[tracing.KeyDiscarded], "the retry threw the 503 away")
@@ -391,7 +399,7 @@ func TestSpanEndsWhenRetryDiscards(t *testing.T) {
 	clients := sdk.spansOf(trace.SpanKindClient)
 	require.Len(t, clients, 1, "only the discarded attempt has ended")
 	a := attrs(clients[0])
-	assert.Equal(t, flaky.Addr(), a[tracing.KeyEndpoint])
+	assert.Equal(t, flaky.Addr(), endpointOf(clients[0]))
 	assert.Equal(t, "true", a[tracing.KeyDiscarded])
 	assert.Equal(t, "gateway_failure", a[tracing.KeyOutcome])
 	assert.Equal(t, []string{"GET svc", "HTTP GET"}, sortedNames(sdk.unended()), "the request and the retry are open until the body is closed")
@@ -403,7 +411,7 @@ func TestSpanEndsWhenRetryDiscards(t *testing.T) {
 	r := attrs(clients[1])
 	assert.Equal(t, "retry", r[tracing.KeyAttemptKind])
 	assert.Equal(t, "true", r[tracing.KeyWinner])
-	assert.Equal(t, flaky.Addr(), r[tracing.KeyEndpoint])
+	assert.Equal(t, flaky.Addr(), endpointOf(clients[1]))
 	assert.Equal(t, "1", r[tracing.KeyAttempt])
 	assert.EqualValues(t, 2, flaky.Attempts())
 	assert.NotEmpty(t, r[tracing.KeyBackoff])
@@ -471,7 +479,7 @@ func TestSpansEndOnCallerCancel(t *testing.T) {
 			assert.Equal(t, codes.Error, request.Status().Code)
 			assert.Len(t, sdk.spansOf(trace.SpanKindClient), int(want))
 			for _, sp := range sdk.spansOf(trace.SpanKindClient) {
-				assert.Equal(t, codes.Error, sp.Status().Code, "attempt %s", attrs(sp)[tracing.KeyEndpoint])
+				assert.Equal(t, codes.Error, sp.Status().Code, "attempt %s", endpointOf(sp))
 			}
 		})
 	}
@@ -718,18 +726,18 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	named := func(name string) func(sdktrace.ReadOnlySpan) bool {
 		return func(sp sdktrace.ReadOnlySpan) bool { return sp.Name() == name }
 	}
-	dest := func(d string) func(sdktrace.ReadOnlySpan) bool {
-		return func(sp sdktrace.ReadOnlySpan) bool { return attrs(sp)[tracing.KeyDestination] == d }
+	childOf := func(parent sdktrace.ReadOnlySpan) func(sdktrace.ReadOnlySpan) bool {
+		return func(sp sdktrace.ReadOnlySpan) bool { return sp.Parent().SpanID() == parent.SpanContext().SpanID() }
 	}
 	reqA := find(trace.SpanKindInternal, named("GET svc-a"), "the client's request span")
-	attA := find(trace.SpanKindClient, dest("svc-a"), "the client's attempt to A")
+	attA := find(trace.SpanKindClient, childOf(reqA), "the client's attempt to A")
 	host := func(h string) func(sdktrace.ReadOnlySpan) bool {
 		return func(sp sdktrace.ReadOnlySpan) bool { return attrs(sp)["server.address"] == h }
 	}
 	// otelhttp names server spans after the method; the Host header is the service name.
 	srvSpanA := find(trace.SpanKindServer, host("svc-a"), "A's server span (NewHandler)")
 	reqB := find(trace.SpanKindInternal, named("GET svc-b"), "A's request span to B")
-	attB := find(trace.SpanKindClient, dest("svc-b"), "A's attempt to B")
+	attB := find(trace.SpanKindClient, childOf(reqB), "A's attempt to B")
 	srvSpanB := find(trace.SpanKindServer, host("svc-b"), "B's server span (otelhttp alone)")
 	grpcReq := find(trace.SpanKindInternal, named("grpc.testing.TestService/UnaryCall"), "A's gRPC request span to C")
 	grpcClient := find(trace.SpanKindClient, named("grpc.testing.TestService/UnaryCall"), "A's gRPC client span (otelgrpc)")

@@ -57,8 +57,13 @@ func TestTelemetrySpansAndMetrics(t *testing.T) {
 		for _, kv := range a.Attributes() {
 			attrs[string(kv.Key)] = kv.Value.Emit()
 		}
-		assert.NotEmpty(t, attrs[string(tracing.KeyEndpoint)], "attempt %d names its endpoint", i)
-		assert.Contains(t, []string{"0", "1", "2"}, attrs[string(tracing.KeyAttempt)])
+		assert.NotEmpty(t, attrs["server.address"], "attempt %d names its endpoint", i)
+		assert.NotEmpty(t, attrs["server.port"], "attempt %d names its endpoint", i)
+		if attrs[string(tracing.KeyAttemptKind)] == "first" {
+			assert.NotContains(t, attrs, string(tracing.KeyAttempt), "a first attempt's number is implied")
+		} else {
+			assert.Contains(t, []string{"1", "2"}, attrs[string(tracing.KeyAttempt)])
+		}
 	}
 	// The trace context travelled: each backend saw a traceparent of this trace.
 	var seen int

@@ -37,7 +37,11 @@ func ExampleTelemetry_StartRequest() {
 		}
 		var actx context.Context
 		actx, a = r.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Endpoint: addr})
-		resp, _ = rt.RoundTrip(req.WithContext(actx))
+		out := req.WithContext(actx) // the attempt's copy, sent to the endpoint picked
+		u := *req.URL
+		u.Host = addr
+		out.URL = &u
+		resp, _ = rt.RoundTrip(out)
 		a.End(resp, nil)
 		if n == 0 {
 			a.Discarded()
@@ -56,7 +60,8 @@ func ExampleTelemetry_StartRequest() {
 		fmt.Printf("%s%s %s", indent, s.Name(), s.SpanKind())
 		for _, kv := range s.Attributes() {
 			switch kv.Key {
-			case tracing.KeyEndpoint, tracing.KeyAttempt, tracing.KeyAttemptKind, tracing.KeyOutcome, tracing.KeyWinner, tracing.KeyDiscarded:
+			case tracing.KeyEndpoint, tracing.KeyAttempt, tracing.KeyAttemptKind, tracing.KeyOutcome, tracing.KeyWinner, tracing.KeyDiscarded,
+				"server.address", "server.port":
 				fmt.Printf(" %s=%s", kv.Key, kv.Value.Emit())
 			}
 		}
@@ -64,8 +69,8 @@ func ExampleTelemetry_StartRequest() {
 	}
 	// Output:
 	// GET payments internal proxyless.outcome=success proxyless.endpoint=127.0.0.1:8082 proxyless.attempt=1
-	//   HTTP GET client proxyless.endpoint=127.0.0.1:8081 proxyless.attempt=0 proxyless.attempt.kind=first proxyless.outcome=gateway_failure proxyless.attempt.discarded=true
-	//   HTTP GET client proxyless.endpoint=127.0.0.1:8082 proxyless.attempt=1 proxyless.attempt.kind=retry proxyless.attempt.winner=true
+	//   HTTP GET client server.address=127.0.0.1 server.port=8081 proxyless.attempt.kind=first proxyless.outcome=gateway_failure proxyless.attempt.discarded=true
+	//   HTTP GET client server.address=127.0.0.1 server.port=8082 proxyless.attempt.kind=retry proxyless.attempt=1 proxyless.attempt.winner=true
 }
 
 // answers is a base transport that answers with each status in turn.

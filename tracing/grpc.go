@@ -435,9 +435,9 @@ func (a *Attempt) ending(ctx context.Context, end *stats.End) context.Context {
 func (a *Attempt) annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo, o Outcome) {
 	if ep != nil && info.N == 0 && info.Kind == AttemptFirst && (info.NoBreaker || info.Breaker == breaker.StateClosed) {
 		if info.NoBreaker {
-			span.SetAttributes(ep.firstNoBreaker...)
+			span.SetAttributes(ep.grpcFirstNoBreaker...)
 		} else {
-			span.SetAttributes(ep.first...)
+			span.SetAttributes(ep.grpcFirst...)
 		}
 		if o != OutcomeSuccess {
 			span.SetAttributes(outcomeAttrs[o]...)

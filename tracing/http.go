@@ -17,8 +17,10 @@ import (
 // while telemetry is on, sends each request through otelhttp: a CLIENT span per request
 // (child of the attempt's context), W3C trace context injected into the headers, and the
 // semantic conventions' http.client.* metrics. When the request's context carries an
-// [Attempt], that span gets the attempt's attributes (destination, endpoint, attempt number
-// and kind, breaker state) and http.client.request.duration gets proxyless.destination.
+// [Attempt], that span gets the attempt's attributes (its kind, its number after the first,
+// the breaker's state; the endpoint is the span's server.address and server.port, and the
+// destination is on the parent request span) and http.client.request.duration gets
+// proxyless.destination.
 // While telemetry is off it calls base directly. CloseIdleConnections is forwarded.
 func (t *Telemetry) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {

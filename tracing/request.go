@@ -53,10 +53,11 @@ type endpoint struct {
 	optsSet []metric.AddOption
 	optsReq [numOutcomes][]metric.RecordOption        // {destination, endpoint, outcome}
 	optsAtt [numKinds][numOutcomes][]metric.AddOption // {destination, endpoint, kind, outcome}
-	// first is what a first attempt's span gets, with and without a breaker; ok is what a
-	// request span gets when its one attempt, to this endpoint, answered 200, and grpcOK when
-	// it answered a gRPC call with OK.
-	first, firstNoBreaker, ok, grpcOK []attribute.KeyValue
+	// ok is what a request span gets when its one attempt, to this endpoint, answered 200,
+	// and grpcOK when it answered a gRPC call with OK. grpcFirst is what otelgrpc's span of a
+	// first attempt gets, with and without a breaker: otelgrpc's span names the target, not
+	// the endpoint picked, so it gets the endpoint and the destination too.
+	ok, grpcOK, grpcFirst, grpcFirstNoBreaker []attribute.KeyValue
 }
 
 // Destination returns the handle of the destination service name, creating it on first use.
@@ -156,8 +157,8 @@ func (d *Destination) endpoint(addr string) *endpoint {
 			e.optsAtt[k][o] = []metric.AddOption{metric.WithAttributeSet(set)}
 		}
 	}
-	e.firstNoBreaker = []attribute.KeyValue{dk, ek, KeyAttempt.Int(0), KeyAttemptKind.String(AttemptFirst.String())}
-	e.first = append(e.firstNoBreaker[:len(e.firstNoBreaker):len(e.firstNoBreaker)], KeyBreakerState.String(breaker.StateClosed.String()))
+	e.grpcFirstNoBreaker = []attribute.KeyValue{dk, ek, KeyAttempt.Int(0), KeyAttemptKind.String(AttemptFirst.String())}
+	e.grpcFirst = append(e.grpcFirstNoBreaker[:len(e.grpcFirstNoBreaker):len(e.grpcFirstNoBreaker)], KeyBreakerState.String(breaker.StateClosed.String()))
 	e.ok = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), attribute.Int("http.response.status_code", http.StatusOK)}
 	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
@@ -393,8 +394,19 @@ func attemptFrom(ctx context.Context) *Attempt {
 	return a
 }
 
-// annotate adds the attempt's attributes to span, otelhttp's client span: ready-made for a
-// first attempt, built for the others.
+// The attributes of a first attempt's span, with and without a breaker: ready-made.
+var (
+	firstAttempt          = []attribute.KeyValue{KeyAttemptKind.String(AttemptFirst.String()), KeyBreakerState.String(breaker.StateClosed.String())}
+	firstAttemptNoBreaker = []attribute.KeyValue{KeyAttemptKind.String(AttemptFirst.String())}
+)
+
+// annotate adds the attempt's attributes to span, otelhttp's client span: its kind, its
+// number when it is not the first, the breaker's state, a retry's backoff. The endpoint is
+// already there, as otelhttp's server.address and server.port (the URL the attempt was sent
+// to), and the destination is on the parent, the request span. Keeping a first attempt's span
+// to two attributes more than otelhttp's six matters: the SDK deduplicates a span's
+// attributes through a map when it ends, and past eight attributes that map costs several
+// allocations more.
 func (a *Attempt) annotate(span trace.Span) {
 	a.span = span
 	if !span.IsRecording() {
@@ -402,17 +414,16 @@ func (a *Attempt) annotate(span trace.Span) {
 	}
 	if a.info.N == 0 && a.info.Kind == AttemptFirst && (a.info.NoBreaker || a.info.Breaker == breaker.StateClosed) {
 		if a.info.NoBreaker {
-			span.SetAttributes(a.ep.firstNoBreaker...)
+			span.SetAttributes(firstAttemptNoBreaker...)
 		} else {
-			span.SetAttributes(a.ep.first...)
+			span.SetAttributes(firstAttempt...)
 		}
 		return
 	}
-	kv := []attribute.KeyValue{
-		KeyDestination.String(a.r.d.name),
-		a.ep.attr,
-		KeyAttempt.Int(a.info.N),
-		KeyAttemptKind.String(a.info.Kind.String()),
+	kv := make([]attribute.KeyValue, 0, 4)
+	kv = append(kv, KeyAttemptKind.String(a.info.Kind.String()))
+	if a.info.N > 0 {
+		kv = append(kv, KeyAttempt.Int(a.info.N))
 	}
 	if !a.info.NoBreaker {
 		kv = append(kv, KeyBreakerState.String(a.info.Breaker.String()))

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -316,7 +318,10 @@ func TestRetriedAndHedged(t *testing.T) {
 	}
 	a0a, a1a, a2a := attrs(attempts[0]), attrs(attempts[1]), attrs(attempts[2])
 	assert.Equal(t, "first", a0a[tracing.KeyAttemptKind].AsString())
-	assert.Equal(t, a.addr(), a0a[tracing.KeyEndpoint].AsString())
+	assert.Equal(t, a.addr(), net.JoinHostPort(a0a["server.address"].AsString(), strconv.Itoa(int(a0a["server.port"].AsInt64()))),
+		"the endpoint is otelhttp's server.address and server.port")
+	assert.NotContains(t, a0a, tracing.KeyEndpoint, "not repeated")
+	assert.NotContains(t, a0a, tracing.KeyDestination, "on the request span")
 	assert.Equal(t, "closed", a0a[tracing.KeyBreakerState].AsString())
 	assert.Equal(t, "gateway_failure", a0a[tracing.KeyOutcome].AsString())
 	assert.True(t, a0a[tracing.KeyDiscarded].AsBool())

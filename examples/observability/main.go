@@ -383,7 +383,7 @@ func shownAttrs(kvs []attribute.KeyValue) string {
 	var shown []attribute.KeyValue
 	for _, kv := range kvs {
 		switch k := string(kv.Key); {
-		case strings.HasPrefix(k, "proxyless."), k == "http.response.status_code", k == "error.type", k == "server.address":
+		case strings.HasPrefix(k, "proxyless."), k == "http.response.status_code", k == "error.type", k == "server.address", k == "server.port":
 			shown = append(shown, kv)
 		}
 	}
