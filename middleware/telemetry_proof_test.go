@@ -771,7 +771,8 @@ func TestTraceContextCrossesHops(t *testing.T) {
 		assert.Equal(t, root.SpanContext().TraceID(), sp.SpanContext().TraceID(), "span %s (%v) is in the caller's trace", sp.Name(), sp.SpanKind())
 	}
 	assert.Equal(t, "svc-c", attrs(grpcReq)[tracing.KeyDestination])
-	assert.Equal(t, lis.Addr().String(), attrs(grpcClient)[tracing.KeyEndpoint], "proxyless annotates otelgrpc's span")
+	assert.Equal(t, lis.Addr().String(), endpointOf(grpcClient))
+	assert.Equal(t, "first", attrs(grpcClient)[tracing.KeyAttemptKind], "proxyless annotates otelgrpc's span")
 	assert.Len(t, spans, 10, "caller, 3 proxyless requests (2 HTTP, 1 gRPC), 2 HTTP attempts, 2 HTTP servers, gRPC client and server")
 }
 

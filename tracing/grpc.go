@@ -430,26 +430,28 @@ func (a *Attempt) ending(ctx context.Context, end *stats.End) context.Context {
 	return trace.ContextWithSpan(ctx, h)
 }
 
-// annotateGRPC adds the attributes of a gRPC attempt to otelgrpc's span: ready-made for a
-// first attempt that succeeded, built for the others.
+// annotateGRPC adds the attributes of a gRPC attempt to otelgrpc's span, as annotate does for
+// otelhttp's: its kind, its number after the first, the breaker's state (when an endpoint was
+// picked), a retry's backoff, an outcome other than success. The endpoint is the span's
+// server.address and server.port (otelgrpc's, the peer the attempt went to), the destination
+// is the parent's. A first attempt that succeeded gets two attributes beside otelgrpc's five.
 func (a *Attempt) annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo, o Outcome) {
 	if ep != nil && info.N == 0 && info.Kind == AttemptFirst && (info.NoBreaker || info.Breaker == breaker.StateClosed) {
 		if info.NoBreaker {
-			span.SetAttributes(ep.grpcFirstNoBreaker...)
+			span.SetAttributes(firstAttemptNoBreaker...)
 		} else {
-			span.SetAttributes(ep.grpcFirst...)
+			span.SetAttributes(firstAttempt...)
 		}
 		if o != OutcomeSuccess {
 			span.SetAttributes(outcomeAttrs[o]...)
 		}
 		return
 	}
-	kv := make([]attribute.KeyValue, 0, 7)
-	kv = append(kv, a.r.d.attrs...)
-	if ep != nil {
-		kv = append(kv, ep.attr)
+	kv := make([]attribute.KeyValue, 0, 5)
+	kv = append(kv, KeyAttemptKind.String(info.Kind.String()))
+	if info.N > 0 {
+		kv = append(kv, KeyAttempt.Int(info.N))
 	}
-	kv = append(kv, KeyAttempt.Int(info.N), KeyAttemptKind.String(info.Kind.String()))
 	if ep != nil && !info.NoBreaker {
 		kv = append(kv, KeyBreakerState.String(info.Breaker.String()))
 	}

@@ -54,10 +54,8 @@ type endpoint struct {
 	optsReq [numOutcomes][]metric.RecordOption        // {destination, endpoint, outcome}
 	optsAtt [numKinds][numOutcomes][]metric.AddOption // {destination, endpoint, kind, outcome}
 	// ok is what a request span gets when its one attempt, to this endpoint, answered 200,
-	// and grpcOK when it answered a gRPC call with OK. grpcFirst is what otelgrpc's span of a
-	// first attempt gets, with and without a breaker: otelgrpc's span names the target, not
-	// the endpoint picked, so it gets the endpoint and the destination too.
-	ok, grpcOK, grpcFirst, grpcFirstNoBreaker []attribute.KeyValue
+	// and grpcOK when it answered a gRPC call with OK.
+	ok, grpcOK []attribute.KeyValue
 }
 
 // Destination returns the handle of the destination service name, creating it on first use.
@@ -157,8 +155,6 @@ func (d *Destination) endpoint(addr string) *endpoint {
 			e.optsAtt[k][o] = []metric.AddOption{metric.WithAttributeSet(set)}
 		}
 	}
-	e.grpcFirstNoBreaker = []attribute.KeyValue{dk, ek, KeyAttempt.Int(0), KeyAttemptKind.String(AttemptFirst.String())}
-	e.grpcFirst = append(e.grpcFirstNoBreaker[:len(e.grpcFirstNoBreaker):len(e.grpcFirstNoBreaker)], KeyBreakerState.String(breaker.StateClosed.String()))
 	e.ok = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), attribute.Int("http.response.status_code", http.StatusOK)}
 	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
@@ -394,7 +390,8 @@ func attemptFrom(ctx context.Context) *Attempt {
 	return a
 }
 
-// The attributes of a first attempt's span, with and without a breaker: ready-made.
+// The attributes of a first attempt's span (otelhttp's or otelgrpc's), with and without a
+// breaker: ready-made.
 var (
 	firstAttempt          = []attribute.KeyValue{KeyAttemptKind.String(AttemptFirst.String()), KeyBreakerState.String(breaker.StateClosed.String())}
 	firstAttemptNoBreaker = []attribute.KeyValue{KeyAttemptKind.String(AttemptFirst.String())}
