@@ -48,6 +48,7 @@ import (
 	"github.com/proxyless/proxyless/internal/faultbackend"
 	"github.com/proxyless/proxyless/internal/testenv"
 	"github.com/proxyless/proxyless/middleware"
+	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -872,11 +873,17 @@ func newStatusScenario(t *testing.T, ctx context.Context) *statusScenario {
 	s.good2.Set(faultbackend.Slow(4 * time.Millisecond))
 	s.ejected.Set(faultbackend.Status(http.StatusServiceUnavailable))
 	s.broken.Set(faultbackend.Status(http.StatusInternalServerError))
+	v1, v2 := map[string]string{"version": "v1"}, map[string]string{"version": "v2"}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {
-		{Addr: s.good1.Addr(), Zone: "eu-west-1a"}, {Addr: s.good2.Addr(), Zone: "eu-west-1b", Weight: 2},
-		{Addr: s.ejected.Addr(), Zone: "eu-west-1a"}, {Addr: s.broken.Addr(), Zone: "eu-west-1c"},
+		{Addr: s.good1.Addr(), Zone: "eu-west-1a", Meta: v1}, {Addr: s.good2.Addr(), Zone: "eu-west-1b", Weight: 2, Meta: v2},
+		{Addr: s.ejected.Addr(), Zone: "eu-west-1a", Meta: v1}, {Addr: s.broken.Addr(), Zone: "eu-west-1c", Meta: v1},
 	}})
-	client, tr := newMeshClient(t, static,
+	// A route table for the page to show; the scenario's requests (/charge) match none of it.
+	cfg, err := route.ParseConfig([]byte(statusScenarioRoutes))
+	require.NoError(t, err)
+	router, err := route.NewRouter(cfg)
+	require.NoError(t, err)
+	client, tr := newMeshClient(t, static, middleware.WithRoutes(router),
 		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin,
 			Outlier: balancer.OutlierConfig{ConsecutiveGatewayFailure: 2}}),
 		middleware.WithBreaker(breaker.Config{MinimumVolume: 4, OpenDelay: time.Minute}),
@@ -894,6 +901,23 @@ func newStatusScenario(t *testing.T, ctx context.Context) *statusScenario {
 		require.NoError(t, resp.Body.Close())
 	}
 }
+
+// statusScenarioRoutes is the status scenario's route table: a canary at 10 % and a route
+// with overrides, for the page to show.
+const statusScenarioRoutes = `
+routes:
+  - name: checkout-canary
+    match: {hosts: [payments], path: {prefix: /v2/checkout}}
+    canary:
+      stable: {service: payments, subset: {meta: {version: v1}}}
+      canary: {service: payments, subset: {meta: {version: v2}}}
+      weight: 10
+  - name: refunds
+    match: {hosts: [payments], path: {prefix: /refunds/}, methods: [POST]}
+    destination: {service: payments}
+    timeout: 2s
+    retry: {maxRetries: 1, statuses: [503]}
+`
 
 type endpointFacts struct{ ejected, open bool }
 
@@ -1065,6 +1089,8 @@ func TestStatusPageRendersInChromium(t *testing.T) {
 	require.Contains(t, rows, s.ejected.Addr(), "the DOM Chromium built holds the endpoint table:\n%s", dom)
 	assert.Contains(t, rows[s.ejected.Addr()], "ejected until")
 	assert.Contains(t, rows[s.broken.Addr()], `<td class="bad">open</td>`)
+	require.Contains(t, rows, "checkout-canary", "the DOM holds the route table")
+	assert.Contains(t, rows["checkout-canary"], "[meta=version=v2] 10%", "the canary's weight")
 
 	shot := os.Getenv("PROXYLESS_STATUS_SCREENSHOT")
 	if shot == "" {
