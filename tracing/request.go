@@ -28,9 +28,6 @@ type Destination struct {
 	outcomes [numOutcomes]attribute.Set // {destination, outcome}, for requests without an endpoint
 	kinds    [numKinds]attribute.Set    // {destination, attempt kind}
 	names    [len(commonMethods)]string // span names: "GET payments"
-	// starts are the request span's start options per common method: its kind and its
-	// attributes, built once so that starting a span allocates no options.
-	starts [len(commonMethods)][]trace.SpanStartOption
 	// optsReq and optsKind are metric options for requests without an endpoint and for
 	// per-kind counts, as ready-made variadic slices: recording allocates none.
 	optsReq  [numOutcomes][]metric.RecordOption
@@ -53,9 +50,9 @@ type endpoint struct {
 	optsSet []metric.AddOption
 	optsReq [numOutcomes][]metric.RecordOption        // {destination, endpoint, outcome}
 	optsAtt [numKinds][numOutcomes][]metric.AddOption // {destination, endpoint, kind, outcome}
-	// ok is what a request span gets when its one attempt, to this endpoint, answered 200,
-	// and grpcOK when it answered a gRPC call with OK.
-	ok, grpcOK []attribute.KeyValue
+	// okGET is what the span of a GET request gets when its one attempt, to this endpoint,
+	// answered 200, and grpcOK what a gRPC call's gets when it answered OK.
+	okGET, grpcOK []attribute.KeyValue
 }
 
 // Destination returns the handle of the destination service name, creating it on first use.
@@ -86,7 +83,6 @@ func (t *Telemetry) Destination(name string) *Destination {
 	}
 	for i, m := range commonMethods {
 		d.names[i] = m + " " + name
-		d.starts[i] = requestStart(dk, m)
 	}
 	for o := range numOutcomes {
 		d.optsReq[o] = []metric.RecordOption{metric.WithAttributeSet(d.outcomes[o])}
@@ -114,23 +110,20 @@ func (d *Destination) Name() string {
 	return d.name
 }
 
-// requestStart returns the start options of a request span.
-func requestStart(dk attribute.KeyValue, method string) []trace.SpanStartOption {
-	return []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(dk, attribute.String("http.request.method", method))}
-}
+// requestStart is the start options of every request span: its kind. Its attributes are
+// set when it ends, in one call: each call that adds attributes to a span costs the SDK an
+// allocation, and one more for options that carry them. A sampler sees the span's name,
+// "METHOD destination", and its parent.
+var requestStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 
-// span returns the name and start options of the request span of method.
-func (d *Destination) span(method string) (string, []trace.SpanStartOption) {
-	if method == "" {
-		method = http.MethodGet
-	}
+// spanName returns the name of the request span of method.
+func (d *Destination) spanName(method string) string {
 	for i, m := range commonMethods {
 		if m == method {
-			return d.names[i], d.starts[i]
+			return d.names[i]
 		}
 	}
-	return method + " " + d.name, requestStart(KeyDestination.String(d.name), method)
+	return method + " " + d.name
 }
 
 // endpoint returns the sets of addr, building them on first use.
@@ -155,8 +148,9 @@ func (d *Destination) endpoint(addr string) *endpoint {
 			e.optsAtt[k][o] = []metric.AddOption{metric.WithAttributeSet(set)}
 		}
 	}
-	e.ok = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
-		KeyAttempt.Int(0), attribute.Int("http.response.status_code", http.StatusOK)}
+	e.okGET = []attribute.KeyValue{dk, attribute.String("http.request.method", http.MethodGet),
+		KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek, KeyAttempt.Int(0),
+		attribute.Int("http.response.status_code", http.StatusOK)}
 	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
 	next := make(map[string]*endpoint, len(old)+1)
@@ -213,6 +207,7 @@ type Request struct {
 	span  trace.Span   // nil when tracing is off
 	start time.Time    // immutable
 
+	method       string // the HTTP method; "" for gRPC
 	route, split string // set by Route before the first attempt
 
 	attempts atomic.Int32 // attempts started
@@ -237,14 +232,12 @@ func (t *Telemetry) StartRequest(ctx context.Context, d *Destination, req *http.
 	if !s.on {
 		return ctx, nil
 	}
-	r := &Request{s: s, d: d, start: time.Now()}
+	r := &Request{s: s, d: d, start: time.Now(), method: http.MethodGet}
+	if req != nil && req.Method != "" {
+		r.method = req.Method
+	}
 	if s.tracing {
-		method := ""
-		if req != nil {
-			method = req.Method
-		}
-		name, opts := d.span(method)
-		ctx, r.span = s.tracer.Start(ctx, name, opts...)
+		ctx, r.span = s.tracer.Start(ctx, d.spanName(r.method), requestStart...)
 	}
 	return ctx, r
 }
@@ -497,11 +490,12 @@ func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
 		return
 	}
 	if winner != nil && winner.info.N == 0 && attempts == 1 && o == OutcomeSuccess && err == nil &&
-		resp.StatusCode == http.StatusOK && r.route == "" && r.split == "" {
-		r.span.SetAttributes(winner.ep.ok...) // the common case, ready-made
+		resp.StatusCode == http.StatusOK && r.method == http.MethodGet && r.route == "" && r.split == "" {
+		r.span.SetAttributes(winner.ep.okGET...) // the common case, ready-made
 	} else {
-		kv := make([]attribute.KeyValue, 0, 7)
-		kv = append(kv, KeyOutcome.String(o.String()), KeyAttempts.Int(int(attempts)))
+		kv := make([]attribute.KeyValue, 0, 9)
+		kv = append(kv, r.d.attrs[0], attribute.String("http.request.method", r.method),
+			KeyOutcome.String(o.String()), KeyAttempts.Int(int(attempts)))
 		if winner != nil {
 			kv = append(kv, winner.ep.attr, KeyAttempt.Int(winner.info.N))
 		}

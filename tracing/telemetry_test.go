@@ -498,3 +498,56 @@ func TestObservableState(t *testing.T) {
 	assert.Zero(t, sum(t, ms, tracing.MetricEndpointsKnown, svc))
 	assert.False(t, tel.Enabled())
 }
+
+// The request span's attributes are all set when it ends, in one call: the ready-made ones
+// of a GET answered 200 by its one attempt, and built ones otherwise (here a POST whose one
+// attempt failed, through a route). Both carry the destination and the method.
+func TestRequestSpanAttributesAtEnd(t *testing.T) {
+	s := newSDK(t)
+	tel := s.telemetry(t)
+	d := tel.Destination("svc")
+	rt := tel.Transport(answerTransport{})
+	for _, tc := range []struct {
+		method, route string
+		code          int
+		want          map[attribute.Key]string
+	}{
+		{http.MethodGet, "", 200, map[attribute.Key]string{tracing.KeyDestination: "svc", "http.request.method": "GET",
+			tracing.KeyOutcome: "success", tracing.KeyAttempts: "1", tracing.KeyEndpoint: "127.0.0.1:1", tracing.KeyAttempt: "0", "http.response.status_code": "200"}},
+		{http.MethodPost, "orders", 503, map[attribute.Key]string{tracing.KeyDestination: "svc", "http.request.method": "POST",
+			tracing.KeyOutcome: "gateway_failure", tracing.KeyAttempts: "1", tracing.KeyEndpoint: "127.0.0.1:1", tracing.KeyAttempt: "0",
+			"http.response.status_code": "503", tracing.KeyRoute: "orders"}},
+	} {
+		s.rec.Reset()
+		req := httptest.NewRequest(tc.method, "http://127.0.0.1:1/", nil)
+		req.RequestURI = ""
+		req.Header.Set("X-Code", strconv.Itoa(tc.code))
+		ctx, r := tel.StartRequest(context.Background(), d, req)
+		r.Route(tc.route, "")
+		actx, a := r.StartAttempt(ctx, tracing.AttemptInfo{Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
+		resp, err := rt.RoundTrip(req.WithContext(actx))
+		require.NoError(t, err)
+		a.End(resp, nil)
+		r.End(a, resp, nil)
+		require.NoError(t, resp.Body.Close())
+		var got map[attribute.Key]string
+		for _, sp := range s.rec.Ended() {
+			if sp.SpanKind() == trace.SpanKindInternal {
+				got = map[attribute.Key]string{}
+				for _, kv := range sp.Attributes() {
+					got[kv.Key] = kv.Value.Emit()
+				}
+				assert.Equal(t, tc.method+" svc", sp.Name())
+			}
+		}
+		assert.Equal(t, tc.want, got, tc.method)
+	}
+}
+
+// answerTransport answers with the status code the request's X-Code header names.
+type answerTransport struct{}
+
+func (answerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	code, _ := strconv.Atoi(req.Header.Get("X-Code"))
+	return &http.Response{StatusCode: code, Body: io.NopCloser(strings.NewReader("x")), Header: http.Header{}, Request: req}, nil
+}
