@@ -162,12 +162,7 @@ func (d *Destination) rpcSpan(fullMethod string) *rpcStart {
 	if len(old) >= maxRPCMethods {
 		return rs // an API this wide is unusual: build per call rather than grow
 	}
-	next := make(map[string]*rpcStart, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[fullMethod] = rs
-	d.rpcs.Store(&next)
+	publishWith(&d.rpcs, old, fullMethod, rs)
 	return rs
 }
 

@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -93,12 +94,7 @@ func (t *Telemetry) Destination(name string) *Destination {
 	d.optsDest = []metric.AddOption{metric.WithAttributeSet(d.set)}
 	m := map[string]*endpoint{}
 	d.eps.Store(&m)
-	next := make(map[string]*Destination, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[name] = d
-	t.dests.Store(&next)
+	publishWith(&t.dests, old, name, d)
 	return d
 }
 
@@ -153,12 +149,7 @@ func (d *Destination) endpoint(addr string) *endpoint {
 		attribute.Int("http.response.status_code", http.StatusOK)}
 	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
-	next := make(map[string]*endpoint, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[addr] = e
-	d.eps.Store(&next)
+	publishWith(&d.eps, old, addr, e)
 	return e
 }
 
@@ -630,4 +621,13 @@ func (t *Telemetry) ShadowMismatch(ctx context.Context, route, shadow string) {
 	if s.metrics {
 		s.ins.shadowMismatch.Add(ctx, 1, metric.WithAttributes(KeyRoute.String(route), KeyShadow.String(shadow)))
 	}
+}
+
+// publishWith stores in p a copy of old, p's current map, with k set to v: the copy-on-write
+// update of the maps that requests read without a lock. Writers must be serialised.
+func publishWith[K comparable, V any](p *atomic.Pointer[map[K]V], old map[K]V, k K, v V) {
+	next := make(map[K]V, len(old)+1)
+	maps.Copy(next, old)
+	next[k] = v
+	p.Store(&next)
 }

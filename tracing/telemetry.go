@@ -191,7 +191,7 @@ func (t *Telemetry) rebuild() *state {
 	}
 	var next *state
 	if t.closed {
-		next = &state{tp: tp, mp: mp, tpCmp: comparable(tp), mpCmp: comparable(mp)}
+		next = &state{tp: tp, mp: mp, tpCmp: isComparable(tp), mpCmp: isComparable(mp)}
 	} else {
 		next = t.build(tp, mp)
 	}
@@ -203,12 +203,14 @@ func (t *Telemetry) rebuild() *state {
 	return next
 }
 
-func comparable(v any) bool { return v == nil || reflect.TypeOf(v).Comparable() }
+// isComparable reports whether v can be compared with ==, as the providers are to tell a
+// change of state.
+func isComparable(v any) bool { return v == nil || reflect.TypeOf(v).Comparable() }
 
 // build resolves the tracer and instruments of a pair of providers. It holds no lock of the
 // Telemetry's that the metric callback takes.
 func (t *Telemetry) build(tp trace.TracerProvider, mp metric.MeterProvider) *state {
-	s := &state{tp: tp, mp: mp, tpCmp: comparable(tp), mpCmp: comparable(mp)}
+	s := &state{tp: tp, mp: mp, tpCmp: isComparable(tp), mpCmp: isComparable(mp)}
 	s.tracing = !isNoop(tp)
 	s.metrics = !isNoop(mp)
 	s.on = s.tracing || s.metrics
