@@ -35,9 +35,10 @@ type Destination struct {
 	optsKind [numKinds][]metric.AddOption
 	optsDest []metric.AddOption // {destination}
 
-	mu   sync.Mutex                           // serialises writers of eps and rpcs
-	eps  atomic.Pointer[map[string]*endpoint] // copy-on-write
-	rpcs atomic.Pointer[map[string]*rpcStart] // copy-on-write, nil until a gRPC call: grpc.go
+	mu       sync.Mutex                           // serialises writers of eps and rpcs
+	retained int                                  // how many endpoints the last Retain named; guarded by mu
+	eps      atomic.Pointer[map[string]*endpoint] // copy-on-write
+	rpcs     atomic.Pointer[map[string]*rpcStart] // copy-on-write, nil until a gRPC call: grpc.go
 }
 
 var commonMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodHead}
@@ -149,9 +150,19 @@ func (d *Destination) endpoint(addr string) *endpoint {
 		attribute.Int("http.response.status_code", http.StatusOK)}
 	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
+	if len(old) >= max(minEndpointLimit, 2*d.retained) {
+		// Nobody has said which endpoints still exist (gRPC calls do not), or far more have
+		// come than Retain last kept: forget them all rather than grow without bound. The ones
+		// still in use are built again on their next request.
+		old = nil
+	}
 	publishWith(&d.eps, old, addr, e)
 	return e
 }
+
+// minEndpointLimit is how many endpoints' sets a destination keeps at least before it forgets
+// them all; see endpoint. A variable for tests.
+var minEndpointLimit = 4096
 
 // Retain forgets the precomputed sets of every endpoint not in addrs, so that a destination
 // whose endpoints churn does not grow without bound. Call it when discovery delivers a set.
@@ -168,6 +179,7 @@ func (d *Destination) Retain(addrs ...string) {
 			next[a] = e
 		}
 	}
+	d.retained = len(addrs)
 	d.eps.Store(&next)
 }
 
