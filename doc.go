@@ -11,8 +11,8 @@
 //     (discovery/consul, with blocking queries and registration) or DNS SRV (discovery/dns);
 //     watchers fail static, keeping the last good set when their source fails.
 //   - balancer: picks an endpoint per attempt (P2C over peak-EWMA latency by default; round
-//     robin, weighted, random, least-request, ring hash), zone-aware, with passive outlier
-//     ejection, slow start and optional active health checks.
+//     robin, weighted, random, least-request, Maglev consistent hashing), zone-aware, with
+//     passive outlier ejection, slow start and optional active health checks.
 //   - breaker: circuit breakers per endpoint and per destination, on failsafe-go's permit API.
 //   - ratelimit: local token buckets, per-key limiters with bounded memory, a global limiter on
 //     Redis, adaptive concurrency limits.
@@ -52,6 +52,7 @@
 // does the same for gRPC, and first refuses work whose deadline has already passed.
 //
 // Everything that starts goroutines has an idempotent Close that stops them and waits; the
-// request hot path takes no lock and allocates nothing in the pick, the breaker admit and the
-// limiter check.
+// request hot path allocates nothing in the pick, the breaker admit and the limiter check, and
+// takes no lock in the pick, the admit of a closed breaker and a ratelimit.Local check (a
+// ratelimit.Keyed check, which WithRateLimit uses, locks one shard of its keys briefly).
 package proxyless

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	ibackoff "github.com/proxyless/proxyless/internal/backoff"
 )
 
 // remoteKeys keeps an issuer's keys from a JWKS URL. One goroutine does every fetch, so
@@ -110,11 +112,7 @@ func (r *remoteKeys) run(ctx context.Context) {
 // backoff returns base·2^(n-1), capped, plus up to half of it as jitter; never below base,
 // so scheduled retries also respect the minimum interval.
 func backoff(base time.Duration, n int, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, max(limit, base))
+	d := ibackoff.Exponential(base, max(limit, base), n)
 	return d + rand.N(d/2+1)
 }
 

@@ -16,8 +16,9 @@ import (
 // sets with [Balancer.Update], and call [Balancer.Pick] per request attempt and
 // [Pick.Done] when the attempt ends.
 //
-// Pick and Done are lock-free and allocate nothing; Update, Pick, Done and the introspection
-// methods are safe for concurrent use. A Balancer with active health checks runs goroutines
+// Pick and Done allocate nothing and are lock-free, except that a Done that makes an endpoint
+// reach its ejection threshold takes a short lock for the ejection decision; Update, Pick, Done
+// and the introspection methods are safe for concurrent use. A Balancer with active health checks runs goroutines
 // until [Balancer.Close]; Close is idempotent and harmless without health checks, so always
 // calling it is the simplest rule. The zero Balancer is not usable.
 type Balancer struct {

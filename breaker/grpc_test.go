@@ -27,6 +27,7 @@ func TestOpenErrorGRPCStatus(t *testing.T) {
 		require.Contains(t, s.Message(), "breaker: circuit open")
 	}
 	require.False(t, errors.Is(breaker.ErrOpen, context.Canceled))
+	require.NotErrorIs(t, err, context.Canceled, "a refusal is not a cancellation")
 }
 
 func TestClassifyGRPC(t *testing.T) {

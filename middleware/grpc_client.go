@@ -265,26 +265,10 @@ func (c *grpcClient) admit(ctx context.Context, target string) (func(error), err
 	if o == nil {
 		return nil, nil
 	}
-	var release func(overload.Outcome)
-	if o.conc != nil {
-		r, err := o.conc.Acquire(ctx)
-		if err != nil {
-			return nil, grpcRefusal("concurrency", serviceOf(target), err)
-		}
-		release = r
-	}
-	if o.rate != nil {
-		service := serviceOf(target)
-		d, err := o.rate.Take(ctx, service)
-		if err == nil {
-			err = d.Err()
-		}
-		if err != nil {
-			if release != nil {
-				release(overload.Dropped)
-			}
-			return nil, grpcRefusal("rate", service, err)
-		}
+	service := serviceOf(target)
+	release, kind, err := o.acquire(ctx, service)
+	if err != nil {
+		return nil, grpcRefusal(kind, service, err)
 	}
 	if release == nil {
 		return nil, nil
@@ -390,7 +374,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	release, err := c.admit(ctx, cc.Target())
 	if c.cfg.outbound != nil && tr != nil {
-		c.limited(ctx, err)
+		recordOutbound(ctx, c.tel, err)
 	}
 	if err != nil {
 		return err
@@ -412,13 +396,6 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	winner, err = c.sequential(ctx, pol, tr, method, req, reply, cc, invoker, opts)
 	return err
-}
-
-// limited records the outbound limits' decision on a call (admit's error), when they made one.
-func (c *grpcClient) limited(ctx context.Context, err error) {
-	if err == nil || errors.Is(err, ratelimit.ErrLimited) {
-		c.tel.RateLimited(ctx, "outbound", 0, err == nil)
-	}
 }
 
 // headerCapture records whether an attempt received response headers, which commit it: its

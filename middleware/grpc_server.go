@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
+	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
@@ -211,14 +212,8 @@ func injectGRPCFault(ctx context.Context, r *route.Router, method string) error 
 		return nil
 	}
 	d, ab := rt.Fault().Sample()
-	if d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return status.FromContextError(ctx.Err()).Err()
-		}
+	if d > 0 && !backoff.Sleep(ctx, d) {
+		return status.FromContextError(ctx.Err()).Err()
 	}
 	if ab != nil {
 		return ab

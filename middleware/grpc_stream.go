@@ -38,7 +38,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	}
 	release, err := c.admit(ctx, cc.Target())
 	if c.cfg.outbound != nil && tr != nil {
-		c.limited(ctx, err)
+		recordOutbound(ctx, c.tel, err)
 	}
 	if err != nil {
 		tr.EndGRPC(nil, err)

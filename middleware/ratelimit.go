@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // outboundLimits are the client-side limits applied once per request to a service, before
@@ -84,15 +86,24 @@ func WithConcurrencyLimit(l overload.Limiter) Option {
 // body and returns an error (matching ratelimit.ErrLimited, or the context's error); on
 // success the caller must call done with the request's result.
 func (o *outboundLimits) admit(req *http.Request, service string) (outboundPermit, error) {
-	ctx := req.Context()
-	var p outboundPermit
+	release, kind, err := o.acquire(req.Context(), service)
+	if err != nil {
+		closeBody(req)
+		return outboundPermit{}, refusal(kind, service, err)
+	}
+	return outboundPermit{release: release}, nil
+}
+
+// acquire applies the limits to a request or call bound for service: a concurrency permit,
+// then a rate token. On a refusal it returns the limiter's error (or the context's) and which
+// limit refused ("concurrency" or "rate"), holding nothing; on success, the permit's release
+// (nil when there is no concurrency limit), which the caller must call with the outcome.
+// The HTTP transport and the gRPC interceptors share it.
+func (o *outboundLimits) acquire(ctx context.Context, service string) (release func(overload.Outcome), kind string, err error) {
 	if o.conc != nil {
-		release, err := o.conc.Acquire(ctx)
-		if err != nil {
-			closeBody(req)
-			return p, refusal("concurrency", service, err)
+		if release, err = o.conc.Acquire(ctx); err != nil {
+			return nil, "concurrency", err
 		}
-		p.release = release
 	}
 	if o.rate != nil {
 		d, err := o.rate.Take(ctx, service)
@@ -100,12 +111,21 @@ func (o *outboundLimits) admit(req *http.Request, service string) (outboundPermi
 			err = d.Err()
 		}
 		if err != nil {
-			p.drop()
-			closeBody(req)
-			return outboundPermit{}, refusal("rate", service, err)
+			if release != nil {
+				release(overload.Dropped)
+			}
+			return nil, "rate", err
 		}
 	}
-	return p, nil
+	return release, "", nil
+}
+
+// recordOutbound records the outbound limits' decision (admit's error) in telemetry, when
+// they made one: an admission or a refusal, not a context that ended while waiting.
+func recordOutbound(ctx context.Context, tel *tracing.Telemetry, err error) {
+	if err == nil || errors.Is(err, ratelimit.ErrLimited) {
+		tel.RateLimited(ctx, "outbound", 0, err == nil)
+	}
 }
 
 // refusal returns a done context's error itself and wraps a limiter's refusal with what was
@@ -120,12 +140,6 @@ func refusal(kind, service string, err error) error {
 // outboundPermit is an admitted request's hold on the concurrency limit.
 type outboundPermit struct {
 	release func(overload.Outcome) // nil when there is no concurrency limit
-}
-
-func (p outboundPermit) drop() {
-	if p.release != nil {
-		p.release(overload.Dropped)
-	}
 }
 
 // done reports the result of the request to the concurrency limit.

@@ -401,7 +401,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	}
 	if t.cfg.outbound != nil { // outbound rate and concurrency limits: ratelimit.go
 		p, lerr := t.cfg.outbound.admit(req, d.service)
-		t.tel.RateLimited(rctx, "outbound", 0, lerr == nil)
+		recordOutbound(rctx, t.tel, lerr)
 		if lerr != nil {
 			return nil, lerr
 		}

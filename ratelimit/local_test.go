@@ -189,6 +189,16 @@ func TestLocalAccuracy(t *testing.T) {
 	checkAccuracy(t, res, rate, burst, d)
 }
 
+func TestLocalAllowDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts")
+	}
+	l := mustLocal(t, 1e9, 1_000_000_000)
+	if a := testing.AllocsPerRun(1000, func() { l.Allow() }); a != 0 {
+		t.Fatalf("Allow allocates %v times", a)
+	}
+}
+
 func TestLimitedError(t *testing.T) {
 	err := error(&LimitedError{RetryAfter: 2 * time.Second})
 	if !errors.Is(err, ErrLimited) {

@@ -525,7 +525,7 @@ func (c *compiler) canary(cn *Canary, path string, r *Route, o *options, prev *T
 		}
 		// Keep the running analyzer across a reload that leaves this canary as it was.
 		if prev != nil {
-			if old := prev.routeNamed(r.name); old != nil && old.canary != nil && old.canary.analyzer != nil &&
+			if old := prev.Route(r.name); old != nil && old.canary != nil && old.canary.analyzer != nil &&
 				reflect.DeepEqual(old.canaryCfg, cn) {
 				cc.analyzer = old.canary.analyzer
 			}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/consul/api"
+
+	"github.com/proxyless/proxyless/internal/backoff"
 )
 
 // ReloadResult reports one attempt by a reloader to load a new table.
@@ -188,7 +189,7 @@ func WatchConsul(r *Router, client *api.Client, key string, opts ...Option) (*Co
 func (cw *ConsulWatcher) run(ctx context.Context, l *reloader, kv *api.KV, key string) {
 	defer close(cw.done)
 	var index, modify uint64
-	backoff := consulBackoffBase
+	failures := 0
 	missingReported := false
 	for {
 		q := (&api.QueryOptions{WaitIndex: index, WaitTime: consulWait}).WithContext(ctx)
@@ -198,19 +199,13 @@ func (cw *ConsulWatcher) run(ctx context.Context, l *reloader, kv *api.KV, key s
 		}
 		if err != nil {
 			l.report(fmt.Errorf("route: consul: %w", err))
-			// Full jitter, waiting on the context.
-			d := time.Duration(rand.Int64N(int64(backoff)) + 1)
-			backoff = min(2*backoff, consulBackoffMax)
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			failures++
+			if !backoff.Sleep(ctx, backoff.FullJitter(consulBackoffBase, consulBackoffMax, failures)) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
-		backoff = consulBackoffBase
+		failures = 0
 		switch {
 		case meta.LastIndex < index:
 			index = 0 // the index went backwards (a restored snapshot): start over

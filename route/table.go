@@ -90,9 +90,7 @@ func (t *Table) Config() Config { return t.cfg }
 func (t *Table) Routes() []*Route { return t.routes }
 
 // Route returns the route with the given name, or nil.
-func (t *Table) Route(name string) *Route { return t.routeNamed(name) }
-
-func (t *Table) routeNamed(name string) *Route {
+func (t *Table) Route(name string) *Route {
 	for _, r := range t.routes {
 		if r.name == name {
 			return r
@@ -109,16 +107,11 @@ func (t *Table) routeNamed(name string) *Route {
 // whether to mirror the request. It reports false when nothing matches (no default): the
 // request is not routed. Lookup does not allocate.
 func (t *Table) Lookup(r *Request) (Decision, bool) {
-	host := hostOnly(r.Host)
-	for _, rt := range t.candidates(host) {
-		if rt.m.match(r, host) {
-			return rt.decide(r, t.trust), true
-		}
+	rt := t.Match(r)
+	if rt == nil {
+		return Decision{}, false
 	}
-	if t.def != nil {
-		return t.def.decide(r, t.trust), true
-	}
-	return Decision{}, false
+	return rt.decide(r, t.trust), true
 }
 
 // Match returns the route r matches (or the default), without making a decision.
@@ -311,7 +304,7 @@ func (r *Route) decide(req *Request, trust func(*Request) bool) Decision {
 		}
 	}
 	if s := r.shadow; s != nil {
-		d.Mirror = (s.nonIdempotent || idempotent(req.Method)) && (s.ppm >= 1_000_000 || rand.Uint32N(1_000_000) < s.ppm)
+		d.Mirror = (s.nonIdempotent || idempotent(req.Method)) && sampled(s.ppm)
 	}
 	return d
 }

@@ -33,6 +33,6 @@
 //
 // Metrics follow the OpenTelemetry semantic conventions where one exists: the per-attempt
 // http.client.request.duration comes from otelhttp (with proxyless.destination added). The
-// rest are named proxyless.*; see [New] for the list. The instrumentation scope name is
+// rest are named proxyless.*; the Metric* constants list them. The instrumentation scope name is
 // [ScopeName], the import path.
 package tracing

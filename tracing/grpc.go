@@ -536,9 +536,10 @@ func (r *Request) EndGRPC(winner *Attempt, err error) {
 // client handler: a CLIENT span per attempt (child of the attempt's context), W3C trace
 // context injected into the outgoing metadata, and the semantic conventions' rpc.client.*
 // metrics, with proxyless.destination added when the attempt's context carries an [Attempt].
-// That span gets the attempt's attributes (destination, endpoint, attempt number and kind,
-// breaker state, and an outcome other than success) as it ends; see [Telemetry.StartCall] for
-// how its end waits for the attempt's verdict. While telemetry is off it does nothing.
+// That span gets the attempt's attributes (its kind, its number after the first, the breaker
+// state, a retry's backoff, and an outcome other than success; the endpoint is otelgrpc's
+// server.address and server.port, and the destination is on the parent request span) as it
+// ends; see [Telemetry.StartCall] for how its end waits for the attempt's verdict. While telemetry is off it does nothing.
 func (t *Telemetry) ClientHandler() stats.Handler {
 	return &clientHandler{t: t}
 }

@@ -35,7 +35,6 @@ type lb struct {
 	core     *balancer.Balancer // guarded by mu
 	breakers *breaker.Set       // guarded by mu; nil when breakers are off
 	ready    []string           // guarded by mu: addresses the core holds, sorted
-	empty    bool               // guarded by mu: the resolver gave no endpoints
 	closed   bool               // guarded by mu
 }
 
@@ -60,8 +59,8 @@ func (b *lb) UpdateClientConnState(s grpcbalancer.ClientConnState) error {
 			return err
 		}
 	}
-	b.empty = len(s.ResolverState.Endpoints) == 0
-	if b.empty {
+	empty := len(s.ResolverState.Endpoints) == 0
+	if empty {
 		b.core.Update(nil)
 		b.ready = nil
 	}
@@ -69,7 +68,7 @@ func (b *lb) UpdateClientConnState(s grpcbalancer.ClientConnState) error {
 	err := b.child.UpdateClientConnState(grpcbalancer.ClientConnState{
 		ResolverState: pickfirst.EnableHealthListener(s.ResolverState),
 	})
-	if errors.Is(err, grpcbalancer.ErrBadResolverState) && b.isEmpty() {
+	if errors.Is(err, grpcbalancer.ErrBadResolverState) && empty {
 		// No endpoints: RPCs fail at once with ErrNoEndpoints rather than wait.
 		b.ClientConn.UpdateState(grpcbalancer.State{
 			ConnectivityState: connectivity.TransientFailure,
@@ -77,12 +76,6 @@ func (b *lb) UpdateClientConnState(s grpcbalancer.ClientConnState) error {
 		})
 	}
 	return err
-}
-
-func (b *lb) isEmpty() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.empty
 }
 
 // configure replaces the core and the breakers. Called with mu held.

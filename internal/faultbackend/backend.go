@@ -296,9 +296,7 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.attempts.Add(1)
 	b.notify()
 
-	h := sha256.New()
 	body, err := io.ReadAll(r.Body)
-	h.Write(body)
 	rec := Request{
 		Method:     r.Method,
 		Path:       r.URL.Path,
@@ -308,10 +306,10 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 		RemoteAddr: r.RemoteAddr,
 		Header:     r.Header.Clone(),
 		BodyLen:    int64(len(body)),
+		BodySHA256: sha256.Sum256(body),
 		BodyErr:    err,
 		Behavior:   bh.String(),
 	}
-	copy(rec.BodySHA256[:], h.Sum(nil))
 	b.mu.Lock()
 	b.requests = append(b.requests, rec)
 	b.mu.Unlock()

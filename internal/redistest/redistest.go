@@ -48,7 +48,6 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // guarded by mu; nil when stopped
 	exited chan struct{} // guarded by mu; closed once cmd has been waited for
-	paused bool          // guarded by mu
 }
 
 // Start launches bin on a free loopback port with persistence off
@@ -63,9 +62,9 @@ func Start(bin string) (*Server, error) {
 	// A free port can be taken by someone else between our probe and
 	// redis-server's bind; try a few ports before giving up.
 	for range 3 {
-		port, err := freePort()
+		port, err := testenv.FreePort()
 		if err != nil {
-			lastErr = err
+			lastErr = fmt.Errorf("redistest: %w", err)
 			continue
 		}
 		s := &Server{bin: bin, port: port, dir: dir}
@@ -117,7 +116,7 @@ func (s *Server) stopLocked() error {
 	}
 	_ = s.cmd.Process.Kill() // SIGKILL also ends a paused (SIGSTOPped) process
 	<-s.exited
-	s.cmd, s.exited, s.paused = nil, nil, false
+	s.cmd, s.exited = nil, nil
 	return nil
 }
 
@@ -133,12 +132,12 @@ func (s *Server) Restart() error {
 // Pause stops the process with SIGSTOP: connections stay open but nothing
 // answers, which is how a slow or hung Redis looks to a client. Resume
 // undoes it.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
 
-func (s *Server) signal(sig syscall.Signal, paused bool) error {
+func (s *Server) signal(sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -147,7 +146,6 @@ func (s *Server) signal(sig syscall.Signal, paused bool) error {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("redistest: %w", err)
 	}
-	s.paused = paused
 	return nil
 }
 
@@ -186,7 +184,7 @@ func (s *Server) startLocked() error {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	s.cmd, s.exited, s.paused = cmd, exited, false
+	s.cmd, s.exited = cmd, exited
 
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -225,15 +223,6 @@ func ping(addr string, timeout time.Duration) error {
 		return fmt.Errorf("redistest: unexpected PING reply %q", line)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("redistest: find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string) string {

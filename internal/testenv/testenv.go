@@ -23,7 +23,7 @@ const (
 	CIEnv = "CI"
 )
 
-// ErrUnset is wrapped by the errors of [ConsulBinary] and [RedisBinary] when
+// ErrUnset is wrapped by the errors of [ConsulBinary], [RedisBinary] and [ChromiumBinary] when
 // the environment variable is unset or empty.
 var ErrUnset = errors.New("testenv: environment variable not set")
 
