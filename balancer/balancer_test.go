@@ -798,3 +798,31 @@ func TestConcurrentPickDoneUpdate(t *testing.T) {
 		})
 	}
 }
+
+// An endpoint with no latency sample yet is not preferred over a measured one: picks
+// between the two are a coin toss, where an unmeasured endpoint's zero cost used to win
+// every comparison.
+func TestPeakEWMAUnmeasuredNotPreferred(t *testing.T) {
+	b := newBalancer(t, balancer.Config{}, endpoints("measured:1", "fresh:1"))
+	// Measure "measured" only: pick until it comes up, release the others unreported.
+	for range 100 {
+		p, err := b.Pick(balancer.PickInfo{Now: t0})
+		require.NoError(t, err)
+		if p.Endpoint.Addr == "measured:1" {
+			p.Done(balancer.DoneInfo{Now: t0, Latency: 10 * time.Millisecond})
+			break
+		}
+		p.Done(balancer.DoneInfo{Now: t0, Outcome: balancer.OutcomeIgnore})
+	}
+	fresh := 0
+	const n = 2000
+	for range n {
+		p, err := b.Pick(balancer.PickInfo{Now: t0})
+		require.NoError(t, err)
+		if p.Endpoint.Addr == "fresh:1" {
+			fresh++
+		}
+		p.Done(balancer.DoneInfo{Now: t0, Outcome: balancer.OutcomeIgnore})
+	}
+	assert.InDelta(t, n/2, fresh, n/10, "the unmeasured endpoint got %d of %d picks", fresh, n)
+}

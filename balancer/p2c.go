@@ -37,6 +37,14 @@ func (b *Balancer) pickP2C(v *view, lv *viewLevel, info *PickInfo, now int64, ew
 				// in-flight counts and costs.
 				ly, dy := ey.rawLoad(now, b.tau)
 				lx, dx := ex.rawLoad(now, b.tau)
+				// An idle endpoint with no sample yet (load 0) is not preferred over a
+				// measured one: it ties with it, and the tie goes to whichever was drawn
+				// first, at random.
+				if lx == 0 {
+					lx, dx = ly, dy
+				} else if ly == 0 {
+					ly, dy = lx, dx
+				}
 				yWins = ly*(dx*float64(x.w)) < lx*(dy*float64(y.w))
 			} else {
 				// (in-flight+1)/weight compared by cross-multiplying.

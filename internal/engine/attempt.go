@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/tracing"
+)
+
+// Dest is what Attempt.Admit picks from: a destination's balancer and, unless breakers are
+// off, its endpoints' breakers. Transports that pick themselves (gRPC's picker) leave it
+// zero.
+type Dest struct {
+	Balancer *balancer.Balancer
+	Breakers *breaker.Set // nil: no breakers
+	// OnBreakerRefused, when set, learns each endpoint skipped because its breaker was open.
+	OnBreakerRefused func(addr string)
+	// Latency, when set, records the latency of successful attempts, for quantile hedging.
+	Latency *latency.Histogram
+}
+
+// shared is the state the attempts of one call share.
+type shared struct {
+	caller     context.Context // the caller's
+	ctx        context.Context // the caller's, bounded by the overall timeout
+	callerGone func() bool     // nil, or reports a cancellation the caller made another way
+	stats      *Stats
+	dest       *Dest
+	policy     *Policy
+
+	mu       sync.Mutex     // guards tried and attempts
+	tried    balancer.Tried // endpoints already used
+	attempts []*Attempt     // every attempt launched, to cancel the losers
+}
+
+// Attempt is one attempt of a call. The engine creates it; the Sender reads N, Kind and
+// Waited, calls Admit unless its transport picks, and may keep its own state in Value.
+type Attempt struct {
+	N      int                 // 0 for the first attempt
+	Kind   tracing.AttemptKind // first, retry or hedge
+	Waited time.Duration       // the backoff or Retry-After waited before it
+	Start  time.Time           // when it started: the time of its pick
+	Value  any                 // the Sender's own state for the attempt
+
+	s         *shared
+	ctx       context.Context // the attempt's: its timeout, or a cancel of its own
+	cancel    context.CancelFunc
+	abandoned atomic.Bool // cancelled because another attempt won
+
+	admitted bool // Admit succeeded: pick (and permit) await feedback
+	pick     balancer.Pick
+	permit   breaker.Permit
+	endpoint string
+	probe    bool
+}
+
+// Endpoint returns the address Admit picked, or "".
+func (a *Attempt) Endpoint() string { return a.endpoint }
+
+// Probe reports whether the endpoint's breaker admitted the attempt as a half-open probe.
+func (a *Attempt) Probe() bool { return a.probe }
+
+// Context returns the attempt's context.
+func (a *Attempt) Context() context.Context { return a.ctx }
+
+// newAttempt prepares attempt n, with its context, and registers it so that it can be
+// cancelled when another wins, before it picks anything.
+func (s *shared) newAttempt(n int, kind tracing.AttemptKind, waited time.Duration, cancellable bool) *Attempt {
+	a := &Attempt{N: n, Kind: kind, Waited: waited, s: s, ctx: s.ctx, cancel: noop}
+	if to := s.policy.AttemptTimeout; to > 0 {
+		a.ctx, a.cancel = context.WithTimeout(s.ctx, to)
+	} else if cancellable {
+		a.ctx, a.cancel = context.WithCancel(s.ctx)
+	}
+	a.Start = time.Now()
+	if cancellable {
+		s.mu.Lock()
+		s.attempts = append(s.attempts, a)
+		s.mu.Unlock()
+	}
+	return a
+}
+
+func noop() {}
+
+// Cause returns what, if anything, ended the attempt's context: the caller, the overall
+// timeout, another attempt winning, or the attempt's own timeout.
+func (a *Attempt) Cause() outcome.Cause {
+	s := a.s
+	switch {
+	case s.caller.Err() != nil || (s.callerGone != nil && s.callerGone()):
+		return outcome.CauseCaller
+	case s.ctx.Err() != nil:
+		return outcome.CauseOverallTimeout
+	case a.abandoned.Load():
+		return outcome.CauseAbandoned
+	case a.ctx.Err() != nil:
+		return outcome.CauseAttemptTimeout
+	}
+	return outcome.CauseNone
+}
+
+// Admit picks an endpoint for the attempt, one no earlier attempt of the call used when
+// there is one, whose breaker admits it. Endpoints whose breaker is open are skipped; when
+// every one refuses, it returns the breaker's error (matching breaker.ErrOpen); with no
+// endpoint, the balancer's (balancer.ErrNoEndpoints). A refused attempt counts once in
+// Stats.BreakerRefusals, however many endpoints it skipped.
+func (a *Attempt) Admit() error {
+	s := a.s
+	d := s.dest
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lastOpen error
+	for range balancer.MaxTried + 1 {
+		pick, err := d.Balancer.Pick(balancer.PickInfo{Now: a.Start, Tried: s.tried})
+		if err != nil {
+			return err
+		}
+		s.tried.Add(pick)
+		addr := pick.Endpoint.Addr
+		if d.Breakers == nil {
+			a.admitted, a.pick, a.endpoint = true, pick, addr
+			return nil
+		}
+		permit, err := d.Breakers.Allow(addr)
+		if err == nil {
+			a.admitted, a.pick, a.permit, a.endpoint, a.probe = true, pick, permit, addr, permit.Probe()
+			return nil
+		}
+		pick.Done(balancer.DoneInfo{Now: a.Start, Outcome: balancer.OutcomeIgnore})
+		if d.OnBreakerRefused != nil {
+			d.OnBreakerRefused(addr)
+		}
+		lastOpen = err
+	}
+	s.stats.BreakerRefusals.Add(1)
+	return lastOpen
+}
+
+// feedback reports the attempt's outcome to the balancer, the breaker and the latency
+// history (see the table in package outcome), once.
+func (a *Attempt) feedback(out outcome.Outcome, lat time.Duration) {
+	if !a.admitted {
+		return
+	}
+	a.admitted = false
+	k := out.Kind
+	di := balancer.DoneInfo{Now: a.Start.Add(lat), Latency: lat, Outcome: k.Balancer()}
+	if out.HasRetryAfter && out.RetryAfter > 0 {
+		di.RetryAfter = out.RetryAfter
+	}
+	a.pick.Done(di)
+	if a.s.dest.Breakers != nil {
+		a.permit.Done(k.Breaker())
+	}
+	if h := a.s.dest.Latency; h != nil && k == outcome.Success {
+		h.Record(di.Now, lat)
+	}
+}

@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/tracing"
+)
+
+// hedgeResult is what an attempt's goroutine hands back.
+type hedgeResult[R any] struct {
+	res      Result[R]
+	retry    bool
+	panicked bool
+	value    any // the panic's value
+}
+
+// hedged is the state of a call whose attempts may run at once. Only runHedged's goroutine
+// touches it.
+type hedged[R any] struct {
+	s                                  *shared
+	c                                  *Call[R]
+	results                            chan hedgeResult[R]
+	max                                int // attempts at most: the first, the hedges and the retries
+	launched, pending, hedges, retries int
+	last                               *Result[R] // the failure to return if nothing better comes
+}
+
+// runHedged sends the first attempt and, each time the hedge delay passes unanswered, one
+// more to another endpoint, up to MaxHedges, each paid for by the budget. The first final
+// answer wins; the others are cancelled (those not yet picked included) and discarded in the
+// background. When every attempt has failed and the last may be retried, a retry follows
+// after its backoff or Retry-After, as for a sequential call.
+func runHedged[R any](s *shared, c *Call[R]) Result[R] {
+	pol := s.policy
+	h := &hedged[R]{s: s, c: c, max: 1 + pol.Hedge.MaxHedges + pol.Retry.MaxRetries}
+	h.results = make(chan hedgeResult[R], h.max)
+	h.launch(tracing.AttemptFirst, 0)
+	hedge := time.NewTimer(hedgeDelay(&pol.Hedge, h.hist()))
+	defer hedge.Stop()
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	var retryWait time.Duration
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		select {
+		case hr := <-h.results:
+			h.pending--
+			if hr.panicked {
+				h.abandon(nil)
+				h.dropLast()
+				panic(hr.value)
+			}
+			res := hr.res
+			if res.Err == nil && !hr.retry { // a final answer wins
+				if res.Attempt.Kind == tracing.AttemptHedge {
+					s.stats.HedgeWins.Add(1)
+				}
+				h.abandon(res.Attempt)
+				h.dropLast()
+				return res
+			}
+			h.keep(res)
+			if h.pending > 0 || retryC != nil {
+				continue
+			}
+			if !hr.retry {
+				return *h.last
+			}
+			d, ok := retryDelay(s, res.Outcome, h.retries)
+			if !ok || h.launched >= h.max || !withdraw(s, c, tracing.AttemptRetry) {
+				return *h.last
+			}
+			h.retries++
+			hedge.Stop()
+			retry, retryWait = time.NewTimer(d), d
+			retryC = retry.C
+		case <-retryC:
+			retryC = nil
+			h.dropLast()
+			s.stats.Retries.Add(1)
+			h.launch(tracing.AttemptRetry, retryWait)
+			hedge.Reset(hedgeDelay(&pol.Hedge, h.hist()))
+		case <-hedge.C:
+			if h.hedges >= pol.Hedge.MaxHedges || h.launched >= h.max || retryC != nil {
+				continue
+			}
+			if !withdraw(s, c, tracing.AttemptHedge) {
+				continue
+			}
+			h.hedges++
+			s.stats.Hedges.Add(1)
+			h.launch(tracing.AttemptHedge, 0)
+			hedge.Reset(hedgeDelay(&pol.Hedge, h.hist()))
+		case <-s.ctx.Done():
+			h.abandon(nil)
+			h.dropLast()
+			kind := outcome.LocalTimeout
+			if s.caller.Err() != nil {
+				kind = outcome.Canceled
+			}
+			return Result[R]{Err: s.ctx.Err(), Outcome: outcome.Outcome{Kind: kind}}
+		}
+	}
+}
+
+func (h *hedged[R]) hist() *latency.Histogram {
+	if h.s.dest == nil {
+		return nil
+	}
+	return h.s.dest.Latency
+}
+
+// launch starts attempt h.launched on a goroutine of its own. A panic there is recovered and
+// handed to runHedged, which raises it again on the caller's goroutine.
+func (h *hedged[R]) launch(kind tracing.AttemptKind, waited time.Duration) {
+	a := h.s.newAttempt(h.launched, kind, waited, true)
+	h.launched++
+	h.pending++
+	go func() {
+		var hr hedgeResult[R]
+		defer func() {
+			if p := recover(); p != nil {
+				hr = hedgeResult[R]{panicked: true, value: p, res: Result[R]{Attempt: a}}
+			}
+			h.results <- hr
+		}()
+		hr.res, hr.retry = attempt(h.s, h.c, a)
+	}()
+}
+
+// keep makes res the result to fall back on, discarding the one kept before; an error never
+// replaces a response.
+func (h *hedged[R]) keep(res Result[R]) {
+	if h.last != nil && h.last.Err == nil && res.Err != nil {
+		h.c.Sender.Discard(res.Attempt, res.Value, res.Err)
+		res.Attempt.cancel()
+		return
+	}
+	h.dropLast()
+	h.last = &res
+}
+
+// dropLast discards the result kept to fall back on, if any.
+func (h *hedged[R]) dropLast() {
+	if l := h.last; l != nil {
+		h.c.Sender.Discard(l.Attempt, l.Value, l.Err)
+		l.Attempt.cancel()
+		h.last = nil
+	}
+}
+
+// abandon cancels every attempt but the winner (nil: every one), those that have not picked
+// an endpoint yet included, and discards in the background the results still to come.
+func (h *hedged[R]) abandon(winner *Attempt) {
+	s := h.s
+	s.mu.Lock()
+	for _, a := range s.attempts {
+		if a != winner {
+			a.abandoned.Store(true)
+			a.cancel()
+		}
+	}
+	s.mu.Unlock()
+	if h.pending == 0 {
+		return
+	}
+	results, pending, c := h.results, h.pending, h.c
+	go func() {
+		for range pending {
+			hr := <-results
+			if !hr.panicked {
+				c.Sender.Discard(hr.res.Attempt, hr.res.Value, hr.res.Err)
+			}
+		}
+	}()
+}

@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/tracing"
+)
+
+// Sender sends the attempts of one call over a transport.
+type Sender[R any] interface {
+	// Send sends attempt a in a.Context(). Unless its transport picks endpoints itself, it
+	// calls a.Admit first and, when that fails, returns its error without sending.
+	Send(a *Attempt) (R, error)
+	// Classify classifies what Send returned, given the cause that ended the attempt's
+	// context (if any), and says whether the transport allows sending the call again after
+	// it (the engine then applies the policy, the budget and the deadline).
+	Classify(a *Attempt, v R, err error, cause outcome.Cause) (o outcome.Outcome, retry bool)
+	// Discard releases a result that will not reach the caller (a lost hedge, a failure
+	// that is retried): drain and close what it holds, end its telemetry.
+	Discard(a *Attempt, v R, err error)
+}
+
+// Call is one logical call. Fill it and pass it to Run.
+type Call[R any] struct {
+	Policy *Policy
+	Budget *Budget
+	Stats  *Stats
+	Sender Sender[R]
+	// Dest is what Attempt.Admit picks from; nil when the transport picks itself.
+	Dest *Dest
+	// Hedgeable says attempts may run at once (the call may be sent more than once).
+	Hedgeable bool
+	// CallerGone, when set, reports that the caller cancelled by a means other than the
+	// context (net/http's Request.Cancel).
+	CallerGone func() bool
+	// OnBudgetRefused, when set, learns each retry or hedge the budget refused.
+	OnBudgetRefused func(tracing.AttemptKind)
+}
+
+// Result is what a call returns: the result of the attempt that won, or a refusal.
+type Result[R any] struct {
+	Value   R
+	Err     error
+	Outcome outcome.Outcome
+	Attempt *Attempt // the attempt whose result this is; nil when none was made
+}
+
+// Run runs the call and returns its result and a release function to call exactly once when
+// the caller is done with the result (a response body closed): it ends the winning attempt's
+// context and the overall timeout's. A panic in Send reaches the caller's goroutine, after
+// the attempt's pick and permit are released and the other attempts cancelled.
+func Run[R any](ctx context.Context, c *Call[R]) (Result[R], func()) {
+	s := &shared{caller: ctx, ctx: ctx, stats: c.Stats, dest: c.Dest, policy: c.Policy, callerGone: c.CallerGone}
+	cancelOverall := context.CancelFunc(noop)
+	if to := c.Policy.Timeout; to > 0 {
+		s.ctx, cancelOverall = context.WithTimeout(ctx, to)
+	}
+	c.Budget.Deposit()
+	var res Result[R]
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				cancelOverall()
+				panic(p)
+			}
+		}()
+		if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
+			res = runHedged(s, c)
+		} else {
+			res = runSequential(s, c)
+		}
+	}()
+	release := func() {
+		if res.Attempt != nil {
+			res.Attempt.cancel()
+		}
+		cancelOverall()
+	}
+	return res, release
+}
+
+// attempt sends a and classifies and reports its result. A panic in Send releases the
+// attempt's pick and permit and its context, then goes on up.
+func attempt[R any](s *shared, c *Call[R], a *Attempt) (Result[R], bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.feedback(outcome.Outcome{Kind: outcome.Canceled}, time.Since(a.Start))
+			a.cancel()
+			panic(p)
+		}
+	}()
+	v, err := c.Sender.Send(a)
+	lat := time.Since(a.Start)
+	o, retry := c.Sender.Classify(a, v, err, a.Cause())
+	a.feedback(o, lat)
+	if o.Kind != outcome.LocalRefusal {
+		s.stats.Attempts.Add(1)
+	}
+	return Result[R]{Value: v, Err: err, Outcome: o, Attempt: a}, retry
+}
+
+// retryDelay decides whether the result of attempt n may be followed by a retry, and after
+// how long: the server's Retry-After or pushback, else backoff with full jitter. A retry that
+// could not start before the call's deadline is not waited for.
+func retryDelay(s *shared, o outcome.Outcome, n int) (time.Duration, bool) {
+	p := &s.policy.Retry
+	if p.Disable || n >= p.MaxRetries || s.ctx.Err() != nil {
+		return 0, false
+	}
+	d := backoff.FullJitter(p.BackoffBase, p.BackoffMax, n+1)
+	if o.HasRetryAfter {
+		if o.RetryAfter < 0 || o.RetryAfter > p.MaxRetryAfter {
+			return 0, false
+		}
+		d = o.RetryAfter
+	}
+	if dl, ok := s.ctx.Deadline(); ok && !time.Now().Add(d).Before(dl) {
+		return 0, false
+	}
+	return d, true
+}
+
+// withdraw asks the budget for a retry or hedge, counting a refusal.
+func withdraw[R any](s *shared, c *Call[R], kind tracing.AttemptKind) bool {
+	if c.Budget.Withdraw(time.Now()) {
+		return true
+	}
+	s.stats.BudgetRefusals.Add(1)
+	if c.OnBudgetRefused != nil {
+		c.OnBudgetRefused(kind)
+	}
+	return false
+}
+
+// runSequential sends the call's attempts one after another on the caller's goroutine.
+func runSequential[R any](s *shared, c *Call[R]) Result[R] {
+	kind, waited := tracing.AttemptFirst, time.Duration(0)
+	for n := 0; ; n++ {
+		a := s.newAttempt(n, kind, waited, false)
+		res, retry := attempt(s, c, a)
+		if !retry {
+			return res
+		}
+		d, ok := retryDelay(s, res.Outcome, n)
+		if !ok || !withdraw(s, c, tracing.AttemptRetry) {
+			return res
+		}
+		c.Sender.Discard(a, res.Value, res.Err)
+		a.cancel()
+		if !backoff.Sleep(s.ctx, d) {
+			return Result[R]{Err: s.ctx.Err(), Outcome: outcome.Outcome{Kind: outcome.Canceled}}
+		}
+		s.stats.Retries.Add(1)
+		kind, waited = tracing.AttemptRetry, d
+	}
+}
+
+// hedgeDelay returns the wait before the next hedge: the fixed delay, or the destination's
+// latency at the policy's quantile when it has enough history and that is longer.
+func hedgeDelay(h *Hedge, hist *latency.Histogram) time.Duration {
+	if h.Quantile == 0 || hist == nil {
+		return h.Delay
+	}
+	if q, ok := hist.Quantile(time.Now(), h.Quantile, hedgeMinSamples); ok && q > h.Delay {
+		return q
+	}
+	return h.Delay
+}
+
+// hedgeMinSamples is how many recent attempts a destination needs before its latency
+// quantile replaces the fixed hedge delay.
+const hedgeMinSamples = 50
+
