@@ -174,4 +174,3 @@ func hedgeDelay(h *Hedge, hist *latency.Histogram) time.Duration {
 // hedgeMinSamples is how many recent attempts a destination needs before its latency
 // quantile replaces the fixed hedge delay.
 const hedgeMinSamples = 50
-
