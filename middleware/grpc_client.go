@@ -15,16 +15,14 @@ import (
 	_ "google.golang.org/grpc/health" // registers the client-side health check for WithGRPCHealthCheck
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
-	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/discovery/grpcresolver"
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/ratelimit"
-	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -123,7 +121,8 @@ type grpcClient struct {
 	cfg           *config
 	pol           policies // the client's own; routes override them per call
 	err           error    // an invalid option: every call fails with it
-	bud           *budget
+	bud           *engine.Budget
+	stats         engine.Stats
 	retryCodes    [codes.Unauthenticated + 1]bool
 	serviceConfig string
 	routePol      routeOverrides     // merged per-route policies, when routed
@@ -156,8 +155,8 @@ func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
 	if err == nil && r == nil {
 		err = errors.New("middleware: DialOptions: resolver is nil")
 	}
-	c := &grpcClient{cfg: cfg, bud: newBudget(cfg.retry)}
-	c.pol = policies{retry: cfg.retry, hedge: cfg.hedge, timeout: cfg.timeout, attemptTO: cfg.attemptTO}
+	c := &grpcClient{cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond)}
+	c.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
 	codesList := cfg.grpc.retryCodes
 	if codesList == nil {
 		codesList = []codes.Code{codes.Unavailable}
@@ -259,8 +258,8 @@ func serviceOf(target string) string {
 }
 
 // admit applies the outbound limits to a call. On success the caller must call the returned
-// function with the call's error.
-func (c *grpcClient) admit(ctx context.Context, target string) (func(error), error) {
+// function (when not nil) with the outcome of the call.
+func (c *grpcClient) admit(ctx context.Context, target string) (func(outcome.Kind), error) {
 	o := c.cfg.outbound
 	if o == nil {
 		return nil, nil
@@ -273,7 +272,7 @@ func (c *grpcClient) admit(ctx context.Context, target string) (func(error), err
 	if release == nil {
 		return nil, nil
 	}
-	return func(err error) { release(grpcOutcome(ctx, err)) }, nil
+	return func(k outcome.Kind) { release(k.Overload()) }, nil
 }
 
 func grpcRefusal(kind, service string, err error) error {
@@ -281,197 +280,6 @@ func grpcRefusal(kind, service string, err error) error {
 		return &contextError{err: err}
 	}
 	return &limitError{err: fmt.Errorf("middleware: outbound %s limit for %s: %w", kind, service, err)}
-}
-
-// grpcOutcome classifies a call's result for an overload.Limiter.
-func grpcOutcome(ctx context.Context, err error) overload.Outcome {
-	switch {
-	case err == nil:
-		return overload.Success
-	case ctx.Err() != nil, errors.Is(err, balancer.ErrNoEndpoints), errors.Is(err, breaker.ErrOpen):
-		return overload.Dropped
-	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Internal, codes.Unknown:
-		return overload.Failure
-	case codes.Canceled:
-		return overload.Dropped
-	}
-	return overload.Success
-}
-
-// attempt prepares the context of attempt a: the Attempt the picker reads, and the
-// per-attempt deadline or, when hedging, a cancel of its own. cancel is never nil. When the
-// call has telemetry (tr), it also starts the attempt's (attempt n, of its kind, sent after
-// waiting waited) and makes it the picker's observer; ta is nil otherwise.
-func (c *grpcClient) attempt(ctx context.Context, pol *policies, a *grpcbalancer.Attempt, cancellable bool,
-	tr *tracing.Request, n int, kind tracing.AttemptKind, waited time.Duration) (_ context.Context, _ context.CancelFunc, ta *tracing.Attempt) {
-	cancel := context.CancelFunc(noop)
-	if to := pol.attemptTO; to > 0 {
-		d := time.Now().Add(to)
-		if dl, ok := ctx.Deadline(); !ok || d.Before(dl) {
-			a.OwnDeadline = true
-		}
-		ctx, cancel = context.WithDeadline(ctx, d)
-	} else if cancellable {
-		ctx, cancel = context.WithCancel(ctx)
-	}
-	if tr != nil {
-		ctx, ta = tr.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: c.cfg.breakerOff})
-		a.Observer = ta
-	}
-	return grpcbalancer.NewContext(ctx, a), cancel, ta
-}
-
-func noop() {}
-
-// retryable decides whether a failed attempt may be followed by another, and after how long
-// (0: the usual backoff). ctx is the call's; headers says response headers arrived.
-func (c *grpcClient) retryable(ctx context.Context, pol *policies, err error, a *grpcbalancer.Attempt, headers bool) (bool, time.Duration) {
-	if pol.retry.Disable || headers || ctx.Err() != nil || a.PickError() != nil {
-		return false, 0
-	}
-	code := status.Code(err)
-	if int(code) >= len(c.retryCodes) || !c.retryCodes[code] {
-		return false, 0
-	}
-	if pb, ok := a.Pushback(); ok {
-		if pb < 0 || pb > pol.retry.MaxRetryAfter {
-			return false, 0
-		}
-		return true, pb
-	}
-	return true, 0
-}
-
-// localError returns the error to hand the caller for a failed attempt: the picker's own
-// refusal when it made one (so that errors.Is works), else err.
-func localError(err error, a *grpcbalancer.Attempt) error {
-	if pe := a.PickError(); pe != nil {
-		return pe
-	}
-	return err
-}
-
-func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) (err error) {
-	if c.err != nil {
-		return c.err
-	}
-	if err := expired(ctx); err != nil {
-		return err
-	}
-	var tr *tracing.Request
-	var winner *tracing.Attempt // set once the attempts are done
-	if c.tel.Enabled() {
-		ctx, tr = c.tel.StartCall(ctx, c.destination(cc), method)
-		defer func() { tr.EndGRPC(winner, err) }()
-	}
-	pol := &c.pol
-	if c.cfg.routes != nil {
-		if pol, err = c.route(ctx, method, cc, tr); err != nil {
-			return err
-		}
-	}
-	release, err := c.admit(ctx, cc.Target())
-	if c.cfg.outbound != nil && tr != nil {
-		recordOutbound(ctx, c.tel, err)
-	}
-	if err != nil {
-		return err
-	}
-	if release != nil {
-		defer func() { release(err) }()
-	}
-	if pol.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
-		defer cancel()
-	}
-	c.bud.deposit()
-	if pol.hedge.enabled && !pol.retry.Disable {
-		if m, ok := reply.(proto.Message); ok {
-			winner, err = c.hedged(ctx, pol, tr, grpcbalancer.NewCall(false), method, req, m, cc, invoker, opts)
-			return err
-		}
-	}
-	winner, err = c.sequential(ctx, pol, tr, method, req, reply, cc, invoker, opts)
-	return err
-}
-
-// headerCapture records whether an attempt received response headers, which commit it: its
-// call options are the caller's plus grpc.Header into md, in buf when they fit (generated
-// clients pass one, grpc.StaticMethod).
-type headerCapture struct {
-	md  metadata.MD
-	buf [4]grpc.CallOption
-}
-
-func (h *headerCapture) options(opts []grpc.CallOption) []grpc.CallOption {
-	h.md = nil
-	if len(opts) < len(h.buf) {
-		o := append(h.buf[:0], opts...)
-		return append(o, grpc.Header(&h.md))
-	}
-	return append(opts[:len(opts):len(opts)], grpc.Header(&h.md))
-}
-
-// unaryCall is what a sequential unary call needs, in one allocation: the state its attempts
-// share, its first attempt, and the header capture its attempts reuse one after another.
-type unaryCall struct {
-	call  grpcbalancer.Call
-	first grpcbalancer.Attempt
-	hdr   headerCapture
-}
-
-// invokeOnce runs one attempt and reports its error and whether response headers arrived,
-// capturing them in h (when retries are off, nothing is captured: nothing reads it).
-func invokeOnce(ctx context.Context, pol *policies, h *headerCapture, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (headers bool, err error) {
-	if pol.retry.Disable {
-		return false, invoker(ctx, method, req, reply, cc, opts...)
-	}
-	err = invoker(ctx, method, req, reply, cc, h.options(opts)...)
-	return h.md != nil, err
-}
-
-// sequential runs a unary call's attempts one after another. It returns the call's error and
-// the telemetry of the attempt whose result that is (nil without telemetry).
-func (c *grpcClient) sequential(ctx context.Context, pol *policies, tr *tracing.Request, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (*tracing.Attempt, error) {
-	rp := &pol.retry
-	u := &unaryCall{}
-	u.call.InitAttempt(&u.first)
-	kind, waited := tracing.AttemptFirst, time.Duration(0)
-	for n := 0; ; n++ {
-		a := &u.first
-		if n > 0 {
-			a = u.call.NewAttempt()
-		}
-		actx, cancel, ta := c.attempt(ctx, pol, a, false, tr, n, kind, waited)
-		headers, err := invokeOnce(actx, pol, &u.hdr, method, req, reply, cc, invoker, opts)
-		cancel()
-		ta.EndGRPC(err)
-		if err == nil {
-			return ta, nil
-		}
-		retry, wait := c.retryable(ctx, pol, err, a, headers)
-		if !retry || n >= rp.MaxRetries {
-			return ta, localError(err, a)
-		}
-		if wait == 0 {
-			wait = backoff.FullJitter(rp.BackoffBase, rp.BackoffMax, n+1)
-		}
-		if !c.bud.withdraw(time.Now()) {
-			tr.BudgetRefused(tracing.AttemptRetry)
-			return ta, err
-		}
-		if !backoff.Sleep(ctx, wait) {
-			return ta, err
-		}
-		ta.Discarded()
-		kind, waited = tracing.AttemptRetry, wait
-		if m, ok := reply.(proto.Message); ok {
-			proto.Reset(m) // nothing of a failed attempt must leak into the next
-		}
-	}
 }
 
 // route looks a call up in the route table and applies what a matching route does before the

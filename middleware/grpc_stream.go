@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/outcome/grpcoutcome"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -44,14 +48,14 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		tr.EndGRPC(nil, err)
 		return nil, err
 	}
-	cancel := context.CancelFunc(noop)
+	caller, cancel := ctx, context.CancelFunc(func() {})
 	if pol.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
-	c.bud.deposit()
+	c.bud.Deposit()
 	s := &retryStream{
 		c: c, pol: pol, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
-		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr,
+		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr, caller: caller,
 	}
 	s.committed.Store(pol.retry.Disable)
 	st, failed, err := s.open(0, 0)
@@ -87,13 +91,14 @@ type retryStream struct {
 	c        *grpcClient
 	pol      *policies       // the client's, or its route's; immutable
 	ctx      context.Context // the call's: lives as long as the stream, like grpc's own
+	caller   context.Context // the caller's, which ctx bounds by the overall timeout
 	desc     *grpc.StreamDesc
 	cc       *grpc.ClientConn
 	method   string
 	streamer grpc.Streamer
 	opts     []grpc.CallOption
 	call     *grpcbalancer.Call
-	release  func(error)        // outbound limits; nil when none
+	release  func(outcome.Kind) // outbound limits; nil when none
 	cancel   context.CancelFunc // the overall timeout's
 	tr       *tracing.Request   // the stream's telemetry; nil without
 	stop     func() bool        // stops the finish on cancellation; nil when none; set before use
@@ -110,33 +115,90 @@ type retryStream struct {
 	finishOnce sync.Once
 }
 
+// attempt prepares the context of attempt n of the stream: its per-attempt deadline, the
+// grpcbalancer.Attempt the picker reads, telemetry and, for a retry, the number of attempts
+// before it. cancel is never nil.
+func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Duration) (ctx context.Context, cancel context.CancelFunc, a *grpcbalancer.Attempt, ta *tracing.Attempt) {
+	ctx, cancel = s.ctx, func() {}
+	if to := s.pol.attemptTO; to > 0 {
+		ctx, cancel = context.WithTimeout(s.ctx, to)
+	}
+	a = s.call.NewAttempt()
+	a.Cause = func() outcome.Cause { return streamCause(s.caller, s.ctx, ctx) }
+	if s.tr != nil {
+		ctx, ta = s.tr.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: s.c.cfg.breakerOff})
+		a.Observer = ta
+	}
+	ctx = grpcbalancer.NewContext(ctx, a)
+	if n > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, previousAttemptsKey, strconv.Itoa(n))
+	}
+	return ctx, cancel, a, ta
+}
+
+// streamCause says which of a stream attempt's contexts ended, if any.
+func streamCause(caller, call, attempt context.Context) outcome.Cause {
+	switch {
+	case caller.Err() != nil:
+		return outcome.CauseCaller
+	case call.Err() != nil:
+		return outcome.CauseOverallTimeout
+	case attempt.Err() != nil:
+		return outcome.CauseAttemptTimeout
+	}
+	return outcome.CauseNone
+}
+
+// retryable decides whether a failed stream attempt may be followed by another after n
+// retries, and after how long; headers says response headers arrived.
+func (s *retryStream) retryable(err error, a *grpcbalancer.Attempt, headers bool, trailer metadata.MD, n int) (time.Duration, bool) {
+	if headers || a.PickError() != nil {
+		return 0, false
+	}
+	code := status.Code(err)
+	if int(code) >= len(s.c.retryCodes) || !s.c.retryCodes[code] {
+		return 0, false
+	}
+	o := grpcoutcome.FromError(err, trailer, a.Cause())
+	return engine.RetryWait(s.ctx, &s.pol.eng.Retry, o, n)
+}
+
+// localError returns the error to hand the caller for a failed attempt: the picker's own
+// refusal when it made one (so that errors.Is works), else err.
+func localError(err error, a *grpcbalancer.Attempt) error {
+	if pe := a.PickError(); pe != nil {
+		return pe
+	}
+	return err
+}
+
 // open starts attempt n, after waiting waited (for telemetry), retrying failures to start it
 // as the retry policy allows. On failure it returns the telemetry of the attempt that failed.
 func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, failed *tracing.Attempt, _ error) {
-	pol := &s.pol.retry
 	kind := tracing.AttemptFirst
 	if n > 0 {
 		kind = tracing.AttemptRetry
 	}
 	for ; ; n++ {
-		a := s.call.NewAttempt()
-		actx, cancel, ta := s.c.attempt(s.ctx, s.pol, a, false, s.tr, n, kind, waited)
+		actx, cancel, a, ta := s.attempt(n, kind, waited)
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
 		if err == nil {
+			s.c.stats.Attempts.Add(1)
 			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, nil
 		}
 		cancel()
 		ta.EndGRPC(err)
-		retry, wait := s.c.retryable(s.ctx, s.pol, err, a, false)
-		if !retry || s.committed.Load() || n >= pol.MaxRetries {
+		if a.PickError() == nil {
+			s.c.stats.Attempts.Add(1)
+		}
+		wait, retry := s.retryable(err, a, false, nil, n)
+		if !retry || s.committed.Load() {
 			return nil, ta, localError(err, a)
 		}
-		if !s.c.bud.withdraw(time.Now()) {
+		if !s.c.bud.Withdraw(time.Now()) {
+			s.c.stats.BudgetRefusals.Add(1)
 			s.tr.BudgetRefused(tracing.AttemptRetry)
 			return nil, ta, localError(err, a)
-		}
-		if wait == 0 {
-			wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
 		}
 		if !backoff.Sleep(s.ctx, wait) {
 			return nil, ta, err
@@ -144,6 +206,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 		ta.Discarded()
 		kind, waited = tracing.AttemptRetry, wait
 		s.retries++
+		s.c.stats.Retries.Add(1)
 	}
 }
 
@@ -166,7 +229,11 @@ func (s *retryStream) end(err error, ta *tracing.Attempt) {
 		}
 		s.cancel()
 		if s.release != nil {
-			s.release(err)
+			cause := streamCause(s.caller, s.ctx, s.ctx)
+			if st != nil {
+				cause = st.att.Cause()
+			}
+			s.release(grpcoutcome.FromError(err, nil, cause).Kind)
 		}
 		if s.tr != nil {
 			if ta == nil && st != nil {
@@ -261,27 +328,25 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 		return false
 	}
 	md, _ := st.cs.Header() // the stream has ended: this does not block
-	retry, wait := s.c.retryable(s.ctx, s.pol, err, st.att, md != nil)
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.committed.Load() {
+		return false
+	}
+	wait, retry := s.retryable(err, st.att, md != nil, st.cs.Trailer(), s.retries)
 	if !retry {
 		return false
 	}
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	pol := &s.pol.retry
-	if s.committed.Load() || s.retries >= pol.MaxRetries {
-		return false
-	}
-	if !s.c.bud.withdraw(time.Now()) {
+	if !s.c.bud.Withdraw(time.Now()) {
+		s.c.stats.BudgetRefusals.Add(1)
 		s.tr.BudgetRefused(tracing.AttemptRetry)
 		return false
-	}
-	if wait == 0 {
-		wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, s.retries+1)
 	}
 	if !backoff.Sleep(s.ctx, wait) {
 		return false
 	}
 	s.retries++
+	s.c.stats.Retries.Add(1)
 	next, _, oerr := s.open(s.retries, wait)
 	if oerr != nil {
 		return false

@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/proxyless/proxyless/balancer"
-	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/tracing"
@@ -142,26 +141,9 @@ type outboundPermit struct {
 	release func(overload.Outcome) // nil when there is no concurrency limit
 }
 
-// done reports the result of the request to the concurrency limit.
-func (p outboundPermit) done(req *http.Request, resp *http.Response, err error) {
+// done reports the request's outcome to the concurrency limit.
+func (p outboundPermit) done(k outcome.Kind) {
 	if p.release != nil {
-		p.release(outcome(req, resp, err))
+		p.release(k.Overload())
 	}
-}
-
-// outcome classifies a request's result for an overload.Limiter.
-func outcome(req *http.Request, resp *http.Response, err error) overload.Outcome {
-	switch {
-	case req.Context().Err() != nil:
-		return overload.Dropped // the caller gave up: nothing learnt about the callee
-	case err != nil:
-		if errors.Is(err, balancer.ErrNoEndpoints) || errors.Is(err, breaker.ErrOpen) || errors.Is(err, ErrClosed) {
-			return overload.Dropped // refused locally, the callee never saw it
-		}
-		return overload.Failure
-	}
-	if resp.StatusCode == http.StatusTooManyRequests || isGatewayFailure(resp.StatusCode) {
-		return overload.Failure
-	}
-	return overload.Success
 }

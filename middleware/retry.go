@@ -3,15 +3,9 @@ package middleware
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // RetryPolicy says which failed attempts are tried again, how soon, and how many retries the
@@ -121,113 +115,6 @@ func (p *RetryPolicy) idempotent(req *http.Request) bool {
 	return len(v) > 0 && v[0] != ""
 }
 
-// budget limits retries and hedges to a share of requests plus a floor per second, so that an
-// outage cannot multiply the load. Each request deposits ratio of a token, each retry takes one;
-// when the deposits run dry, the floor's token bucket decides.
-//
-// A deposit is one atomic increment of a request count (also the transport's Stats.Requests),
-// the only write on the request path, on one of several cache lines so that goroutines on
-// different Ps seldom share one. Withdrawals, which only retries and hedges make, credit the
-// deposits made since the last one to the balance, capped as if each deposit had been checked
-// against the cap when it was made, under a mutex; the floor (a mutex inside x/time/rate) is
-// touched only on retries that the deposits cannot pay for.
-type budget struct {
-	shards [budgetShards]budgetShard // deposits
-
-	depositMilli int64 // immutable: ratio × 1000
-	capMilli     int64 // immutable
-
-	mu       sync.Mutex    // serialises withdrawals
-	credited int64         // deposits already credited to balance; guarded by mu
-	balance  atomic.Int64  // milli-tokens as of the last withdrawal; written under mu
-	floor    *rate.Limiter // nil when there is no floor
-}
-
-// budgetShards is how many counters deposits are spread over: a power of two.
-const budgetShards = 8
-
-// budgetShard is one deposit counter, alone on its cache line.
-type budgetShard struct {
-	n atomic.Int64
-	_ [56]byte
-}
-
-func newBudget(p RetryPolicy) *budget {
-	b := &budget{depositMilli: int64(max(p.BudgetRatio, 0) * budgetMilliPerRetry)}
-	b.capMilli = max(b.depositMilli*budgetCapRequests, budgetMilliPerRetry)
-	if p.MinRetriesPerSecond > 0 {
-		b.floor = rate.NewLimiter(rate.Limit(p.MinRetriesPerSecond), max(1, int(p.MinRetriesPerSecond)))
-	}
-	return b
-}
-
-// deposit records one request, on a shard chosen at random (a few nanoseconds, from the
-// runtime's per-thread generator).
-func (b *budget) deposit() { b.shards[rand.Uint32()&(budgetShards-1)].n.Add(1) }
-
-// requests returns how many deposits were made. Successive calls never go down.
-func (b *budget) requests() (n int64) {
-	for i := range b.shards {
-		n += b.shards[i].n.Load()
-	}
-	return n
-}
-
-// withdraw asks for one retry and reports whether the budget allows it. now is used only
-// when the floor decides; the zero time means time.Now(), read only then.
-func (b *budget) withdraw(now time.Time) bool {
-	b.mu.Lock()
-	bal := b.balance.Load()
-	if n := b.requests(); n != b.credited {
-		// Each deposit since the last withdrawal is kept while it fits under the cap.
-		if b.depositMilli > 0 && bal < b.capMilli {
-			bal += min(n-b.credited, (b.capMilli-bal)/b.depositMilli) * b.depositMilli
-		}
-		b.credited = n
-	}
-	ok := bal >= budgetMilliPerRetry
-	if ok {
-		bal -= budgetMilliPerRetry
-	}
-	b.balance.Store(bal)
-	b.mu.Unlock()
-	if ok {
-		return true
-	}
-	if b.floor != nil {
-		if now.IsZero() {
-			now = time.Now()
-		}
-		if b.floor.AllowN(now, 1) {
-			return true
-		}
-	}
-	return false
-}
-
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date. It reports false
-// for anything else, and clamps a date in the past to 0.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if v[0] >= '0' && v[0] <= '9' {
-		secs, err := strconv.ParseUint(v, 10, 32)
-		if err != nil {
-			return 0, false
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	if d := t.Sub(now); d > 0 {
-		return d, true
-	}
-	return 0, true
-}
-
 // HedgePolicy sends a second attempt to another endpoint when the first has not answered
 // within a delay; the first good answer wins and the losers are cancelled. Hedges draw on the
 // retry budget. Only requests that may be retried are hedged.
@@ -263,19 +150,4 @@ func (p *HedgePolicy) normalize() error {
 		p.MaxHedges = 1
 	}
 	return nil
-}
-
-// hedgeMinSamples is how many recent attempts a destination needs before its latency
-// quantile replaces the fixed hedge delay.
-const hedgeMinSamples = 50
-
-// delay returns the wait before the next hedge to d. It reads the clock only for a quantile.
-func (p *HedgePolicy) delay(d *destination) time.Duration {
-	if p.Quantile == 0 {
-		return p.Delay
-	}
-	if q, ok := d.latency.Quantile(time.Now(), p.Quantile, hedgeMinSamples); ok && q > p.Delay {
-		return q
-	}
-	return p.Delay
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/route"
 )
 
@@ -47,6 +48,19 @@ type policies struct {
 	hedge     HedgePolicy
 	timeout   time.Duration
 	attemptTO time.Duration
+	eng       engine.Policy // the same, as the engine reads them
+}
+
+func newPolicies(retry RetryPolicy, hedge HedgePolicy, timeout, attemptTO time.Duration) policies {
+	return policies{retry: retry, hedge: hedge, timeout: timeout, attemptTO: attemptTO, eng: engine.Policy{
+		Retry: engine.Retry{
+			Disable: retry.Disable, MaxRetries: retry.MaxRetries, BackoffBase: retry.BackoffBase,
+			BackoffMax: retry.BackoffMax, MaxRetryAfter: retry.MaxRetryAfter,
+		},
+		Hedge:          engine.Hedge{Enabled: hedge.enabled, Delay: hedge.Delay, Quantile: hedge.Quantile, MaxHedges: hedge.MaxHedges},
+		Timeout:        timeout,
+		AttemptTimeout: attemptTO,
+	}}
 }
 
 // routeOverrides gives the policies a request runs under when a route matched it: the
@@ -79,6 +93,7 @@ func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policie
 		return p.(*policies)
 	}
 	p := mergeRoute(*own, rt, http, logger)
+	*p = newPolicies(p.retry, p.hedge, p.timeout, p.attemptTO)
 	cache.m.Store(rt, p)
 	return p
 }

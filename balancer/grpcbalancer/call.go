@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/outcome"
 )
 
 // Call is the state the attempts of one RPC share: the endpoints already tried, so that a retry
@@ -43,6 +44,11 @@ type Attempt struct {
 	// Observer, when set, learns what the picker decides for this attempt. Set it before the
 	// attempt starts.
 	Observer Observer
+	// Cause, when set, says which context (if any) ended the attempt: the caller's, the
+	// call's overall timeout, the attempt's own timeout, or another attempt winning. It
+	// replaces OwnDeadline in the classification of the attempt's result. Set it before the
+	// attempt starts.
+	Cause func() outcome.Cause
 
 	mu          sync.Mutex
 	endpoint    string        // guarded by mu

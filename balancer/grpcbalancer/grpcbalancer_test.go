@@ -92,7 +92,9 @@ func TestClassify(t *testing.T) {
 		{"invalid argument", live, nil, status.Error(codes.InvalidArgument, ""), balancer.OutcomeSuccess, breaker.Success},
 		{"caller cancelled", cancelled, nil, status.Error(codes.Canceled, ""), balancer.OutcomeIgnore, breaker.Ignore},
 		{"caller deadline", timedOut, nil, status.Error(codes.DeadlineExceeded, ""), balancer.OutcomeIgnore, breaker.Ignore},
-		{"attempt timeout", timedOut, own, status.Error(codes.DeadlineExceeded, ""), balancer.OutcomeFailure, breaker.Failure},
+		// An attempt timeout is a local timeout, which the balancer counts as a gateway failure
+		// (as Envoy does), so that an endpoint that hangs gets ejected.
+		{"attempt timeout", timedOut, own, status.Error(codes.DeadlineExceeded, ""), balancer.OutcomeGatewayFailure, breaker.Failure},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bal, brk := grpcbalancer.Classify(tc.ctx, tc.att, tc.err)

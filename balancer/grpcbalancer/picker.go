@@ -7,12 +7,13 @@ import (
 	"time"
 
 	grpcbalancer "google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/outcome/grpcoutcome"
 )
 
 // PushbackKey is the trailer in which a server asks a client to wait before retrying
@@ -120,65 +121,51 @@ func (d done) done(info grpcbalancer.DoneInfo) {
 		d.next(info)
 	}
 	now := time.Now()
-	pushback, hasPushback := parsePushback(info.Trailer)
-	if d.att != nil && hasPushback {
+	o := grpcoutcome.FromError(info.Err, info.Trailer, d.cause())
+	if d.att != nil && o.HasRetryAfter {
 		d.att.mu.Lock()
-		d.att.pushback, d.att.hasPushback = pushback, true
+		d.att.pushback, d.att.hasPushback = o.RetryAfter, true
 		d.att.mu.Unlock()
 	}
-	bo, br := Classify(d.ctx, d.att, info.Err)
-	di := balancer.DoneInfo{Now: now, Outcome: bo}
+	di := balancer.DoneInfo{Now: now, Outcome: o.Kind.Balancer()}
 	if info.Err == nil && d.att != nil && d.att.call.stream {
 		di.Outcome = balancer.OutcomeIgnore
 	}
-	if code := status.Code(info.Err); code == codes.ResourceExhausted || code == codes.Unavailable {
-		switch {
-		case hasPushback && pushback > 0:
-			di.RetryAfter = pushback
-		case code == codes.ResourceExhausted && d.ctx.Err() == nil:
-			di.RetryAfter = d.p.steer
-		}
+	switch {
+	case o.HasRetryAfter && o.RetryAfter > 0:
+		di.RetryAfter = o.RetryAfter
+	case o.Kind == outcome.Throttled:
+		di.RetryAfter = d.p.steer
 	}
 	d.pick.Done(di)
 	if d.p.breakers != nil {
-		d.permit.Done(br)
+		d.permit.Done(o.Kind.Breaker())
 	}
 }
 
+// cause says which context, if any, ended the RPC: the Attempt's Cause when the interceptor
+// set one; otherwise the RPC's own deadline when the Attempt says it has one of its own,
+// else the caller.
+func (d done) cause() outcome.Cause {
+	if d.att != nil && d.att.Cause != nil {
+		return d.att.Cause()
+	}
+	err := d.ctx.Err()
+	switch {
+	case err == nil:
+		return outcome.CauseNone
+	case d.att != nil && d.att.OwnDeadline && errors.Is(err, context.DeadlineExceeded):
+		return outcome.CauseAttemptTimeout
+	}
+	return outcome.CauseCaller
+}
+
 // Classify says what an RPC's result tells about its endpoint, for the balancer core and for
-// the breaker. ctx is the RPC's context, att its Attempt or nil.
-//
-//   - no error: success;
-//   - ctx done: nothing, unless att has its own deadline and that passed, which is a failure
-//     of the endpoint (an attempt timeout);
-//   - UNAVAILABLE (including connection errors) and DEADLINE_EXCEEDED from the server: a
-//     gateway failure, which the outlier detector counts;
-//   - INTERNAL, UNKNOWN, DATA_LOSS and errors without a status: a failure;
-//   - CANCELED and RESOURCE_EXHAUSTED: nothing (RESOURCE_EXHAUSTED steers away instead);
-//   - any other code: success, the endpoint answered.
+// the breaker: the outcome vocabulary's classification (package outcome/grpcoutcome) read
+// through its table. ctx is the RPC's context, att its Attempt or nil.
 func Classify(ctx context.Context, att *Attempt, err error) (balancer.Outcome, breaker.Outcome) {
-	if err == nil {
-		return balancer.OutcomeSuccess, breaker.Success
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		if att != nil && att.OwnDeadline && errors.Is(cerr, context.DeadlineExceeded) {
-			return balancer.OutcomeFailure, breaker.Failure
-		}
-		return balancer.OutcomeIgnore, breaker.Ignore
-	}
-	s, ok := status.FromError(err)
-	if !ok {
-		return balancer.OutcomeFailure, breaker.Failure
-	}
-	switch s.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return balancer.OutcomeGatewayFailure, breaker.Failure
-	case codes.Internal, codes.Unknown, codes.DataLoss:
-		return balancer.OutcomeFailure, breaker.Failure
-	case codes.Canceled, codes.ResourceExhausted:
-		return balancer.OutcomeIgnore, breaker.Ignore
-	}
-	return balancer.OutcomeSuccess, breaker.Success
+	o := grpcoutcome.FromError(err, nil, done{ctx: ctx, att: att}.cause())
+	return o.Kind.Balancer(), o.Kind.Breaker()
 }
 
 // parsePushback reads grpc-retry-pushback-ms from a trailer. A malformed or repeated value

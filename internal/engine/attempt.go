@@ -19,8 +19,6 @@ import (
 type Dest struct {
 	Balancer *balancer.Balancer
 	Breakers *breaker.Set // nil: no breakers
-	// OnBreakerRefused, when set, learns each endpoint skipped because its breaker was open.
-	OnBreakerRefused func(addr string)
 	// Latency, when set, records the latency of successful attempts, for quantile hedging.
 	Latency *latency.Histogram
 }
@@ -110,8 +108,9 @@ func (a *Attempt) Cause() outcome.Cause {
 // there is one, whose breaker admits it. Endpoints whose breaker is open are skipped; when
 // every one refuses, it returns the breaker's error (matching breaker.ErrOpen); with no
 // endpoint, the balancer's (balancer.ErrNoEndpoints). A refused attempt counts once in
-// Stats.BreakerRefusals, however many endpoints it skipped.
-func (a *Attempt) Admit() error {
+// Stats.BreakerRefusals, however many endpoints it skipped; refused, when not nil, learns
+// each endpoint skipped.
+func (a *Attempt) Admit(refused func(addr string)) error {
 	s := a.s
 	d := s.dest
 	s.mu.Lock()
@@ -134,8 +133,8 @@ func (a *Attempt) Admit() error {
 			return nil
 		}
 		pick.Done(balancer.DoneInfo{Now: a.Start, Outcome: balancer.OutcomeIgnore})
-		if d.OnBreakerRefused != nil {
-			d.OnBreakerRefused(addr)
+		if refused != nil {
+			refused(addr)
 		}
 		lastOpen = err
 	}

@@ -95,20 +95,30 @@ func attempt[R any](s *shared, c *Call[R], a *Attempt) (Result[R], bool) {
 	}()
 	v, err := c.Sender.Send(a)
 	lat := time.Since(a.Start)
-	o, retry := c.Sender.Classify(a, v, err, a.Cause())
+	cause := a.Cause()
+	o, retry := c.Sender.Classify(a, v, err, cause)
 	a.feedback(o, lat)
 	if o.Kind != outcome.LocalRefusal {
 		s.stats.Attempts.Add(1)
+	}
+	if err != nil && (cause == outcome.CauseCaller || cause == outcome.CauseOverallTimeout) && s.ctx.Err() != nil {
+		err = s.ctx.Err() // the call's context ended it: say so, whatever the transport said
 	}
 	return Result[R]{Value: v, Err: err, Outcome: o, Attempt: a}, retry
 }
 
 // retryDelay decides whether the result of attempt n may be followed by a retry, and after
-// how long: the server's Retry-After or pushback, else backoff with full jitter. A retry that
-// could not start before the call's deadline is not waited for.
+// how long: see RetryWait.
 func retryDelay(s *shared, o outcome.Outcome, n int) (time.Duration, bool) {
-	p := &s.policy.Retry
-	if p.Disable || n >= p.MaxRetries || s.ctx.Err() != nil {
+	return RetryWait(s.ctx, &s.policy.Retry, o, n)
+}
+
+// RetryWait decides whether a failure with outcome o, after n retries, may be retried in ctx
+// under p, and after how long: the server's Retry-After or pushback (a negative one, or one
+// over MaxRetryAfter, forbids the retry), else backoff with full jitter. A retry that could
+// not start before ctx's deadline is not waited for.
+func RetryWait(ctx context.Context, p *Retry, o outcome.Outcome, n int) (time.Duration, bool) {
+	if p.Disable || n >= p.MaxRetries || ctx.Err() != nil {
 		return 0, false
 	}
 	d := backoff.FullJitter(p.BackoffBase, p.BackoffMax, n+1)
@@ -118,7 +128,7 @@ func retryDelay(s *shared, o outcome.Outcome, n int) (time.Duration, bool) {
 		}
 		d = o.RetryAfter
 	}
-	if dl, ok := s.ctx.Deadline(); ok && !time.Now().Add(d).Before(dl) {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Add(d).Before(dl) {
 		return 0, false
 	}
 	return d, true

@@ -1,0 +1,240 @@
+package middleware
+
+import (
+	"context"
+	"strconv"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/proxyless/proxyless/balancer/grpcbalancer"
+	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/outcome/grpcoutcome"
+	"github.com/proxyless/proxyless/tracing"
+)
+
+// previousAttemptsKey is the metadata in which a retry or hedge says how many attempts of the
+// call came before it (gRFC A6).
+const previousAttemptsKey = "grpc-previous-rpc-attempts"
+
+// grpcUnary is the gRPC unary adapter of the attempt engine. The endpoint is picked by the
+// channel's picker (package grpcbalancer), which reads the call's grpcbalancer.Call from the
+// attempt's context so that each attempt goes to another endpoint, and reports each
+// attempt's outcome to the balancer and the breaker itself.
+type grpcUnary struct {
+	c       *grpcClient
+	pol     *policies
+	tr      *tracing.Request // nil while telemetry is off
+	call    *grpcbalancer.Call
+	method  string
+	req     any
+	reply   any // the caller's
+	hedged  bool
+	cc      *grpc.ClientConn
+	invoker grpc.UnaryInvoker
+	opts    []grpc.CallOption // the caller's, without those that write back to it
+}
+
+// grpcAttempt is what one unary attempt produced: its own reply when attempts may run at
+// once, and what the caller's write-back call options ask for, given to the caller only from
+// the attempt whose result it gets.
+type grpcAttempt struct {
+	reply           any
+	header, trailer metadata.MD
+	peer            peer.Peer
+	att             *grpcbalancer.Attempt
+	ta              *tracing.Attempt
+	headersArrived  bool
+	pickErr         error
+}
+
+var _ engine.Sender[*grpcAttempt] = (*grpcUnary)(nil)
+
+// writeBack splits the call options that write back to the caller (grpc.Header,
+// grpc.Trailer, grpc.Peer, grpc.OnFinish) from the others.
+func writeBack(opts []grpc.CallOption) (rest, back []grpc.CallOption) {
+	for _, o := range opts {
+		switch o.(type) {
+		case grpc.HeaderCallOption, *grpc.HeaderCallOption, grpc.TrailerCallOption, *grpc.TrailerCallOption,
+			grpc.PeerCallOption, *grpc.PeerCallOption, grpc.OnFinishCallOption, *grpc.OnFinishCallOption:
+			back = append(back, o)
+		default:
+			rest = append(rest, o)
+		}
+	}
+	if back == nil {
+		return opts, nil
+	}
+	return rest, back
+}
+
+// deliver gives the caller what its write-back options asked for, from the winning attempt
+// (nil when none answered), once, before the call returns.
+func deliver(back []grpc.CallOption, w *grpcAttempt, err error) {
+	for _, o := range back {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			if w != nil && o.HeaderAddr != nil {
+				*o.HeaderAddr = w.header
+			}
+		case *grpc.HeaderCallOption:
+			if w != nil && o.HeaderAddr != nil {
+				*o.HeaderAddr = w.header
+			}
+		case grpc.TrailerCallOption:
+			if w != nil && o.TrailerAddr != nil {
+				*o.TrailerAddr = w.trailer
+			}
+		case *grpc.TrailerCallOption:
+			if w != nil && o.TrailerAddr != nil {
+				*o.TrailerAddr = w.trailer
+			}
+		case grpc.PeerCallOption:
+			if w != nil && o.PeerAddr != nil {
+				*o.PeerAddr = w.peer
+			}
+		case *grpc.PeerCallOption:
+			if w != nil && o.PeerAddr != nil {
+				*o.PeerAddr = w.peer
+			}
+		case grpc.OnFinishCallOption:
+			o.OnFinish(err)
+		case *grpc.OnFinishCallOption:
+			o.OnFinish(err)
+		}
+	}
+}
+
+func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) (err error) {
+	if c.err != nil {
+		return c.err
+	}
+	opts, back := writeBack(opts)
+	if back != nil {
+		defer func() { deliver(back, nil, err) }() // replaced below once attempts ran
+	}
+	if err := expired(ctx); err != nil {
+		return err
+	}
+	var tr *tracing.Request
+	var winner *tracing.Attempt
+	if c.tel.Enabled() {
+		ctx, tr = c.tel.StartCall(ctx, c.destination(cc), method)
+		defer func() { tr.EndGRPC(winner, err) }()
+	}
+	pol := &c.pol
+	if c.cfg.routes != nil {
+		if pol, err = c.route(ctx, method, cc, tr); err != nil {
+			return err
+		}
+	}
+	release, err := c.admit(ctx, cc.Target())
+	if c.cfg.outbound != nil && tr != nil {
+		recordOutbound(ctx, c.tel, err)
+	}
+	if err != nil {
+		return err
+	}
+	_, isProto := reply.(proto.Message)
+	u := &grpcUnary{
+		c: c, pol: pol, tr: tr, call: grpcbalancer.NewCall(false), method: method, req: req,
+		reply: reply, cc: cc, invoker: invoker, opts: opts,
+		hedged: isProto && pol.hedge.enabled && !pol.retry.Disable,
+	}
+	res, done := engine.Run(ctx, &engine.Call[*grpcAttempt]{
+		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
+		OnBudgetRefused: tr.BudgetRefused,
+	})
+	done()
+	if release != nil {
+		release(res.Outcome.Kind)
+	}
+	w := res.Value
+	if w != nil {
+		winner = w.ta
+		if u.hedged && res.Err == nil {
+			proto.Reset(reply.(proto.Message))
+			proto.Merge(reply.(proto.Message), w.reply.(proto.Message))
+		}
+	}
+	err = u.callerError(ctx, res)
+	if back != nil {
+		deliver(back, w, err)
+		back = nil
+	}
+	return err
+}
+
+// callerError returns the error to hand the caller: the picker's own refusal when it made
+// one (so that errors.Is matches breaker.ErrOpen or balancer.ErrNoEndpoints), a status for a
+// context that ended, else the attempt's error.
+func (u *grpcUnary) callerError(ctx context.Context, res engine.Result[*grpcAttempt]) error {
+	if res.Err == nil {
+		return nil
+	}
+	if w := res.Value; w != nil && w.pickErr != nil {
+		return w.pickErr
+	}
+	if _, ok := status.FromError(res.Err); !ok {
+		if cerr := ctx.Err(); cerr != nil || res.Err == context.Canceled || res.Err == context.DeadlineExceeded {
+			if cerr == nil {
+				cerr = res.Err
+			}
+			return &contextError{err: cerr}
+		}
+	}
+	return res.Err
+}
+
+// Send invokes one attempt; the channel's picker chooses its endpoint.
+func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
+	w := &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}
+	w.att.Cause = a.Cause
+	ctx := a.Context()
+	if u.tr != nil {
+		ctx, w.ta = u.tr.StartAttempt(ctx, tracing.AttemptInfo{N: a.N, Kind: a.Kind, Backoff: a.Waited, NoBreaker: u.c.cfg.breakerOff})
+		w.att.Observer = w.ta
+		a.Value = w.ta
+	}
+	ctx = grpcbalancer.NewContext(ctx, w.att)
+	if a.N > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, previousAttemptsKey, strconv.Itoa(a.N))
+	}
+	if u.hedged {
+		w.reply = u.reply.(proto.Message).ProtoReflect().New().Interface()
+	} else if m, ok := u.reply.(proto.Message); ok && a.N > 0 {
+		proto.Reset(m) // nothing of a failed attempt leaks into the next
+	}
+	opts := append(u.opts[:len(u.opts):len(u.opts)], grpc.Header(&w.header), grpc.Trailer(&w.trailer), grpc.Peer(&w.peer))
+	err := u.invoker(ctx, u.method, u.req, w.reply, u.cc, opts...)
+	w.headersArrived = w.header != nil
+	w.pickErr = w.att.PickError()
+	w.ta.EndGRPC(err)
+	return w, err
+}
+
+// Classify maps the attempt's status to the outcome vocabulary, and says whether the call may
+// be sent again: its code is a retry code and the server sent no response headers.
+func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
+	if w.pickErr != nil {
+		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
+	}
+	o := grpcoutcome.FromError(err, w.trailer, cause)
+	if err == nil || w.headersArrived {
+		return o, false
+	}
+	code := status.Code(err)
+	return o, int(code) < len(u.c.retryCodes) && u.c.retryCodes[code] && code != codes.OK
+}
+
+// Discard ends the telemetry of an attempt whose result the caller will not get.
+func (u *grpcUnary) Discard(a *engine.Attempt, w *grpcAttempt, _ error) {
+	if w != nil {
+		w.ta.Discarded()
+	}
+}

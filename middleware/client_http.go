@@ -1,0 +1,206 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/tracing"
+)
+
+// httpCall is the HTTP adapter of the attempt engine: it sends one attempt of a request to
+// the endpoint the engine admits, classifies what came back, and discards what lost.
+type httpCall struct {
+	t          *Transport
+	d          *destination
+	pol        *policies
+	tr         *tracing.Request // nil while telemetry is off
+	req        *http.Request    // the caller's, never modified
+	body       replayBody
+	host       string // the Host header to send: the service name the caller used
+	idempotent bool   // the request may be sent again in full
+	replayable bool   // its body can be sent again
+}
+
+var _ engine.Sender[*http.Response] = (*httpCall)(nil)
+
+// send runs req's attempts through the engine under pol and returns the winning response,
+// whose body, once closed, releases the attempt's and the call's contexts.
+func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *tracing.Request) (*http.Response, *tracing.Attempt, outcome.Kind, error) {
+	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
+	if c.host == "" {
+		c.host = req.URL.Host
+	}
+	if err := c.body.init(req, t.cfg.maxBufferBody); err != nil {
+		return nil, nil, outcome.LocalRefusal, err
+	}
+	c.replayable = !pol.retry.Disable && c.body.replayable()
+	c.idempotent = c.replayable && pol.retry.idempotent(req)
+	res, release := engine.Run(ctx, &engine.Call[*http.Response]{
+		Policy: &pol.eng, Budget: t.bud, Stats: &t.stats, Sender: c, Dest: &d.eng,
+		Hedgeable: c.idempotent, CallerGone: requestCancelled(req), OnBudgetRefused: tr.BudgetRefused,
+	})
+	ta, _ := attemptTelemetry(res.Attempt)
+	if res.Err != nil {
+		release()
+		c.body.close()
+		return nil, ta, res.Outcome.Kind, res.Err
+	}
+	res.Value.Body = releaseBody(res.Value, release)
+	return res.Value, ta, res.Outcome.Kind, nil
+}
+
+// requestCancelled returns a function that reports whether the caller cancelled req through
+// Request.Cancel, which net/http's Client uses for its Timeout with RoundTrippers it does not
+// know; nil when req has no Cancel channel.
+func requestCancelled(req *http.Request) func() bool {
+	ch := req.Cancel //nolint:staticcheck // net/http's Client still cancels through it
+	if ch == nil {
+		return nil
+	}
+	return func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func attemptTelemetry(a *engine.Attempt) (*tracing.Attempt, bool) {
+	if a == nil {
+		return nil, false
+	}
+	ta, ok := a.Value.(*tracing.Attempt)
+	return ta, ok
+}
+
+// Send admits the attempt to an endpoint and sends the request there.
+func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
+	var refused func(string)
+	if c.tr != nil {
+		refused = c.tr.BreakerRefused
+	}
+	if err := a.Admit(refused); err != nil {
+		return nil, err
+	}
+	ctx := a.Context()
+	var ta *tracing.Attempt
+	if c.tr != nil {
+		state := breaker.StateClosed
+		if a.Probe() {
+			state = breaker.StateHalfOpen
+		}
+		ctx, ta = c.tr.StartAttempt(ctx, tracing.AttemptInfo{
+			N: a.N, Kind: a.Kind, Endpoint: a.Endpoint(), Backoff: a.Waited,
+			Breaker: state, NoBreaker: c.d.breakers == nil,
+		})
+		a.Value = ta
+	}
+	out := c.req.WithContext(ctx) // the caller's request is never modified
+	u := *c.req.URL
+	out.URL, out.Host = &u, c.host
+	out.URL.Host = a.Endpoint()
+	if deadline, ok := ctx.Deadline(); ok {
+		out.Header = c.req.Header.Clone()
+		if out.Header == nil {
+			out.Header = http.Header{}
+		}
+		left := time.Until(deadline)
+		out.Header.Set(TimeoutHeader, strconv.FormatInt(max(left.Milliseconds(), 0), 10))
+	}
+	body, err := c.body.forAttempt(a.N)
+	if err != nil {
+		err = &unsentError{fmt.Errorf("middleware: replaying the request body: %w", err)}
+		ta.End(nil, err)
+		return nil, err
+	}
+	if out.Body = body; body == nil {
+		out.GetBody = nil
+	}
+	resp, err := c.t.base.RoundTrip(out)
+	ta.End(resp, err)
+	return resp, err
+}
+
+// unsentError is an attempt that could not be sent for a local reason.
+type unsentError struct{ err error }
+
+func (e *unsentError) Error() string { return e.err.Error() }
+func (e *unsentError) Unwrap() error { return e.err }
+
+// Classify maps what the base transport returned to the outcome vocabulary, and says
+// whether the request may be sent again after it: an idempotent request after a gateway
+// failure, a timeout of its attempt or a status of the retry policy; any request whose body
+// can be replayed after a refused dial, which the server never saw.
+func (c *httpCall) Classify(a *engine.Attempt, resp *http.Response, err error, cause outcome.Cause) (outcome.Outcome, bool) {
+	if err != nil && a.Endpoint() == "" || errors.As(err, new(*unsentError)) {
+		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
+	}
+	o := outcome.FromHTTP(resp, err, cause, time.Now())
+	switch {
+	case err == nil:
+		return o, c.idempotent && slices.Contains(c.pol.retry.Statuses, resp.StatusCode)
+	case o.Kind == outcome.GatewayFailure:
+		var op *net.OpError
+		return o, c.idempotent || (c.replayable && errors.As(err, &op) && op.Op == "dial")
+	case o.Kind == outcome.LocalTimeout && cause == outcome.CauseAttemptTimeout:
+		return o, c.idempotent
+	}
+	return o, false
+}
+
+// Discard drains (a bounded amount) and closes a response that will not reach the caller.
+func (c *httpCall) Discard(a *engine.Attempt, resp *http.Response, _ error) {
+	ta, _ := attemptTelemetry(a)
+	ta.Discarded()
+	if resp != nil {
+		drain(resp.Body)
+	}
+}
+
+func drain(rc io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, rc, maxDrainBody)
+	_ = rc.Close()
+}
+
+// releaseBody wraps resp's body so that closing it calls release. The body of a 101
+// Switching Protocols answer stays an io.ReadWriteCloser, as net/http promises.
+func releaseBody(resp *http.Response, release func()) io.ReadCloser {
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		return &releaseRWC{ReadWriteCloser: rwc, release: release}
+	}
+	return &releaseReader{ReadCloser: resp.Body, release: release}
+}
+
+type releaseReader struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releaseReader) Close() error {
+	err := b.ReadCloser.Close()
+	b.release()
+	return err
+}
+
+type releaseRWC struct {
+	io.ReadWriteCloser
+	release func()
+}
+
+func (b *releaseRWC) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.release()
+	return err
+}
