@@ -148,6 +148,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	res, done := engine.Run(ctx, &engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
+		Latency: c.latencyFor(cc, pol),
 		OnBudgetRefused: tr.BudgetRefused,
 	})
 	done()

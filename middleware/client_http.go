@@ -13,6 +13,7 @@ import (
 
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/internal/latency"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -47,7 +48,7 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
 	res, release := engine.Run(ctx, &engine.Call[*http.Response]{
 		Policy: &pol.eng, Budget: t.bud, Stats: &t.stats, Sender: c, Dest: &d.eng,
-		Hedgeable: c.idempotent, CallerGone: requestCancelled(req), OnBudgetRefused: tr.BudgetRefused,
+		Hedgeable: c.idempotent, Latency: d.latencyFor(pol), CallerGone: requestCancelled(req), OnBudgetRefused: tr.BudgetRefused,
 	})
 	ta, _ := attemptTelemetry(res.Attempt)
 	if res.Err != nil {
@@ -203,4 +204,13 @@ func (b *releaseRWC) Close() error {
 	err := b.ReadWriteCloser.Close()
 	b.release()
 	return err
+}
+
+// latencyFor returns the destination's latency history when pol hedges after a quantile of
+// it, else nil: nothing is recorded that nothing reads.
+func (d *destination) latencyFor(pol *policies) *latency.Histogram {
+	if pol.hedge.enabled && pol.hedge.Quantile > 0 {
+		return &d.latency
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/proxyless/proxyless/discovery/grpcresolver"
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/internal/latency"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/route"
@@ -128,6 +130,7 @@ type grpcClient struct {
 	routePol      routeOverrides     // merged per-route policies, when routed
 	tel           *tracing.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
+	latency       sync.Map // channel target → *latency.Histogram, for quantile hedging
 }
 
 // grpcDestination is the telemetry handle of the service a channel's target names, kept for
@@ -312,4 +315,18 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 		}
 	}
 	return c.routePol.get(c.cfg.routes, rt, &c.pol, false, c.cfg.logger), nil
+}
+
+// latencyFor returns the latency history of the service cc's target names when pol hedges
+// after a quantile of it, else nil.
+func (c *grpcClient) latencyFor(cc *grpc.ClientConn, pol *policies) *latency.Histogram {
+	if !pol.hedge.enabled || pol.hedge.Quantile == 0 {
+		return nil
+	}
+	target := cc.Target()
+	if h, ok := c.latency.Load(target); ok {
+		return h.(*latency.Histogram)
+	}
+	h, _ := c.latency.LoadOrStore(target, new(latency.Histogram))
+	return h.(*latency.Histogram)
 }

@@ -242,9 +242,6 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 		}
 	}
 	d.eng = engine.Dest{Balancer: bal, Breakers: d.breakers}
-	if t.cfg.hedge.Quantile > 0 {
-		d.eng.Latency = &d.latency
-	}
 	d.apply(snap)
 	t.wg.Add(1)
 	go t.follow(d, snap)

@@ -13,7 +13,7 @@ import (
 //	Failure         failure                  failure  failure   failure  error
 //	GatewayFailure  gateway failure          failure  failure   failure  error
 //	LocalTimeout    gateway failure          failure  failure   failure  error
-//	Throttled       ignore (steers away)     ignore   failure   ignore   error
+//	Throttled       ignore (steers away)     ignore   failure   ignore   ok
 //	LocalRefusal    ignore                   ignore   dropped   ignore   error
 //	Canceled        ignore                   ignore   dropped   ignore   error
 //	TLSFailure      gateway failure          ignore   dropped   failure  error
@@ -22,7 +22,8 @@ import (
 // attempt waited: an endpoint that hangs becomes the slowest, not the one never measured.
 // A TLS failure ejects the endpoint but never opens its breaker, so that the caller keeps
 // getting the certificate error rather than "circuit open". A throttled answer is the
-// endpoint doing its job, but a sign of overload to the overload limiters.
+// endpoint doing its job, but a sign of overload to the overload limiters. A call's span is an
+// error when the call failed, not when the endpoint answered 4xx (429 included).
 var table = [numKinds]struct {
 	bal     balancer.Outcome
 	brk     breaker.Outcome
@@ -34,7 +35,7 @@ var table = [numKinds]struct {
 	Failure:        {balancer.OutcomeFailure, breaker.Failure, overload.Failure, 1, true},
 	GatewayFailure: {balancer.OutcomeGatewayFailure, breaker.Failure, overload.Failure, 1, true},
 	LocalTimeout:   {balancer.OutcomeGatewayFailure, breaker.Failure, overload.Failure, 1, true},
-	Throttled:      {balancer.OutcomeIgnore, breaker.Ignore, overload.Failure, -1, true},
+	Throttled:      {balancer.OutcomeIgnore, breaker.Ignore, overload.Failure, -1, false},
 	LocalRefusal:   {balancer.OutcomeIgnore, breaker.Ignore, overload.Dropped, -1, true},
 	Canceled:       {balancer.OutcomeIgnore, breaker.Ignore, overload.Dropped, -1, true},
 	TLSFailure:     {balancer.OutcomeGatewayFailure, breaker.Ignore, overload.Dropped, 1, true},

@@ -8,7 +8,6 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
-	"github.com/proxyless/proxyless/internal/latency"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -19,8 +18,6 @@ import (
 type Dest struct {
 	Balancer *balancer.Balancer
 	Breakers *breaker.Set // nil: no breakers
-	// Latency, when set, records the latency of successful attempts, for quantile hedging.
-	Latency *latency.Histogram
 }
 
 // shared is the state the attempts of one call share.
@@ -157,8 +154,5 @@ func (a *Attempt) feedback(out outcome.Outcome, lat time.Duration) {
 	a.pick.Done(di)
 	if a.s.dest.Breakers != nil {
 		a.permit.Done(k.Breaker())
-	}
-	if h := a.s.dest.Latency; h != nil && k == outcome.Success {
-		h.Record(di.Now, lat)
 	}
 }

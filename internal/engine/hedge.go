@@ -109,12 +109,7 @@ func runHedged[R any](s *shared, c *Call[R]) Result[R] {
 	}
 }
 
-func (h *hedged[R]) hist() *latency.Histogram {
-	if h.s.dest == nil {
-		return nil
-	}
-	return h.s.dest.Latency
-}
+func (h *hedged[R]) hist() *latency.Histogram { return h.c.Latency }
 
 // launch starts attempt h.launched on a goroutine of its own. A panic there is recovered and
 // handed to runHedged, which raises it again on the caller's goroutine.
@@ -135,11 +130,10 @@ func (h *hedged[R]) launch(kind tracing.AttemptKind, waited time.Duration) {
 }
 
 // keep makes res the result to fall back on, discarding the one kept before; an error never
-// replaces a response.
+// replaces a response, and a local refusal never replaces anything.
 func (h *hedged[R]) keep(res Result[R]) {
-	if h.last != nil && h.last.Err == nil && res.Err != nil {
-		h.c.Sender.Discard(res.Attempt, res.Value, res.Err)
-		res.Attempt.cancel()
+	if l := h.last; l != nil && (res.Outcome.Kind == outcome.LocalRefusal || (l.Err == nil && res.Err != nil)) {
+		discard(h.c, &res)
 		return
 	}
 	h.dropLast()
@@ -149,8 +143,7 @@ func (h *hedged[R]) keep(res Result[R]) {
 // dropLast discards the result kept to fall back on, if any.
 func (h *hedged[R]) dropLast() {
 	if l := h.last; l != nil {
-		h.c.Sender.Discard(l.Attempt, l.Value, l.Err)
-		l.Attempt.cancel()
+		discard(h.c, l)
 		h.last = nil
 	}
 }

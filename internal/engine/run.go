@@ -34,6 +34,9 @@ type Call[R any] struct {
 	Dest *Dest
 	// Hedgeable says attempts may run at once (the call may be sent more than once).
 	Hedgeable bool
+	// Latency, when set, is the destination's latency history: successful attempts are
+	// recorded in it, and a hedge policy with a Quantile reads its delay from it.
+	Latency *latency.Histogram
 	// CallerGone, when set, reports that the caller cancelled by a means other than the
 	// context (net/http's Request.Cancel).
 	CallerGone func() bool
@@ -98,6 +101,9 @@ func attempt[R any](s *shared, c *Call[R], a *Attempt) (Result[R], bool) {
 	cause := a.Cause()
 	o, retry := c.Sender.Classify(a, v, err, cause)
 	a.feedback(o, lat)
+	if c.Latency != nil && o.Kind == outcome.Success {
+		c.Latency.Record(a.Start.Add(lat), lat)
+	}
 	if o.Kind != outcome.LocalRefusal {
 		s.stats.Attempts.Add(1)
 	}
@@ -146,12 +152,23 @@ func withdraw[R any](s *shared, c *Call[R], kind tracing.AttemptKind) bool {
 	return false
 }
 
-// runSequential sends the call's attempts one after another on the caller's goroutine.
+// runSequential sends the call's attempts one after another on the caller's goroutine. A
+// failure that is retried is kept until the retry is admitted: when every endpoint refuses
+// the retry (breakers open), the caller gets that failure, not the refusal.
 func runSequential[R any](s *shared, c *Call[R]) Result[R] {
 	kind, waited := tracing.AttemptFirst, time.Duration(0)
+	var prev *Result[R] // the failure a retry replaces, once the retry is admitted
 	for n := 0; ; n++ {
 		a := s.newAttempt(n, kind, waited, false)
 		res, retry := attempt(s, c, a)
+		if prev != nil {
+			if res.Outcome.Kind == outcome.LocalRefusal {
+				c.Sender.Discard(res.Attempt, res.Value, res.Err)
+				return *prev
+			}
+			discard(c, prev)
+			prev = nil
+		}
 		if !retry {
 			return res
 		}
@@ -159,14 +176,20 @@ func runSequential[R any](s *shared, c *Call[R]) Result[R] {
 		if !ok || !withdraw(s, c, tracing.AttemptRetry) {
 			return res
 		}
-		c.Sender.Discard(a, res.Value, res.Err)
-		a.cancel()
+		prev = &res
 		if !backoff.Sleep(s.ctx, d) {
+			discard(c, prev)
 			return Result[R]{Err: s.ctx.Err(), Outcome: outcome.Outcome{Kind: outcome.Canceled}}
 		}
 		s.stats.Retries.Add(1)
 		kind, waited = tracing.AttemptRetry, d
 	}
+}
+
+// discard releases a result that will not reach the caller, and its attempt's context.
+func discard[R any](c *Call[R], r *Result[R]) {
+	c.Sender.Discard(r.Attempt, r.Value, r.Err)
+	r.Attempt.cancel()
 }
 
 // hedgeDelay returns the wait before the next hedge: the fixed delay, or the destination's
