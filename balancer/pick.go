@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"time"
 
@@ -69,6 +70,9 @@ type Pick struct {
 	start time.Time
 }
 
+// Start returns the time of the pick (PickInfo.Now).
+func (p Pick) Start() time.Time { return p.start }
+
 // Outcome classifies how a request to an endpoint went.
 type Outcome uint8
 
@@ -113,6 +117,12 @@ type DoneInfo struct {
 	// Config.MaxRetryAfter), for backends that answer 429 or send Retry-After. It is honoured
 	// whatever the Outcome.
 	RetryAfter time.Duration
+	// MinLatency, for a request with Outcome OutcomeIgnore that was cut short (its caller
+	// gave up, or another attempt won), is how long it had waited: the endpoint's latency is
+	// at least that. It raises the latency average when above it (never lowers it) and
+	// counts as neither a success nor a failure. An endpoint that hangs thus becomes the
+	// slowest rather than one never measured.
+	MinLatency time.Duration
 }
 
 // Done reports the request's result: it releases the in-flight slot and feeds the latency
@@ -125,13 +135,18 @@ func (p Pick) Done(info DoneInfo) {
 	}
 	e.inflight.Add(-1)
 	b := e.b
-	if info.Outcome == OutcomeIgnore && info.RetryAfter <= 0 {
+	if info.Outcome == OutcomeIgnore && info.RetryAfter <= 0 && info.MinLatency <= 0 {
 		return
 	}
 	if info.Now.IsZero() {
 		info.Now = time.Now()
 	}
 	now := info.Now.UnixNano()
+	if info.Outcome == OutcomeIgnore && info.MinLatency > 0 {
+		if cost := math.Float64frombits(e.cost.Load()); float64(info.MinLatency) > cost {
+			e.observe(now, float64(info.MinLatency), b.tau, true)
+		}
+	}
 	if info.RetryAfter > 0 {
 		until := now + int64(min(info.RetryAfter, b.cfg.MaxRetryAfter))
 		for {

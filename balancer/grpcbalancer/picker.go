@@ -131,6 +131,11 @@ func (d done) done(info grpcbalancer.DoneInfo) {
 	if info.Err == nil && d.att != nil && d.att.call.stream {
 		di.Outcome = balancer.OutcomeIgnore
 	}
+	if o.Kind == outcome.Canceled && (d.att == nil || !d.att.call.stream) {
+		// A unary call cut short: the endpoint took at least this long. (A stream lasts as
+		// long as its peers want: its duration says nothing of the endpoint.)
+		di.MinLatency = now.Sub(d.pick.Start())
+	}
 	switch {
 	case o.HasRetryAfter && o.RetryAfter > 0:
 		di.RetryAfter = o.RetryAfter

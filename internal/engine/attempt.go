@@ -151,6 +151,9 @@ func (a *Attempt) feedback(out outcome.Outcome, lat time.Duration) {
 	if out.HasRetryAfter && out.RetryAfter > 0 {
 		di.RetryAfter = out.RetryAfter
 	}
+	if k == outcome.Canceled {
+		di.MinLatency = lat // cut short: the endpoint took at least this long
+	}
 	a.pick.Done(di)
 	if a.s.dest.Breakers != nil {
 		a.permit.Done(k.Breaker())
