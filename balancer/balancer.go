@@ -41,6 +41,9 @@ type Balancer struct {
 	// gen counts changes of ejection and health state; a view built at an older gen is stale.
 	gen       atomic.Uint64
 	ejections atomic.Uint64
+	// typical is an average of every latency sample of every endpoint (float64 bits, ns):
+	// the cost peak EWMA assumes for an idle endpoint not measured yet.
+	typical atomic.Uint64
 
 	mu     sync.Mutex // serializes Update and ejection decisions
 	viewMu sync.Mutex // taken with TryLock by the pick that rebuilds a stale view

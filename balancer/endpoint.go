@@ -94,7 +94,7 @@ const penalty = float64(math.MaxInt64 >> 16)
 // needed; tau is the same for every endpoint, so comparisons of num/den leave it out. The
 // decay factor is the cheap tau/(tau+dt), close to exp(-dt/tau) for dt well below tau (the
 // exact exponential is used when samples are recorded). An endpoint without a sample has
-// load 0 when idle (which pickP2C reads as a tie with the other endpoint, not a win), and
+// load 0 when idle (which pickP2C replaces with the typical load: see typicalLoad), and
 // Finagle's penalty while requests are in flight, so that it gets one request at a time
 // until it answers.
 func (e *endpointState) rawLoad(now int64, tau float64) (num, den float64) {

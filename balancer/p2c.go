@@ -1,5 +1,7 @@
 package balancer
 
+import "math"
+
 // p2cTries is how many pairs a P2C pick draws before falling back to a scan, when the
 // endpoints drawn are to be avoided (tried already, or steered away by Retry-After).
 const p2cTries = 3
@@ -38,12 +40,13 @@ func (b *Balancer) pickP2C(v *view, lv *viewLevel, info *PickInfo, now int64, ew
 				ly, dy := ey.rawLoad(now, b.tau)
 				lx, dx := ex.rawLoad(now, b.tau)
 				// An idle endpoint with no sample yet (load 0) is not preferred over a
-				// measured one: it ties with it, and the tie goes to whichever was drawn
-				// first, at random.
+				// measured one: it costs what the balancer's endpoints typically cost, so
+				// it loses to a fast endpoint and wins over a slow one.
 				if lx == 0 {
-					lx, dx = ly, dy
-				} else if ly == 0 {
-					ly, dy = lx, dx
+					lx, dx = b.typicalLoad()
+				}
+				if ly == 0 {
+					ly, dy = b.typicalLoad()
 				}
 				yWins = ly*(dx*float64(x.w)) < lx*(dy*float64(y.w))
 			} else {
@@ -114,3 +117,9 @@ func (b *Balancer) scan(slots []slot, start int, info *PickInfo, now int64) *slo
 
 // bounded maps r uniformly onto [0,n) (Lemire's multiply-shift).
 func bounded(r uint32, n int) int { return int((uint64(r) * uint64(n)) >> 32) }
+
+// typicalLoad is the load of an idle endpoint that has no latency sample yet: the typical
+// latency of the balancer's endpoints, with no decay (0 before any sample: a tie).
+func (b *Balancer) typicalLoad() (num, den float64) {
+	return math.Float64frombits(b.typical.Load()), b.tau
+}

@@ -165,6 +165,7 @@ func (p Pick) Done(info DoneInfo) {
 	}
 	e.requests.Add(1)
 	o := &b.cfg.Outlier
+	b.observeTypical(float64(lat))
 	switch info.Outcome {
 	case OutcomeSuccess:
 		if e.consecGateway.Load() != 0 {
@@ -190,4 +191,19 @@ func (p Pick) Done(info DoneInfo) {
 			b.tryEject(e, now)
 		}
 	}
+}
+
+// typicalWeight is the weight of a new sample in the balancer's typical latency.
+const typicalWeight = 1.0 / 64
+
+// observeTypical folds one latency sample into the balancer's typical latency. Two samples
+// racing may lose one, which an average shrugs off.
+func (b *Balancer) observeTypical(lat float64) {
+	t := math.Float64frombits(b.typical.Load())
+	if t == 0 {
+		t = lat
+	} else {
+		t += (lat - t) * typicalWeight
+	}
+	b.typical.Store(math.Float64bits(max(t, 1)))
 }

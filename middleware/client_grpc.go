@@ -148,7 +148,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	res, done := engine.Run(ctx, &engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
-		Latency: c.latencyFor(cc, pol),
+		Latency:         c.latencyFor(cc, pol),
 		OnBudgetRefused: tr.BudgetRefused,
 	})
 	done()
@@ -195,7 +195,7 @@ func (u *grpcUnary) callerError(ctx context.Context, res engine.Result[*grpcAtte
 // Send invokes one attempt; the channel's picker chooses its endpoint.
 func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 	w := &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}
-	w.att.Cause = a.Cause
+	w.att.Cause = func(err error) outcome.Cause { return grpcCause(a, err) }
 	ctx := a.Context()
 	if u.tr != nil {
 		ctx, w.ta = u.tr.StartAttempt(ctx, tracing.AttemptInfo{N: a.N, Kind: a.Kind, Backoff: a.Waited, NoBreaker: u.c.cfg.breakerOff})
@@ -220,17 +220,31 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 }
 
 // Classify maps the attempt's status to the outcome vocabulary, and says whether the call may
-// be sent again: its code is a retry code and the server sent no response headers.
+// be sent again: see grpcRetryable.
 func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
 	if w.pickErr != nil {
 		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
 	}
+	cause = grpcCause(a, err)
 	o := grpcoutcome.FromError(err, w.trailer, cause)
-	if err == nil || w.headersArrived {
-		return o, false
+	return o, u.c.grpcRetryable(err, o, cause, w.headersArrived)
+}
+
+// grpcRetryable says whether a failed attempt may be followed by another: no response
+// headers arrived, and either its own timeout cut it (as for HTTP) or the server's code is
+// one of the retry codes.
+func (c *grpcClient) grpcRetryable(err error, o outcome.Outcome, cause outcome.Cause, headers bool) bool {
+	if err == nil || headers {
+		return false
+	}
+	if o.Kind == outcome.LocalTimeout {
+		return cause == outcome.CauseAttemptTimeout
+	}
+	if cause != outcome.CauseNone {
+		return false
 	}
 	code := status.Code(err)
-	return o, int(code) < len(u.c.retryCodes) && u.c.retryCodes[code] && code != codes.OK
+	return int(code) < len(c.retryCodes) && c.retryCodes[code] && code != codes.OK
 }
 
 // Discard ends the telemetry of an attempt whose result the caller will not get.
@@ -238,4 +252,15 @@ func (u *grpcUnary) Discard(a *engine.Attempt, w *grpcAttempt, _ error) {
 	if w != nil {
 		w.ta.Discarded()
 	}
+}
+
+// grpcCause is the cause that ended attempt a with err. gRPC propagates deadlines: a
+// DEADLINE_EXCEEDED the server sent while every context here is still live (the server's
+// clock ran out first) is the deadline we sent, so it is charged to whose deadline that was.
+func grpcCause(a *engine.Attempt, err error) outcome.Cause {
+	c := a.Cause()
+	if c == outcome.CauseNone && status.Code(err) == codes.DeadlineExceeded {
+		c = a.DeadlineCause()
+	}
+	return c
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -124,7 +125,7 @@ func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Durat
 		ctx, cancel = context.WithTimeout(s.ctx, to)
 	}
 	a = s.call.NewAttempt()
-	a.Cause = func() outcome.Cause { return streamCause(s.caller, s.ctx, ctx) }
+	a.Cause = func(err error) outcome.Cause { return streamCause(s.caller, s.ctx, ctx, err) }
 	if s.tr != nil {
 		ctx, ta = s.tr.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: s.c.cfg.breakerOff})
 		a.Observer = ta
@@ -136,8 +137,9 @@ func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Durat
 	return ctx, cancel, a, ta
 }
 
-// streamCause says which of a stream attempt's contexts ended, if any.
-func streamCause(caller, call, attempt context.Context) outcome.Cause {
+// streamCause says which of a stream attempt's contexts ended, if any; a DEADLINE_EXCEEDED
+// the server sent first is charged to the earliest deadline (see grpcCause).
+func streamCause(caller, call, attempt context.Context, err error) outcome.Cause {
 	switch {
 	case caller.Err() != nil:
 		return outcome.CauseCaller
@@ -145,21 +147,33 @@ func streamCause(caller, call, attempt context.Context) outcome.Cause {
 		return outcome.CauseOverallTimeout
 	case attempt.Err() != nil:
 		return outcome.CauseAttemptTimeout
+	case status.Code(err) != codes.DeadlineExceeded:
+		return outcome.CauseNone
 	}
-	return outcome.CauseNone
+	dl, ok := attempt.Deadline()
+	if !ok {
+		return outcome.CauseNone
+	}
+	if cdl, ok := caller.Deadline(); ok && !cdl.After(dl) {
+		return outcome.CauseCaller
+	}
+	if odl, ok := call.Deadline(); ok && !odl.After(dl) {
+		return outcome.CauseOverallTimeout
+	}
+	return outcome.CauseAttemptTimeout
 }
 
 // retryable decides whether a failed stream attempt may be followed by another after n
 // retries, and after how long; headers says response headers arrived.
 func (s *retryStream) retryable(err error, a *grpcbalancer.Attempt, headers bool, trailer metadata.MD, n int) (time.Duration, bool) {
-	if headers || a.PickError() != nil {
+	if a.PickError() != nil {
 		return 0, false
 	}
-	code := status.Code(err)
-	if int(code) >= len(s.c.retryCodes) || !s.c.retryCodes[code] {
+	cause := a.Cause(err)
+	o := grpcoutcome.FromError(err, trailer, cause)
+	if !s.c.grpcRetryable(err, o, cause, headers) {
 		return 0, false
 	}
-	o := grpcoutcome.FromError(err, trailer, a.Cause())
 	return engine.RetryWait(s.ctx, &s.pol.eng.Retry, o, n)
 }
 
@@ -229,9 +243,9 @@ func (s *retryStream) end(err error, ta *tracing.Attempt) {
 		}
 		s.cancel()
 		if s.release != nil {
-			cause := streamCause(s.caller, s.ctx, s.ctx)
+			cause := streamCause(s.caller, s.ctx, s.ctx, err)
 			if st != nil {
-				cause = st.att.Cause()
+				cause = st.att.Cause(err)
 			}
 			s.release(grpcoutcome.FromError(err, nil, cause).Kind)
 		}

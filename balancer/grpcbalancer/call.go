@@ -44,11 +44,11 @@ type Attempt struct {
 	// Observer, when set, learns what the picker decides for this attempt. Set it before the
 	// attempt starts.
 	Observer Observer
-	// Cause, when set, says which context (if any) ended the attempt: the caller's, the
-	// call's overall timeout, the attempt's own timeout, or another attempt winning. It
-	// replaces OwnDeadline in the classification of the attempt's result. Set it before the
-	// attempt starts.
-	Cause func() outcome.Cause
+	// Cause, when set, says which context (if any) ended the attempt that ended with err:
+	// the caller's, the call's overall timeout, the attempt's own timeout, or another
+	// attempt winning. It replaces OwnDeadline in the classification of the attempt's
+	// result. Set it before the attempt starts.
+	Cause func(err error) outcome.Cause
 
 	mu          sync.Mutex
 	endpoint    string        // guarded by mu

@@ -121,7 +121,7 @@ func (d done) done(info grpcbalancer.DoneInfo) {
 		d.next(info)
 	}
 	now := time.Now()
-	o := grpcoutcome.FromError(info.Err, info.Trailer, d.cause())
+	o := grpcoutcome.FromError(info.Err, info.Trailer, d.cause(info.Err))
 	if d.att != nil && o.HasRetryAfter {
 		d.att.mu.Lock()
 		d.att.pushback, d.att.hasPushback = o.RetryAfter, true
@@ -151,9 +151,9 @@ func (d done) done(info grpcbalancer.DoneInfo) {
 // cause says which context, if any, ended the RPC: the Attempt's Cause when the interceptor
 // set one; otherwise the RPC's own deadline when the Attempt says it has one of its own,
 // else the caller.
-func (d done) cause() outcome.Cause {
+func (d done) cause(rpcErr error) outcome.Cause {
 	if d.att != nil && d.att.Cause != nil {
-		return d.att.Cause()
+		return d.att.Cause(rpcErr)
 	}
 	err := d.ctx.Err()
 	switch {
@@ -169,7 +169,7 @@ func (d done) cause() outcome.Cause {
 // the breaker: the outcome vocabulary's classification (package outcome/grpcoutcome) read
 // through its table. ctx is the RPC's context, att its Attempt or nil.
 func Classify(ctx context.Context, att *Attempt, err error) (balancer.Outcome, breaker.Outcome) {
-	o := grpcoutcome.FromError(err, nil, done{ctx: ctx, att: att}.cause())
+	o := grpcoutcome.FromError(err, nil, done{ctx: ctx, att: att}.cause(err))
 	return o.Kind.Balancer(), o.Kind.Breaker()
 }
 

@@ -101,6 +101,26 @@ func (a *Attempt) Cause() outcome.Cause {
 	return outcome.CauseNone
 }
 
+// DeadlineCause returns the cause that would end the attempt when its deadline passes: its
+// own timeout when it has one earlier than the call's, else the overall timeout or the
+// caller's deadline, whichever comes first; CauseNone without a deadline. A transport that
+// propagates deadlines (gRPC) uses it to tell whose deadline a server's DEADLINE_EXCEEDED
+// was.
+func (a *Attempt) DeadlineCause() outcome.Cause {
+	s := a.s
+	dl, ok := a.ctx.Deadline()
+	if !ok {
+		return outcome.CauseNone
+	}
+	if cdl, ok := s.caller.Deadline(); ok && !cdl.After(dl) {
+		return outcome.CauseCaller
+	}
+	if odl, ok := s.ctx.Deadline(); ok && !odl.After(dl) {
+		return outcome.CauseOverallTimeout
+	}
+	return outcome.CauseAttemptTimeout
+}
+
 // Admit picks an endpoint for the attempt, one no earlier attempt of the call used when
 // there is one, whose breaker admits it. Endpoints whose breaker is open are skipped; when
 // every one refuses, it returns the breaker's error (matching breaker.ErrOpen); with no
