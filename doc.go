@@ -14,11 +14,11 @@
 //     robin, weighted, random, least-request, Maglev consistent hashing), zone-aware, with
 //     passive outlier ejection, slow start and optional active health checks.
 //   - breaker: circuit breakers per endpoint and per destination, on failsafe-go's permit API.
-//   - ratelimit: local token buckets, per-key limiters with bounded memory, a global limiter on
-//     Redis, adaptive concurrency limits.
+//   - ratelimit: local token buckets, per-key limiters with bounded memory, adaptive
+//     concurrency limits (ratelimit/overload), a global limiter on Redis (ratelimit/redis).
 //   - tracing: OpenTelemetry spans and metrics for every decision the library takes.
 //   - route: request matching, weighted splits, canaries, shadowing and fault injection, with
-//     hot-reloadable configuration.
+//     configuration reloaded from a file or Consul KV (route/reload).
 //   - auth: JWT validation with rotating keys, TLS origination and termination, mTLS
 //     peer authorization.
 //   - middleware: composes all of the above into an http.RoundTripper (NewTransport), an
@@ -50,6 +50,12 @@
 // rate-limit keys and routes can read them), per-key rate limits (429 with Retry-After and
 // RateLimit-* headers), server-side fault injection and load shedding. middleware.ServerOptions
 // does the same for gRPC, and first refuses work whose deadline has already passed.
+//
+// The core packages (discovery, balancer, breaker, ratelimit, ratelimit/overload, route) do not
+// depend on gRPC, Redis, Consul or fsnotify: the adapters that do are packages of their own
+// (balancer/grpcbalancer, discovery/grpcresolver, discovery/consul, ratelimit/redis,
+// route/reload) or the gRPC interceptors of auth, tracing and middleware, so a program that
+// imports a core package alone does not build them (deps_test.go checks it).
 //
 // Everything that starts goroutines has an idempotent Close that stops them and waits; the
 // request hot path allocates nothing in the pick, the breaker admit and the limiter check, and

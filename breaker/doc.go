@@ -21,9 +21,10 @@
 // that arrive after the breaker has changed state are dropped.
 //
 // The core is transport-agnostic. Outcome classification for net/http lives in http.go
-// ([ClassifyHTTP], [HTTPClassifier]) and for gRPC in grpc.go ([ClassifyGRPC]); an [OpenError]
-// carries gRPC status Unavailable. Wrapping these around a RoundTripper or an interceptor is the
-// job of package middleware.
+// ([ClassifyHTTP], [HTTPClassifier]); for gRPC it is the gRPC side's (grpcbalancer.Classify in
+// the picker, grpcbalancer.BreakerOutcome for a breaker used on its own), and so is the gRPC
+// status of a refusal: package breaker does not depend on gRPC. Wrapping these around a
+// RoundTripper or an interceptor is the job of package middleware.
 //
 // Breakers start no goroutines and need no Close: the open-to-half-open transition happens lazily,
 // on the first call after the open delay.

@@ -9,8 +9,8 @@ import (
 // *OpenError; test for it with errors.Is.
 var ErrOpen = errors.New("breaker: circuit open")
 
-// OpenError is the error Allow returns when it refuses a call. It matches ErrOpen with errors.Is
-// and carries gRPC status Unavailable (see GRPCStatus), so status.Code reports codes.Unavailable.
+// OpenError is the error Allow returns when it refuses a call. It matches ErrOpen with errors.Is.
+// On gRPC paths the picker of package grpcbalancer wraps it in an error with status Unavailable.
 type OpenError struct {
 	// State is StateOpen, or StateHalfOpen when every probe slot is taken.
 	State State

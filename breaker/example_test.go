@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/proxyless/proxyless/breaker"
 )
 
@@ -85,15 +82,4 @@ func ExampleClassifyHTTP() {
 	// ignore
 	// ignore
 	// failure
-}
-
-func ExampleOpenError_GRPCStatus() {
-	b, _ := breaker.New(breaker.Config{MinimumVolume: 1})
-	p, _ := b.Allow()
-	p.Done(breaker.Failure)
-
-	_, err := b.Allow()
-	err = fmt.Errorf("payments: %w", err)
-	fmt.Println(status.Code(err) == codes.Unavailable, errors.Is(err, breaker.ErrOpen))
-	// Output: true true
 }

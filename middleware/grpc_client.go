@@ -55,8 +55,8 @@ import (
 // ("/package.Service/Method", which Match.GRPC matches), its outgoing metadata (which
 // Match.Headers matches, under lower-case keys) and, as its host, the service the channel's
 // target names. A matching route applies, before the call is sent, its fault (a delay that
-// ends early when the call's context does, then an abort, returned as a *route.AbortError
-// carrying the configured gRPC code, without an attempt), and its overrides of the timeout,
+// ends early when the call's context does, then an abort: the configured gRPC code, and a
+// *route.AbortError for errors.As, without an attempt), and its overrides of the timeout,
 // the attempt timeout, retries (Disable, MaxRetries, BackoffBase, BackoffMax) and hedging
 // (Disable, Delay, MaxHedges). A route's Destination, Split or Canary cannot apply: a
 // ClientConn dials the one service its target names, so the choice is ignored (and is not
@@ -230,6 +230,16 @@ func (e *contextError) GRPCStatus() *status.Status {
 	return status.New(status.FromContextError(e.err).Code(), e.Error())
 }
 
+// abortError is a route's injected abort on a gRPC path: status GRPCCode, unwrapping to the
+// *route.AbortError (which matches route.ErrAborted).
+type abortError struct{ err *route.AbortError }
+
+func (e *abortError) Error() string { return e.err.Error() }
+func (e *abortError) Unwrap() error { return e.err }
+func (e *abortError) GRPCStatus() *status.Status {
+	return status.New(codes.Code(e.err.GRPCCode), "route: injected abort")
+}
+
 // limitError is a call refused by an outbound or inbound limit: ResourceExhausted, matching
 // ratelimit.ErrLimited.
 type limitError struct{ err error }
@@ -287,7 +297,7 @@ func grpcRefusal(kind, service string, err error) error {
 
 // route looks a call up in the route table and applies what a matching route does before the
 // call is sent: its fault, a delay that ends early when ctx does (a contextError), then an
-// abort (the *route.AbortError, whose GRPCStatus is the configured code). It returns the
+// abort (an abortError, with the configured code). It returns the
 // policies the call runs under: the route's overrides merged into the client's. The route
 // matched becomes an attribute of the call's span (tr, nil without telemetry).
 func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn, tr *tracing.Request) (*policies, error) {
@@ -311,7 +321,7 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 			return nil, &contextError{err: ctx.Err()}
 		}
 		if abort != nil {
-			return nil, abort
+			return nil, &abortError{err: abort}
 		}
 	}
 	return c.routePol.get(c.cfg.routes, rt, &c.pol, false, c.cfg.logger), nil

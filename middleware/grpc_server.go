@@ -197,7 +197,7 @@ func (s *grpcServer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 
 // injectGRPCFault applies the fault of the route that the call matches in r's current table:
 // it waits the drawn delay (returning the context's status as soon as the client goes), then
-// returns the abort, if any, as a *route.AbortError, whose GRPCStatus is the fault's code.
+// returns the abort, if any, with the fault's code, unwrapping to the *route.AbortError.
 func injectGRPCFault(ctx context.Context, r *route.Router, method string) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	rq := route.Request{Method: http.MethodPost, Path: method, GRPCMethod: method, Metadata: md}
@@ -216,7 +216,7 @@ func injectGRPCFault(ctx context.Context, r *route.Router, method string) error 
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	if ab != nil {
-		return ab
+		return &abortError{err: ab}
 	}
 	return nil
 }

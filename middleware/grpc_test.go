@@ -678,6 +678,8 @@ func TestGRPCRouteFaultAbort(t *testing.T) {
 	_, err := f.call(t, 5*time.Second)
 	assert.Equal(t, codes.PermissionDenied, status.Code(err), "the configured code")
 	assert.ErrorIs(t, err, route.ErrAborted)
+	var abort *route.AbortError
+	assert.True(t, errors.As(err, &abort) && abort.GRPCCode == int(codes.PermissionDenied), "errors.As finds the *route.AbortError")
 	assert.Zero(t, a.calls.Load(), "no attempt reached the server")
 
 	// The stream route matches by method and metadata.

@@ -63,7 +63,7 @@ func KeyByHeader(name string) KeyFunc {
 }
 
 // WithServerRateLimit makes NewHandler limit requests per key: key maps each request to a
-// key and l admits or refuses it (a ratelimit.Keyed for one instance, a ratelimit.Redis for a
+// key and l admits or refuses it (a ratelimit.Keyed for one instance, a ratelimit/redis.Limiter for a
 // limit shared by every instance). A refused request is answered 429 Too Many Requests with
 // Retry-After (whole seconds, rounded up; absent when no wait would help, as for a key whose
 // quota is zero) and the RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers;

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,6 +19,7 @@ import (
 	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
+	"github.com/proxyless/proxyless/ratelimit/redis"
 )
 
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -221,9 +222,9 @@ func TestHandlerGlobalLimitAcrossInstances(t *testing.T) {
 	const rate, burst = 50.0, 10
 	var urls []string
 	for range 2 {
-		rc := redis.NewClient(&redis.Options{Addr: rs.Addr(), ContextTimeoutEnabled: true})
+		rc := goredis.NewClient(&goredis.Options{Addr: rs.Addr(), ContextTimeoutEnabled: true})
 		t.Cleanup(func() { _ = rc.Close() })
-		lim, err := ratelimit.NewRedis(rc, ratelimit.RedisConfig{
+		lim, err := redis.New(rc, redis.Config{
 			Default:       ratelimit.Quota{Rate: rate, Burst: burst},
 			Timeout:       time.Second, // a loaded test machine must not push decisions to the fallback
 			FallbackShare: 0.5,

@@ -33,7 +33,7 @@ func (c *config) outboundLimits() *outboundLimits {
 // *ratelimit.LimitedError that says when to retry); it is never retried. Requests that pass
 // through (hosts that are not services) are not limited. Default: no limit.
 //
-// For per-service quotas or one limit shared by several processes (ratelimit.Redis), use
+// For per-service quotas or one limit shared by several processes (ratelimit/redis), use
 // WithRateLimiter. WithRateLimit and WithRateLimiter set the same limit: the last one wins.
 func WithRateLimit(q ratelimit.Quota) Option {
 	return optionFunc(func(c *config) {
@@ -52,7 +52,7 @@ func WithRateLimit(q ratelimit.Quota) Option {
 
 // WithRateLimiter limits the requests a Transport sends with l, keyed by the destination
 // service name: a ratelimit.Keyed whose Overrides give services their own quotas, or a
-// ratelimit.Redis that shares each service's quota among every client process. Refusals
+// ratelimit/redis.Limiter that shares each service's quota among every client process. Refusals
 // are as for WithRateLimit. Default: no limit.
 func WithRateLimiter(l ratelimit.Limiter) Option {
 	return optionFunc(func(c *config) {

@@ -18,7 +18,7 @@ import (
 // override the retry, hedge and timeout settings, rewrite the request and response, mirror a
 // copy to a shadow destination, and inject faults. Requests that match no route are handled as
 // without routes: by their host. The router may be reloaded while the transport runs
-// (route.WatchFile, route.WatchConsul); each request keeps the table it started with.
+// (package route/reload); each request keeps the table it started with.
 func WithRoutes(r *route.Router) Option {
 	return optionFunc(func(c *config) {
 		if r == nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/faultbackend"
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/route/reload"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -369,8 +370,8 @@ func TestStatusHandlerRoutes(t *testing.T) {
 	writeRoutes(t, path, "weight: 0\n      analysis: {interval: 1m, step: 20}")
 	router, err := route.NewRouter(route.Config{})
 	require.NoError(t, err)
-	reloads := make(chan route.ReloadResult, 16)
-	w, err := route.WatchFile(router, path, route.WithReloadHook(func(r route.ReloadResult) {
+	reloads := make(chan reload.Result, 16)
+	w, err := reload.File(router, path, reload.WithHook(func(r reload.Result) {
 		select {
 		case reloads <- r:
 		default:

@@ -292,3 +292,22 @@ func (s *keyedShard) insert(key string, tat int64, q *gcra, now, idle int64) {
 	s.pushFront(i)
 	s.index[key] = i
 }
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Limiter is a per-key limiter, local or distributed. [Keyed] and the
+// Limiter of package ratelimit/redis implement it.
+type Limiter interface {
+	// Take admits or refuses one event for key. It returns ctx.Err() if ctx
+	// is done before a decision, and then takes nothing.
+	Take(ctx context.Context, key string) (Decision, error)
+}
+
+var _ Limiter = (*Keyed)(nil)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/proxyless/proxyless/ratelimit/internal/loadtest"
 )
 
 func mustKeyed(t testing.TB, cfg KeyedConfig) *Keyed {
@@ -240,7 +242,7 @@ func TestKeyedConcurrent(t *testing.T) {
 	var mu sync.Mutex
 	per := map[string]int{}
 	start := time.Now()
-	res := runLoad(16, d, 100_000, 50*time.Microsecond, func() (bool, int64) {
+	res := loadtest.Run(16, d, 100_000, 50*time.Microsecond, func() (bool, int64) {
 		key := keys[time.Now().UnixNano()%4]
 		ok := k.Allow(key)
 		if ok {
@@ -256,5 +258,5 @@ func TestKeyedConcurrent(t *testing.T) {
 			t.Errorf("key %s admitted %d in %.2fs, want between %d and %d", key, per[key], el, burst+int(rate*el*0.8), max)
 		}
 	}
-	t.Logf("%d calls, per key %v", res.calls, per)
+	t.Logf("%d calls, per key %v", res.Calls, per)
 }

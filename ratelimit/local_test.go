@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/proxyless/proxyless/ratelimit/internal/loadtest"
 )
 
 func TestNewLocalValidation(t *testing.T) {
@@ -182,11 +184,11 @@ func TestLocalAccuracy(t *testing.T) {
 	t.Parallel()
 	const rate, burst, d = 100, 10, 10 * time.Second
 	l := mustLocal(t, rate, burst)
-	res := runLoad(50, d, 200_000, 100*time.Microsecond, func() (bool, int64) {
+	res := loadtest.Run(50, d, 200_000, 100*time.Microsecond, func() (bool, int64) {
 		now := time.Now()
 		return l.AllowAt(now), now.UnixNano()
 	})
-	checkAccuracy(t, res, rate, burst, d)
+	loadtest.CheckAccuracy(t, res, rate, burst, d)
 }
 
 func TestLocalAllowDoesNotAllocate(t *testing.T) {

@@ -2,8 +2,9 @@ package ratelimit
 
 import (
 	"fmt"
-	"math"
 	"time"
+
+	"github.com/proxyless/proxyless/ratelimit/internal/quota"
 )
 
 // Quota is a rate and a burst for one key or one class of keys.
@@ -16,12 +17,12 @@ type Quota struct {
 	Burst int `json:"burst" yaml:"burst"`
 }
 
-type quotaKind uint8
+type quotaKind = quota.Kind
 
 const (
-	quotaFinite quotaKind = iota
-	quotaUnlimited
-	quotaDenyAll
+	quotaFinite    = quota.Finite
+	quotaUnlimited = quota.Unlimited
+	quotaDenyAll   = quota.DenyAll
 )
 
 // gcra holds a validated quota in the form GCRA needs: each event moves the
@@ -35,42 +36,13 @@ type gcra struct {
 	rate     float64
 }
 
-// maxTau keeps TAT arithmetic far from int64 overflow (about 73 years).
-const maxTau = int64(1) << 61
-
+// compile validates q; errors name its fields after field (see quota.Compile).
 func (q Quota) compile(field string) (gcra, error) {
-	rateName, burstName := field+".Rate", field+".Burst"
-	if field == "" {
-		rateName, burstName = "rate", "burst"
+	g, err := quota.Compile(q.Rate, q.Burst, field)
+	if err != nil {
+		return gcra{}, fmt.Errorf("ratelimit: %w", err)
 	}
-	switch {
-	case math.IsNaN(q.Rate):
-		return gcra{}, fmt.Errorf("ratelimit: %s is NaN", rateName)
-	case q.Rate < 0:
-		return gcra{}, fmt.Errorf("ratelimit: %s %v is negative", rateName, q.Rate)
-	case q.Burst < 0:
-		return gcra{}, fmt.Errorf("ratelimit: %s %d is negative", burstName, q.Burst)
-	case math.IsInf(q.Rate, 1):
-		return gcra{kind: quotaUnlimited, burst: q.Burst, rate: q.Rate}, nil
-	case q.Rate == 0 && q.Burst == 0:
-		return gcra{kind: quotaDenyAll}, nil
-	case q.Rate == 0:
-		return gcra{}, fmt.Errorf("ratelimit: %s must be 0 when %s is 0 (a key's burst would come back whenever it is evicted)", burstName, rateName)
-	}
-	burst := q.Burst
-	if burst == 0 {
-		burst = int(math.Min(math.Ceil(q.Rate), math.MaxInt32))
-	}
-	interval := float64(time.Second) / q.Rate
-	if interval < 1 {
-		// Faster than one event per nanosecond: no clock can tell.
-		return gcra{kind: quotaUnlimited, burst: burst, rate: q.Rate}, nil
-	}
-	if interval*float64(burst) >= float64(maxTau) {
-		return gcra{}, fmt.Errorf("ratelimit: %s %v is too small for %s %d", rateName, q.Rate, burstName, burst)
-	}
-	iv := int64(math.Round(interval))
-	return gcra{kind: quotaFinite, burst: burst, interval: iv, tau: iv * int64(burst), rate: q.Rate}, nil
+	return gcra{kind: g.Kind, burst: g.Burst, interval: g.Interval, tau: g.Tau, rate: g.Rate}, nil
 }
 
 // take applies one GCRA step for n events at now (ns) to *tat.

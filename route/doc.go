@@ -8,8 +8,9 @@
 //
 // A declarative [Config] (YAML or JSON, see [ParseConfig]) compiles into an immutable
 // [Table]; a [Router] publishes the current table through an atomic pointer, so lookups take
-// no lock and allocate nothing, and [WatchFile] and [WatchConsul] swap in new tables as the
-// source changes, refusing invalid ones and keeping the last good table.
+// no lock and allocate nothing, and [Router.Update] and [Router.Load] swap in new tables,
+// refusing invalid ones and keeping the last good table. The subpackage route/reload feeds a
+// Router from a file or a Consul KV key as the source changes.
 //
 // Per request, the caller (package middleware) does:
 //

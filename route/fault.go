@@ -15,7 +15,8 @@ import (
 var ErrAborted = errors.New("route: injected abort")
 
 // AbortError is an injected abort: the request was failed on purpose, without being sent.
-// HTTP callers answer HTTPStatus; gRPC callers get GRPCCode (see GRPCStatus).
+// HTTP callers answer HTTPStatus; gRPC callers get GRPCCode (package middleware maps it to a
+// gRPC status).
 type AbortError struct {
 	HTTPStatus int
 	GRPCCode   int

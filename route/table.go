@@ -1,7 +1,6 @@
 package route
 
 import (
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
@@ -10,7 +9,7 @@ import (
 	"time"
 )
 
-// Option configures [Compile], [NewRouter] and the reloaders.
+// Option configures [Compile] and [NewRouter].
 type Option interface {
 	apply(*options)
 }
@@ -22,8 +21,6 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	trust  func(*Request) bool
 	events func(Event)
-	logger *slog.Logger
-	hook   func(ReloadResult)
 }
 
 func newOptions(opts []Option) *options {
@@ -32,9 +29,6 @@ func newOptions(opts []Option) *options {
 		if opt != nil {
 			opt.apply(o)
 		}
-	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
 	}
 	return o
 }
@@ -52,17 +46,6 @@ func WithTrust(trusted func(*Request) bool) Option {
 // triggered the event; it should return quickly. Default: events are dropped.
 func WithEvents(fn func(Event)) Option {
 	return optionFunc(func(o *options) { o.events = fn })
-}
-
-// WithLogger makes reloaders log refused and applied configs to l. Default: no logging.
-func WithLogger(l *slog.Logger) Option {
-	return optionFunc(func(o *options) { o.logger = l })
-}
-
-// WithReloadHook makes reloaders report every load attempt, good or bad, to fn (called
-// without locks, from the reloader's goroutine). Default: none.
-func WithReloadHook(fn func(ReloadResult)) Option {
-	return optionFunc(func(o *options) { o.hook = fn })
 }
 
 // Table is a compiled, immutable route table. Lookups are lock-free and do not allocate;

@@ -67,6 +67,13 @@ if [ -n "$unformatted" ]; then
 	printf 'gofmt would change:\n%s\n' "$unformatted" >&2
 	exit 1
 fi
+log "go mod tidy -diff"
+go mod tidy -diff
+log "GOARCH=386 go build ./..."
+GOARCH=386 go build ./...
+log "GOOS=darwin go vet ./..., GOOS=windows go vet ./..."
+GOOS=darwin go vet ./...
+GOOS=windows go vet ./...
 log "go vet ./..."
 go vet ./...
 log "go test -race -count=1 ./..."
@@ -75,5 +82,5 @@ go test -race -count=1 -timeout 15m ./...
 # skip under -race: run them once more without it.
 log "allocation checks, without the race detector"
 go test -count=1 -run 'Alloc' ./balancer/ ./breaker/ ./ratelimit/ ./route/
-log "benchmarks/ (its own module): go vet, and the harness's smoke test"
-(cd benchmarks && go vet ./... && go test -race -count=1 -timeout 10m ./...)
+log "benchmarks/ (its own module): go mod tidy -diff, go vet, and the harness's smoke test"
+(cd benchmarks && go mod tidy -diff && go vet ./... && go test -race -count=1 -timeout 10m ./...)

@@ -87,8 +87,9 @@ func (a *Attempt) Endpoint() string {
 }
 
 // PickError returns the error with which the picker refused the attempt (every endpoint's
-// breaker open, no endpoints), or nil. gRPC hands the caller a status error; this is the
-// original, which matches breaker.ErrOpen or balancer.ErrNoEndpoints with errors.Is.
+// breaker open, no endpoints), or nil. gRPC hands the caller a plain status error; this one
+// has the same status (Unavailable) and matches breaker.ErrOpen or balancer.ErrNoEndpoints
+// with errors.Is.
 func (a *Attempt) PickError() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -14,7 +14,9 @@
 // DEADLINE_EXCEEDED from the server, or a connection error counts against its endpoint (an
 // Envoy gateway failure); INTERNAL, UNKNOWN and DATA_LOSS are plain failures; other codes are
 // answers. RESOURCE_EXHAUSTED counts for nothing but steers picks away from the endpoint for
-// the server's grpc-retry-pushback-ms, or [DefaultSteer] without one.
+// the server's grpc-retry-pushback-ms, or [DefaultSteer] without one. A pick that every
+// endpoint's breaker refuses fails with status Unavailable and an error matching
+// breaker.ErrOpen; [BreakerOutcome] classifies gRPC results for a breaker used on its own.
 //
 // The interceptors of package middleware talk to the picker through an [Attempt] in the RPC's
 // context: the picker avoids the endpoints earlier attempts of the same call used, and records

@@ -91,17 +91,19 @@ func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, erro
 	return p.refuse(att, openErr)
 }
 
-// refuse fails the pick with err, as a status error that gRPC hands to the caller at once.
+// refuse fails the pick with err, as a status error that gRPC hands to the caller at once: an
+// error without a status (a *breaker.OpenError, balancer.ErrNoEndpoints) becomes Unavailable,
+// still unwrapping to err. The attempt records what gRPC got.
 func (p *picker) refuse(att *Attempt, err error) (grpcbalancer.PickResult, error) {
+	if _, ok := status.FromError(err); !ok {
+		err = pickErr(err)
+	}
 	if att != nil {
 		att.mu.Lock()
 		att.pickErr = err
 		att.mu.Unlock()
 	}
-	if _, ok := status.FromError(err); ok {
-		return grpcbalancer.PickResult{}, err // an *breaker.OpenError: Unavailable already
-	}
-	return grpcbalancer.PickResult{}, pickErr(err)
+	return grpcbalancer.PickResult{}, err
 }
 
 // done reports how one picked RPC went to the core and the endpoint's breaker.
@@ -171,6 +173,41 @@ func (d done) cause(rpcErr error) outcome.Cause {
 func Classify(ctx context.Context, att *Attempt, err error) (balancer.Outcome, breaker.Outcome) {
 	o := grpcoutcome.FromError(err, nil, done{ctx: ctx, att: att}.cause(err))
 	return o.Kind.Balancer(), o.Kind.Breaker()
+}
+
+// BreakerOutcome classifies the result of one gRPC call for a breaker.Breaker used on its own,
+// outside the picker (which uses [Classify]). ctx is the caller's context. The rules, in order:
+//
+//   - no error: Success;
+//   - an error while ctx is done (the caller cancelled or its deadline passed): Ignore;
+//   - an error matching context.Canceled or breaker.ErrOpen, or status Canceled: Ignore;
+//   - status ResourceExhausted (the server sheds load on purpose): Ignore;
+//   - status Unavailable, DeadlineExceeded (a per-attempt timeout), Internal, Unknown or
+//     DataLoss, and any error that carries no status: Failure;
+//   - any other status (InvalidArgument, NotFound, PermissionDenied, ...): Success, since the
+//     endpoint answered.
+func BreakerOutcome(ctx context.Context, err error) breaker.Outcome {
+	if err == nil {
+		return breaker.Success
+	}
+	if ctx != nil && ctx.Err() != nil {
+		return breaker.Ignore
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrOpen) {
+		return breaker.Ignore
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return breaker.Failure
+	}
+	switch s.Code() {
+	case codes.Canceled, codes.ResourceExhausted:
+		return breaker.Ignore
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.DataLoss:
+		return breaker.Failure
+	default:
+		return breaker.Success
+	}
 }
 
 // parsePushback reads grpc-retry-pushback-ms from a trailer. A malformed or repeated value

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -211,7 +212,7 @@ func endpoints(entries []*api.ServiceEntry, zoneKey string) ([]discovery.Endpoin
 		}
 		ep := discovery.Endpoint{
 			Addr:   net.JoinHostPort(host, strconv.Itoa(e.Service.Port)),
-			Weight: uint32(min(weight, 1<<31)),
+			Weight: uint32(min(int64(weight), math.MaxUint32)), // int64: an int may be 32 bits
 			Zone:   e.Service.Meta[zoneKey],
 			Tags:   append([]string(nil), e.Service.Tags...),
 		}

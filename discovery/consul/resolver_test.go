@@ -2,10 +2,12 @@ package consul
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -297,4 +299,24 @@ func TestEndpointsFromEntries(t *testing.T) {
 	assert.Equal(t, discovery.Endpoint{Addr: "127.0.0.2:80", Weight: 5, Zone: "svc-zone", Tags: []string{"v2"},
 		Meta: map[string]string{"zone": "svc-zone", "version": "2"}}, eps[0])
 	assert.Equal(t, discovery.Endpoint{Addr: "[::1]:81", Weight: 2, Zone: "node-zone"}, eps[1])
+}
+
+// TestEndpointWeightRange checks that Consul's int weights land in uint32: negative ones at 0,
+// large ones at the largest uint32.
+func TestEndpointWeightRange(t *testing.T) {
+	for _, tc := range []struct {
+		passing int
+		want    uint32
+	}{
+		{-4, 0},
+		{0, 0},
+		{7, 7},
+		{math.MaxInt32, math.MaxInt32},
+		{math.MaxInt, uint32(min(int64(math.MaxInt), math.MaxUint32))}, // MaxUint32 where int is 64 bits
+	} {
+		entries := []*api.ServiceEntry{{Service: &api.AgentService{Address: "127.0.0.1", Port: 80, Weights: api.AgentWeights{Passing: tc.passing}}}}
+		eps, err := endpoints(entries, "zone")
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, eps[0].Weight, "Passing %d", tc.passing)
+	}
 }

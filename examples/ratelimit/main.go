@@ -1,7 +1,7 @@
 // Command ratelimit shows one rate limit shared by several instances of a service.
 //
 // It starts two instances of an HTTP service on loopback, each wrapped by middleware.NewHandler
-// with a per-client limit kept in Redis (ratelimit.Redis, keyed by ratelimit.ClientIP), so that
+// with a per-client limit kept in Redis (ratelimit/redis, keyed by ratelimit.ClientIP), so that
 // the instances together admit at most -rate requests per second with bursts of -burst,
 // whichever instance a request reaches. A client then sends -requests requests, alternating
 // between the instances, faster than the limit allows. The program prints what each instance
@@ -26,11 +26,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/proxyless/proxyless/internal/redistest"
 	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/ratelimit"
+	"github.com/proxyless/proxyless/ratelimit/redis"
 )
 
 func main() {
@@ -118,7 +119,7 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 	prefix := fmt.Sprintf("proxyless:example:%d:%d:", os.Getpid(), time.Now().UnixNano())
 	urls := make([]string, len(instanceNames))
 	for i, name := range instanceNames {
-		rc := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		rc := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		defer rc.Close()
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 		err := rc.Ping(pctx).Err()
@@ -126,7 +127,7 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 		if err != nil {
 			return summary{}, fmt.Errorf("redis %s: %w", addr, err)
 		}
-		lim, err := ratelimit.NewRedis(rc, ratelimit.RedisConfig{
+		lim, err := redis.New(rc, redis.Config{
 			Default: ratelimit.Quota{Rate: o.rate, Burst: o.burst},
 			Prefix:  prefix,
 			// While Redis is down each instance admits half the quota on its own.

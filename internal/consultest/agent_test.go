@@ -69,8 +69,6 @@ func register(t *testing.T, a *Agent, name string) {
 	}
 }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
-
 func TestStopRestartClose(t *testing.T) {
 	a := ForTest(t)
 	if !strings.HasPrefix(a.HTTPAddr, "127.0.0.1:") || !strings.HasPrefix(a.DNSAddr, "127.0.0.1:") {

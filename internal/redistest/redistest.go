@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,15 +128,7 @@ func (s *Server) Restart() error {
 	return s.startLocked()
 }
 
-// Pause stops the process with SIGSTOP: connections stay open but nothing
-// answers, which is how a slow or hung Redis looks to a client. Resume
-// undoes it.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
-
-// Resume continues a paused server with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
-
-func (s *Server) signal(sig syscall.Signal) error {
+func (s *Server) signal(sig os.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {

@@ -1,4 +1,4 @@
-package route_test
+package reload_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/route/reload"
 )
 
 const goodV1 = `
@@ -34,10 +35,10 @@ routes:
 
 type results struct {
 	mu  sync.Mutex
-	all []route.ReloadResult
+	all []reload.Result
 }
 
-func (r *results) add(res route.ReloadResult) {
+func (r *results) add(res reload.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.all = append(r.all, res)
@@ -82,7 +83,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestWatchFile(t *testing.T) {
+func TestFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "routes.yaml")
 	if err := os.WriteFile(path, []byte(badDoc), 0o600); err != nil {
@@ -92,7 +93,7 @@ func TestWatchFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := route.WatchFile(r, path); err == nil || !strings.Contains(err.Error(), "routes[0].match.path.regex") {
+	if _, err := reload.File(r, path); err == nil || !strings.Contains(err.Error(), "routes[0].match.path.regex") {
 		t.Fatalf("bad initial file: %v", err)
 	}
 	if err := os.WriteFile(path, []byte(goodV1), 0o600); err != nil {
@@ -100,7 +101,7 @@ func TestWatchFile(t *testing.T) {
 	}
 	res := &results{}
 	logs := &syncBuffer{}
-	w, err := route.WatchFile(r, path, route.WithReloadHook(res.add), route.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	w, err := reload.File(r, path, reload.WithHook(res.add), reload.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestWatchFile(t *testing.T) {
 	}
 }
 
-func TestWatchConsul(t *testing.T) {
+func TestConsul(t *testing.T) {
 	agent := shared.Agent(t)
 	client, err := api.NewClient(&api.Config{Address: agent.HTTPAddr})
 	if err != nil {
@@ -164,7 +165,7 @@ func TestWatchConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := &results{}
-	w, err := route.WatchConsul(r, client, key, route.WithReloadHook(res.add))
+	w, err := reload.Consul(r, client, key, reload.WithHook(res.add))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,4 +185,42 @@ func TestWatchConsul(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestArguments(t *testing.T) {
+	r, err := route.NewRouter(route.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := api.NewClient(&api.Config{Address: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(path, []byte(goodV1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"File without a router", second(reload.File(nil, path)), "reload: file: nil router"},
+		{"File of a missing file", second(reload.File(r, filepath.Join(t.TempDir(), "none.yaml"))), "reload: config file: "},
+		{"Consul without a router", second(reload.Consul(nil, client, "k")), "reload: consul: nil router"},
+		{"Consul without a client", second(reload.Consul(r, nil, "k")), "reload: consul: nil client"},
+		{"Consul without a key", second(reload.Consul(r, client, "")), "reload: consul: empty key"},
+	} {
+		if tc.err == nil || !strings.HasPrefix(tc.err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one starting %q", tc.name, tc.err, tc.want)
+		}
+	}
+}
+
+// second returns the error of a constructor's results, closing what it returned.
+func second[W interface{ Close() error }](w W, err error) error {
+	if err == nil {
+		_ = w.Close()
+	}
+	return err
 }

@@ -1,10 +1,11 @@
-package route
+package reload
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,10 +15,11 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/route"
 )
 
-// ReloadResult reports one attempt by a reloader to load a new table.
-type ReloadResult struct {
+// Result reports one attempt by a reloader to load a new table.
+type Result struct {
 	// Source says where the document came from: "file:<path>" or "consul:<key>".
 	Source string
 	// Version is the Router's version after a successful load; 0 when Err is set.
@@ -26,9 +28,47 @@ type ReloadResult struct {
 	Err error
 }
 
+// Option configures [File] and [Consul].
+type Option interface {
+	apply(*options)
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	logger *slog.Logger
+	hook   func(Result)
+}
+
+func newOptions(opts []Option) *options {
+	o := &options{}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.apply(o)
+		}
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// WithLogger makes the reloader log refused and applied configs to l. Default: no logging.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = l })
+}
+
+// WithHook makes the reloader report every load attempt, good or bad, to fn (called without
+// locks, from the reloader's goroutine). Default: none.
+func WithHook(fn func(Result)) Option {
+	return optionFunc(func(o *options) { o.hook = fn })
+}
+
 // reloader is what file and Consul watchers share: applying a document and reporting.
 type reloader struct {
-	r      *Router
+	r      *route.Router
 	o      *options
 	source string
 
@@ -47,12 +87,12 @@ func (l *reloader) apply(data []byte) {
 }
 
 func (l *reloader) report(err error) {
-	res := ReloadResult{Source: l.source, Err: err}
+	res := Result{Source: l.source, Err: err}
 	if err != nil {
-		l.o.logger.Warn("route: config refused; keeping the current table", "source", l.source, "error", err)
+		l.o.logger.Warn("reload: config refused; keeping the current table", "source", l.source, "error", err)
 	} else {
 		res.Version = l.r.Version()
-		l.o.logger.Info("route: config loaded", "source", l.source, "version", res.Version)
+		l.o.logger.Info("reload: config loaded", "source", l.source, "version", res.Version)
 	}
 	if l.o.hook != nil {
 		l.o.hook(res)
@@ -62,7 +102,7 @@ func (l *reloader) report(err error) {
 // FileWatcher reloads a Router from a YAML or JSON file whenever it changes. It watches the
 // file's directory, so editors that replace the file and Kubernetes ConfigMap symlink swaps
 // are seen; a document equal to the last one applied is skipped. A bad or missing file is
-// reported (through [WithLogger] and [WithReloadHook]) and the current table stays.
+// reported (through [WithLogger] and [WithHook]) and the current table stays.
 // Close stops it; it is safe for concurrent use.
 type FileWatcher struct {
 	cancel context.CancelFunc
@@ -74,31 +114,33 @@ type FileWatcher struct {
 // fileDebounce gathers the bursts of events one save makes.
 const fileDebounce = 50 * time.Millisecond
 
-// WatchFile loads path into r and keeps it loaded as the file changes. It returns an error,
-// and watches nothing, if the file cannot be read or is invalid at the start, or its
-// directory cannot be watched. Of opts, only [WithLogger] and [WithReloadHook] matter here;
-// tables are compiled with the Router's own options.
-func WatchFile(r *Router, path string, opts ...Option) (*FileWatcher, error) {
+// File loads path into r and keeps it loaded as the file changes. It returns an error, and
+// watches nothing, if the file cannot be read or is invalid at the start, or its directory
+// cannot be watched. Tables are compiled with the Router's own options.
+func File(r *route.Router, path string, opts ...Option) (*FileWatcher, error) {
+	if r == nil {
+		return nil, errors.New("reload: file: nil router")
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("route: config file: %w", err)
+		return nil, fmt.Errorf("reload: config file: %w", err)
 	}
 	data, err := os.ReadFile(abs)
 	if err != nil {
-		return nil, fmt.Errorf("route: config file: %w", err)
+		return nil, fmt.Errorf("reload: config file: %w", err)
 	}
-	l := &reloader{r: r, o: mergeOptions(r.opts, opts), source: "file:" + abs}
+	l := &reloader{r: r, o: newOptions(opts), source: "file:" + abs}
 	if err := r.Load(data); err != nil {
 		return nil, err
 	}
 	l.last = data
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return nil, fmt.Errorf("route: config file: %w", err)
+		return nil, fmt.Errorf("reload: config file: %w", err)
 	}
 	if err := w.Add(filepath.Dir(abs)); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("route: config file: watch directory: %w", err)
+		return nil, fmt.Errorf("reload: config file: watch directory: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	fw := &FileWatcher{cancel: cancel, done: make(chan struct{}), w: w}
@@ -126,14 +168,14 @@ func (fw *FileWatcher) run(ctx context.Context, l *reloader, path string) {
 			if !ok {
 				return
 			}
-			l.o.logger.Warn("route: watching config file", "source", l.source, "error", err)
+			l.o.logger.Warn("reload: watching config file", "source", l.source, "error", err)
 		case <-timer.C:
 			data, err := os.ReadFile(path)
 			if err != nil {
 				if errors.Is(err, os.ErrNotExist) && l.last == nil {
 					continue
 				}
-				l.report(fmt.Errorf("route: config file: %w", err))
+				l.report(fmt.Errorf("reload: config file: %w", err))
 				continue
 			}
 			l.apply(data)
@@ -153,8 +195,8 @@ func (fw *FileWatcher) Close() error {
 }
 
 // ConsulWatcher reloads a Router from a Consul KV key with blocking queries. A bad document,
-// a missing key or an unreachable agent is reported (through [WithLogger] and
-// [WithReloadHook]) and the current table stays; errors are retried with jittered backoff.
+// a missing key or an unreachable agent is reported (through [WithLogger] and [WithHook]) and
+// the current table stays; errors are retried with jittered backoff.
 // Close stops it; it is safe for concurrent use.
 type ConsulWatcher struct {
 	cancel context.CancelFunc
@@ -169,17 +211,20 @@ const (
 	consulWait        = 5 * time.Minute
 )
 
-// WatchConsul follows key in client's KV store and loads each new value into r. It does not
-// block on the network: the first value is loaded by the watcher's goroutine; wait for it with
-// [WithReloadHook] or [Router.Version]. Of opts, only [WithLogger] and [WithReloadHook] matter.
-func WatchConsul(r *Router, client *api.Client, key string, opts ...Option) (*ConsulWatcher, error) {
+// Consul follows key in client's KV store and loads each new value into r. It does not block
+// on the network: the first value is loaded by the watcher's goroutine; wait for it with
+// [WithHook] or [route.Router.Version]. Tables are compiled with the Router's own options.
+func Consul(r *route.Router, client *api.Client, key string, opts ...Option) (*ConsulWatcher, error) {
+	if r == nil {
+		return nil, errors.New("reload: consul: nil router")
+	}
 	if client == nil {
-		return nil, errors.New("route: consul: nil client")
+		return nil, errors.New("reload: consul: nil client")
 	}
 	if key == "" {
-		return nil, errors.New("route: consul: empty key")
+		return nil, errors.New("reload: consul: empty key")
 	}
-	l := &reloader{r: r, o: mergeOptions(r.opts, opts), source: "consul:" + key}
+	l := &reloader{r: r, o: newOptions(opts), source: "consul:" + key}
 	ctx, cancel := context.WithCancel(context.Background())
 	cw := &ConsulWatcher{cancel: cancel, done: make(chan struct{})}
 	go cw.run(ctx, l, client.KV(), key)
@@ -198,7 +243,7 @@ func (cw *ConsulWatcher) run(ctx context.Context, l *reloader, kv *api.KV, key s
 			return
 		}
 		if err != nil {
-			l.report(fmt.Errorf("route: consul: %w", err))
+			l.report(fmt.Errorf("reload: consul: %w", err))
 			failures++
 			if !backoff.Sleep(ctx, backoff.FullJitter(consulBackoffBase, consulBackoffMax, failures)) {
 				return
@@ -215,7 +260,7 @@ func (cw *ConsulWatcher) run(ctx context.Context, l *reloader, kv *api.KV, key s
 		if pair == nil {
 			if !missingReported {
 				missingReported = true
-				l.report(fmt.Errorf("route: consul: key %q not found", key))
+				l.report(fmt.Errorf("reload: consul: key %q not found", key))
 			}
 			modify = 0
 			continue
@@ -237,18 +282,4 @@ func (cw *ConsulWatcher) Close() error {
 		<-cw.done
 	})
 	return nil
-}
-
-// mergeOptions returns the Router's options with opts applied over them.
-func mergeOptions(base *options, opts []Option) *options {
-	o := *base
-	for _, opt := range opts {
-		if opt != nil {
-			opt.apply(&o)
-		}
-	}
-	if o.logger == nil {
-		o.logger = base.logger
-	}
-	return &o
 }

@@ -1,4 +1,4 @@
-package ratelimit
+package redis
 
 import (
 	"context"
@@ -10,54 +10,56 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/proxyless/proxyless/internal/redistest"
+	"github.com/proxyless/proxyless/ratelimit"
+	"github.com/proxyless/proxyless/ratelimit/internal/loadtest"
 )
 
 // newClient returns a client that honours context deadlines, closed at
 // the end of the test.
-func newClient(t testing.TB, addr string) *redis.Client {
+func newClient(t testing.TB, addr string) *goredis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	c := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-func mustRedis(t testing.TB, c redis.UniversalClient, cfg RedisConfig) *Redis {
+func mustRedis(t testing.TB, c goredis.UniversalClient, cfg Config) *Limiter {
 	t.Helper()
-	r, err := NewRedis(c, cfg)
+	r, err := New(c, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func TestNewRedisValidation(t *testing.T) {
-	ok := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+func TestNewValidation(t *testing.T) {
+	ok := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
 	defer ok.Close()
-	noCtx := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	noCtx := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"})
 	defer noCtx.Close()
-	q := Quota{Rate: 10}
+	q := ratelimit.Quota{Rate: 10}
 	for _, tc := range []struct {
-		client redis.UniversalClient
-		cfg    RedisConfig
+		client goredis.UniversalClient
+		cfg    Config
 		field  string
 	}{
-		{nil, RedisConfig{Default: q}, "client"},
-		{noCtx, RedisConfig{Default: q}, "ContextTimeoutEnabled"},
-		{ok, RedisConfig{}, "Default"},
-		{ok, RedisConfig{Default: Quota{Rate: -1}}, "Default.Rate"},
-		{ok, RedisConfig{Default: q, Timeout: -1}, "Timeout"},
-		{ok, RedisConfig{Default: q, ProbeInterval: -1}, "ProbeInterval"},
-		{ok, RedisConfig{Default: q, FallbackShare: 1.5}, "FallbackShare"},
-		{ok, RedisConfig{Default: q, FallbackShare: -0.5}, "FallbackShare"},
-		{ok, RedisConfig{Default: q, FallbackMaxKeys: -1}, "FallbackMaxKeys"},
-		{ok, RedisConfig{Default: q, Overrides: map[string]Quota{"k": {Burst: -1}}}, `Overrides["k"].Burst`},
+		{nil, Config{Default: q}, "client"},
+		{noCtx, Config{Default: q}, "ContextTimeoutEnabled"},
+		{ok, Config{}, "Default"},
+		{ok, Config{Default: ratelimit.Quota{Rate: -1}}, "Default.Rate"},
+		{ok, Config{Default: q, Timeout: -1}, "Timeout"},
+		{ok, Config{Default: q, ProbeInterval: -1}, "ProbeInterval"},
+		{ok, Config{Default: q, FallbackShare: 1.5}, "FallbackShare"},
+		{ok, Config{Default: q, FallbackShare: -0.5}, "FallbackShare"},
+		{ok, Config{Default: q, FallbackMaxKeys: -1}, "FallbackMaxKeys"},
+		{ok, Config{Default: q, Overrides: map[string]ratelimit.Quota{"k": {Burst: -1}}}, `Overrides["k"].Burst`},
 	} {
-		_, err := NewRedis(tc.client, tc.cfg)
-		if err == nil || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("NewRedis(%+v) error = %v, want one naming %s", tc.cfg, err, tc.field)
+		_, err := New(tc.client, tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.HasPrefix(err.Error(), "redis: ") {
+			t.Errorf("New(%+v) error = %v, want one naming %s", tc.cfg, err, tc.field)
 		}
 	}
 }
@@ -65,9 +67,9 @@ func TestNewRedisValidation(t *testing.T) {
 func TestRedisGCRA(t *testing.T) {
 	s := redistest.ForTest(t)
 	c := newClient(t, s.Addr())
-	r := mustRedis(t, c, RedisConfig{
-		Default:   Quota{Rate: 10, Burst: 3},
-		Overrides: map[string]Quota{"blocked": {}, "free": {Rate: math.Inf(1)}},
+	r := mustRedis(t, c, Config{
+		Default:   ratelimit.Quota{Rate: 10, Burst: 3},
+		Overrides: map[string]ratelimit.Quota{"blocked": {}, "free": {Rate: math.Inf(1)}},
 		Prefix:    "t:",
 		Timeout:   time.Second,
 	})
@@ -82,7 +84,7 @@ func TestRedisGCRA(t *testing.T) {
 	if err != nil || d.Allowed || d.Remaining != 0 || d.RetryAfter <= 0 || d.RetryAfter > 100*time.Millisecond || d.Reset <= 200*time.Millisecond {
 		t.Fatalf("past burst: %+v, %v; want refused with retry ≤ 100ms and reset > 200ms", d, err)
 	}
-	if !errors.Is(d.Err(), ErrLimited) {
+	if !errors.Is(d.Err(), ratelimit.ErrLimited) {
 		t.Fatalf("Err() = %v", d.Err())
 	}
 
@@ -128,14 +130,14 @@ func TestRedisAccuracy(t *testing.T) {
 	t.Parallel()
 	s := redistest.ForTest(t)
 	const rate, burst, d = 100, 10, 10 * time.Second
-	cfg := RedisConfig{Default: Quota{Rate: rate, Burst: burst}, Timeout: time.Second}
+	cfg := Config{Default: ratelimit.Quota{Rate: rate, Burst: burst}, Timeout: time.Second}
 	ca, cb := newClient(t, s.Addr()), newClient(t, s.Addr())
 	warmUp(t, ca, 25)
 	warmUp(t, cb, 25)
 	a, b := mustRedis(t, ca, cfg), mustRedis(t, cb, cfg)
 	var degraded atomic.Int64
 	var next atomic.Int64
-	res := runLoad(50, d, 100_000, 500*time.Microsecond, func() (bool, int64) {
+	res := loadtest.Run(50, d, 100_000, 500*time.Microsecond, func() (bool, int64) {
 		lim := a
 		if next.Add(1)%2 == 0 {
 			lim = b
@@ -149,12 +151,12 @@ func TestRedisAccuracy(t *testing.T) {
 	if n := degraded.Load(); n != 0 {
 		t.Fatalf("%d decisions were not made by Redis", n)
 	}
-	checkAccuracy(t, res, rate, burst, d)
+	loadtest.CheckAccuracy(t, res, rate, burst, d)
 }
 
 // warmUp opens n pooled connections so that dialing does not eat into a
 // timed run.
-func warmUp(t *testing.T, c *redis.Client, n int) {
+func warmUp(t *testing.T, c *goredis.Client, n int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for range n {
@@ -180,7 +182,7 @@ type outageCounts struct {
 	slowest               time.Duration
 }
 
-func (o *outageCounts) record(d Decision, start time.Time, took time.Duration) {
+func (o *outageCounts) record(d ratelimit.Decision, start time.Time, took time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls++
@@ -201,7 +203,7 @@ func (o *outageCounts) record(d Decision, start time.Time, took time.Duration) {
 }
 
 // hammer calls r.Take for key from g goroutines for d (bounded in calls).
-func hammer(r *Redis, key string, g int, d time.Duration) *outageCounts {
+func hammer(r *Limiter, key string, g int, d time.Duration) *outageCounts {
 	var o outageCounts
 	var wg sync.WaitGroup
 	end := time.Now().Add(d)
@@ -222,7 +224,7 @@ func hammer(r *Redis, key string, g int, d time.Duration) *outageCounts {
 }
 
 // waitRecovered polls until r decides on Redis again, bounded.
-func waitRecovered(t *testing.T, r *Redis, key string) {
+func waitRecovered(t *testing.T, r *Limiter, key string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -247,8 +249,8 @@ func testOutage(t *testing.T, fault func(*redistest.Server) error, heal func(*re
 	const timeout = 200 * time.Millisecond
 	c := newClient(t, s.Addr())
 	warmUp(t, c, 10)
-	r := mustRedis(t, c, RedisConfig{
-		Default:       Quota{Rate: rate, Burst: burst},
+	r := mustRedis(t, c, Config{
+		Default:       ratelimit.Quota{Rate: rate, Burst: burst},
 		Timeout:       timeout,
 		ProbeInterval: 100 * time.Millisecond,
 		FallbackShare: share,
