@@ -231,19 +231,18 @@ func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause
 }
 
 // grpcRetryable says whether a failed attempt may be followed by another: no response
-// headers arrived, and either its own timeout cut it (as for HTTP) or the server's code is
-// one of the retry codes.
+// headers arrived, no context of the caller's or the call's ended, and its code is one of the
+// retry codes. A per-attempt timeout ends the attempt with DEADLINE_EXCEEDED: it is retried
+// only when that code is listed (gRPC calls carry no idempotency, and a timed-out call may
+// have been done).
 func (c *grpcClient) grpcRetryable(err error, o outcome.Outcome, cause outcome.Cause, headers bool) bool {
-	if err == nil || headers {
-		return false
-	}
-	if o.Kind == outcome.LocalTimeout {
-		return cause == outcome.CauseAttemptTimeout
-	}
-	if cause != outcome.CauseNone {
+	if err == nil || headers || (cause != outcome.CauseNone && cause != outcome.CauseAttemptTimeout) {
 		return false
 	}
 	code := status.Code(err)
+	if cause == outcome.CauseAttemptTimeout {
+		code = codes.DeadlineExceeded
+	}
 	return int(code) < len(c.retryCodes) && c.retryCodes[code] && code != codes.OK
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/proxyless/proxyless/balancer"
@@ -33,6 +34,9 @@ type scenarioSide interface {
 	calls(i int) int64
 	cancelled(i int) int64
 	warmups() int // calls made before the scenario's, which paid into the retry budget
+	// retryAttemptTimeouts returns the options that make attempts cut by their own timeout
+	// retried (HTTP: none needed; gRPC: DEADLINE_EXCEEDED among the retry codes).
+	retryAttemptTimeouts() []middleware.Option
 }
 
 type httpSide struct {
@@ -68,13 +72,14 @@ func (s *httpSide) call(ctx context.Context) error {
 	}
 	return nil
 }
-func (s *httpSide) hang(i int)                  { s.backends[i].Set(faultbackend.Hang()) }
-func (s *httpSide) fail(i int)                  { s.backends[i].Set(faultbackend.Status(503)) }
-func (s *httpSide) slow(i int, d time.Duration) { s.backends[i].Set(faultbackend.Slow(d)) }
-func (s *httpSide) crash(i int)                 { _ = s.backends[i].Close() }
-func (s *httpSide) calls(i int) int64           { return s.backends[i].Attempts() }
-func (s *httpSide) cancelled(i int) int64       { return s.backends[i].Cancellations() }
-func (s *httpSide) warmups() int                { return 0 }
+func (s *httpSide) hang(i int)                                { s.backends[i].Set(faultbackend.Hang()) }
+func (s *httpSide) fail(i int)                                { s.backends[i].Set(faultbackend.Status(503)) }
+func (s *httpSide) slow(i int, d time.Duration)               { s.backends[i].Set(faultbackend.Slow(d)) }
+func (s *httpSide) crash(i int)                               { _ = s.backends[i].Close() }
+func (s *httpSide) calls(i int) int64                         { return s.backends[i].Attempts() }
+func (s *httpSide) cancelled(i int) int64                     { return s.backends[i].Cancellations() }
+func (s *httpSide) warmups() int                              { return 0 }
+func (s *httpSide) retryAttemptTimeouts() []middleware.Option { return nil }
 
 type grpcSide struct{ f *grpcFixture }
 
@@ -98,6 +103,9 @@ func (s *grpcSide) crash(i int)           { s.f.backends[i].srv.Stop() }
 func (s *grpcSide) calls(i int) int64     { return s.f.backends[i].calls.Load() }
 func (s *grpcSide) cancelled(i int) int64 { return s.f.backends[i].cancelled.Load() }
 func (s *grpcSide) warmups() int          { return s.f.warmups }
+func (s *grpcSide) retryAttemptTimeouts() []middleware.Option {
+	return []middleware.Option{middleware.WithGRPCRetryCodes(codes.Unavailable, codes.DeadlineExceeded)}
+}
 
 // runCalls makes n calls from workers goroutines, each with its own timeout, and returns how
 // many failed. before, when set, runs before call k (from the worker that makes it).
@@ -145,7 +153,7 @@ func TestScenarios(t *testing.T) {
 			assert.Zero(t, failed, "calls failed although two backends stayed up")
 		}},
 		{"hang, attempt timeout", func(t *testing.T, s scenarioSide) {
-			s.start(t, fast, middleware.WithAttemptTimeout(100*time.Millisecond))
+			s.start(t, append(s.retryAttemptTimeouts(), fast, middleware.WithAttemptTimeout(100*time.Millisecond))...)
 			s.hang(2)
 			assert.Zero(t, runCalls(s, 30, 1, 5*time.Second, nil), "every call retried past the hung backend")
 		}},

@@ -3,11 +3,9 @@ package grpcbalancer
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	grpcbalancer "google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer"
@@ -18,7 +16,7 @@ import (
 
 // PushbackKey is the trailer in which a server asks a client to wait before retrying
 // (gRFC A6): milliseconds, or a negative value for "do not retry".
-const PushbackKey = "grpc-retry-pushback-ms"
+const PushbackKey = grpcoutcome.PushbackKey
 
 // picker picks among the READY endpoints through the core, skipping endpoints whose breaker
 // refuses, and delegates to the endpoint's pick_first picker. It is immutable.
@@ -176,53 +174,16 @@ func Classify(ctx context.Context, att *Attempt, err error) (balancer.Outcome, b
 }
 
 // BreakerOutcome classifies the result of one gRPC call for a breaker.Breaker used on its own,
-// outside the picker (which uses [Classify]). ctx is the caller's context. The rules, in order:
-//
-//   - no error: Success;
-//   - an error while ctx is done (the caller cancelled or its deadline passed): Ignore;
-//   - an error matching context.Canceled or breaker.ErrOpen, or status Canceled: Ignore;
-//   - status ResourceExhausted (the server sheds load on purpose): Ignore;
-//   - status Unavailable, DeadlineExceeded (a per-attempt timeout), Internal, Unknown or
-//     DataLoss, and any error that carries no status: Failure;
-//   - any other status (InvalidArgument, NotFound, PermissionDenied, ...): Success, since the
-//     endpoint answered.
+// through the outcome vocabulary (package outcome/grpcoutcome) and its table. ctx is the
+// caller's context: an error while it is done is ignored. A local refusal (an open breaker)
+// is ignored too.
 func BreakerOutcome(ctx context.Context, err error) breaker.Outcome {
-	if err == nil {
-		return breaker.Success
+	if errors.Is(err, breaker.ErrOpen) {
+		return outcome.LocalRefusal.Breaker()
 	}
+	cause := outcome.CauseNone
 	if ctx != nil && ctx.Err() != nil {
-		return breaker.Ignore
+		cause = outcome.CauseCaller
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrOpen) {
-		return breaker.Ignore
-	}
-	s, ok := status.FromError(err)
-	if !ok {
-		return breaker.Failure
-	}
-	switch s.Code() {
-	case codes.Canceled, codes.ResourceExhausted:
-		return breaker.Ignore
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.DataLoss:
-		return breaker.Failure
-	default:
-		return breaker.Success
-	}
-}
-
-// parsePushback reads grpc-retry-pushback-ms from a trailer. A malformed or repeated value
-// reads as -1: do not retry, as gRFC A6 says.
-func parsePushback(md metadata.MD) (time.Duration, bool) {
-	v := md[PushbackKey]
-	switch len(v) {
-	case 0:
-		return 0, false
-	case 1:
-		ms, err := strconv.ParseInt(v[0], 10, 32)
-		if err != nil || ms < 0 {
-			return -1, true
-		}
-		return time.Duration(ms) * time.Millisecond, true
-	}
-	return -1, true
+	return grpcoutcome.FromError(err, nil, cause).Kind.Breaker()
 }

@@ -3,6 +3,7 @@
 package grpcoutcome
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -30,7 +31,8 @@ const PushbackKey = "grpc-retry-pushback-ms"
 //     GatewayFailure;
 //   - RESOURCE_EXHAUSTED: Throttled;
 //   - INTERNAL, UNKNOWN, DATA_LOSS and errors that carry no status: Failure;
-//   - CANCELED while every context is live (the server cancelled): GatewayFailure;
+//   - an error matching context.Canceled, or CANCELED while every context here is live:
+//     Canceled; an error matching context.DeadlineExceeded: LocalTimeout;
 //   - any other code: Success, since the endpoint answered.
 //
 // RetryAfter is the trailer's grpc-retry-pushback-ms on UNAVAILABLE and RESOURCE_EXHAUSTED;
@@ -45,14 +47,22 @@ func FromError(err error, trailer metadata.MD, cause outcome.Cause) outcome.Outc
 	if cause != outcome.CauseNone {
 		return outcome.FromError(err, cause)
 	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return outcome.Outcome{Kind: outcome.Canceled}
+	case errors.Is(err, context.DeadlineExceeded):
+		return outcome.Outcome{Kind: outcome.LocalTimeout}
+	}
 	s, ok := status.FromError(err)
 	if !ok {
 		return outcome.Outcome{Kind: outcome.Failure}
 	}
 	var o outcome.Outcome
 	switch s.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+	case codes.Unavailable, codes.DeadlineExceeded:
 		o.Kind = outcome.GatewayFailure
+	case codes.Canceled:
+		return outcome.Outcome{Kind: outcome.Canceled} // cancelled on the way, not by this endpoint's fault
 	case codes.ResourceExhausted:
 		o.Kind = outcome.Throttled
 	case codes.Internal, codes.Unknown, codes.DataLoss:
