@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -90,7 +91,8 @@ import (
 // (a negative or malformed value forbids the retry, a wait longer than
 // RetryPolicy.MaxRetryAfter ends the call); otherwise after exponential backoff with full
 // jitter. Local refusals (every breaker open, no endpoints, an outbound limit) are not
-// retried. RetryPolicy.RetryNonIdempotent and Statuses are HTTP settings: gRPC calls are
+// retried. Each retry and hedge carries the grpc-previous-rpc-attempts metadata of gRFC A6,
+// the number of attempts of its call sent before it. RetryPolicy.RetryNonIdempotent and Statuses are HTTP settings: gRPC calls are
 // retried whatever their method, since the retry codes say the server did not do the work.
 //
 // # Errors
@@ -320,10 +322,18 @@ func (c *grpcClient) attempt(ctx context.Context, pol *policies, a *grpcbalancer
 		ctx, ta = tr.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: c.cfg.breakerOff})
 		a.Observer = ta
 	}
+	if n > 0 {
+		// gRFC A6: a retry or hedge tells the server how many attempts preceded it.
+		ctx = metadata.AppendToOutgoingContext(ctx, previousAttemptsKey, strconv.Itoa(n))
+	}
 	return grpcbalancer.NewContext(ctx, a), cancel, ta
 }
 
 func noop() {}
+
+// previousAttemptsKey is the metadata in which an attempt says how many attempts of its call
+// were sent before it (gRFC A6); gRPC sends it on its own retries, turned off here.
+const previousAttemptsKey = "grpc-previous-rpc-attempts"
 
 // retryable decides whether a failed attempt may be followed by another, and after how long
 // (0: the usual backoff). ctx is the call's; headers says response headers arrived.
