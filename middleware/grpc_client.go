@@ -474,7 +474,7 @@ func (c *grpcClient) sequential(ctx context.Context, pol *policies, tr *tracing.
 			return ta, err
 		}
 		if !backoff.Sleep(ctx, wait) {
-			return ta, err
+			return ta, status.FromContextError(ctx.Err()).Err() // as gRPC's own retries
 		}
 		ta.Discarded()
 		kind, waited = tracing.AttemptRetry, wait

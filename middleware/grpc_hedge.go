@@ -94,7 +94,7 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 				return lastTA, last
 			}
 			if !backoff.Sleep(ctx, wait) {
-				return lastTA, last
+				return lastTA, status.FromContextError(ctx.Err()).Err()
 			}
 			retries++
 			pending++
@@ -113,10 +113,8 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 			launch(tracing.AttemptHedge, 0)
 			timer.Reset(pol.Delay)
 		case <-ctx.Done():
-			if last != nil {
-				return lastTA, last
-			}
-			return nil, status.FromContextError(ctx.Err()).Err()
+			// The caller's cancellation or deadline, whatever the attempts said before.
+			return lastTA, status.FromContextError(ctx.Err()).Err()
 		}
 	}
 }

@@ -139,7 +139,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 			wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, n+1)
 		}
 		if !backoff.Sleep(s.ctx, wait) {
-			return nil, ta, err
+			return nil, ta, status.FromContextError(s.ctx.Err()).Err()
 		}
 		ta.Discarded()
 		kind, waited = tracing.AttemptRetry, wait
@@ -246,7 +246,8 @@ func (s *retryStream) RecvMsg(m any) error {
 			return err
 		}
 		st.ta.EndGRPC(err)
-		if !s.retry(st, err) {
+		var retried bool
+		if retried, err = s.retry(st, err); !retried {
 			err = localError(err, st.att)
 			s.finish(err, st.ta)
 			return err
@@ -255,36 +256,40 @@ func (s *retryStream) RecvMsg(m any) error {
 }
 
 // retry replaces the failed attempt st with a new one on another endpoint, replaying what
-// was sent, when the policy allows. It reports whether it did.
-func (s *retryStream) retry(st *streamAttempt, err error) bool {
+// was sent, when the policy allows. It reports whether it did and, when it did not, the
+// error that ends the stream: err, or the context's status when it ended the wait.
+func (s *retryStream) retry(st *streamAttempt, err error) (bool, error) {
 	if s.committed.Load() {
-		return false
+		return false, err
 	}
 	md, _ := st.cs.Header() // the stream has ended: this does not block
 	retry, wait := s.c.retryable(s.ctx, s.pol, err, st.att, md != nil)
 	if !retry {
-		return false
+		return false, err
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	pol := &s.pol.retry
 	if s.committed.Load() || s.retries >= pol.MaxRetries {
-		return false
+		return false, err
 	}
 	if !s.c.bud.withdraw(time.Now()) {
 		s.tr.BudgetRefused(tracing.AttemptRetry)
-		return false
+		return false, err
 	}
 	if wait == 0 {
 		wait = backoff.FullJitter(pol.BackoffBase, pol.BackoffMax, s.retries+1)
 	}
 	if !backoff.Sleep(s.ctx, wait) {
-		return false
+		return false, status.FromContextError(s.ctx.Err()).Err() // as gRPC's own retries
 	}
 	s.retries++
 	next, _, oerr := s.open(s.retries, wait)
 	if oerr != nil {
-		return false
+		if s.ctx.Err() != nil {
+			return false, status.FromContextError(s.ctx.Err()).Err()
+		}
+		return false, err
 	}
 	for _, m := range s.sent {
 		if next.cs.SendMsg(m) != nil {
@@ -297,5 +302,5 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 	st.cancel()
 	st.ta.Discarded()
 	s.cur.Store(next)
-	return true
+	return true, nil
 }
