@@ -93,8 +93,8 @@ func runInteropCase(do func()) (failure string, failed bool) {
 }
 
 // interopBackend is a real gRPC server on loopback serving interop.NewTestServer, which
-// counts the unary calls and streams that reach it (the counting interceptors run before any
-// other).
+// counts the unary calls and streams that reach its interceptors (the counting ones are
+// chained first). Calls to a service or method it does not serve reach none.
 type interopBackend struct {
 	addr    string
 	unary   atomic.Int64
@@ -461,6 +461,7 @@ type probeBackend struct {
 	delay      atomic.Int64 // probeSlow
 	pushbackMS atomic.Int64 // probeUnavailable; 0: none
 	arrivals   atomic.Int64 // calls and streams
+	warmups    atomic.Int64 // calls marked probeWarmup
 	cancelled  atomic.Int64 // calls that ended with their context while the handler waited
 }
 
@@ -497,7 +498,15 @@ func startProbeBackend(t testing.TB, name string, log *probeLog) *probeBackend {
 
 func (b *probeBackend) set(m probeMode) { b.mode.Store(int32(m)) }
 
+// probeWarmup marks the calls a probeFixture makes to connect to every backend: backends
+// neither count nor log them, nor their hedges, which may arrive after the fixture is ready.
+const probeWarmup = "x-probe-warmup"
+
 func (b *probeBackend) arrive(ctx context.Context, setTrailer func(metadata.MD)) error {
+	if len(metadata.ValueFromIncomingContext(ctx, probeWarmup)) > 0 {
+		b.warmups.Add(1)
+		return nil
+	}
 	b.arrivals.Add(1)
 	b.log.add(ctx)
 	if probeMode(b.mode.Load()) != probeUnavailable {
@@ -588,25 +597,18 @@ func newProbeFixture(t *testing.T, n int, opts ...middleware.Option) *probeFixtu
 	f.client = testgrpc.NewTestServiceClient(conn)
 
 	// Call until every backend has answered, so that the channel is connected to each.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), probeWarmup, "1"), 10*time.Second)
 	defer cancel()
-	for !f.allArrived() {
+	for !f.allWarm() {
 		_, _ = f.client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
 		require.NoError(t, ctx.Err(), "the backends never all answered")
 	}
-	for _, b := range f.backends {
-		b.arrivals.Store(0)
-		b.cancelled.Store(0)
-	}
-	f.log.mu.Lock()
-	f.log.previous = nil
-	f.log.mu.Unlock()
 	return f
 }
 
-func (f *probeFixture) allArrived() bool {
+func (f *probeFixture) allWarm() bool {
 	for _, b := range f.backends {
-		if b.arrivals.Load() == 0 {
+		if b.warmups.Load() == 0 {
 			return false
 		}
 	}
