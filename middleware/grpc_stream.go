@@ -22,7 +22,17 @@ import (
 	"github.com/proxyless/proxyless/tracing"
 )
 
-func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (_ grpc.ClientStream, err error) {
+	// grpc.OnFinish runs once, when the stream ends, not once per attempt. (Header, Trailer
+	// and Peer stay on the attempts: an attempt ends before the next starts, so the last
+	// one's, the stream's, is what the caller reads.)
+	opts, onFinish := splitOnFinish(opts)
+	started := false
+	defer func() {
+		if err != nil && !started {
+			runOnFinish(onFinish, err)
+		}
+	}()
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -57,7 +67,9 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	s := &retryStream{
 		c: c, pol: pol, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
 		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr, caller: caller,
+		onFinish: onFinish,
 	}
+	started = true // from here on, the stream's end runs onFinish
 	s.committed.Store(pol.retry.Disable)
 	st, failed, err := s.open(0, 0)
 	if err != nil {
@@ -100,6 +112,7 @@ type retryStream struct {
 	opts     []grpc.CallOption
 	call     *grpcbalancer.Call
 	release  func(outcome.Kind) // outbound limits; nil when none
+	onFinish []func(error)      // the caller's grpc.OnFinish callbacks, run once at the end
 	cancel   context.CancelFunc // the overall timeout's
 	tr       *tracing.Request   // the stream's telemetry; nil without
 	stop     func() bool        // stops the finish on cancellation; nil when none; set before use
@@ -215,7 +228,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 			return nil, ta, localError(err, a)
 		}
 		if !backoff.Sleep(s.ctx, wait) {
-			return nil, ta, err
+			return nil, ta, status.FromContextError(s.ctx.Err()).Err() // as gRPC's own retries
 		}
 		ta.Discarded()
 		kind, waited = tracing.AttemptRetry, wait
@@ -237,6 +250,7 @@ func (s *retryStream) finish(err error, ta *tracing.Attempt) {
 // and the telemetry.
 func (s *retryStream) end(err error, ta *tracing.Attempt) {
 	s.finishOnce.Do(func() {
+		defer runOnFinish(s.onFinish, err)
 		st := s.cur.Load()
 		if st != nil {
 			st.cancel()
@@ -327,7 +341,8 @@ func (s *retryStream) RecvMsg(m any) error {
 			return err
 		}
 		st.ta.EndGRPC(err)
-		if !s.retry(st, err) {
+		var retried bool
+		if retried, err = s.retry(st, err); !retried {
 			err = localError(err, st.att)
 			s.finish(err, st.ta)
 			return err
@@ -336,34 +351,38 @@ func (s *retryStream) RecvMsg(m any) error {
 }
 
 // retry replaces the failed attempt st with a new one on another endpoint, replaying what
-// was sent, when the policy allows. It reports whether it did.
-func (s *retryStream) retry(st *streamAttempt, err error) bool {
+// was sent, when the policy allows. It reports whether it did and, when it did not, the
+// error that ends the stream: err, or the context's status when it ended the wait.
+func (s *retryStream) retry(st *streamAttempt, err error) (bool, error) {
 	if s.committed.Load() {
-		return false
+		return false, err
 	}
 	md, _ := st.cs.Header() // the stream has ended: this does not block
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	if s.committed.Load() {
-		return false
+		return false, err
 	}
 	wait, retry := s.retryable(err, st.att, md != nil, st.cs.Trailer(), s.retries)
 	if !retry {
-		return false
+		return false, err
 	}
 	if !s.c.bud.Withdraw(time.Now()) {
 		s.c.stats.BudgetRefusals.Add(1)
 		s.tr.BudgetRefused(tracing.AttemptRetry)
-		return false
+		return false, err
 	}
 	if !backoff.Sleep(s.ctx, wait) {
-		return false
+		return false, status.FromContextError(s.ctx.Err()).Err() // as gRPC's own retries
 	}
 	s.retries++
 	s.c.stats.Retries.Add(1)
 	next, _, oerr := s.open(s.retries, wait)
 	if oerr != nil {
-		return false
+		if s.ctx.Err() != nil {
+			return false, status.FromContextError(s.ctx.Err()).Err()
+		}
+		return false, err
 	}
 	for _, m := range s.sent {
 		if next.cs.SendMsg(m) != nil {
@@ -376,5 +395,37 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 	st.cancel()
 	st.ta.Discarded()
 	s.cur.Store(next)
-	return true
+	return true, nil
+}
+
+// splitOnFinish takes the grpc.OnFinish options out of opts.
+func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, fns []func(error)) {
+	for i, o := range opts {
+		var fn func(error)
+		switch o := o.(type) {
+		case grpc.OnFinishCallOption:
+			fn = o.OnFinish
+		case *grpc.OnFinishCallOption:
+			fn = o.OnFinish
+		default:
+			if fns != nil {
+				rest = append(rest, o)
+			}
+			continue
+		}
+		if fns == nil {
+			rest = append(rest, opts[:i]...)
+		}
+		fns = append(fns, fn)
+	}
+	if fns == nil {
+		return opts, nil
+	}
+	return rest, fns
+}
+
+func runOnFinish(fns []func(error), err error) {
+	for _, fn := range fns {
+		fn(err)
+	}
 }
