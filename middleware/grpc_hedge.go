@@ -20,6 +20,7 @@ type hedgeResult struct {
 	att     *grpcbalancer.Attempt
 	ta      *tracing.Attempt // the attempt's telemetry; nil without
 	headers bool
+	hedge   bool // the attempt was a hedge
 }
 
 // hedged runs a unary call as HedgePolicy says: the first attempt and, each time Delay passes
@@ -49,8 +50,9 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 		go func() {
 			var h headerCapture
 			headers, err := invokeOnce(actx, pols, &h, method, req, r, cc, invoker, opts)
+			c.attemptDone(a)
 			ta.EndGRPC(err)
-			results <- hedgeResult{err: err, reply: r, att: a, ta: ta, headers: headers}
+			results <- hedgeResult{err: err, reply: r, att: a, ta: ta, headers: headers, hedge: kind == tracing.AttemptHedge}
 		}()
 	}
 	launch(tracing.AttemptFirst, 0)
@@ -64,6 +66,9 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 		case res := <-results:
 			pending--
 			if res.err == nil {
+				if res.hedge {
+					c.stats.hedgeWins.Add(1)
+				}
 				proto.Reset(reply)
 				proto.Merge(reply, res.reply)
 				return res.ta, nil
@@ -76,6 +81,9 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 				}
 				if res.att.PickError() != nil && last != nil {
 					return lastTA, last
+				}
+				if res.hedge && res.att.PickError() == nil {
+					c.stats.hedgeWins.Add(1) // a final answer, if a failure
 				}
 				return res.ta, localError(res.err, res.att)
 			}
@@ -90,13 +98,14 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 				return lastTA, last
 			}
 			if !c.bud.withdraw(time.Now()) {
-				tr.BudgetRefused(tracing.AttemptRetry)
+				c.budgetRefused(tr, tracing.AttemptRetry)
 				return lastTA, last
 			}
 			if !backoff.Sleep(ctx, wait) {
 				return lastTA, last
 			}
 			retries++
+			c.stats.retries.Add(1)
 			pending++
 			launch(tracing.AttemptRetry, wait)
 			timer.Reset(pol.Delay)
@@ -105,10 +114,11 @@ func (c *grpcClient) hedged(ctx context.Context, pols *policies, tr *tracing.Req
 				continue
 			}
 			if !c.bud.withdraw(time.Now()) {
-				tr.BudgetRefused(tracing.AttemptHedge)
+				c.budgetRefused(tr, tracing.AttemptHedge)
 				continue
 			}
 			hedges++
+			c.stats.hedges.Add(1)
 			pending++
 			launch(tracing.AttemptHedge, 0)
 			timer.Reset(pol.Delay)

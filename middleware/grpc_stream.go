@@ -18,9 +18,6 @@ import (
 )
 
 func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	if c.err != nil {
-		return nil, c.err
-	}
 	if err := expired(ctx); err != nil {
 		return nil, err
 	}
@@ -122,6 +119,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 		a := s.call.NewAttempt()
 		actx, cancel, ta := s.c.attempt(s.ctx, s.pol, a, false, s.tr, n, kind, waited)
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
+		s.c.attemptDone(a)
 		if err == nil {
 			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, nil
 		}
@@ -132,7 +130,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 			return nil, ta, localError(err, a)
 		}
 		if !s.c.bud.withdraw(time.Now()) {
-			s.tr.BudgetRefused(tracing.AttemptRetry)
+			s.c.budgetRefused(s.tr, tracing.AttemptRetry)
 			return nil, ta, localError(err, a)
 		}
 		if wait == 0 {
@@ -144,6 +142,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 		ta.Discarded()
 		kind, waited = tracing.AttemptRetry, wait
 		s.retries++
+		s.c.stats.retries.Add(1)
 	}
 }
 
@@ -272,7 +271,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 		return false
 	}
 	if !s.c.bud.withdraw(time.Now()) {
-		s.tr.BudgetRefused(tracing.AttemptRetry)
+		s.c.budgetRefused(s.tr, tracing.AttemptRetry)
 		return false
 	}
 	if wait == 0 {
@@ -282,6 +281,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) bool {
 		return false
 	}
 	s.retries++
+	s.c.stats.retries.Add(1)
 	next, _, oerr := s.open(s.retries, wait)
 	if oerr != nil {
 		return false

@@ -65,19 +65,16 @@ func TestGRPCNonRetryableCodes(t *testing.T) {
 
 func TestGRPCRetryCodesValidation(t *testing.T) {
 	for _, code := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.OK} {
-		a := newGRPCBackend(t, "a")
-		f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithGRPCRetryCodes(codes.Unavailable, code))
-		_, err := f.call(t, 5*time.Second)
-		assert.Equal(t, codes.Internal, status.Code(err), "a config error fails every call")
-		assert.ErrorContains(t, err, "WithGRPCRetryCodes")
-		assert.Zero(t, a.calls.Load())
+		_, err := middleware.NewGRPCClient(discovery.NewStatic(nil), middleware.WithGRPCRetryCodes(codes.Unavailable, code))
+		require.Error(t, err, "a config error is the constructor's, not every call's")
+		assert.ErrorContains(t, err, "middleware: WithGRPCRetryCodes")
 	}
 }
 
 func TestGRPCDeadlineExceededRetriedOnlyWhenConfigured(t *testing.T) {
 	for _, configured := range []bool{false, true} {
 		slow, good := newGRPCBackend(t, "slow"), newGRPCBackend(t, "good")
-		opts := []middleware.Option{rr, middleware.WithoutBreaker(), middleware.WithAttemptTimeout(100 * time.Millisecond)}
+		opts := []middleware.GRPCClientOption{rr, middleware.WithoutBreaker(), middleware.WithAttemptTimeout(100 * time.Millisecond)}
 		if configured {
 			opts = append(opts, middleware.WithGRPCRetryCodes(codes.Unavailable, codes.DeadlineExceeded))
 		}
@@ -381,7 +378,7 @@ func TestGRPCOutboundLimits(t *testing.T) {
 func TestGRPCServerRateLimit(t *testing.T) {
 	lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 1, Burst: 2}})
 	require.NoError(t, err)
-	a := newGRPCBackend(t, "a", middleware.ServerOptions(middleware.WithGRPCServerRateLimit(lim, middleware.GRPCKeyByPeer()))...)
+	a := newGRPCBackend(t, "a", serverOptions(t, middleware.WithServerRateLimit(lim, clientIP(t)))...)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -400,7 +397,7 @@ func TestGRPCServerRateLimit(t *testing.T) {
 func TestGRPCServerLoadShedding(t *testing.T) {
 	bh, err := overload.NewBulkhead(1, 0)
 	require.NoError(t, err)
-	a := newGRPCBackend(t, "a", middleware.ServerOptions(middleware.WithLoadShedding(bh))...)
+	a := newGRPCBackend(t, "a", serverOptions(t, middleware.WithLoadShedding(bh))...)
 	a.set(modeHang)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -433,7 +430,7 @@ func TestGRPCServerRefusesExpiredWork(t *testing.T) {
 		results <- err
 		return resp, err
 	})
-	a := newGRPCBackend(t, "a", append([]grpc.ServerOption{queued}, middleware.ServerOptions()...)...)
+	a := newGRPCBackend(t, "a", append([]grpc.ServerOption{queued}, serverOptions(t)...)...)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()

@@ -126,10 +126,12 @@ func (t *Transport) Endpoints(service string) []balancer.EndpointStats {
 	return nil
 }
 
-// NewTransport returns a Transport over base (http.DefaultTransport when nil). It validates
-// every option and returns an error naming the first bad one. It does not touch the network.
-func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
-	cfg, err := newConfig(opts)
+// NewTransport returns a Transport over base (http.DefaultTransport when nil). It takes the
+// options of type TransportOption: ClientOption (shared with NewGRPCClient) and Option; a
+// server option does not compile here. It validates every option and returns an error naming
+// the bad ones. It does not touch the network.
+func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, error) {
+	cfg, err := newConfig(opts, TransportOption.applyTransport)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +149,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials, WithTLS: auth.go
+	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials: auth.go
 		return nil, err
 	}
 	t := &Transport{base: base, cfg: cfg, bud: newBudget(cfg.retry), stop: make(chan struct{})}
