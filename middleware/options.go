@@ -14,17 +14,8 @@ import (
 	"github.com/proxyless/proxyless/tracing"
 )
 
-// The options are typed by the constructors that honour them, as grpc-go splits DialOption
-// from ServerOption: an option given to a constructor it does not apply to does not compile.
-//
-//	constructor      takes                                         option types accepted
-//	NewTransport     TransportOption                               TransportOption, ClientOption, Option
-//	NewGRPCClient    GRPCClientOption                              GRPCClientOption, ClientOption, GRPCOption, Option
-//	NewHandler       HandlerOption                                 HandlerOption, ServerOption, Option
-//	NewGRPCServer    GRPCServerOption                              GRPCServerOption, ServerOption, GRPCOption, Option
-//
-// Options never panic: a bad value is reported by the constructor, as an error that names the
-// option. Each With... function says which constructors take it.
+// The option types: see the package documentation for which option has which type. Options
+// never panic: a bad value is reported by the constructor, as an error that names the option.
 
 // TransportOption configures [NewTransport].
 type TransportOption interface{ applyTransport(*config) }

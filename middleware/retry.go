@@ -237,7 +237,7 @@ type HedgePolicy struct {
 	Delay time.Duration `json:"delay,omitempty" yaml:"delay,omitempty"`
 	// Quantile, in (0,1), makes the delay follow the destination: the latency of its
 	// attempts at this quantile over the last 10 to 20 seconds (for example 0.95 hedges the
-	// slowest 5 %), never below Delay. HTTP only: gRPC calls (DialOptions) keep no latency
+	// slowest 5 %), never below Delay. HTTP only: gRPC calls (NewGRPCClient, which refuses it) keep no latency
 	// history and hedge after the fixed Delay. Default 0: the fixed Delay.
 	Quantile float64 `json:"quantile,omitempty" yaml:"quantile,omitempty"`
 	// MaxHedges is how many extra attempts one request may send. Default 1.

@@ -85,7 +85,7 @@ type statusPage struct {
 }
 
 type transportStatus struct {
-	Kind  string            `json:"kind,omitempty"` // "http" for a Transport, "grpc" for a GRPCClient
+	Kind         string            `json:"kind,omitempty"` // "http" for a Transport, "grpc" for a GRPCClient
 	Stats        statsView         `json:"stats"`
 	Routes       *routeTableView   `json:"routes,omitempty"` // absent when requests are not routed
 	Destinations []destinationView `json:"destinations"`
