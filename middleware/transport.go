@@ -80,15 +80,15 @@ type transportStats struct {
 	unsent atomic.Int64
 }
 
-// Stats is a snapshot of a Transport's counters.
+// Stats is a snapshot of the counters of a Transport or a GRPCClient.
 type Stats struct {
-	Requests        int64 // requests to services (pass-through requests are not counted)
+	Requests        int64 // requests to services (pass-through requests are not counted); gRPC: calls and streams
 	Attempts        int64 // attempts sent, first tries, retries and hedges together
 	Retries         int64 // attempts that were retries
 	Hedges          int64 // attempts that were hedges
 	HedgeWins       int64 // requests answered by a hedge rather than the first attempt
 	BudgetRefusals  int64 // retries or hedges the budget refused
-	BreakerRefusals int64 // endpoints skipped because their breaker was open
+	BreakerRefusals int64 // HTTP: endpoints skipped because their breaker was open; gRPC: attempts a breaker refused
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
 }
