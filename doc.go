@@ -42,13 +42,14 @@
 //
 // A request names a service by host (http://payments/v1/charges); a host the resolver does not
 // know passes through unchanged. gRPC clients get the same cores through
-// middleware.DialOptions: a proxyless:/// resolver, balancers with the breakers in the picker,
-// and interceptors for retries, hedging, deadlines, limits and routes.
+// middleware.NewGRPCClient, whose dial options install a proxyless:/// resolver, balancers with
+// the breakers in the picker, and interceptors for retries, hedging, deadlines, limits and
+// routes.
 //
 // On the server, middleware.NewHandler applies, in order: tracing (the incoming trace context
 // is continued), mTLS peer authorization, JWT validation (claims go into the context, where
 // rate-limit keys and routes can read them), per-key rate limits (429 with Retry-After and
-// RateLimit-* headers), server-side fault injection and load shedding. middleware.ServerOptions
+// RateLimit-* headers), server-side fault injection and load shedding. middleware.NewGRPCServer
 // does the same for gRPC, and first refuses work whose deadline has already passed.
 //
 // The core packages (discovery, balancer, breaker, ratelimit, ratelimit/overload, route) do not
@@ -56,6 +57,11 @@
 // (balancer/grpcbalancer, discovery/grpcresolver, discovery/consul, ratelimit/redis,
 // route/reload) or the gRPC interceptors of auth, tracing and middleware, so a program that
 // imports a core package alone does not build them (deps_test.go checks it).
+//
+// The options are typed by the constructors that honour them (TransportOption, GRPCClientOption,
+// ClientOption for both clients, HandlerOption, GRPCServerOption, ServerOption for both
+// servers, Option for all): an option given to a constructor it does not apply to does not
+// compile, and every constructor validates its options and returns an error naming a bad one.
 //
 // Everything that starts goroutines has an idempotent Close that stops them and waits; the
 // request hot path allocates nothing in the pick, the breaker admit and the limiter check, and

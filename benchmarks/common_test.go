@@ -73,13 +73,13 @@ func endpoints(n int) []discovery.Endpoint {
 // proxyless builds the full client stack with its defaults: static discovery of "svc", P2C
 // peak-EWMA, a breaker per endpoint, retries and their budget armed, telemetry against the
 // global providers (no-op unless opts say otherwise).
-func proxyless(b *testing.B, base http.RoundTripper, addrs []string, opts ...middleware.Option) *middleware.Transport {
+func proxyless(b *testing.B, base http.RoundTripper, addrs []string, opts ...middleware.TransportOption) *middleware.Transport {
 	b.Helper()
 	eps := make([]discovery.Endpoint, len(addrs))
 	for i, a := range addrs {
 		eps[i] = discovery.Endpoint{Addr: a}
 	}
-	opts = append([]middleware.Option{middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps}))}, opts...)
+	opts = append([]middleware.TransportOption{middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps}))}, opts...)
 	tr, err := middleware.NewTransport(base, opts...)
 	if err != nil {
 		b.Fatal(err)

@@ -71,7 +71,7 @@ func (grpcServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc
 // BenchmarkLoopbackGRPC is one unary call to a real gRPC server on loopback, in this process.
 //
 //	impl=bare                  grpc.NewClient straight to the address (pick_first)
-//	impl=proxyless             middleware.DialOptions with its defaults (proxyless:/// resolver,
+//	impl=proxyless             middleware.NewGRPCClient with its defaults (proxyless:/// resolver,
 //	                           P2C picker with per-endpoint breakers, retry/deadline
 //	                           interceptors; telemetry on the global no-op providers, which
 //	                           skips otelgrpc's stats handler)
@@ -114,11 +114,19 @@ func BenchmarkLoopbackGRPC(b *testing.B) {
 			}
 		})
 	}
+	mesh := func(opts ...middleware.GRPCClientOption) []grpc.DialOption {
+		gc, err := middleware.NewGRPCClient(static, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = gc.Close() })
+		return gc.DialOptions()
+	}
 	run("bare", addr)
-	run("proxyless", "proxyless:///svc", middleware.DialOptions(static)...)
-	run("proxyless-nostats", "proxyless:///svc", middleware.DialOptions(static, middleware.WithGRPCStatsHandler(nil))...)
+	run("proxyless", "proxyless:///svc", mesh()...)
+	run("proxyless-nostats", "proxyless:///svc", mesh(middleware.WithGRPCStatsHandler(nil))...)
 	run("failsafe+otel", addr, failsafeGRPC(noopTP)...)
-	run("proxyless+trace", "proxyless:///svc", middleware.DialOptions(static, middleware.WithTracerProvider(sampledTP(b)))...)
+	run("proxyless+trace", "proxyless:///svc", mesh(middleware.WithTracerProvider(sampledTP(b)))...)
 	run("failsafe+otel+trace", addr, failsafeGRPC(sampledTP(b))...)
 }
 

@@ -12,18 +12,18 @@ import (
 
 // OutboundTransport returns base wrapped as NewTransport wraps its base transport with the
 // outbound credentials of opts.
-func OutboundTransport(base http.RoundTripper, opts ...Option) (http.RoundTripper, error) {
-	cfg, err := newConfig(opts)
+func OutboundTransport(base http.RoundTripper, opts ...TransportOption) (http.RoundTripper, error) {
+	cfg, err := newConfig(opts, TransportOption.applyTransport)
 	if err != nil {
 		return nil, err
 	}
 	return cfg.creds.wrap(base)
 }
 
-// OutboundDialOptions returns the dial options that DialOptions adds for the outbound
+// OutboundDialOptions returns the dial options that NewGRPCClient adds for the outbound
 // credentials of opts.
-func OutboundDialOptions(opts ...Option) ([]grpc.DialOption, error) {
-	cfg, err := newConfig(opts)
+func OutboundDialOptions(opts ...GRPCClientOption) ([]grpc.DialOption, error) {
+	cfg, err := newConfig(opts, GRPCClientOption.applyGRPCClient)
 	if err != nil {
 		return nil, err
 	}
@@ -35,6 +35,6 @@ func OutboundDialOptions(opts ...Option) ([]grpc.DialOption, error) {
 
 // WithGRPCTracerProvider sets the tracer provider of otelgrpc's stats handlers, as
 // WithTracerProvider does once telemetry.go passes it on.
-func WithGRPCTracerProvider(tp trace.TracerProvider) Option {
-	return optionFunc(func(c *config) { c.grpc.tp = tp })
+func WithGRPCTracerProvider(tp trace.TracerProvider) GRPCServerOption {
+	return grpcServerOption(func(c *config) { c.grpc.tp = tp })
 }

@@ -111,9 +111,6 @@ func deliver(back []grpc.CallOption, w *grpcAttempt, err error) {
 }
 
 func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) (err error) {
-	if c.err != nil {
-		return c.err
-	}
 	opts, back := writeBack(opts)
 	if back != nil {
 		defer func() { deliver(back, nil, err) }() // replaced below once attempts ran
@@ -222,6 +219,9 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 // Classify maps the attempt's status to the outcome vocabulary, and says whether the call may
 // be sent again: see grpcRetryable.
 func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
+	if w.att.BreakerRefused() {
+		u.c.stats.BreakerRefusals.Add(1) // once per attempt, however many breakers refused
+	}
 	if w.pickErr != nil {
 		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
 	}

@@ -1,5 +1,34 @@
 // Package middleware composes proxyless's packages into what a service plugs in: an
-// http.RoundTripper for clients (NewTransport), an http.Handler for servers (NewHandler), and
-// gRPC dial and server options. It is the only package that composes the others; see the root
-// package's documentation for the order in which it applies them.
+// http.RoundTripper for clients (NewTransport), an http.Handler for servers (NewHandler), gRPC
+// dial options for clients (NewGRPCClient) and server options for servers (NewGRPCServer), and
+// an admin page over the clients (StatusHandler). It is the only package that composes the
+// others; see the root package's documentation for the order in which it applies them.
+//
+// # Options
+//
+// As grpc-go splits DialOption from ServerOption, the options are typed by the constructors
+// that honour them, so that an option given to a constructor that would ignore it does not
+// compile:
+//
+//	TransportOption   NewTransport                 WithResolver, WithClassifier, WithShadowLimit
+//	GRPCClientOption  NewGRPCClient                WithTLS, WithGRPCRetryCodes, WithGRPCHealthCheck
+//	ClientOption      both clients                 WithBalancer, WithBreaker, WithoutBreaker,
+//	                                               WithRetry, WithTimeout, WithAttemptTimeout,
+//	                                               WithHedge, WithLogger, WithRateLimit,
+//	                                               WithRateLimiter, WithConcurrencyLimit,
+//	                                               WithCredentials, WithRoutes
+//	HandlerOption     NewHandler                   (only the shared types below)
+//	GRPCServerOption  NewGRPCServer                (only the shared types below)
+//	ServerOption      both servers                 WithJWT, WithPeerAuthorization,
+//	                                               WithServerRateLimit, WithServerFaults,
+//	                                               WithLoadShedding
+//	GRPCOption        NewGRPCClient, NewGRPCServer WithGRPCStatsHandler
+//	Option            every constructor            WithTracerProvider, WithMeterProvider
+//
+// A ClientOption is a TransportOption and a GRPCClientOption; a ServerOption a HandlerOption
+// and a GRPCServerOption; an Option all four. Each constructor validates its options and
+// returns an error naming a bad one; options never panic.
+//
+// One WithServerRateLimit serves both servers: its KeyFunc reads an HTTP request and a gRPC
+// call alike through Incoming (KeyByClientIP, KeyByHeader, KeyBySubject).
 package middleware

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -187,6 +188,7 @@ func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallReque
 // grpcFixture is a proxyless gRPC client of the service "svc" over backends.
 type grpcFixture struct {
 	static   *discovery.Static
+	gc       *middleware.GRPCClient
 	conn     *grpc.ClientConn
 	client   testgrpc.TestServiceClient
 	backends []*grpcBackend
@@ -195,27 +197,53 @@ type grpcFixture struct {
 	warmups int
 }
 
-func newGRPCFixture(t testing.TB, backends []*grpcBackend, opts ...middleware.Option) *grpcFixture {
+// serverOptions returns the server options of NewGRPCServer(opts...).
+func serverOptions(t testing.TB, opts ...middleware.GRPCServerOption) []grpc.ServerOption {
+	t.Helper()
+	s, err := middleware.NewGRPCServer(opts...)
+	require.NoError(t, err)
+	return s.ServerOptions()
+}
+
+// newGRPCClient returns NewGRPCClient(r, opts...), closed when the test ends.
+func newGRPCClient(t testing.TB, r discovery.Resolver, opts ...middleware.GRPCClientOption) *middleware.GRPCClient {
+	t.Helper()
+	c, err := middleware.NewGRPCClient(r, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, c.Close()) })
+	return c
+}
+
+// dialOptions returns the dial options of NewGRPCClient(r, opts...).
+func dialOptions(t testing.TB, r discovery.Resolver, opts ...middleware.GRPCClientOption) []grpc.DialOption {
+	t.Helper()
+	return newGRPCClient(t, r, opts...).DialOptions()
+}
+
+func newGRPCFixture(t testing.TB, backends []*grpcBackend, opts ...middleware.GRPCClientOption) *grpcFixture {
 	t.Helper()
 	return newGRPCFixtureWith(t, backends, nil, opts...)
 }
 
-// newGRPCFixtureWith is newGRPCFixture with more dial options, added after DialOptions' (so
+// newGRPCFixtureWith is newGRPCFixture with more dial options, added after the client's (so
 // that an interceptor among them runs inside ours, once per attempt).
-func newGRPCFixtureWith(t testing.TB, backends []*grpcBackend, extra []grpc.DialOption, opts ...middleware.Option) *grpcFixture {
+func newGRPCFixtureWith(t testing.TB, backends []*grpcBackend, extra []grpc.DialOption, opts ...middleware.GRPCClientOption) *grpcFixture {
 	t.Helper()
 	eps := make([]discovery.Endpoint, len(backends))
 	for i, b := range backends {
 		eps[i] = b.endpoint()
 	}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
-	opts = append([]middleware.Option{middleware.WithGRPCStatsHandler(nil)}, opts...)
-	dopts := append(middleware.DialOptions(static, opts...), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts = append([]middleware.GRPCClientOption{middleware.WithGRPCStatsHandler(nil)}, opts...)
+	f := &grpcFixture{static: static, backends: backends}
+	f.gc = newGRPCClient(t, static, opts...)
+	dopts := append(f.gc.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	dopts = append(dopts, extra...)
 	conn, err := grpc.NewClient("proxyless:///svc", dopts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &grpcFixture{static: static, conn: conn, client: testgrpc.NewTestServiceClient(conn), backends: backends}
+	f.conn, f.client = conn, testgrpc.NewTestServiceClient(conn)
+	return f
 }
 
 func (f *grpcFixture) call(t testing.TB, timeout time.Duration) (*testgrpc.SimpleResponse, error) {

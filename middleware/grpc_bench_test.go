@@ -42,10 +42,10 @@ func BenchmarkGRPCUnary(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, be.addr) })
 	b.Run("proxyless", func(b *testing.B) {
-		run(b, "proxyless:///svc", middleware.DialOptions(static, middleware.WithGRPCStatsHandler(nil))...)
+		run(b, "proxyless:///svc", dialOptions(b, static, middleware.WithGRPCStatsHandler(nil))...)
 	})
 	b.Run("proxyless-otelgrpc-noop", func(b *testing.B) {
-		run(b, "proxyless:///svc", middleware.DialOptions(static)...)
+		run(b, "proxyless:///svc", dialOptions(b, static)...)
 	})
 	b.Run("failsafegrpc", func(b *testing.B) {
 		retry := failsafegrpc.NewRetryPolicyBuilder[any]().Build()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,13 +30,31 @@ import (
 	"github.com/proxyless/proxyless/tracing"
 )
 
-// DialOptions returns what a gRPC client needs to be a mesh client of the services r knows:
+// GRPCClient makes gRPC channels mesh clients: see [NewGRPCClient]. Its channels share its
+// retry budget, its outbound limits and its counters. It is safe for concurrent use.
+type GRPCClient struct {
+	c     *grpcClient
+	dopts []grpc.DialOption     // immutable
+	mon   *grpcbalancer.Monitor // hears from the policies of the channels
+	once  sync.Once
+	err   error // Close's
+}
+
+// NewGRPCClient returns a gRPC client of the services r knows, configured by opts. Its
+// DialOptions make a channel a mesh client; NewClient makes one:
 //
-//	conn, err := grpc.NewClient("proxyless:///payments",
-//		append(middleware.DialOptions(r, opts...),
-//			grpc.WithTransportCredentials(creds))...)
+//	gc, err := middleware.NewGRPCClient(r, opts...)
+//	...
+//	defer gc.Close()
+//	conn, err := gc.NewClient("payments", grpc.WithTransportCredentials(creds))
 //
-// It installs, in this order:
+// It takes the options of type GRPCClientOption: ClientOption (shared with NewTransport),
+// GRPCOption and Option; a server option does not compile here. It validates every option
+// and returns an error naming the bad ones; it also refuses the HTTP-only settings of shared
+// configurations (balancer.Config.HealthCheck, RetryPolicy.Statuses and RetryNonIdempotent),
+// which a gRPC client could not honour.
+//
+// The dial options install, in this order:
 //
 //   - a resolver for the scheme "proxyless" (package grpcresolver) that follows the service
 //     through r, failing static;
@@ -58,13 +77,14 @@ import (
 // ends early when the call's context does, then an abort: the configured gRPC code, and a
 // *route.AbortError for errors.As, without an attempt), and its overrides of the timeout,
 // the attempt timeout, retries (Disable, MaxRetries, BackoffBase, BackoffMax) and hedging
-// (Disable, Delay, MaxHedges). A route's Destination, Split or Canary cannot apply: a
-// ClientConn dials the one service its target names, so the choice is ignored (and is not
-// reported to canary analysis); use one ClientConn per service. Shadowing, header and path
-// rewrites and the HTTP-only retry settings (Statuses, RetryNonIdempotent) are ignored too.
+// (Disable, Delay, MaxHedges). A ClientConn dials the one service its target names: a call
+// whose route chooses another destination (Destination, Split or Canary naming another
+// service or a subset) fails with FAILED_PRECONDITION, and is not reported to canary
+// analysis; use one ClientConn per destination. Shadowing, header and path rewrites and the
+// HTTP-only retry settings (Statuses, RetryNonIdempotent) are not carried out.
 //
-// Transport credentials are the caller's to add. DialOptions starts nothing: each channel's
-// resolver and balancer stop with ClientConn.Close.
+// Transport credentials are the caller's to add (or WithTLS's). NewGRPCClient starts nothing:
+// each channel's resolver and balancer stop with ClientConn.Close.
 //
 // # Telemetry
 //
@@ -99,12 +119,18 @@ import (
 // breaker on every endpoint is Unavailable and matches breaker.ErrOpen; no endpoints is
 // Unavailable and matches balancer.ErrNoEndpoints; an outbound limit is ResourceExhausted and
 // matches ratelimit.ErrLimited; a call whose context is already done is refused without an
-// attempt with DeadlineExceeded or Canceled, matching the context's error. An invalid option
-// makes every call fail with status Internal and the option's error.
-func DialOptions(r discovery.Resolver, opts ...Option) []grpc.DialOption {
-	c := newGRPCClient(r, opts)
+// attempt with DeadlineExceeded or Canceled, matching the context's error.
+func NewGRPCClient(r discovery.Resolver, opts ...GRPCClientOption) (*GRPCClient, error) {
+	if r == nil {
+		return nil, errors.New("middleware: NewGRPCClient: resolver is nil")
+	}
+	c, err := newGRPCClient(opts)
+	if err != nil {
+		return nil, err
+	}
+	mon := grpcbalancer.NewMonitor()
 	dopts := []grpc.DialOption{
-		grpc.WithResolvers(grpcresolver.NewBuilder(r)),
+		grpc.WithResolvers(grpcresolver.NewBuilder(r, grpcresolver.WithAttributes(grpcbalancer.WithMonitor(nil, mon)))),
 		grpc.WithDefaultServiceConfig(c.serviceConfig),
 		grpc.WithDisableRetry(),
 		grpc.WithChainUnaryInterceptor(c.unary),
@@ -114,15 +140,37 @@ func DialOptions(r discovery.Resolver, opts ...Option) []grpc.DialOption {
 		dopts = append(dopts, o)
 	}
 	dopts = append(dopts, c.cfg.creds.dialOptions()...) // WithCredentials, WithTLS: auth.go
-	return dopts
+	return &GRPCClient{c: c, dopts: dopts, mon: mon}, nil
 }
 
-// grpcClient is the state DialOptions shares among the channels built with its options.
-// It is immutable but for the budget and the cache of route policies.
+// DialOptions returns the options that make a channel a mesh client, for grpc.NewClient
+// with a "proxyless:///service" target. Each call returns a new slice; add to it the
+// channel's own options (transport credentials, unless WithTLS set them).
+func (g *GRPCClient) DialOptions() []grpc.DialOption { return slices.Clone(g.dopts) }
+
+// NewClient returns grpc.NewClient(target, DialOptions() + extra...). A target without a
+// scheme names a service: "payments" is "proxyless:///payments". The caller closes the
+// ClientConn.
+func (g *GRPCClient) NewClient(target string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if !strings.Contains(target, "://") {
+		target = grpcresolver.Scheme + ":///" + target
+	}
+	return grpc.NewClient(target, append(g.DialOptions(), extra...)...)
+}
+
+// Close releases what the client holds: its telemetry's registrations. Close the channels
+// first: calls made afterwards still run, with telemetry that no longer reports the client's
+// state. It is idempotent.
+func (g *GRPCClient) Close() error {
+	g.once.Do(func() { g.err = g.c.tel.Close() })
+	return g.err
+}
+
+// grpcClient is the state a GRPCClient's channels share. It is immutable but for the budget,
+// the counters and the cache of route policies.
 type grpcClient struct {
 	cfg           *config
 	pol           policies // the client's own; routes override them per call
-	err           error    // an invalid option: every call fails with it
 	bud           *engine.Budget
 	stats         engine.Stats
 	retryCodes    [codes.Unauthenticated + 1]bool
@@ -153,10 +201,20 @@ func (c *grpcClient) destination(cc *grpc.ClientConn) *tracing.Destination {
 
 var _ grpcbalancer.Observer = (*tracing.Attempt)(nil)
 
-func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
-	cfg, err := newConfig(opts)
-	if err == nil && r == nil {
-		err = errors.New("middleware: DialOptions: resolver is nil")
+func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
+	cfg, err := newConfig(opts, GRPCClientOption.applyGRPCClient)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if cfg.balancer.HealthCheck != nil {
+		errs = append(errs, errors.New("middleware: WithBalancer: HealthCheck is an HTTP health check, which a gRPC client cannot run; use WithGRPCHealthCheck"))
+	}
+	for _, f := range cfg.retryHTTP {
+		errs = append(errs, fmt.Errorf("middleware: WithRetry: RetryPolicy.%s is an HTTP setting; a gRPC call is retried on the codes of WithGRPCRetryCodes", f))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	c := &grpcClient{cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond)}
 	c.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
@@ -167,21 +225,30 @@ func newGRPCClient(r discovery.Resolver, opts []Option) *grpcClient {
 	for _, code := range codesList {
 		c.retryCodes[code] = true
 	}
-	sc, scErr := grpcServiceConfig(cfg)
-	if err == nil {
-		err = scErr
+	if c.serviceConfig, err = grpcServiceConfig(cfg); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		if c.tel, err = tracing.New(cfg.tel...); err != nil {
-			err = fmt.Errorf("middleware: telemetry: %w", err)
-		}
+	if c.tel, err = tracing.New(cfg.tel...); err != nil {
+		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
-	if err != nil {
-		c.err = &configError{err: err}
-		sc, _ = grpcServiceConfig(&config{})
+	return c, nil
+}
+
+// attemptDone counts attempt a once it is over: as sent when the picker gave it an endpoint,
+// and as one breaker refusal when a breaker refused it, however many did.
+func (c *grpcClient) attemptDone(a *grpcbalancer.Attempt) {
+	if a.Endpoint() != "" {
+		c.stats.Attempts.Add(1)
 	}
-	c.serviceConfig = sc
-	return c
+	if a.BreakerRefused() {
+		c.stats.BreakerRefusals.Add(1)
+	}
+}
+
+// budgetRefused counts a retry or hedge the budget refused, in the stats and telemetry.
+func (c *grpcClient) budgetRefused(tr *tracing.Request, kind tracing.AttemptKind) {
+	c.stats.BudgetRefusals.Add(1)
+	tr.BudgetRefused(kind)
 }
 
 // grpcServiceConfig returns the default service config for cfg.
@@ -212,13 +279,6 @@ func (c *grpcClient) statsOption() grpc.DialOption {
 	}
 	return grpc.WithStatsHandler(c.tel.ClientHandler())
 }
-
-// configError is an invalid option, reported on every call.
-type configError struct{ err error }
-
-func (e *configError) Error() string              { return e.err.Error() }
-func (e *configError) Unwrap() error              { return e.err }
-func (e *configError) GRPCStatus() *status.Status { return status.New(codes.Internal, e.err.Error()) }
 
 // contextError is a call refused because its context was already done: it matches the
 // context's error with errors.Is and carries the matching status.
@@ -296,7 +356,8 @@ func grpcRefusal(kind, service string, err error) error {
 }
 
 // route looks a call up in the route table and applies what a matching route does before the
-// call is sent: its fault, a delay that ends early when ctx does (a contextError), then an
+// call is sent: it refuses a call the route sends elsewhere than the channel's service
+// (FailedPrecondition), then applies its fault, a delay that ends early when ctx does (a contextError), then an
 // abort (an abortError, with the configured code). It returns the
 // policies the call runs under: the route's overrides merged into the client's. The route
 // matched becomes an attribute of the call's span (tr, nil without telemetry).
@@ -314,6 +375,10 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 		return &c.pol, nil
 	}
 	rt := dec.Route
+	if d := dec.Destination; d != nil && (d.Service != rq.Host || !d.Subset.IsZero()) {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"middleware: route %q sends the call to %s, which a channel to %s cannot reach: dial it with a channel of its own", rt.Name(), d.Key(), rq.Host)
+	}
 	tr.Route(rt.Name(), "") // a ClientConn dials one service: no split applies
 	if f := rt.Fault(); f != nil {
 		delay, abort := f.Sample()
@@ -340,3 +405,44 @@ func (c *grpcClient) latencyFor(cc *grpc.ClientConn, pol *policies) *latency.His
 	h, _ := c.latency.LoadOrStore(target, new(latency.Histogram))
 	return h.(*latency.Histogram)
 }
+
+var (
+	_ StatusSource = (*GRPCClient)(nil)
+	_ RouteSource  = (*GRPCClient)(nil)
+)
+
+// Stats returns the client's counters, over all its channels: Requests counts calls and
+// streams sent (not those refused before their first attempt: an outbound limit, a route's
+// fault); Attempts those the picker sent to an endpoint; BreakerRefusals the attempts that a
+// breaker refused (however many endpoints' breakers did); BreakerOpens and Ejections come
+// from the channels' balancers.
+func (g *GRPCClient) Stats() Stats {
+	s := &g.c.stats
+	return Stats{
+		Requests: g.c.bud.Calls(), Attempts: s.Attempts.Load(), Retries: s.Retries.Load(),
+		Hedges: s.Hedges.Load(), HedgeWins: s.HedgeWins.Load(), BudgetRefusals: s.BudgetRefusals.Load(),
+		BreakerRefusals: s.BreakerRefusals.Load(), BreakerOpens: g.mon.BreakerOpens(),
+		Ejections: int64(g.mon.Ejections()),
+	}
+}
+
+// Destinations describes each open channel built with the client's options, by the service
+// its target names: the endpoints its balancer holds (those whose connection is READY) with
+// their balancer and breaker state, and its ejections. Two channels to one service are two
+// entries. It is meant for status pages and tests, not the request path.
+func (g *GRPCClient) Destinations() []DestinationStatus {
+	chans := g.mon.Channels()
+	out := make([]DestinationStatus, 0, len(chans))
+	for _, ch := range chans {
+		ds := DestinationStatus{Service: ch.Service, Ejections: ch.Ejections}
+		for _, e := range ch.Endpoints {
+			ds.Endpoints = append(ds.Endpoints, EndpointStatus{EndpointStats: e.EndpointStats, HasBreaker: e.HasBreaker, Breaker: e.Breaker})
+		}
+		out = append(out, ds)
+	}
+	return out
+}
+
+// Router returns the router given to [WithRoutes], or nil when calls are not routed.
+// [StatusHandler] shows its table.
+func (g *GRPCClient) Router() *route.Router { return g.c.cfg.routes }

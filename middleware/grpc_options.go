@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"reflect"
 	"slices"
 
@@ -14,17 +13,12 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
-
-	"github.com/proxyless/proxyless/ratelimit"
 )
 
 // grpcConfig holds what the gRPC-only options set; the zero value means every default.
 type grpcConfig struct {
-	retryCodes  []codes.Code // nil: codes.Unavailable
-	rateLimits  []grpcRateLimit
+	retryCodes  []codes.Code  // nil: codes.Unavailable
 	statsSet    bool          // WithGRPCStatsHandler was given
 	stats       stats.Handler // the handler it gave; nil for none
 	healthCheck *string       // service name for gRPC health checks; nil: none
@@ -47,23 +41,20 @@ func (g *grpcConfig) otelOptions() []otelgrpc.Option {
 	return o
 }
 
-type grpcRateLimit struct {
-	lim ratelimit.Limiter
-	key GRPCKeyFunc
-}
-
 // neverRetried are the codes that say the request itself is wrong: sending it again cannot
 // help, whatever the configuration says.
 var neverRetried = []codes.Code{codes.OK, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated}
 
-// WithGRPCRetryCodes sets the status codes on which DialOptions' interceptors retry a call.
+// WithGRPCRetryCodes sets the status codes on which NewGRPCClient's interceptors retry a call.
 // Default: codes.Unavailable alone (which also covers connection errors). DEADLINE_EXCEEDED
 // is retried only when listed, and only a per-attempt timeout (WithAttemptTimeout) can cause
 // one that leaves time for a retry. INVALID_ARGUMENT, PERMISSION_DENIED and UNAUTHENTICATED
 // are never retried: listing them is an error. RESOURCE_EXHAUSTED, when listed, is retried
-// after the server's grpc-retry-pushback-ms. HTTP requests are not affected.
-func WithGRPCRetryCodes(cs ...codes.Code) Option {
-	return optionFunc(func(c *config) {
+// after the server's grpc-retry-pushback-ms.
+//
+// Taken by NewGRPCClient (HTTP retries are on RetryPolicy.Statuses).
+func WithGRPCRetryCodes(cs ...codes.Code) GRPCClientOption {
+	return grpcClientOption(func(c *config) {
 		if len(cs) == 0 {
 			c.errs = append(c.errs, errors.New("middleware: WithGRPCRetryCodes: no codes (use WithRetry(RetryPolicy{Disable: true}) to turn retries off)"))
 			return
@@ -78,72 +69,25 @@ func WithGRPCRetryCodes(cs ...codes.Code) Option {
 	})
 }
 
-// GRPCKeyFunc maps an incoming call to the key a per-key rate limit counts it under. It must
-// be safe for concurrent use. See [GRPCKeyByPeer] and [GRPCKeyByMetadata].
-type GRPCKeyFunc func(ctx context.Context, fullMethod string) string
-
-// GRPCKeyByPeer keys a call by the IP address of the client's connection ("" when unknown).
-func GRPCKeyByPeer() GRPCKeyFunc {
-	return func(ctx context.Context, _ string) string {
-		p, ok := peer.FromContext(ctx)
-		if !ok || p.Addr == nil {
-			return ""
-		}
-		if a, ok := p.Addr.(*net.TCPAddr); ok {
-			return a.IP.String()
-		}
-		s := p.Addr.String()
-		if host, _, err := net.SplitHostPort(s); err == nil {
-			return host
-		}
-		return s
-	}
-}
-
-// GRPCKeyByMetadata keys a call by the first value of its metadata key ("" when absent).
-// A client chooses its own metadata: key only by what is verified (see KeyByHeader).
-func GRPCKeyByMetadata(key string) GRPCKeyFunc {
-	return func(ctx context.Context, _ string) string {
-		if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-}
-
-// WithGRPCServerRateLimit makes ServerOptions' interceptors limit calls per key: key maps each
-// call to a key and l admits or refuses it. A refused call ends with RESOURCE_EXHAUSTED and a
-// grpc-retry-pushback-ms trailer saying when to come back (absent when no wait would help);
-// the handler does not run. The option may be given several times: each limit must admit the
-// call, in order. It is the gRPC counterpart of WithServerRateLimit. Default: none.
-func WithGRPCServerRateLimit(l ratelimit.Limiter, key GRPCKeyFunc) Option {
-	return optionFunc(func(c *config) {
-		switch {
-		case l == nil:
-			c.errs = append(c.errs, errors.New("middleware: WithGRPCServerRateLimit: limiter is nil"))
-		case key == nil:
-			c.errs = append(c.errs, errors.New("middleware: WithGRPCServerRateLimit: key function is nil"))
-		default:
-			c.grpc.rateLimits = append(c.grpc.rateLimits, grpcRateLimit{lim: l, key: key})
-		}
-	})
-}
-
-// WithGRPCStatsHandler sets the stats handler DialOptions (or ServerOptions) installs, in
+// WithGRPCStatsHandler sets the stats handler NewGRPCClient (or NewGRPCServer) installs, in
 // place of otelgrpc's client handler, to whose spans proxyless adds the facts of each attempt
 // (or otelgrpc's server handler). Those report to the providers of WithTracerProvider and
 // WithMeterProvider, the global ones by default. nil installs none. Without proxyless's client
 // handler, calls still get their request spans and proxyless.* metrics, but their attempts
 // get no spans.
-func WithGRPCStatsHandler(h stats.Handler) Option {
-	return optionFunc(func(c *config) { c.grpc.statsSet, c.grpc.stats = true, h })
+//
+// Taken by NewGRPCClient and NewGRPCServer.
+func WithGRPCStatsHandler(h stats.Handler) GRPCOption {
+	return grpcOption(func(c *config) { c.grpc.statsSet, c.grpc.stats = true, h })
 }
 
 // WithGRPCHealthCheck turns on gRPC's client-side health checking with the standard health
 // service (grpc.health.v1.Health/Watch) for service ("" for the server as a whole): an
 // endpoint that does not report SERVING gets no calls until it does. Default: off.
-func WithGRPCHealthCheck(service string) Option {
-	return optionFunc(func(c *config) { c.grpc.healthCheck = &service })
+//
+// Taken by NewGRPCClient. (An HTTP client's health checks are balancer.Config.HealthCheck.)
+func WithGRPCHealthCheck(service string) GRPCClientOption {
+	return grpcClientOption(func(c *config) { c.grpc.healthCheck = &service })
 }
 
 // defaultPropagator is what package tracing uses while the application has set no

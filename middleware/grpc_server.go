@@ -22,8 +22,20 @@ import (
 	"github.com/proxyless/proxyless/route"
 )
 
-// ServerOptions returns what a gRPC server needs to be a mesh server: unary and stream
-// interceptors that, before the handler runs,
+// GRPCServer is the server side of the mesh for a gRPC server: see [NewGRPCServer]. It holds
+// nothing to release.
+type GRPCServer struct {
+	s *grpcServer
+}
+
+// NewGRPCServer returns what a gRPC server needs to be a mesh server, configured by opts;
+// ServerOptions gives it to grpc.NewServer:
+//
+//	gs, err := middleware.NewGRPCServer(middleware.WithJWT(v), middleware.WithServerRateLimit(lim, key))
+//	...
+//	srv := grpc.NewServer(append(gs.ServerOptions(), grpc.Creds(creds))...)
+//
+// Its unary and stream interceptors, before the handler runs,
 //
 //  1. refuse a call whose deadline has already passed with DEADLINE_EXCEEDED (work the
 //     client has given up on);
@@ -31,9 +43,8 @@ import (
 //     PERMISSION_DENIED, the peer's identity in the handler's context;
 //  3. authenticate the token and apply the rules of WithJWT, refusing with UNAUTHENTICATED
 //     or PERMISSION_DENIED, the verified claims in the handler's context;
-//  4. apply the per-key rate limits of WithGRPCServerRateLimit (whose keys may read the
-//     claims: GRPCKeyBySubject), refusing with RESOURCE_EXHAUSTED and a
-//     grpc-retry-pushback-ms trailer;
+//  4. apply the per-key rate limits of WithServerRateLimit (whose keys may read the claims:
+//     KeyBySubject), refusing with RESOURCE_EXHAUSTED and a grpc-retry-pushback-ms trailer;
 //  5. inject the faults of WithServerFaults, matched by the call's full method name and
 //     metadata: a delay, and an abort with the fault's code (an error matching
 //     route.ErrAborted);
@@ -41,25 +52,37 @@ import (
 //     limit), refusing with RESOURCE_EXHAUSTED, which a proxyless client does not retry
 //     but steers away from;
 //
-// and otelgrpc's server stats handler, which extracts the incoming trace context and records
-// a SERVER span and the rpc.server.* metrics (see WithGRPCStatsHandler). Refusals of the
-// limits match ratelimit.ErrLimited with errors.Is inside the server (in interceptors chained
-// before these). Client-only options (WithCredentials, WithTLS among them) have no effect:
-// the server's TLS is grpc.Creds (see auth.ServerTLS). An invalid option makes every call
-// fail with status Internal.
+// and its stats handler is otelgrpc's server handler, which extracts the incoming trace
+// context and records a SERVER span and the rpc.server.* metrics (see WithGRPCStatsHandler).
+// Refusals of the limits match ratelimit.ErrLimited with errors.Is inside the server (in
+// interceptors chained before these).
 //
-// The options start nothing and need no cleanup.
-func ServerOptions(opts ...Option) []grpc.ServerOption {
-	s := newGRPCServer(opts)
+// It takes the options of type GRPCServerOption: ServerOption (shared with NewHandler),
+// GRPCOption and Option; a client option does not compile here. The server's TLS is
+// grpc.Creds (see auth.ServerTLS). It validates every option and returns an error naming the
+// bad ones. It starts nothing and needs no cleanup.
+func NewGRPCServer(opts ...GRPCServerOption) (*GRPCServer, error) {
+	cfg, err := newConfig(opts, GRPCServerOption.applyGRPCServer)
+	if err != nil {
+		return nil, err
+	}
+	return &GRPCServer{s: &grpcServer{cfg: cfg}}, nil
+}
+
+// ServerOptions returns the options to give grpc.NewServer: the interceptors, chained, and
+// the stats handler. Each call returns a new slice; add to it the server's own options
+// (grpc.Creds, ...).
+func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
+	s := g.s
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
-	if p := s.cfg.server.peers; p != nil && s.err == nil {
+	if p := s.cfg.server.peers; p != nil {
 		unary = append(unary, p.UnaryServerInterceptor())
 		stream = append(stream, p.StreamServerInterceptor())
 	}
-	if g := s.cfg.server.jwt; g != nil && s.err == nil {
-		unary = append(unary, g.UnaryServerInterceptor())
-		stream = append(stream, g.StreamServerInterceptor())
+	if guard := s.cfg.server.jwt; guard != nil {
+		unary = append(unary, guard.UnaryServerInterceptor())
+		stream = append(stream, guard.StreamServerInterceptor())
 	}
 	if len(unary) > 0 {
 		// Refuse dead calls before authenticating them (a token check may wait for keys);
@@ -80,32 +103,17 @@ func ServerOptions(opts ...Option) []grpc.ServerOption {
 	return sopts
 }
 
+// grpcServer runs the interceptors of a GRPCServer.
 type grpcServer struct {
 	cfg *config // immutable
-	err error   // an invalid option
-}
-
-func newGRPCServer(opts []Option) *grpcServer {
-	cfg, err := newConfig(opts)
-	if err == nil && cfg.outbound != nil {
-		err = errors.New("middleware: ServerOptions: WithRateLimit, WithRateLimiter and WithConcurrencyLimit limit a client's outbound calls; use WithGRPCServerRateLimit and WithLoadShedding")
-	}
-	s := &grpcServer{cfg: cfg}
-	if err != nil {
-		s.err = &configError{err: err}
-	}
-	return s
 }
 
 // errDeadlinePassed refuses a call whose deadline passed before its handler could start.
 var errDeadlinePassed = status.Error(codes.DeadlineExceeded, "middleware: deadline passed before the handler ran")
 
-// check refuses a call the server cannot take at all: an invalid configuration, a deadline
-// that has passed, a client that has gone.
+// check refuses a call the server cannot take at all: a deadline that has passed, a client
+// that has gone.
 func (s *grpcServer) check(ctx context.Context) error {
-	if s.err != nil {
-		return s.err
-	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 		return errDeadlinePassed
 	}
@@ -136,8 +144,8 @@ func (s *grpcServer) admit(ctx context.Context, method string, setTrailer func(m
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	for _, rl := range s.cfg.grpc.rateLimits {
-		d, err := rl.lim.Take(ctx, rl.key(ctx, method))
+	for _, rl := range s.cfg.server.rateLimits {
+		d, err := rl.lim.Take(ctx, rl.key(grpcIncoming(ctx, method)))
 		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}

@@ -33,9 +33,6 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 			runOnFinish(onFinish, err)
 		}
 	}()
-	if c.err != nil {
-		return nil, c.err
-	}
 	if err := expired(ctx); err != nil {
 		return nil, err
 	}
@@ -209,22 +206,18 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 	for ; ; n++ {
 		actx, cancel, a, ta := s.attempt(n, kind, waited)
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
+		s.c.attemptDone(a)
 		if err == nil {
-			s.c.stats.Attempts.Add(1)
 			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, nil
 		}
 		cancel()
 		ta.EndGRPC(err)
-		if a.PickError() == nil {
-			s.c.stats.Attempts.Add(1)
-		}
 		wait, retry := s.retryable(err, a, false, nil, n)
 		if !retry || s.committed.Load() {
 			return nil, ta, localError(err, a)
 		}
 		if !s.c.bud.Withdraw(time.Now()) {
-			s.c.stats.BudgetRefusals.Add(1)
-			s.tr.BudgetRefused(tracing.AttemptRetry)
+			s.c.budgetRefused(s.tr, tracing.AttemptRetry)
 			return nil, ta, localError(err, a)
 		}
 		if !backoff.Sleep(s.ctx, wait) {
@@ -368,8 +361,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) (bool, error) {
 		return false, err
 	}
 	if !s.c.bud.Withdraw(time.Now()) {
-		s.c.stats.BudgetRefusals.Add(1)
-		s.tr.BudgetRefused(tracing.AttemptRetry)
+		s.c.budgetRefused(s.tr, tracing.AttemptRetry)
 		return false, err
 	}
 	if !backoff.Sleep(s.ctx, wait) {

@@ -121,7 +121,7 @@ type telFixture struct {
 	client  testgrpc.TestServiceClient
 }
 
-func newTelFixture(t *testing.T, n int, opts ...middleware.Option) *telFixture {
+func newTelFixture(t *testing.T, n int, opts ...middleware.GRPCClientOption) *telFixture {
 	t.Helper()
 	f := &telFixture{sdk: newOtelSDK(t), script: &telScript{}}
 	eps := make([]discovery.Endpoint, n)
@@ -137,7 +137,7 @@ func newTelFixture(t *testing.T, n int, opts ...middleware.Option) *telFixture {
 		eps[i] = discovery.Endpoint{Addr: s.addr}
 	}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
-	dopts := append(middleware.DialOptions(static, append(f.sdk.options(), opts...)...),
+	dopts := append(dialOptions(t, static, append([]middleware.GRPCClientOption{middleware.WithTracerProvider(f.sdk.tp), middleware.WithMeterProvider(f.sdk.mp)}, opts...)...),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	conn, err := grpc.NewClient("proxyless:///svc", dopts...)
 	require.NoError(t, err)

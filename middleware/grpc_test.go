@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,6 +37,7 @@ func TestGRPCRetryGoesToAnotherEndpoint(t *testing.T) {
 	f := newGRPCFixture(t, []*grpcBackend{bad, good}, rr, middleware.WithoutBreaker())
 	f.waitReady(t)
 	bad.set(modeUnavailable)
+	before := f.gc.Stats()
 	const n = 10 // within the budget's floor of 10 retries a second
 	for range n {
 		resp, err := f.call(t, 5*time.Second)
@@ -44,6 +47,24 @@ func TestGRPCRetryGoesToAnotherEndpoint(t *testing.T) {
 	assert.EqualValues(t, n, good.calls.Load(), "each call reached the good backend exactly once")
 	assert.Positive(t, bad.calls.Load(), "round robin sent first attempts to the bad backend")
 	assert.LessOrEqual(t, bad.calls.Load(), int64(n), "no call went to the bad backend twice")
+
+	d := statsSince(f.gc, before)
+	assert.EqualValues(t, n, d.Requests)
+	assert.Equal(t, bad.calls.Load(), d.Retries, "each call that met the bad backend was retried once")
+	assert.Equal(t, bad.calls.Load()+good.calls.Load(), d.Attempts)
+	assert.Zero(t, d.BudgetRefusals+d.BreakerRefusals+d.Hedges)
+}
+
+// statsSince returns what c's counters counted since before.
+func statsSince(c *middleware.GRPCClient, before middleware.Stats) middleware.Stats {
+	s := c.Stats()
+	return middleware.Stats{
+		Requests: s.Requests - before.Requests, Attempts: s.Attempts - before.Attempts,
+		Retries: s.Retries - before.Retries, Hedges: s.Hedges - before.Hedges,
+		HedgeWins: s.HedgeWins - before.HedgeWins, BudgetRefusals: s.BudgetRefusals - before.BudgetRefusals,
+		BreakerRefusals: s.BreakerRefusals - before.BreakerRefusals, BreakerOpens: s.BreakerOpens - before.BreakerOpens,
+		Ejections: s.Ejections - before.Ejections,
+	}
 }
 
 func TestGRPCNonRetryableCodes(t *testing.T) {
@@ -65,19 +86,16 @@ func TestGRPCNonRetryableCodes(t *testing.T) {
 
 func TestGRPCRetryCodesValidation(t *testing.T) {
 	for _, code := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.OK} {
-		a := newGRPCBackend(t, "a")
-		f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithGRPCRetryCodes(codes.Unavailable, code))
-		_, err := f.call(t, 5*time.Second)
-		assert.Equal(t, codes.Internal, status.Code(err), "a config error fails every call")
-		assert.ErrorContains(t, err, "WithGRPCRetryCodes")
-		assert.Zero(t, a.calls.Load())
+		_, err := middleware.NewGRPCClient(discovery.NewStatic(nil), middleware.WithGRPCRetryCodes(codes.Unavailable, code))
+		require.Error(t, err, "a config error is the constructor's, not every call's")
+		assert.ErrorContains(t, err, "middleware: WithGRPCRetryCodes")
 	}
 }
 
 func TestGRPCDeadlineExceededRetriedOnlyWhenConfigured(t *testing.T) {
 	for _, configured := range []bool{false, true} {
 		slow, good := newGRPCBackend(t, "slow"), newGRPCBackend(t, "good")
-		opts := []middleware.Option{rr, middleware.WithoutBreaker(), middleware.WithAttemptTimeout(100 * time.Millisecond)}
+		opts := []middleware.GRPCClientOption{rr, middleware.WithoutBreaker(), middleware.WithAttemptTimeout(100 * time.Millisecond)}
 		if configured {
 			opts = append(opts, middleware.WithGRPCRetryCodes(codes.Unavailable, codes.DeadlineExceeded))
 		}
@@ -168,6 +186,7 @@ func TestGRPCBreakerOpens(t *testing.T) {
 		middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
 	f.waitReady(t)
 	a.set(modeUnavailable)
+	before := f.gc.Stats()
 	for range 5 {
 		_, err := f.call(t, 5*time.Second)
 		require.Equal(t, codes.Unavailable, status.Code(err))
@@ -177,6 +196,46 @@ func TestGRPCBreakerOpens(t *testing.T) {
 	assert.Equal(t, codes.Unavailable, status.Code(err))
 	assert.ErrorIs(t, err, breaker.ErrOpen)
 	assert.Equal(t, calls, a.calls.Load(), "refused locally")
+
+	d := statsSince(f.gc, before)
+	assert.EqualValues(t, 6, d.Requests)
+	assert.Equal(t, calls, d.Attempts, "the refused calls sent nothing")
+	assert.EqualValues(t, 1, d.BreakerOpens)
+	assert.Equal(t, 6-calls, d.BreakerRefusals, "one per refused call (the warm-up's success counts towards the volume)")
+}
+
+// A call refused by the breakers of every endpoint is one breaker refusal, however many
+// endpoints the picker skipped.
+func TestGRPCBreakerRefusalCountedOncePerAttempt(t *testing.T) {
+	a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+	f := newGRPCFixture(t, []*grpcBackend{a, b}, rr,
+		middleware.WithBreaker(breaker.Config{MinimumVolume: 3, OpenDelay: time.Minute}),
+		middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
+	f.waitReady(t)
+	a.set(modeUnavailable)
+	b.set(modeUnavailable)
+	before := f.gc.Stats()
+	for i := 0; statsSince(f.gc, before).BreakerOpens < 2; i++ {
+		require.Less(t, i, 50, "both breakers never opened")
+		_, err := f.call(t, 5*time.Second)
+		require.Equal(t, codes.Unavailable, status.Code(err))
+	}
+	mid := f.gc.Stats()
+	_, err := f.call(t, 5*time.Second)
+	assert.ErrorIs(t, err, breaker.ErrOpen)
+	d := statsSince(f.gc, mid)
+	assert.EqualValues(t, 1, d.Requests)
+	assert.EqualValues(t, 1, d.BreakerRefusals, "two endpoints skipped, one attempt refused")
+	assert.Zero(t, d.Attempts)
+	var open int
+	for _, ds := range f.gc.Destinations() {
+		for _, e := range ds.Endpoints {
+			if e.HasBreaker && e.Breaker == breaker.StateOpen {
+				open++
+			}
+		}
+	}
+	assert.Equal(t, 2, open, "Destinations shows both breakers open")
 }
 
 func TestGRPCHedgeWinnerAndLoserCancelled(t *testing.T) {
@@ -196,6 +255,10 @@ func TestGRPCHedgeWinnerAndLoserCancelled(t *testing.T) {
 	}
 	require.Positive(t, slow.calls.Load(), "some first attempts went to the slow backend")
 	eventually(t, func() bool { return slow.cancelled.Load() == slow.calls.Load() }, "the slow backend saw every loser cancelled")
+	s := f.gc.Stats()
+	assert.Positive(t, s.Hedges)
+	assert.Positive(t, s.HedgeWins, "the hedges to the fast backend won")
+	assert.LessOrEqual(t, s.HedgeWins, s.Hedges)
 }
 
 func TestGRPCDeadlinePropagates(t *testing.T) {
@@ -239,6 +302,7 @@ func TestGRPCRetryBudgetBoundsOutage(t *testing.T) {
 	f.waitReady(t)
 	a.set(modeUnavailable)
 	b.set(modeUnavailable)
+	before := f.gc.Stats()
 	const n = 200
 	for range n {
 		_, err := f.call(t, 5*time.Second)
@@ -254,6 +318,63 @@ func TestGRPCRetryBudgetBoundsOutage(t *testing.T) {
 	bound := int64(n + (n+f.warmups)/10)
 	assert.LessOrEqual(t, total, bound, "retries stay within 10 %% of calls (%d warm-up calls)", f.warmups)
 	assert.Greater(t, total, int64(n), "the budget allowed some retries")
+	d := statsSince(f.gc, before)
+	assert.Equal(t, total, d.Attempts)
+	assert.Equal(t, total-n, d.Retries)
+	assert.Positive(t, d.BudgetRefusals, "the budget refused retries")
+}
+
+// NewGRPCClient refuses the HTTP-only settings of shared configurations, naming them, rather
+// than ignore them.
+func TestNewGRPCClientRefusesHTTPSettings(t *testing.T) {
+	static := discovery.NewStatic(nil)
+	_, err := middleware.NewGRPCClient(nil)
+	assert.ErrorContains(t, err, "middleware: NewGRPCClient: resolver is nil")
+	for _, tc := range []struct {
+		opt  middleware.GRPCClientOption
+		want string
+	}{
+		{middleware.WithBalancer(balancer.Config{HealthCheck: &balancer.HealthCheck{Path: "/healthz"}}), "middleware: WithBalancer: HealthCheck"},
+		{middleware.WithRetry(middleware.RetryPolicy{Statuses: []int{503}}), "middleware: WithRetry: RetryPolicy.Statuses"},
+		{middleware.WithRetry(middleware.RetryPolicy{RetryNonIdempotent: true}), "middleware: WithRetry: RetryPolicy.RetryNonIdempotent"},
+		{nil, "middleware: nil GRPCClientOption"},
+	} {
+		_, err := middleware.NewGRPCClient(static, tc.opt)
+		assert.ErrorContains(t, err, tc.want)
+		// The same settings are the HTTP transport's to honour.
+		if o, ok := tc.opt.(middleware.TransportOption); ok {
+			tr, err := middleware.NewTransport(nil, o)
+			require.NoError(t, err, tc.want)
+			require.NoError(t, tr.Close())
+		}
+	}
+}
+
+// A gRPC channel cannot send a call where its route says when that is another destination:
+// the call fails, it does not go to the channel's service instead.
+func TestGRPCRouteToAnotherDestinationFails(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	r := grpcRouter(t,
+		route.RouteConfig{
+			Name:        "elsewhere",
+			Match:       route.Match{GRPC: &route.GRPCMatch{Service: testService, Method: unaryName}, Headers: []route.HeaderMatch{{Name: "x-elsewhere", Present: true}}},
+			Destination: &route.Destination{Service: "other"},
+		},
+		route.RouteConfig{
+			Name:        "here",
+			Match:       route.Match{GRPC: &route.GRPCMatch{Service: testService, Method: unaryName}},
+			Destination: &route.Destination{Service: "svc"},
+		})
+	f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithRoutes(r))
+	ctx := metadata.AppendToOutgoingContext(ctxFor(t, 5*time.Second), "x-elsewhere", "1")
+	_, err := f.client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	assert.Equal(t, codes.FailedPrecondition, status.Code(err))
+	assert.ErrorContains(t, err, `route "elsewhere" sends the call to other`)
+	assert.Zero(t, a.calls.Load())
+	_, err = f.call(t, 5*time.Second)
+	require.NoError(t, err, "a route to the channel's own service applies")
+	assert.EqualValues(t, 1, a.calls.Load())
+	assert.Same(t, r, f.gc.Router())
 }
 
 func TestGRPCResolverFollowsStatic(t *testing.T) {
@@ -381,7 +502,7 @@ func TestGRPCOutboundLimits(t *testing.T) {
 func TestGRPCServerRateLimit(t *testing.T) {
 	lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 1, Burst: 2}})
 	require.NoError(t, err)
-	a := newGRPCBackend(t, "a", middleware.ServerOptions(middleware.WithGRPCServerRateLimit(lim, middleware.GRPCKeyByPeer()))...)
+	a := newGRPCBackend(t, "a", serverOptions(t, middleware.WithServerRateLimit(lim, clientIP(t)))...)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -397,10 +518,73 @@ func TestGRPCServerRateLimit(t *testing.T) {
 	assert.EqualValues(t, 2, a.calls.Load(), "the handler did not run")
 }
 
+// One WithServerRateLimit, one key function, serves both servers: an HTTP request's header
+// and a gRPC call's metadata are one key, counted in one bucket.
+func TestServerRateLimitSharedByHTTPAndGRPC(t *testing.T) {
+	lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 0.001, Burst: 2}})
+	require.NoError(t, err)
+	opt := middleware.WithServerRateLimit(lim, middleware.KeyByHeader("X-Api-Key"))
+	a := newGRPCBackend(t, "a", serverOptions(t, opt)...)
+	h, err := middleware.NewHandler(okHandler, opt)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	get := func(key string) int {
+		req, err := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		drain(resp)
+		return resp.StatusCode
+	}
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := testgrpc.NewTestServiceClient(conn)
+	call := func(key string) error {
+		ctx := metadata.AppendToOutgoingContext(ctxFor(t, 10*time.Second), "x-api-key", key)
+		_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		return err
+	}
+
+	assert.Equal(t, http.StatusOK, get("k1"))
+	require.NoError(t, call("k1"), "the gRPC call takes k1's second token")
+	assert.Equal(t, http.StatusTooManyRequests, get("k1"), "k1's bucket is shared: spent")
+	err = call("k1")
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+	require.NoError(t, call("k2"), "another key has its own bucket")
+	assert.EqualValues(t, 2, a.calls.Load())
+}
+
+// KeyByClientIP reads a gRPC call's x-forwarded-for metadata only from a trusted peer, as it
+// reads an HTTP request's header.
+func TestGRPCKeyByClientIPTrustsOnlyTrustedPeers(t *testing.T) {
+	lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{
+		Default:   ratelimit.Quota{Rate: 1000, Burst: 1000},
+		Overrides: map[string]ratelimit.Quota{"203.0.113.9": {}}, // refused outright
+	})
+	require.NoError(t, err)
+	forwarded := func(trusted ...string) error {
+		a := newGRPCBackend(t, "a", serverOptions(t, middleware.WithServerRateLimit(lim, clientIP(t, trusted...)))...)
+		conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		defer conn.Close()
+		ctx := metadata.AppendToOutgoingContext(ctxFor(t, 10*time.Second), "x-forwarded-for", "203.0.113.9")
+		_, err = testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		return err
+	}
+	require.NoError(t, forwarded(), "an untrusted peer's x-forwarded-for is ignored: keyed by 127.0.0.1")
+	err = forwarded("127.0.0.1")
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "a trusted proxy's x-forwarded-for names the client")
+	assert.ErrorContains(t, err, "rate limit")
+}
+
 func TestGRPCServerLoadShedding(t *testing.T) {
 	bh, err := overload.NewBulkhead(1, 0)
 	require.NoError(t, err)
-	a := newGRPCBackend(t, "a", middleware.ServerOptions(middleware.WithLoadShedding(bh))...)
+	a := newGRPCBackend(t, "a", serverOptions(t, middleware.WithLoadShedding(bh))...)
 	a.set(modeHang)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -433,7 +617,7 @@ func TestGRPCServerRefusesExpiredWork(t *testing.T) {
 		results <- err
 		return resp, err
 	})
-	a := newGRPCBackend(t, "a", append([]grpc.ServerOption{queued}, middleware.ServerOptions()...)...)
+	a := newGRPCBackend(t, "a", append([]grpc.ServerOption{queued}, serverOptions(t)...)...)
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -809,4 +993,35 @@ func TestGRPCRouteRetryOverrides(t *testing.T) {
 	}
 	assert.Positive(t, bad.calls.Load(), "some first attempts went to the hung backend")
 	eventually(t, func() bool { return bad.cancelled.Load() == bad.calls.Load() }, "the hedged losers were cancelled")
+}
+
+// As for HTTP, with a quantile the hedge delay of unary calls follows the service's latency:
+// once history says calls take ~30 ms, a call is hedged only when slower than nearly all of
+// them, where a fixed 1 ms delay hedges every call.
+func TestGRPCHedgeDelayFollowsLatencyQuantile(t *testing.T) {
+	run := func(quantile float64) int64 {
+		a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+		f := newGRPCFixture(t, []*grpcBackend{a, b}, middleware.WithoutBreaker(),
+			middleware.WithHedge(middleware.HedgePolicy{Delay: time.Millisecond, Quantile: quantile}),
+			middleware.WithRetry(middleware.RetryPolicy{BudgetRatio: 1}))
+		f.waitReady(t)
+		for _, be := range f.backends {
+			be.delay.Store(int64(30 * time.Millisecond))
+			be.set(modeSlow)
+		}
+		for range 60 { // history
+			_, err := f.call(t, 10*time.Second)
+			require.NoError(t, err)
+		}
+		before := f.gc.Stats().Hedges
+		for range 40 {
+			_, err := f.call(t, 10*time.Second)
+			require.NoError(t, err)
+		}
+		return f.gc.Stats().Hedges - before
+	}
+	fixed, adaptive := run(0), run(0.99)
+	t.Logf("hedges over 40 calls: fixed 1ms delay %d, p99 delay %d", fixed, adaptive)
+	assert.GreaterOrEqual(t, fixed, int64(35))
+	assert.LessOrEqual(t, adaptive, int64(10))
 }

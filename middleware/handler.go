@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"time"
 
@@ -26,7 +25,7 @@ const (
 
 // retryAfterHeader is declared with the client's Retry-After parsing (retry.go).
 
-// serverConfig holds what NewHandler's options set.
+// serverConfig holds what the servers' options set: NewHandler's and NewGRPCServer's.
 type serverConfig struct {
 	rateLimits []serverRateLimit    // applied in the order given
 	shed       overload.Limiter     // nil when load is not shed
@@ -41,37 +40,24 @@ type serverRateLimit struct {
 	key KeyFunc
 }
 
-// KeyFunc maps a request to the key a per-key rate limit counts it under: a client IP
-// (ratelimit.ClientIP), an API key (KeyByHeader), a JWT subject, a route, or any function of
-// the request. It must be safe for concurrent use. The empty key is a key like any other:
-// every request that maps to "" shares one bucket, and a limiter override for "" gives those
-// requests their own quota (ratelimit.Quota{} refuses them all).
-type KeyFunc func(r *http.Request) string
-
-// KeyByHeader returns a KeyFunc that keys a request by the first value of its header name
-// ("" when absent). A client chooses its own header values: a key it can invent gives it a
-// fresh bucket each time, so key by header only what is verified (an API key checked before
-// the limit, or whose forgeries are refused anyway), and pair it with a per-client-IP limit.
-func KeyByHeader(name string) KeyFunc {
-	name = textproto.CanonicalMIMEHeaderKey(name)
-	return func(r *http.Request) string {
-		if v := r.Header[name]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-}
-
-// WithServerRateLimit makes NewHandler limit requests per key: key maps each request to a
-// key and l admits or refuses it (a ratelimit.Keyed for one instance, a ratelimit/redis.Limiter for a
-// limit shared by every instance). A refused request is answered 429 Too Many Requests with
-// Retry-After (whole seconds, rounded up; absent when no wait would help, as for a key whose
-// quota is zero) and the RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers;
-// an admitted one carries the RateLimit-* headers too. The option may be given several times
-// (per client IP and per API key, say): each limit must admit the request, they are asked in
-// order, and the headers describe the one with the fewest requests remaining. Default: none.
-func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) Option {
-	return optionFunc(func(c *config) {
+// WithServerRateLimit makes the servers limit requests per key: key maps each request (HTTP)
+// or call (gRPC) to a key and l admits or refuses it (a ratelimit.Keyed for one instance, a
+// ratelimit.Redis for a limit shared by every instance). The option may be given several
+// times (per client IP and per API key, say): each limit must admit the request, and they are
+// asked in order. Default: none.
+//
+//   - NewHandler answers a refused request 429 Too Many Requests with Retry-After (whole
+//     seconds, rounded up; absent when no wait would help, as for a key whose quota is zero)
+//     and the RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers; an admitted
+//     one carries the RateLimit-* headers too, describing the limit with the fewest requests
+//     remaining.
+//   - NewGRPCServer ends a refused call with RESOURCE_EXHAUSTED (an error matching
+//     ratelimit.ErrLimited inside the server) and a grpc-retry-pushback-ms trailer saying
+//     when to come back (absent when no wait would help); the handler does not run.
+//
+// Taken by NewHandler and NewGRPCServer.
+func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) ServerOption {
+	return serverOption(func(c *config) {
 		switch {
 		case l == nil:
 			c.errs = append(c.errs, errors.New("middleware: WithServerRateLimit: limiter is nil"))
@@ -83,7 +69,7 @@ func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) Option {
 	})
 }
 
-// WithServerFaults makes NewHandler and ServerOptions inject the faults (delays and aborts)
+// WithServerFaults makes NewHandler and NewGRPCServer inject the faults (delays and aborts)
 // of r's routes into the requests and calls they serve: each request is matched against the
 // router's current table (HTTP: host, path, method, headers, query; gRPC: the full method name
 // and metadata, with method "POST") and the fault of the route it matches, if any, is applied
@@ -93,8 +79,10 @@ func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) Option {
 // route.ErrAborted. A delayed request whose client goes away is dropped without an answer.
 // Only the routes' Fault settings matter here: destinations, splits and the rest are client
 // settings. The router may be reloaded while the server runs. Default: no faults.
-func WithServerFaults(r *route.Router) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewHandler and NewGRPCServer.
+func WithServerFaults(r *route.Router) ServerOption {
+	return serverOption(func(c *config) {
 		if r == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithServerFaults: router is nil"))
 			return
@@ -103,15 +91,18 @@ func WithServerFaults(r *route.Router) Option {
 	})
 }
 
-// WithLoadShedding makes NewHandler refuse work the server cannot take on: l admits each
-// request (after the rate limits) for as long as the handler runs. An overload.Bulkhead caps
-// the requests in flight; an overload.Adaptive caps them at what keeps latency at its
-// baseline. A refused request is answered 503 Service Unavailable, without Retry-After, so
-// that a mesh client retries it at once on another instance. The handler's outcome is a
-// success when it returns, dropped when the client went away or the handler panicked.
-// Default: no shedding.
-func WithLoadShedding(l overload.Limiter) Option {
-	return optionFunc(func(c *config) {
+// WithLoadShedding makes the servers refuse work they cannot take on: l admits each request
+// or call (after the rate limits and faults) for as long as the handler runs. An
+// overload.Bulkhead caps the requests in flight; an overload.Adaptive caps them at what keeps
+// latency at its baseline. NewHandler answers a refused request 503 Service Unavailable,
+// without Retry-After, so that a mesh client retries it at once on another instance;
+// NewGRPCServer ends a refused call with RESOURCE_EXHAUSTED, which a proxyless client does
+// not retry but steers away from. The handler's outcome is a success when it returns, dropped
+// when the client went away (or, over HTTP, the handler panicked). Default: no shedding.
+//
+// Taken by NewHandler and NewGRPCServer.
+func WithLoadShedding(l overload.Limiter) ServerOption {
+	return serverOption(func(c *config) {
 		if l == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithLoadShedding: limiter is nil"))
 			return
@@ -161,22 +152,18 @@ const serverOperation = "proxyless.server"
 //  6. load shedding (WithLoadShedding): 503.
 //
 // With no options at all it returns next itself: nothing to do, not even telemetry. It
-// validates every option and returns an error naming the first bad one; the client's
-// outbound limits (WithRateLimit, WithRateLimiter, WithConcurrencyLimit) are refused here,
-// and other client options (WithCredentials, WithTLS among them) have no effect. TLS itself
-// is the http.Server's: see auth.ServerTLS.
+// validates every option and returns an error naming the bad ones. It takes the options of
+// type HandlerOption: ServerOption (shared with NewGRPCServer) and Option; a client option
+// does not compile here. TLS itself is the http.Server's: see auth.ServerTLS.
 //
 // The handler is safe for concurrent use, starts no goroutines and needs no cleanup.
-func NewHandler(next http.Handler, opts ...Option) (http.Handler, error) {
+func NewHandler(next http.Handler, opts ...HandlerOption) (http.Handler, error) {
 	if next == nil {
 		return nil, errors.New("middleware: NewHandler: next handler is nil")
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(opts, HandlerOption.applyHandler)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.outbound != nil {
-		return nil, errors.New("middleware: NewHandler: WithRateLimit, WithRateLimiter and WithConcurrencyLimit limit a Transport's outbound requests; use WithServerRateLimit and WithLoadShedding")
 	}
 	if len(opts) == 0 {
 		return next, nil
@@ -235,7 +222,7 @@ func (h *rateLimitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var shown ratelimit.Decision
 	for i := range h.limits {
 		l := &h.limits[i]
-		d, err := l.lim.Take(r.Context(), l.key(r))
+		d, err := l.lim.Take(r.Context(), l.key(httpIncoming(r)))
 		if err != nil {
 			// The request's context is done: the client has gone (or the server is
 			// shutting down). Nobody reads the answer.

@@ -55,12 +55,12 @@ func keyed(t *testing.T, cfg ratelimit.KeyedConfig) *ratelimit.Keyed {
 
 func clientIP(t testing.TB, trusted ...string) middleware.KeyFunc {
 	t.Helper()
-	key, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{TrustedProxies: trusted})
+	key, err := middleware.KeyByClientIP(ratelimit.ClientIPConfig{TrustedProxies: trusted})
 	require.NoError(t, err)
 	return key
 }
 
-func newHandler(t *testing.T, opts ...middleware.Option) http.Handler {
+func newHandler(t *testing.T, opts ...middleware.HandlerOption) http.Handler {
 	t.Helper()
 	h, err := middleware.NewHandler(okHandler, opts...)
 	require.NoError(t, err)
@@ -298,17 +298,16 @@ func TestNewHandlerValidation(t *testing.T) {
 	lim := keyed(t, ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 1}})
 	for _, tc := range []struct {
 		next http.Handler
-		opt  middleware.Option
+		opt  middleware.HandlerOption
 		want string
 	}{
 		{nil, nil, "next handler is nil"},
 		{okHandler, middleware.WithServerRateLimit(nil, clientIP(t)), "WithServerRateLimit: limiter is nil"},
 		{okHandler, middleware.WithServerRateLimit(lim, nil), "WithServerRateLimit: key function is nil"},
 		{okHandler, middleware.WithLoadShedding(nil), "WithLoadShedding"},
-		{okHandler, middleware.WithRateLimit(ratelimit.Quota{Rate: 1}), "WithServerRateLimit"},
-		{okHandler, nil, "nil Option"},
+		{okHandler, nil, "nil HandlerOption"},
 	} {
-		var opts []middleware.Option
+		var opts []middleware.HandlerOption
 		if tc.next != nil {
 			opts = append(opts, tc.opt)
 		}
@@ -350,7 +349,7 @@ func TestHandlerClientGone(t *testing.T) {
 func ExampleNewHandler() {
 	// One bucket per client address: 2 requests at once, refilled at 1 per second. Behind a
 	// load balancer, list it in TrustedProxies so that X-Forwarded-For names the client.
-	key, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{})
+	key, err := middleware.KeyByClientIP(ratelimit.ClientIPConfig{})
 	if err != nil {
 		panic(err)
 	}

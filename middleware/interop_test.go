@@ -40,15 +40,17 @@ import (
 
 // proxylessDialOptions returns the dial options of a proxyless gRPC client of the services r
 // knows. Transport credentials are the caller's to add.
-func proxylessDialOptions(t testing.TB, r discovery.Resolver, opts ...middleware.Option) []grpc.DialOption {
+func proxylessDialOptions(t testing.TB, r discovery.Resolver, opts ...middleware.GRPCClientOption) []grpc.DialOption {
 	t.Helper()
-	return middleware.DialOptions(r, opts...)
+	return newGRPCClient(t, r, opts...).DialOptions()
 }
 
 // proxylessServerOptions returns the server options of a proxyless gRPC server.
-func proxylessServerOptions(t testing.TB, opts ...middleware.Option) []grpc.ServerOption {
+func proxylessServerOptions(t testing.TB, opts ...middleware.GRPCServerOption) []grpc.ServerOption {
 	t.Helper()
-	return middleware.ServerOptions(opts...)
+	s, err := middleware.NewGRPCServer(opts...)
+	require.NoError(t, err)
+	return s.ServerOptions()
 }
 
 // The interop cases report a failure with grpclog's Fatal, which ends the process. The logger
@@ -172,7 +174,7 @@ func (c *interopClient) freshChannel() (*grpc.ClientConn, func()) {
 
 // dialProxylessInterop returns a proxyless client of the service "interop" served by
 // backends, found through a discovery.Static.
-func dialProxylessInterop(t testing.TB, backends []*interopBackend, opts ...middleware.Option) *interopClient {
+func dialProxylessInterop(t testing.TB, backends []*interopBackend, opts ...middleware.GRPCClientOption) *interopClient {
 	t.Helper()
 	eps := make([]discovery.Endpoint, len(backends))
 	for i, b := range backends {
@@ -395,8 +397,10 @@ func TestInteropProxylessServer(t *testing.T) {
 		require.NoError(t, err)
 		bh, err := overload.NewBulkhead(64, time.Second)
 		require.NoError(t, err)
+		byIP, err := middleware.KeyByClientIP(ratelimit.ClientIPConfig{})
+		require.NoError(t, err)
 		b := startInteropBackend(t, proxylessServerOptions(t,
-			middleware.WithGRPCServerRateLimit(lim, middleware.GRPCKeyByPeer()),
+			middleware.WithServerRateLimit(lim, byIP),
 			middleware.WithLoadShedding(bh))...)
 		c := plain(t, b)
 		runInteropCases(t, c, []*interopBackend{b}, nil)
@@ -576,7 +580,7 @@ type probeFixture struct {
 // probeRetry retries at once, within a budget that never runs dry.
 var probeRetry = middleware.WithRetry(middleware.RetryPolicy{BackoffBase: time.Millisecond, BackoffMax: 2 * time.Millisecond, BudgetRatio: 1, MinRetriesPerSecond: 1e6})
 
-func newProbeFixture(t *testing.T, n int, opts ...middleware.Option) *probeFixture {
+func newProbeFixture(t *testing.T, n int, opts ...middleware.GRPCClientOption) *probeFixture {
 	t.Helper()
 	f := &probeFixture{log: &probeLog{}}
 	eps := make([]discovery.Endpoint, n)
@@ -586,7 +590,7 @@ func newProbeFixture(t *testing.T, n int, opts ...middleware.Option) *probeFixtu
 		eps[i] = discovery.Endpoint{Addr: b.addr}
 	}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"probe": eps})
-	opts = append([]middleware.Option{
+	opts = append([]middleware.GRPCClientOption{
 		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: balancer.OutlierConfig{Disabled: true}}),
 		middleware.WithoutBreaker(),
 	}, opts...)

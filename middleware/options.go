@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/proxyless/proxyless/balancer"
@@ -13,47 +14,107 @@ import (
 	"github.com/proxyless/proxyless/tracing"
 )
 
-// Option configures NewTransport, NewHandler (and, as they land, the gRPC constructors).
-// Options never panic: a bad value is reported by the constructor, naming the option.
-type Option interface {
-	apply(*config)
+// The option types: see the package documentation for which option has which type. Options
+// never panic: a bad value is reported by the constructor, as an error that names the option.
+
+// TransportOption configures [NewTransport].
+type TransportOption interface{ applyTransport(*config) }
+
+// GRPCClientOption configures [NewGRPCClient].
+type GRPCClientOption interface{ applyGRPCClient(*config) }
+
+// ClientOption configures both clients: [NewTransport] and [NewGRPCClient].
+type ClientOption interface {
+	TransportOption
+	GRPCClientOption
 }
 
-type optionFunc func(*config)
+// HandlerOption configures [NewHandler].
+type HandlerOption interface{ applyHandler(*config) }
 
-func (f optionFunc) apply(c *config) { f(c) }
+// GRPCServerOption configures [NewGRPCServer].
+type GRPCServerOption interface{ applyGRPCServer(*config) }
+
+// ServerOption configures both servers: [NewHandler] and [NewGRPCServer].
+type ServerOption interface {
+	HandlerOption
+	GRPCServerOption
+}
+
+// GRPCOption configures both gRPC constructors: [NewGRPCClient] and [NewGRPCServer].
+type GRPCOption interface {
+	GRPCClientOption
+	GRPCServerOption
+}
+
+// Option configures every constructor: NewTransport, NewGRPCClient, NewHandler and
+// NewGRPCServer.
+type Option interface {
+	ClientOption
+	ServerOption
+}
+
+// The concrete option types. Each implements exactly the apply methods of the constructors
+// that honour it, so that not even a type assertion can hand an option to another one.
+type (
+	transportOption  func(*config)
+	grpcClientOption func(*config)
+	clientOption     func(*config)
+	grpcServerOption func(*config)
+	serverOption     func(*config)
+	grpcOption       func(*config)
+	option           func(*config)
+)
+
+func (f transportOption) applyTransport(c *config)   { f(c) }
+func (f grpcClientOption) applyGRPCClient(c *config) { f(c) }
+func (f clientOption) applyTransport(c *config)      { f(c) }
+func (f clientOption) applyGRPCClient(c *config)     { f(c) }
+func (f grpcServerOption) applyGRPCServer(c *config) { f(c) }
+func (f serverOption) applyHandler(c *config)        { f(c) }
+func (f serverOption) applyGRPCServer(c *config)     { f(c) }
+func (f grpcOption) applyGRPCClient(c *config)       { f(c) }
+func (f grpcOption) applyGRPCServer(c *config)       { f(c) }
+func (f option) applyTransport(c *config)            { f(c) }
+func (f option) applyGRPCClient(c *config)           { f(c) }
+func (f option) applyHandler(c *config)              { f(c) }
+func (f option) applyGRPCServer(c *config)           { f(c) }
 
 // config is what the options build. It is immutable once the constructor returns.
 type config struct {
-	resolver      discovery.Resolver
 	balancer      balancer.Config
 	breaker       breaker.Config
 	breakerOff    bool
 	classifier    breaker.HTTPClassifier
 	retry         RetryPolicy
+	retryHTTP     []string // the HTTP-only RetryPolicy fields WithRetry set, which gRPC refuses
 	timeout       time.Duration
 	attemptTO     time.Duration
 	hedge         HedgePolicy
 	logger        *slog.Logger
 	errs          []error
 	maxBufferBody int64
-	outbound      *outboundLimits  // client rate and concurrency limits, nil when none: ratelimit.go
-	server        serverConfig     // NewHandler's stages: handler.go
-	grpc          grpcConfig       // gRPC-only settings: grpc_options.go
-	routes        *route.Router    // nil when requests are not routed: routing.go
-	shadowLimit   int              // mirrored requests in flight at most: routing.go
-	tel           []tracing.Option // telemetry providers: telemetry.go
-	creds         outboundCreds    // outbound token and TLS (WithCredentials, WithTLS): auth.go
+	resolver      discovery.Resolver // WithResolver: NewTransport's
+	outbound      *outboundLimits    // client rate and concurrency limits, nil when none: ratelimit.go
+	server        serverConfig       // the servers' stages: handler.go
+	grpc          grpcConfig         // gRPC-only settings: grpc_options.go
+	routes        *route.Router      // nil when requests are not routed: routing.go
+	shadowLimit   int                // mirrored requests in flight at most: routing.go
+	tel           []tracing.Option   // telemetry providers: telemetry.go
+	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
 }
 
-func newConfig(opts []Option) (*config, error) {
+// newConfig applies opts, each with apply (the method of the constructor's option type), and
+// validates what they set together.
+func newConfig[O comparable](opts []O, apply func(O, *config)) (*config, error) {
 	c := &config{logger: slog.New(slog.DiscardHandler), maxBufferBody: defaultMaxBufferBody}
+	var none O
 	for _, o := range opts {
-		if o == nil {
-			c.errs = append(c.errs, errors.New("middleware: nil Option"))
+		if o == none {
+			c.errs = append(c.errs, fmt.Errorf("middleware: nil %s", optionTypeName[O]()))
 			continue
 		}
-		o.apply(c)
+		apply(o, c)
 	}
 	if err := c.retry.normalize(); err != nil {
 		c.errs = append(c.errs, err)
@@ -64,11 +125,18 @@ func newConfig(opts []Option) (*config, error) {
 	return c, errors.Join(c.errs...)
 }
 
+// optionTypeName returns the name of the option type O, for errors.
+func optionTypeName[O any]() string {
+	return reflect.TypeFor[O]().Name()
+}
+
 // WithResolver makes the transport resolve request hosts through r: a request to
 // http://payments/... goes to an endpoint of the service "payments". Without it, every request
 // passes through to the base transport unchanged.
-func WithResolver(r discovery.Resolver) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport. NewGRPCClient takes its resolver as an argument.
+func WithResolver(r discovery.Resolver) TransportOption {
+	return transportOption(func(c *config) {
 		if r == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithResolver: resolver is nil"))
 		}
@@ -78,37 +146,61 @@ func WithResolver(r discovery.Resolver) Option {
 
 // WithBalancer sets the balancer configuration used for every destination. Default: the zero
 // balancer.Config (P2C over peak-EWMA, outlier ejection on).
-func WithBalancer(cfg balancer.Config) Option {
-	return optionFunc(func(c *config) { c.balancer = cfg })
+//
+// Taken by NewTransport and NewGRPCClient. A gRPC client cannot run its HealthCheck (an HTTP
+// probe): NewGRPCClient refuses one; use WithGRPCHealthCheck.
+func WithBalancer(cfg balancer.Config) ClientOption {
+	return clientOption(func(c *config) { c.balancer = cfg })
 }
 
 // WithBreaker sets the configuration of the per-endpoint circuit breakers. Default: the zero
 // breaker.Config.
-func WithBreaker(cfg breaker.Config) Option {
-	return optionFunc(func(c *config) { c.breaker, c.breakerOff = cfg, false })
+//
+// Taken by NewTransport and NewGRPCClient (whose breakers are in the balancer's picker).
+func WithBreaker(cfg breaker.Config) ClientOption {
+	return clientOption(func(c *config) { c.breaker, c.breakerOff = cfg, false })
 }
 
 // WithoutBreaker turns the per-endpoint circuit breakers off.
-func WithoutBreaker() Option {
-	return optionFunc(func(c *config) { c.breakerOff = true })
+//
+// Taken by NewTransport and NewGRPCClient.
+func WithoutBreaker() ClientOption {
+	return clientOption(func(c *config) { c.breakerOff = true })
 }
 
 // WithClassifier sets how HTTP results count for the breakers (for example whether a 429 is a
 // failure). Default: the zero breaker.HTTPClassifier.
-func WithClassifier(cl breaker.HTTPClassifier) Option {
-	return optionFunc(func(c *config) { c.classifier = cl })
+//
+// Taken by NewTransport. A gRPC client's breakers count status codes as package grpcbalancer
+// says (grpcbalancer.Classify).
+func WithClassifier(cl breaker.HTTPClassifier) TransportOption {
+	return transportOption(func(c *config) { c.classifier = cl })
 }
 
 // WithRetry sets the retry policy. Default: the zero RetryPolicy (2 retries of idempotent
 // requests on connect errors, resets and 502/503/504, within a budget).
-func WithRetry(p RetryPolicy) Option {
-	return optionFunc(func(c *config) { c.retry = p })
+//
+// Taken by NewTransport and NewGRPCClient. Statuses and RetryNonIdempotent are HTTP settings:
+// NewGRPCClient refuses a policy that sets them (a gRPC call is retried on the codes of
+// WithGRPCRetryCodes, whatever its method).
+func WithRetry(p RetryPolicy) ClientOption {
+	return clientOption(func(c *config) {
+		c.retry, c.retryHTTP = p, nil
+		if len(p.Statuses) > 0 {
+			c.retryHTTP = append(c.retryHTTP, "Statuses")
+		}
+		if p.RetryNonIdempotent {
+			c.retryHTTP = append(c.retryHTTP, "RetryNonIdempotent")
+		}
+	})
 }
 
 // WithTimeout bounds a whole request, retries and backoff included, by a context deadline.
 // Default: none beyond the caller's context.
-func WithTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport and NewGRPCClient.
+func WithTimeout(d time.Duration) ClientOption {
+	return clientOption(func(c *config) {
 		if d < 0 {
 			c.errs = append(c.errs, fmt.Errorf("middleware: WithTimeout must not be negative, got %v", d))
 		}
@@ -119,8 +211,10 @@ func WithTimeout(d time.Duration) Option {
 // WithAttemptTimeout bounds each attempt by a context deadline (never past the overall one).
 // An attempt that runs out counts as a failure of its endpoint and may be retried.
 // Default: none.
-func WithAttemptTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport and NewGRPCClient.
+func WithAttemptTimeout(d time.Duration) ClientOption {
+	return clientOption(func(c *config) {
 		if d < 0 {
 			c.errs = append(c.errs, fmt.Errorf("middleware: WithAttemptTimeout must not be negative, got %v", d))
 		}
@@ -129,14 +223,19 @@ func WithAttemptTimeout(d time.Duration) Option {
 }
 
 // WithHedge turns hedging on: see HedgePolicy. Default: off.
-func WithHedge(p HedgePolicy) Option {
-	return optionFunc(func(c *config) { c.hedge = p; c.hedge.enabled = true })
+//
+// Taken by NewTransport and NewGRPCClient, which hedges unary calls (streams are never
+// hedged). Quantile is an HTTP setting: NewGRPCClient refuses a policy that sets it.
+func WithHedge(p HedgePolicy) ClientOption {
+	return clientOption(func(c *config) { c.hedge = p; c.hedge.enabled = true })
 }
 
-// WithLogger sets where the middleware logs what it has to say (discovery trouble, dropped
-// work). Default: discard.
-func WithLogger(l *slog.Logger) Option {
-	return optionFunc(func(c *config) {
+// WithLogger sets where the middleware logs what it has to say (discovery trouble, route
+// overrides it cannot apply). Default: discard.
+//
+// Taken by NewTransport and NewGRPCClient. The servers log nothing.
+func WithLogger(l *slog.Logger) ClientOption {
+	return clientOption(func(c *config) {
 		if l == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithLogger: logger is nil"))
 			return

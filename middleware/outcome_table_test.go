@@ -33,7 +33,7 @@ type outcomeCase struct {
 	setup func(t *testing.T, b *faultbackend.Backend) string
 	// opts are extra transport options; call sends the request (nil: a GET with a 5 s
 	// context).
-	opts []middleware.Option
+	opts []middleware.TransportOption
 	call func(t *testing.T, c *http.Client) (*http.Response, error)
 	url  string // "" for http://svc/
 
@@ -89,9 +89,9 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "TLS failure", setup: func(t *testing.T, _ *faultbackend.Backend) string { return faultbackend.NewTLS(t).Addr() },
 			url:     "https://svc/", // the base transport trusts the system roots: the backend's CA is unknown
 			wantErr: func(err error) bool { var ua x509.UnknownAuthorityError; return errors.As(err, &ua) }, ejected: true, spanError: true},
-		{name: "attempt timeout", setup: hang, opts: []middleware.Option{middleware.WithAttemptTimeout(50 * time.Millisecond)},
+		{name: "attempt timeout", setup: hang, opts: []middleware.TransportOption{middleware.WithAttemptTimeout(50 * time.Millisecond)},
 			wantErr: isDeadline, retried: true, ejected: true, breakerOpen: true, spanError: true},
-		{name: "overall timeout", setup: hang, opts: []middleware.Option{middleware.WithTimeout(50 * time.Millisecond)},
+		{name: "overall timeout", setup: hang, opts: []middleware.TransportOption{middleware.WithTimeout(50 * time.Millisecond)},
 			wantErr: isDeadline, ejected: true, breakerOpen: true, spanError: true},
 		{name: "caller cancel", setup: hang, call: getWith(func() (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -119,7 +119,7 @@ func TestOutcomeTable(t *testing.T) {
 			return c.Get("http://svc/")
 		}, wantErr: func(err error) bool { return errors.Is(err, breaker.ErrOpen) }, breakerOpen: true, spanError: true},
 		{name: "limiter refusal", setup: status(200),
-			opts:    []middleware.Option{middleware.WithRateLimiter(zeroLimiter(t))},
+			opts:    []middleware.TransportOption{middleware.WithRateLimiter(zeroLimiter(t))},
 			wantErr: func(err error) bool { return errors.Is(err, ratelimit.ErrLimited) }, spanError: true},
 	}
 	for _, tc := range cases {
@@ -136,7 +136,7 @@ func runOutcomeCase(t *testing.T, tc outcomeCase) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	opts := append([]middleware.Option{
+	opts := append([]middleware.TransportOption{
 		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})),
 		middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}),
 		middleware.WithBalancer(balancer.Config{Outlier: balancer.OutlierConfig{ConsecutiveGatewayFailure: 1, AlwaysEjectOne: true}}),
@@ -231,7 +231,7 @@ func TestPanicInBaseTransportReachesCaller(t *testing.T) {
 			b := faultbackend.New(t)
 			base := &http.Transport{}
 			t.Cleanup(base.CloseIdleConnections)
-			opts := []middleware.Option{
+			opts := []middleware.TransportOption{
 				middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
 				// One failure would open the breaker: the panic must not count as one.
 				middleware.WithBreaker(breaker.Config{MinimumVolume: 1, FailureRateThreshold: 100}),

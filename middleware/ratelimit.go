@@ -35,8 +35,11 @@ func (c *config) outboundLimits() *outboundLimits {
 //
 // For per-service quotas or one limit shared by several processes (ratelimit/redis), use
 // WithRateLimiter. WithRateLimit and WithRateLimiter set the same limit: the last one wins.
-func WithRateLimit(q ratelimit.Quota) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport and NewGRPCClient (a call is keyed by the service its channel's target
+// names, and refused with RESOURCE_EXHAUSTED). The servers' limit is WithServerRateLimit.
+func WithRateLimit(q ratelimit.Quota) ClientOption {
+	return clientOption(func(c *config) {
 		if q == (ratelimit.Quota{}) {
 			c.errs = append(c.errs, errors.New("middleware: WithRateLimit: the zero Quota would refuse every request"))
 			return
@@ -54,8 +57,10 @@ func WithRateLimit(q ratelimit.Quota) Option {
 // service name: a ratelimit.Keyed whose Overrides give services their own quotas, or a
 // ratelimit/redis.Limiter that shares each service's quota among every client process. Refusals
 // are as for WithRateLimit. Default: no limit.
-func WithRateLimiter(l ratelimit.Limiter) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport and NewGRPCClient.
+func WithRateLimiter(l ratelimit.Limiter) ClientOption {
+	return clientOption(func(c *config) {
 		if l == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithRateLimiter: limiter is nil"))
 			return
@@ -71,8 +76,11 @@ func WithRateLimiter(l ratelimit.Limiter) Option {
 // outcome: a 429, 502, 503 or 504 response, an error or a timeout is a failure; a
 // cancellation by the caller, or a local refusal (no endpoints, breakers open), is dropped;
 // anything else is a success. A refusal fails as for WithRateLimit. Default: no limit.
-func WithConcurrencyLimit(l overload.Limiter) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport and NewGRPCClient (a call or stream holds its permit until it ends).
+// The servers' counterpart is WithLoadShedding.
+func WithConcurrencyLimit(l overload.Limiter) ClientOption {
+	return clientOption(func(c *config) {
 		if l == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithConcurrencyLimit: limiter is nil"))
 			return

@@ -62,7 +62,7 @@ func TestOutboundRateLimitRefusesBeforeTheBackend(t *testing.T) {
 }
 
 // twoServices is a client for the services "a" and "b", each with one backend.
-func twoServices(t *testing.T, opts ...middleware.Option) (*http.Client, map[string]*faultbackend.Backend) {
+func twoServices(t *testing.T, opts ...middleware.TransportOption) (*http.Client, map[string]*faultbackend.Backend) {
 	t.Helper()
 	backends := map[string]*faultbackend.Backend{"a": faultbackend.New(t), "b": faultbackend.New(t)}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{
@@ -70,7 +70,7 @@ func twoServices(t *testing.T, opts ...middleware.Option) (*http.Client, map[str
 		"b": {{Addr: backends["b"].Addr()}},
 	})
 	base := &http.Transport{}
-	tr, err := middleware.NewTransport(base, append([]middleware.Option{middleware.WithResolver(static)}, opts...)...)
+	tr, err := middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(static)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, tr.Close())
@@ -227,8 +227,9 @@ func TestOutboundLimitDoneContext(t *testing.T) {
 }
 
 func TestRateLimitOptionsErrors(t *testing.T) {
+	static := discovery.NewStatic(nil)
 	for _, tc := range []struct {
-		opt  middleware.Option
+		opt  middleware.ClientOption
 		want string
 	}{
 		{middleware.WithRateLimit(ratelimit.Quota{}), "WithRateLimit"},
@@ -241,6 +242,9 @@ func TestRateLimitOptionsErrors(t *testing.T) {
 		require.Error(t, err, tc.want)
 		assert.Contains(t, err.Error(), tc.want)
 		assert.True(t, strings.HasPrefix(err.Error(), "middleware: "), err.Error())
+		_, err = middleware.NewGRPCClient(static, tc.opt)
+		require.Error(t, err, tc.want)
+		assert.Contains(t, err.Error(), tc.want, "NewGRPCClient")
 	}
 }
 
@@ -289,15 +293,15 @@ func BenchmarkOutboundLimit(b *testing.B) {
 	unlimited := ratelimit.Quota{Rate: 1e8, Burst: 1 << 30} // never refuses within a benchmark
 	for _, tc := range []struct {
 		name string
-		opts []middleware.Option
+		opts []middleware.TransportOption
 	}{
 		{"none", nil},
-		{"rate", []middleware.Option{middleware.WithRateLimit(unlimited)}},
-		{"rate+concurrency", []middleware.Option{middleware.WithRateLimit(unlimited), middleware.WithConcurrencyLimit(bh)}},
+		{"rate", []middleware.TransportOption{middleware.WithRateLimit(unlimited)}},
+		{"rate+concurrency", []middleware.TransportOption{middleware.WithRateLimit(unlimited), middleware.WithConcurrencyLimit(bh)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
-			tr, err := middleware.NewTransport(noopTransport{}, append([]middleware.Option{middleware.WithResolver(static)}, tc.opts...)...)
+			tr, err := middleware.NewTransport(noopTransport{}, append([]middleware.TransportOption{middleware.WithResolver(static)}, tc.opts...)...)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -19,8 +19,17 @@ import (
 // copy to a shadow destination, and inject faults. Requests that match no route are handled as
 // without routes: by their host. The router may be reloaded while the transport runs
 // (package route/reload); each request keeps the table it started with.
-func WithRoutes(r *route.Router) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport and NewGRPCClient. A gRPC channel dials the one service its target
+// names, so a gRPC client applies what a matching route does to the call itself (its fault,
+// and its timeout, attempt timeout, retry and hedge overrides) but cannot send the call
+// elsewhere: a call whose route chooses another destination (another service, or a subset,
+// by destination, split arm or canary side) fails with FAILED_PRECONDITION rather than go
+// where the route did not say; dial each destination with a channel of its own. Shadowing,
+// header and path rewrites and the HTTP-only retry settings are not carried out for gRPC
+// calls; the rest of the route applies.
+func WithRoutes(r *route.Router) ClientOption {
+	return clientOption(func(c *config) {
 		if r == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithRoutes: router is nil"))
 		}
@@ -30,8 +39,10 @@ func WithRoutes(r *route.Router) Option {
 
 // WithShadowLimit caps the mirrored requests in flight across all routes; over it, copies are
 // dropped (and counted), never queued. Default 64.
-func WithShadowLimit(n int) Option {
-	return optionFunc(func(c *config) {
+//
+// Taken by NewTransport: gRPC clients do not mirror.
+func WithShadowLimit(n int) TransportOption {
+	return transportOption(func(c *config) {
 		if n <= 0 {
 			c.errs = append(c.errs, errors.New("middleware: WithShadowLimit must be positive, got "+strconv.Itoa(n)))
 		}

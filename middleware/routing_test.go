@@ -24,7 +24,7 @@ type routed struct {
 	client               *http.Client
 }
 
-func newRouted(t *testing.T, table string, opts ...middleware.Option) *routed {
+func newRouted(t *testing.T, table string, opts ...middleware.TransportOption) *routed {
 	t.Helper()
 	r := &routed{v1a: faultbackend.New(t), v1b: faultbackend.New(t), v2: faultbackend.New(t), shadow: faultbackend.New(t)}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{
@@ -40,7 +40,7 @@ func newRouted(t *testing.T, table string, opts ...middleware.Option) *routed {
 	router, err := route.NewRouter(cfg)
 	require.NoError(t, err)
 	base := &http.Transport{MaxIdleConnsPerHost: 16}
-	r.tr, err = middleware.NewTransport(base, append([]middleware.Option{middleware.WithResolver(static), middleware.WithRoutes(router)}, opts...)...)
+	r.tr, err = middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(static), middleware.WithRoutes(router)}, opts...)...)
 	require.NoError(t, err)
 	r.client = &http.Client{Transport: r.tr}
 	t.Cleanup(func() {

@@ -25,7 +25,7 @@ import (
 type scenarioSide interface {
 	name() string
 	// start builds the client with opts over the side's backends.
-	start(t *testing.T, opts ...middleware.Option)
+	start(t *testing.T, opts ...middleware.ClientOption)
 	call(ctx context.Context) error
 	hang(i int)
 	fail(i int) // 503 / UNAVAILABLE
@@ -34,9 +34,9 @@ type scenarioSide interface {
 	calls(i int) int64
 	cancelled(i int) int64
 	warmups() int // calls made before the scenario's, which paid into the retry budget
-	// retryAttemptTimeouts returns the options that make attempts cut by their own timeout
-	// retried (HTTP: none needed; gRPC: DEADLINE_EXCEEDED among the retry codes).
-	retryAttemptTimeouts() []middleware.Option
+	// retryAttemptTimeouts makes start configure the client to retry attempts cut by their
+	// own timeout (HTTP: retried anyway; gRPC: DEADLINE_EXCEEDED among the retry codes).
+	retryAttemptTimeouts()
 }
 
 type httpSide struct {
@@ -45,7 +45,7 @@ type httpSide struct {
 }
 
 func (s *httpSide) name() string { return "http" }
-func (s *httpSide) start(t *testing.T, opts ...middleware.Option) {
+func (s *httpSide) start(t *testing.T, opts ...middleware.ClientOption) {
 	eps := make([]discovery.Endpoint, 3)
 	for i := range eps {
 		b := faultbackend.New(t)
@@ -53,9 +53,11 @@ func (s *httpSide) start(t *testing.T, opts ...middleware.Option) {
 		eps[i] = discovery.Endpoint{Addr: b.Addr()}
 	}
 	base := &http.Transport{MaxIdleConnsPerHost: 16}
-	tr, err := middleware.NewTransport(base, append([]middleware.Option{
-		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})),
-	}, opts...)...)
+	topts := []middleware.TransportOption{middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps}))}
+	for _, o := range opts {
+		topts = append(topts, o)
+	}
+	tr, err := middleware.NewTransport(base, topts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, tr.Close()); base.CloseIdleConnections() })
 	s.client = &http.Client{Transport: tr}
@@ -72,21 +74,31 @@ func (s *httpSide) call(ctx context.Context) error {
 	}
 	return nil
 }
-func (s *httpSide) hang(i int)                                { s.backends[i].Set(faultbackend.Hang()) }
-func (s *httpSide) fail(i int)                                { s.backends[i].Set(faultbackend.Status(503)) }
-func (s *httpSide) slow(i int, d time.Duration)               { s.backends[i].Set(faultbackend.Slow(d)) }
-func (s *httpSide) crash(i int)                               { _ = s.backends[i].Close() }
-func (s *httpSide) calls(i int) int64                         { return s.backends[i].Attempts() }
-func (s *httpSide) cancelled(i int) int64                     { return s.backends[i].Cancellations() }
-func (s *httpSide) warmups() int                              { return 0 }
-func (s *httpSide) retryAttemptTimeouts() []middleware.Option { return nil }
+func (s *httpSide) hang(i int)                  { s.backends[i].Set(faultbackend.Hang()) }
+func (s *httpSide) fail(i int)                  { s.backends[i].Set(faultbackend.Status(503)) }
+func (s *httpSide) slow(i int, d time.Duration) { s.backends[i].Set(faultbackend.Slow(d)) }
+func (s *httpSide) crash(i int)                 { _ = s.backends[i].Close() }
+func (s *httpSide) calls(i int) int64           { return s.backends[i].Attempts() }
+func (s *httpSide) cancelled(i int) int64       { return s.backends[i].Cancellations() }
+func (s *httpSide) warmups() int                { return 0 }
+func (s *httpSide) retryAttemptTimeouts()       {}
 
-type grpcSide struct{ f *grpcFixture }
+type grpcSide struct {
+	f              *grpcFixture
+	retryDeadlines bool
+}
 
 func (s *grpcSide) name() string { return "grpc" }
-func (s *grpcSide) start(t *testing.T, opts ...middleware.Option) {
+func (s *grpcSide) start(t *testing.T, opts ...middleware.ClientOption) {
 	bs := []*grpcBackend{newGRPCBackend(t, "b0"), newGRPCBackend(t, "b1"), newGRPCBackend(t, "b2")}
-	s.f = newGRPCFixture(t, bs, opts...)
+	var gopts []middleware.GRPCClientOption
+	for _, o := range opts {
+		gopts = append(gopts, o)
+	}
+	if s.retryDeadlines {
+		gopts = append(gopts, middleware.WithGRPCRetryCodes(codes.Unavailable, codes.DeadlineExceeded))
+	}
+	s.f = newGRPCFixture(t, bs, gopts...)
 	s.f.waitReady(t)
 }
 func (s *grpcSide) call(ctx context.Context) error {
@@ -103,9 +115,7 @@ func (s *grpcSide) crash(i int)           { s.f.backends[i].srv.Stop() }
 func (s *grpcSide) calls(i int) int64     { return s.f.backends[i].calls.Load() }
 func (s *grpcSide) cancelled(i int) int64 { return s.f.backends[i].cancelled.Load() }
 func (s *grpcSide) warmups() int          { return s.f.warmups }
-func (s *grpcSide) retryAttemptTimeouts() []middleware.Option {
-	return []middleware.Option{middleware.WithGRPCRetryCodes(codes.Unavailable, codes.DeadlineExceeded)}
-}
+func (s *grpcSide) retryAttemptTimeouts() { s.retryDeadlines = true }
 
 // runCalls makes n calls from workers goroutines, each with its own timeout, and returns how
 // many failed. before, when set, runs before call k (from the worker that makes it).
@@ -153,7 +163,8 @@ func TestScenarios(t *testing.T) {
 			assert.Zero(t, failed, "calls failed although two backends stayed up")
 		}},
 		{"hang, attempt timeout", func(t *testing.T, s scenarioSide) {
-			s.start(t, append(s.retryAttemptTimeouts(), fast, middleware.WithAttemptTimeout(100*time.Millisecond))...)
+			s.retryAttemptTimeouts()
+			s.start(t, fast, middleware.WithAttemptTimeout(100*time.Millisecond))
 			s.hang(2)
 			assert.Zero(t, runCalls(s, 30, 1, 5*time.Second, nil), "every call retried past the hung backend")
 		}},

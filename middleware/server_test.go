@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/auth"
+	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/route"
@@ -262,7 +263,7 @@ func do(t *testing.T, c *http.Client, target string, header ...string) (int, str
 	return resp.StatusCode, string(body), resp.Header
 }
 
-func startHTTP(t *testing.T, h http.Handler, opts ...middleware.Option) *httptest.Server {
+func startHTTP(t *testing.T, h http.Handler, opts ...middleware.HandlerOption) *httptest.Server {
 	t.Helper()
 	hh, err := middleware.NewHandler(h, opts...)
 	require.NoError(t, err)
@@ -331,12 +332,12 @@ func TestHandlerRateLimitBySubject(t *testing.T) {
 func TestGRPCJWTAndRateLimitBySubject(t *testing.T) {
 	idp := newIDP(t)
 	lim := keyed(t, ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: 0.001, Burst: 2}})
-	addr := startGRPC(t, middleware.ServerOptions(
+	addr := startGRPC(t, serverOptions(t,
 		middleware.WithGRPCStatsHandler(nil),
 		middleware.WithJWT(idp.v, auth.WithMethodRules(map[string]auth.Rule{
 			"/grpc.testing.TestService/StreamingOutputCall": {Scopes: []string{"stream"}},
 		})),
-		middleware.WithGRPCServerRateLimit(lim, middleware.GRPCKeyBySubject()),
+		middleware.WithServerRateLimit(lim, middleware.KeyBySubject()),
 	)...)
 	c := dialGRPC(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 
@@ -414,14 +415,14 @@ func TestGRPCPeerAuthorizationAndOutboundCredentials(t *testing.T) {
 	idp := newIDP(t)
 	authz, err := auth.NewPeerAuthorizer(auth.PeerPolicy{SPIFFEIDs: []string{"spiffe://test/ns/a/*"}})
 	require.NoError(t, err)
-	addr := startGRPC(t, append(middleware.ServerOptions(
+	addr := startGRPC(t, append(serverOptions(t,
 		middleware.WithGRPCStatsHandler(nil),
 		middleware.WithPeerAuthorization(authz),
 		middleware.WithJWT(idp.v),
 	), grpc.Creds(credentials.NewTLS(pki.serverTLS(t))))...)
 
 	client := func(spiffeID string, withToken bool) testgrpc.TestServiceClient {
-		opts := []middleware.Option{middleware.WithTLS(pki.clientTLS(t, spiffeID))}
+		opts := []middleware.GRPCClientOption{middleware.WithTLS(pki.clientTLS(t, spiffeID))}
 		if withToken {
 			opts = append(opts, middleware.WithCredentials(auth.StaticToken(idp.token(t, "alice", ""))))
 		}
@@ -478,8 +479,7 @@ func TestOutboundCredentialsHTTP(t *testing.T) {
 	}
 	require.ErrorContains(t, err, "no token today")
 
-	_, err = middleware.OutboundTransport(base, middleware.WithTLS(&tls.Config{}))
-	require.ErrorContains(t, err, "TLSClientConfig", "WithTLS is refused for HTTP")
+	// WithTLS given to NewTransport does not compile: see TestOptionTypesRefuseOtherConstructors.
 	same, err := middleware.OutboundTransport(base)
 	require.NoError(t, err)
 	assert.Same(t, base, same, "no credentials: the base transport itself")
@@ -539,7 +539,7 @@ func TestHandlerServerFaults(t *testing.T) {
 }
 
 func TestGRPCServerFaults(t *testing.T) {
-	addr := startGRPC(t, middleware.ServerOptions(
+	addr := startGRPC(t, serverOptions(t,
 		middleware.WithGRPCStatsHandler(nil),
 		middleware.WithServerFaults(faultRouter(t)),
 	)...)
@@ -635,7 +635,7 @@ func TestHandlerContinuesIncomingTrace(t *testing.T) {
 
 func TestGRPCServerContinuesIncomingTrace(t *testing.T) {
 	rec, tp := newRecorder(t)
-	addr := startGRPC(t, middleware.ServerOptions(middleware.WithGRPCTracerProvider(tp))...)
+	addr := startGRPC(t, serverOptions(t, middleware.WithGRPCTracerProvider(tp))...)
 	c := dialGRPC(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 
 	ctx := metadata.AppendToOutgoingContext(ctxFor(t, 10*time.Second), "traceparent", traceparent)
@@ -659,25 +659,33 @@ func TestGRPCServerContinuesIncomingTrace(t *testing.T) {
 
 func TestServerOptionErrors(t *testing.T) {
 	for _, tc := range []struct {
-		opt  middleware.Option
+		opt  middleware.ServerOption
 		want string
 	}{
 		{middleware.WithJWT(nil), "middleware: WithJWT: auth: invalid validator"},
 		{middleware.WithJWT(newIDP(t).v, auth.WithRule(auth.Rule{Scopes: []string{"a b"}})), "middleware: WithJWT: auth: invalid Rule.Scopes[0]"},
 		{middleware.WithPeerAuthorization(nil), "middleware: WithPeerAuthorization: authorizer is nil"},
 		{middleware.WithServerFaults(nil), "middleware: WithServerFaults: router is nil"},
-		{middleware.WithCredentials(nil), "middleware: WithCredentials: token function is nil"},
-		{middleware.WithTLS(nil), "middleware: WithTLS: config is nil"},
 	} {
 		_, err := middleware.NewHandler(okHandler, tc.opt)
 		require.Error(t, err, tc.want)
 		assert.Contains(t, err.Error(), tc.want)
 
-		// ServerOptions reports it on every call.
-		addr := startGRPC(t, middleware.ServerOptions(middleware.WithGRPCStatsHandler(nil), tc.opt)...)
-		_, err = unary(t, dialGRPC(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials())))
-		assert.Equal(t, codes.Internal, status.Code(err), tc.want)
-		assert.Contains(t, status.Convert(err).Message(), tc.want)
+		// NewGRPCServer reports it too, rather than fail every call.
+		_, err = middleware.NewGRPCServer(middleware.WithGRPCStatsHandler(nil), tc.opt)
+		require.Error(t, err, tc.want)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+	for _, tc := range []struct {
+		opt  middleware.GRPCClientOption
+		want string
+	}{
+		{middleware.WithCredentials(nil), "middleware: WithCredentials: token function is nil"},
+		{middleware.WithTLS(nil), "middleware: WithTLS: config is nil"},
+	} {
+		_, err := middleware.NewGRPCClient(discovery.NewStatic(nil), tc.opt)
+		require.Error(t, err, tc.want)
+		assert.Contains(t, err.Error(), tc.want)
 	}
 }
 

@@ -16,8 +16,8 @@ import (
 	"github.com/proxyless/proxyless/tracing"
 )
 
-// DestinationStatus is the state of one destination service of a Transport, for status pages
-// and metrics.
+// DestinationStatus is the state of one destination service of a Transport or a GRPCClient,
+// for status pages and metrics.
 type DestinationStatus struct {
 	Service   string
 	Endpoints []EndpointStatus // in the order discovery gave them
@@ -35,15 +35,15 @@ type EndpointStatus struct {
 	Breaker    breaker.State // the endpoint's breaker state
 }
 
-// StatusSource is what [StatusHandler] reads: a *Transport, or anything else that can
-// describe its destinations.
+// StatusSource is what [StatusHandler] reads: a *Transport, a *GRPCClient, or anything else
+// that can describe its destinations.
 type StatusSource interface {
 	Stats() Stats
 	Destinations() []DestinationStatus
 }
 
 // RouteSource is implemented by a [StatusSource] whose requests may be routed, such as a
-// *Transport: [StatusHandler] then also shows the route table in force.
+// *Transport or a *GRPCClient: [StatusHandler] then also shows the route table in force.
 type RouteSource interface {
 	// Router returns the router whose current table routes the source's requests, or nil
 	// when they are not routed.
@@ -51,11 +51,12 @@ type RouteSource interface {
 }
 
 // StatusHandler returns an http.Handler for an admin port that shows, for each source (a
-// Transport, typically) its counters, the route table in force when the source is a
+// Transport or a GRPCClient, typically) its kind ("http", "grpc"), its counters, the route table in force when the source is a
 // [RouteSource] with a router (each route's match, destinations with their split weights,
 // canary and its current weight, shadowing, fault and overrides), and, per destination, the
 // endpoints with their zone, weight, EWMA latency, in-flight count, breaker state, ejection
-// and health. It answers JSON when the query has format=json or the Accept header prefers
+// and health (for a GRPCClient: each open channel by the service it dialled, with the
+// endpoints its balancer holds). It answers JSON when the query has format=json or the Accept header prefers
 // application/json, and a small HTML page otherwise. It reads only what the sources' methods
 // return; it is safe for concurrent use and holds nothing to close. Only GET and HEAD are
 // allowed.
@@ -84,6 +85,7 @@ type statusPage struct {
 }
 
 type transportStatus struct {
+	Kind         string            `json:"kind,omitempty"` // "http" for a Transport, "grpc" for a GRPCClient
 	Stats        statsView         `json:"stats"`
 	Routes       *routeTableView   `json:"routes,omitempty"` // absent when requests are not routed
 	Destinations []destinationView `json:"destinations"`
@@ -176,7 +178,7 @@ func (h *statusHandler) page() statusPage {
 	p := statusPage{Time: now.UTC(), Transports: make([]transportStatus, 0, len(h.sources))}
 	for _, s := range h.sources {
 		st := s.Stats()
-		ts := transportStatus{Stats: statsView(st), Destinations: []destinationView{}}
+		ts := transportStatus{Kind: sourceKind(s), Stats: statsView(st), Destinations: []destinationView{}}
 		if rs, ok := s.(RouteSource); ok {
 			if r := rs.Router(); r != nil {
 				ts.Routes = routeTableOf(r)
@@ -188,6 +190,17 @@ func (h *statusHandler) page() statusPage {
 		p.Transports = append(p.Transports, ts)
 	}
 	return p
+}
+
+// sourceKind names the kinds of source this package makes.
+func sourceKind(s StatusSource) string {
+	switch s.(type) {
+	case *Transport:
+		return "http"
+	case *GRPCClient:
+		return "grpc"
+	}
+	return ""
 }
 
 func destinationOf(d DestinationStatus, now time.Time) destinationView {
@@ -426,7 +439,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <h1>proxyless status</h1>
 <p>as of {{.Time.Format "2006-01-02T15:04:05Z07:00"}}</p>
 {{range $i, $t := .Transports}}
-<h2>transport {{$i}}</h2>
+<h2>transport {{$i}}{{with $t.Kind}} <small>({{.}})</small>{{end}}</h2>
 <p class="stats">
 <span>requests {{$t.Stats.Requests}}</span><span>attempts {{$t.Stats.Attempts}}</span>
 <span>retries {{$t.Stats.Retries}}</span><span>hedges {{$t.Stats.Hedges}} (won {{$t.Stats.HedgeWins}})</span>

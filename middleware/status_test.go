@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,11 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"golang.org/x/net/html"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
@@ -553,4 +560,108 @@ func TestStatusHandlerEmptyRouteTable(t *testing.T) {
 	body := string(fetch(ctx, t, srv.Client(), srv.URL+"/"))
 	assert.Contains(t, body, "the route table is empty")
 	assert.NotContains(t, body, `<table class="routes">`)
+}
+
+// statusGRPCServer answers UnaryCall, or UNAVAILABLE while failing.
+type statusGRPCServer struct {
+	testgrpc.UnimplementedTestServiceServer
+	failing atomic.Bool
+}
+
+func (s *statusGRPCServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if s.failing.Load() {
+		return nil, grpcstatus.Error(codes.Unavailable, "failing")
+	}
+	return &testgrpc.SimpleResponse{}, nil
+}
+
+func startStatusGRPC(t *testing.T) (*statusGRPCServer, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &statusGRPCServer{}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, s)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return s, lis.Addr().String()
+}
+
+// A GRPCClient is a status source: its channels by the service they dialled, the endpoints
+// their balancers hold with breaker state, its counters and its route table.
+func TestStatusHandlerGRPCClient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, goodAddr := startStatusGRPC(t)
+	bad, badAddr := startStatusGRPC(t)
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+		"echo": {{Addr: goodAddr, Zone: "z1"}, {Addr: badAddr, Zone: "z2"}},
+	})
+	router, err := route.NewRouter(route.Config{Routes: []route.RouteConfig{{
+		Name: "echo-timeout", Match: route.Match{GRPC: &route.GRPCMatch{Service: "grpc.testing.TestService"}},
+		Timeout: route.Duration(5 * time.Second),
+	}}})
+	require.NoError(t, err)
+	gc, err := NewGRPCClient(static, WithGRPCStatsHandler(nil), WithRoutes(router),
+		WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: balancer.OutlierConfig{Disabled: true}}),
+		WithBreaker(breaker.Config{MinimumVolume: 3, OpenDelay: time.Minute}))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, gc.Close()); require.NoError(t, gc.Close(), "Close is idempotent") }()
+	srv := httptest.NewServer(StatusHandler(gc))
+	defer srv.Close()
+
+	p := fetchPage(ctx, t, srv.Client(), srv.URL)
+	require.Len(t, p.Transports, 1)
+	assert.Equal(t, "grpc", p.Transports[0].Kind)
+	assert.Empty(t, p.Transports[0].Destinations, "no channel yet")
+
+	conn, err := gc.NewClient("echo", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	client := testgrpc.NewTestServiceClient(conn)
+	for range 4 { // round robin: both endpoints answer, so both become READY
+		_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		require.NoError(t, err)
+	}
+	for len(gc.Destinations()) == 0 || len(gc.Destinations()[0].Endpoints) < 2 {
+		_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		require.NoError(t, err, "both endpoints never became READY")
+	}
+	bad.failing.Store(true)
+	for i := 0; gc.Stats().BreakerOpens == 0; i++ {
+		require.Less(t, i, 100, "the failing endpoint's breaker never opened")
+		_, _ = client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	}
+
+	p = fetchPage(ctx, t, srv.Client(), srv.URL)
+	ts := p.Transports[0]
+	assert.Positive(t, ts.Stats.Requests)
+	assert.Positive(t, ts.Stats.Retries, "the failing endpoint's answers were retried")
+	assert.EqualValues(t, 1, ts.Stats.BreakerOpens)
+	require.NotNil(t, ts.Routes, "a routed client shows its table")
+	require.Len(t, ts.Routes.Table, 1)
+	assert.Equal(t, "echo-timeout", ts.Routes.Table[0].Name)
+	require.Len(t, ts.Destinations, 1)
+	d := ts.Destinations[0]
+	assert.Equal(t, "echo", d.Service)
+	require.Len(t, d.Endpoints, 2)
+	byAddr := map[string]endpointView{}
+	for _, e := range d.Endpoints {
+		byAddr[e.Addr] = e
+	}
+	assert.Equal(t, "open", byAddr[badAddr].Breaker)
+	assert.Equal(t, "z2", byAddr[badAddr].Zone)
+	assert.Equal(t, "closed", byAddr[goodAddr].Breaker)
+	assert.Positive(t, byAddr[goodAddr].Requests)
+
+	body := string(fetch(ctx, t, srv.Client(), srv.URL+"/"))
+	assert.Contains(t, body, "(grpc)")
+	assert.Contains(t, body, "<h3>echo")
+	assert.Contains(t, body, badAddr)
+
+	require.NoError(t, conn.Close())
+	for len(gc.Destinations()) > 0 {
+		require.NoError(t, ctx.Err(), "a closed channel leaves the page")
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.EqualValues(t, 1, gc.Stats().BreakerOpens, "its counts stay")
 }

@@ -15,8 +15,11 @@ import (
 
 // WithTracerProvider sets where spans go. Default: the global provider at use time, and no
 // spans at all (at almost no cost) while it is the no-op one.
+//
+// Taken by every constructor: NewTransport, NewGRPCClient, NewHandler and NewGRPCServer
+// (whose otelgrpc server handler reports to it, unless WithGRPCStatsHandler replaces that).
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return optionFunc(func(c *config) {
+	return option(func(c *config) {
 		if tp == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithTracerProvider: provider is nil"))
 			return
@@ -28,8 +31,10 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 
 // WithMeterProvider sets where metrics go. Default: the global provider at use time, and no
 // metrics at all (at almost no cost) while it is the no-op one.
+//
+// Taken by every constructor, as WithTracerProvider.
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return optionFunc(func(c *config) {
+	return option(func(c *config) {
 		if mp == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithMeterProvider: provider is nil"))
 			return

@@ -73,8 +73,8 @@ func newOtelSDK(t testing.TB) *otelSDK {
 	return s
 }
 
-func (s *otelSDK) options() []middleware.Option {
-	return []middleware.Option{middleware.WithTracerProvider(s.tp), middleware.WithMeterProvider(s.mp)}
+func (s *otelSDK) options() []middleware.TransportOption {
+	return []middleware.TransportOption{middleware.WithTracerProvider(s.tp), middleware.WithMeterProvider(s.mp)}
 }
 
 // unended returns the names of the spans started but not ended.
@@ -201,10 +201,10 @@ func staticOf(service string, backends ...*faultbackend.Backend) *discovery.Stat
 }
 
 // newMeshClient returns an http.Client over a proxyless Transport, closed at cleanup.
-func newMeshClient(t *testing.T, r discovery.Resolver, opts ...middleware.Option) (*http.Client, *middleware.Transport) {
+func newMeshClient(t *testing.T, r discovery.Resolver, opts ...middleware.TransportOption) (*http.Client, *middleware.Transport) {
 	t.Helper()
 	base := &http.Transport{MaxIdleConnsPerHost: 16}
-	tr, err := middleware.NewTransport(base, append([]middleware.Option{middleware.WithResolver(r)}, opts...)...)
+	tr, err := middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(r)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, tr.Close())
@@ -664,8 +664,8 @@ func TestTraceContextCrossesHops(t *testing.T) {
 		otelhttp.WithPropagators(propagation.TraceContext{})))
 	defer srvB.Close()
 
-	// C: gRPC with ServerOptions.
-	gsrv := grpc.NewServer(middleware.ServerOptions(sdk.options()...)...)
+	// C: gRPC with NewGRPCServer.
+	gsrv := grpc.NewServer(serverOptions(t, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp))...)
 	testgrpc.RegisterTestServiceServer(gsrv, grpcTraceServer{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -676,7 +676,7 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	clientAB, _ := newMeshClient(t, discovery.NewStatic(map[string][]discovery.Endpoint{
 		"svc-b": {{Addr: strings.TrimPrefix(srvB.URL, "http://")}}}), sdk.options()...)
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc-c": {{Addr: lis.Addr().String()}}})
-	conn, err := grpc.NewClient("proxyless:///svc-c", append(middleware.DialOptions(static, sdk.options()...),
+	conn, err := grpc.NewClient("proxyless:///svc-c", append(dialOptions(t, static, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	require.NoError(t, err)
 	defer conn.Close()
@@ -695,7 +695,7 @@ func TestTraceContextCrossesHops(t *testing.T) {
 			return
 		}
 		_, _ = io.WriteString(w, "a")
-	}), sdk.options()...)
+	}), middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp))
 	require.NoError(t, err)
 	srvA := httptest.NewServer(handlerA)
 	defer srvA.Close()
@@ -810,9 +810,9 @@ func BenchmarkTelemetryCost(b *testing.B) {
 		})
 		return tp, mp
 	}
-	mesh := func(b *testing.B, opts ...middleware.Option) http.RoundTripper {
+	mesh := func(b *testing.B, opts ...middleware.TransportOption) http.RoundTripper {
 		static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}, {Addr: "127.0.0.1:2"}, {Addr: "127.0.0.1:3"}}})
-		tr, err := middleware.NewTransport(nopTransport{}, append([]middleware.Option{middleware.WithResolver(static)}, opts...)...)
+		tr, err := middleware.NewTransport(nopTransport{}, append([]middleware.TransportOption{middleware.WithResolver(static)}, opts...)...)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -64,9 +64,9 @@ type Transport struct {
 
 var _ http.RoundTripper = (*Transport)(nil)
 
-// Stats is a snapshot of a Transport's counters.
+// Stats is a snapshot of the counters of a Transport or a GRPCClient.
 type Stats struct {
-	Requests        int64 // requests to services (pass-through requests are not counted)
+	Requests        int64 // requests to services (pass-through requests are not counted); gRPC: calls and streams
 	Attempts        int64 // attempts sent, first tries, retries and hedges together
 	Retries         int64 // attempts that were retries
 	Hedges          int64 // attempts that were hedges
@@ -105,10 +105,12 @@ func (t *Transport) Endpoints(service string) []balancer.EndpointStats {
 	return nil
 }
 
-// NewTransport returns a Transport over base (http.DefaultTransport when nil). It validates
-// every option and returns an error naming the first bad one. It does not touch the network.
-func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
-	cfg, err := newConfig(opts)
+// NewTransport returns a Transport over base (http.DefaultTransport when nil). It takes the
+// options of type TransportOption: ClientOption (shared with NewGRPCClient) and Option; a
+// server option does not compile here. It validates every option and returns an error naming
+// the bad ones. It does not touch the network.
+func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, error) {
+	cfg, err := newConfig(opts, TransportOption.applyTransport)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +128,7 @@ func NewTransport(base http.RoundTripper, opts ...Option) (*Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials, WithTLS: auth.go
+	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials: auth.go
 		return nil, err
 	}
 	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{})}

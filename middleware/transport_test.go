@@ -36,7 +36,7 @@ type fixture struct {
 	client   *http.Client
 }
 
-func newFixture(t *testing.T, n int, opts ...middleware.Option) *fixture {
+func newFixture(t *testing.T, n int, opts ...middleware.TransportOption) *fixture {
 	t.Helper()
 	f := &fixture{}
 	eps := make([]discovery.Endpoint, n)
@@ -47,7 +47,7 @@ func newFixture(t *testing.T, n int, opts ...middleware.Option) *fixture {
 	}
 	f.static = discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
 	f.base = &http.Transport{MaxIdleConnsPerHost: 64}
-	tr, err := middleware.NewTransport(f.base, append([]middleware.Option{middleware.WithResolver(f.static)}, opts...)...)
+	tr, err := middleware.NewTransport(f.base, append([]middleware.TransportOption{middleware.WithResolver(f.static)}, opts...)...)
 	require.NoError(t, err)
 	f.tr = tr
 	f.client = &http.Client{Transport: tr}
@@ -85,7 +85,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 func TestOptionsErrorsNameTheOption(t *testing.T) {
 	for _, tc := range []struct {
-		opt  middleware.Option
+		opt  middleware.TransportOption
 		want string
 	}{
 		{middleware.WithTimeout(-time.Second), "WithTimeout"},

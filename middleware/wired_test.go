@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"crypto/tls"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,7 +24,7 @@ func TestWiredDialOptions(t *testing.T) {
 	authz, err := auth.NewPeerAuthorizer(auth.PeerPolicy{SPIFFEIDs: []string{"spiffe://test/ns/a/*"}})
 	require.NoError(t, err)
 	srec, stp := newRecorder(t)
-	addr := startGRPC(t, append(middleware.ServerOptions(
+	addr := startGRPC(t, append(serverOptions(t,
 		middleware.WithTracerProvider(stp),
 		middleware.WithPeerAuthorization(authz),
 		middleware.WithJWT(idp.v),
@@ -34,7 +33,7 @@ func TestWiredDialOptions(t *testing.T) {
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
 	cfg := pki.clientTLS(t, "spiffe://test/ns/a/sa/api")
 	cfg.ServerName = "127.0.0.1"
-	conn, err := grpc.NewClient("proxyless:///svc", middleware.DialOptions(static,
+	conn, err := grpc.NewClient("proxyless:///svc", dialOptions(t, static,
 		middleware.WithTracerProvider(ctp),
 		middleware.WithTLS(cfg),
 		middleware.WithCredentials(auth.StaticToken(idp.token(t, "alice", ""))))...)
@@ -63,8 +62,5 @@ func TestWiredTransport(t *testing.T) {
 	code, body, _ := do(t, &http.Client{Transport: tr}, srv.URL)
 	assert.Equal(t, http.StatusOK, code)
 	assert.True(t, strings.HasPrefix(body, "svc-a|"), body)
-	_, err = middleware.NewTransport(base, middleware.WithTLS(pki0()))
-	require.ErrorContains(t, err, "TLSClientConfig")
+	// WithTLS given to NewTransport does not compile: see TestOptionTypesRefuseOtherConstructors.
 }
-
-func pki0() *tls.Config { return &tls.Config{} }

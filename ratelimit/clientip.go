@@ -44,6 +44,27 @@ type ClientIPConfig struct {
 // Errors name the bad field. The function is safe for concurrent use and
 // does not allocate when the address it returns is already canonical.
 func ClientIP(cfg ClientIPConfig) (func(*http.Request) string, error) {
+	c, err := newClientIP(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c.key, nil
+}
+
+// ClientAddr is [ClientIP] over the two things it reads of a request, for servers that are
+// not net/http (a gRPC server: the peer's address and the x-forwarded-for metadata): peer is
+// the direct peer's address, with or without a port, and forwardedFor the X-Forwarded-For
+// lines in the order they came. The function it returns keys as ClientIP's does, by the same
+// trust rules, and is safe for concurrent use.
+func ClientAddr(cfg ClientIPConfig) (func(peer string, forwardedFor []string) string, error) {
+	c, err := newClientIP(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c.addr, nil
+}
+
+func newClientIP(cfg ClientIPConfig) (*clientIP, error) {
 	if cfg.IPv6Prefix < 0 || cfg.IPv6Prefix > 128 {
 		return nil, fmt.Errorf("ratelimit: IPv6Prefix %d is outside [0, 128]", cfg.IPv6Prefix)
 	}
@@ -55,8 +76,7 @@ func ClientIP(cfg ClientIPConfig) (func(*http.Request) string, error) {
 		}
 		trusted = append(trusted, p)
 	}
-	c := &clientIP{trusted: trusted, v6bits: cfg.IPv6Prefix}
-	return c.key, nil
+	return &clientIP{trusted: trusted, v6bits: cfg.IPv6Prefix}, nil
 }
 
 func parseTrusted(s string) (netip.Prefix, error) {
@@ -98,7 +118,15 @@ func (c *clientIP) isTrusted(a netip.Addr) bool {
 }
 
 func (c *clientIP) key(r *http.Request) string {
-	s, a, ok := parseHost(r.RemoteAddr)
+	var lines []string
+	if len(c.trusted) > 0 {
+		lines = r.Header.Values("X-Forwarded-For")
+	}
+	return c.addr(r.RemoteAddr, lines)
+}
+
+func (c *clientIP) addr(peer string, lines []string) string {
+	s, a, ok := parseHost(peer)
 	if !ok {
 		return ""
 	}
@@ -106,7 +134,6 @@ func (c *clientIP) key(r *http.Request) string {
 		return c.format(s, a)
 	}
 	// The peer is a trusted proxy: walk X-Forwarded-For from the right.
-	lines := r.Header.Values("X-Forwarded-For")
 	for i := len(lines) - 1; i >= 0; i-- {
 		line := lines[i]
 		for len(line) > 0 {

@@ -58,6 +58,10 @@ func TestClientIP(t *testing.T) {
 			key, err := ratelimit.ClientIP(tc.cfg)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, key(request(tc.remote, tc.xff...)))
+			// ClientAddr keys the same parts of a request alike.
+			addr, err := ratelimit.ClientAddr(tc.cfg)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, addr(tc.remote, tc.xff), "ClientAddr")
 		})
 	}
 }

@@ -55,6 +55,7 @@ type Attempt struct {
 	pickErr     error         // guarded by mu
 	pushback    time.Duration // guarded by mu
 	hasPushback bool          // guarded by mu
+	refused     bool          // guarded by mu: a breaker refused the attempt
 }
 
 // Observer learns what the picker decides for an [Attempt], as it decides it: telemetry uses
@@ -94,6 +95,14 @@ func (a *Attempt) PickError() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.pickErr
+}
+
+// BreakerRefused reports whether the breaker of an endpoint refused the attempt (the picker
+// then tried another endpoint, or failed the attempt), however many did.
+func (a *Attempt) BreakerRefused() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.refused
 }
 
 // Pushback returns the server's grpc-retry-pushback-ms, if its trailer carried one. A negative

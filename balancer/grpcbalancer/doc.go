@@ -20,6 +20,9 @@
 //
 // The interceptors of package middleware talk to the picker through an [Attempt] in the RPC's
 // context: the picker avoids the endpoints earlier attempts of the same call used, and records
-// the endpoint it picked, a refusal it made, and the server's pushback; an [Observer] set on
-// the Attempt (telemetry) hears of each pick and each breaker refusal as it happens.
+// the endpoint it picked, a refusal it made (and whether a breaker refused it), and the
+// server's pushback; an [Observer] set on the Attempt (telemetry) hears of each pick and each
+// breaker refusal as it happens. A [Monitor] attached to a channel's resolver state
+// ([WithMonitor]) describes the channel's endpoints and breakers and counts breaker openings
+// and ejections, for a client's status page.
 package grpcbalancer

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	grpcbalancer "google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
@@ -28,7 +29,9 @@ import (
 type lb struct {
 	grpcbalancer.ClientConn // the channel; embedded to intercept UpdateState
 	child                   grpcbalancer.Balancer
-	policy                  balancer.Policy // immutable; "" when the config decides
+	policy                  balancer.Policy         // immutable; "" when the config decides
+	service                 string                  // immutable: what the channel's target names
+	mon                     atomic.Pointer[Monitor] // set once, by the first update that carries one
 
 	mu       sync.Mutex
 	cfg      *Config            // guarded by mu; nil before the first update
@@ -39,7 +42,7 @@ type lb struct {
 }
 
 func newLB(cc grpcbalancer.ClientConn, opts grpcbalancer.BuildOptions, policy balancer.Policy) *lb {
-	b := &lb{ClientConn: cc, policy: policy}
+	b := &lb{ClientConn: cc, policy: policy, service: strings.TrimPrefix(opts.Target.Endpoint(), "/")}
 	b.child = endpointsharding.NewBalancer(b, opts, grpcbalancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
 	return b
 }
@@ -51,6 +54,10 @@ func (b *lb) UpdateClientConnState(s grpcbalancer.ClientConnState) error {
 		if b.policy != "" {
 			cfg.Balancer.Policy = b.policy
 		}
+	}
+	if m := monitorFrom(s.ResolverState.Attributes); m != nil && b.mon.Load() == nil {
+		b.mon.Store(m)
+		m.add(b)
 	}
 	b.mu.Lock()
 	if b.cfg == nil || !reflect.DeepEqual(b.cfg, cfg) {
@@ -86,12 +93,18 @@ func (b *lb) configure(cfg *Config) error {
 	}
 	var set *breaker.Set
 	if !cfg.DisableBreaker {
-		if set, err = breaker.NewSet(cfg.Breaker); err != nil {
+		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
+			if m := b.mon.Load(); m != nil && c.To == breaker.StateOpen {
+				m.opens.Add(1)
+			}
+		})
+		if set, err = breaker.NewSet(cfg.Breaker, onChange); err != nil {
 			_ = core.Close()
 			return err
 		}
 	}
 	if b.core != nil {
+		b.retire()
 		_ = b.core.Close()
 	}
 	b.cfg, b.core, b.breakers, b.ready = cfg, core, set, nil
@@ -110,7 +123,19 @@ func (b *lb) Close() {
 	defer b.mu.Unlock()
 	b.closed = true
 	if b.core != nil {
+		b.retire()
 		_ = b.core.Close()
+	}
+	if m := b.mon.Load(); m != nil {
+		m.remove(b)
+	}
+}
+
+// retire hands the ejections of the core, about to be replaced or closed, to the monitor's
+// count. Called with mu held.
+func (b *lb) retire() {
+	if m := b.mon.Load(); m != nil {
+		m.retired.Add(b.core.Ejections())
 	}
 }
 

@@ -58,8 +58,13 @@ func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, erro
 			if permit, err = p.breakers.Allow(addr); err != nil {
 				pk.Done(balancer.DoneInfo{Now: now, Outcome: balancer.OutcomeIgnore})
 				openErr = err
-				if att != nil && att.Observer != nil {
-					att.Observer.BreakerRefused(addr)
+				if att != nil {
+					att.mu.Lock()
+					att.refused = true
+					att.mu.Unlock()
+					if att.Observer != nil {
+						att.Observer.BreakerRefused(addr)
+					}
 				}
 				continue
 			}

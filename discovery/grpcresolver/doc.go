@@ -6,5 +6,5 @@
 //	conn, err := grpc.NewClient("proxyless:///payments",
 //		grpc.WithResolvers(grpcresolver.NewBuilder(r)), ...)
 //
-// Most users get this through middleware.DialOptions rather than directly.
+// Most users get this through middleware.NewGRPCClient rather than directly.
 package grpcresolver

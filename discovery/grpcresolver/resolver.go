@@ -31,14 +31,31 @@ const (
 // use and may serve any number of channels. It starts no goroutine itself; each channel's
 // resolver runs one, which stops when the channel closes.
 type Builder struct {
-	r discovery.Resolver // immutable
+	r     discovery.Resolver     // immutable
+	attrs *attributes.Attributes // immutable; nil for none
 }
+
+// Option configures a [Builder].
+type Option func(*Builder)
+
+// WithAttributes makes the resolvers the Builder builds carry a in every state they hand the
+// channel (resolver.State.Attributes), which its load-balancing policy reads: package
+// grpcbalancer's policy reports to the Monitor it finds there (grpcbalancer.WithMonitor).
+func WithAttributes(a *attributes.Attributes) Option { return func(b *Builder) { b.attrs = a } }
 
 var _ resolver.Builder = (*Builder)(nil)
 
 // NewBuilder returns a Builder that follows services through r. It panics on nothing: a nil r
 // makes every Build fail.
-func NewBuilder(r discovery.Resolver) *Builder { return &Builder{r: r} }
+func NewBuilder(r discovery.Resolver, opts ...Option) *Builder {
+	b := &Builder{r: r}
+	for _, o := range opts {
+		if o != nil {
+			o(b)
+		}
+	}
+	return b
+}
 
 // Scheme returns [Scheme].
 func (*Builder) Scheme() string { return Scheme }
@@ -59,16 +76,17 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolv
 		return nil, fmt.Errorf("grpcresolver: target %q names no service", target.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &watchResolver{dr: b.r, service: service, cc: cc, cancel: cancel, done: make(chan struct{})}
+	r := &watchResolver{dr: b.r, service: service, cc: cc, attrs: b.attrs, cancel: cancel, done: make(chan struct{})}
 	go r.run(ctx)
 	return r, nil
 }
 
 // watchResolver follows one service for one channel.
 type watchResolver struct {
-	dr      discovery.Resolver  // immutable
-	service string              // immutable
-	cc      resolver.ClientConn // immutable
+	dr      discovery.Resolver     // immutable
+	service string                 // immutable
+	cc      resolver.ClientConn    // immutable
+	attrs   *attributes.Attributes // immutable: the Builder's
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when run returns
 	once    sync.Once
@@ -114,7 +132,9 @@ func (r *watchResolver) follow(ctx context.Context, w discovery.Watcher) (bool, 
 		}
 		// An error here is the balancer refusing the set (for example an empty one); the
 		// channel asks for a re-resolution, which a watch needs not: the next set comes anyway.
-		_ = r.cc.UpdateState(State(eps))
+		st := State(eps)
+		st.Attributes = r.attrs
+		_ = r.cc.UpdateState(st)
 		delivered = true
 	}
 }

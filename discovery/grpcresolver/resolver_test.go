@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/resolver"
 
 	"github.com/proxyless/proxyless/discovery"
@@ -191,4 +192,21 @@ func TestReportsErrorBeforeFirstSet(t *testing.T) {
 	rec.wait(t, func(_ []resolver.State, e []error) bool { return len(e) > 0 })
 	_, errs := rec.snapshot()
 	assert.ErrorIs(t, errs[0], discovery.ErrUnknownService)
+}
+
+func TestWithAttributesCarriedInEveryState(t *testing.T) {
+	type key struct{}
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
+	rec := newRecorder()
+	b := grpcresolver.NewBuilder(static, grpcresolver.WithAttributes(attributes.New(key{}, "monitor")))
+	r, err := b.Build(target("svc"), rec, resolver.BuildOptions{})
+	require.NoError(t, err)
+	defer r.Close()
+	rec.wait(t, func(s []resolver.State, _ []error) bool { return len(s) == 1 })
+	static.Set("svc", []discovery.Endpoint{{Addr: "127.0.0.1:2"}})
+	rec.wait(t, func(s []resolver.State, _ []error) bool { return len(s) == 2 })
+	states, _ := rec.snapshot()
+	for _, s := range states {
+		assert.Equal(t, "monitor", s.Attributes.Value(key{}))
+	}
 }

@@ -1,15 +1,15 @@
 // Command grpc shows proxyless on both sides of gRPC.
 //
 // It starts three gRPC servers of one service on loopback, each with
-// middleware.ServerOptions (refusing work whose deadline has passed) and the standard gRPC
-// health service, and names them in a discovery.Static. A client built with
-// middleware.DialOptions ("proxyless:///echo") sends a bounded load: round robin over the
+// middleware.NewGRPCServer (refusing work whose deadline has passed) and the standard gRPC
+// health service, and names them in a discovery.Static. A channel made by a
+// middleware.NewGRPCClient ("echo", that is "proxyless:///echo") sends a bounded load: round robin over the
 // READY endpoints, outlier ejection, a breaker per endpoint, retries on another endpoint
 // within a budget, gRPC health checking. Part of the way through, server "c" fails: by default
 // it answers UNAVAILABLE to every call, which the client retries elsewhere until it ejects
 // the server; with -fail stop the server stops outright (its listener and connections close,
 // as when its process dies). The program prints what each server saw and the client's
-// success rate, and exits by itself.
+// success rate and counters, and exits by itself.
 //
 //	go run ./examples/grpc
 //	go run ./examples/grpc -calls 3000 -fail stop
@@ -136,10 +136,15 @@ func startServer(name string, work time.Duration) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// NewGRPCServer: refuse work whose deadline passed; load shedding and rate limits would
+	// go here too (WithLoadShedding, WithServerRateLimit).
+	gs, err := middleware.NewGRPCServer(middleware.WithGRPCStatsHandler(nil))
+	if err != nil {
+		_ = lis.Close()
+		return nil, err
+	}
 	s := &server{name: name, addr: lis.Addr().String(), work: work, health: health.NewServer()}
-	// ServerOptions: refuse work whose deadline passed; load shedding and rate limits would
-	// go here too (WithLoadShedding, WithGRPCServerRateLimit).
-	s.srv = grpc.NewServer(middleware.ServerOptions(middleware.WithGRPCStatsHandler(nil))...)
+	s.srv = grpc.NewServer(gs.ServerOptions()...)
 	testgrpc.RegisterTestServiceServer(s.srv, s)
 	healthpb.RegisterHealthServer(s.srv, s.health)
 	go func() { _ = s.srv.Serve(lis) }()
@@ -150,6 +155,7 @@ func startServer(name string, work time.Duration) (*server, error) {
 type summary struct {
 	ok, failed int64
 	servers    []*server
+	stats      middleware.Stats // the client's counters
 }
 
 func (s *summary) successRate() float64 { return float64(s.ok) / float64(s.ok+s.failed) }
@@ -172,13 +178,17 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 	}
 	static := discovery.NewStatic(map[string][]discovery.Endpoint{"echo": eps})
 
-	dopts := middleware.DialOptions(static,
+	gc, err := middleware.NewGRPCClient(static,
 		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin}),
 		middleware.WithTimeout(o.timeout),
 		middleware.WithGRPCHealthCheck(""),
 		middleware.WithGRPCStatsHandler(nil), // no tracing in the example
 	)
-	conn, err := grpc.NewClient("proxyless:///echo", append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		return nil, err
+	}
+	defer gc.Close()
+	conn, err := gc.NewClient("echo", grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +205,7 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 	for _, s := range servers {
 		s.served.Store(0)
 	}
+	before := gc.Stats()
 
 	fmt.Fprintf(out, "%d calls from %d callers over servers a, b, c; c fails (%s) at call %d\n", o.calls, o.workers, o.fail, o.failAt)
 	sum := &summary{servers: servers}
@@ -230,6 +241,13 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 		return nil, err
 	}
 	sum.ok, sum.failed = ok.Load(), failed.Load()
+	st := gc.Stats()
+	sum.stats = middleware.Stats{
+		Requests: st.Requests - before.Requests, Attempts: st.Attempts - before.Attempts,
+		Retries: st.Retries - before.Retries, BudgetRefusals: st.BudgetRefusals - before.BudgetRefusals,
+		BreakerRefusals: st.BreakerRefusals - before.BreakerRefusals, BreakerOpens: st.BreakerOpens - before.BreakerOpens,
+		Ejections: st.Ejections - before.Ejections,
+	}
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\tanswered OK\tanswered UNAVAILABLE\t")
@@ -238,6 +256,8 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(out, "client: %d ok, %d failed, success rate %.2f %%\n", sum.ok, sum.failed, 100*sum.successRate())
+	fmt.Fprintf(out, "client stats: %d calls, %d attempts, %d retries, %d budget refusals, %d breaker refusals, %d breaker opens, %d ejections\n",
+		sum.stats.Requests, sum.stats.Attempts, sum.stats.Retries, sum.stats.BudgetRefusals, sum.stats.BreakerRefusals, sum.stats.BreakerOpens, sum.stats.Ejections)
 	if e, _ := firstErr.Load().(string); e != "" {
 		fmt.Fprintf(out, "first failure: %s\n", e)
 	}

@@ -30,9 +30,13 @@ func TestExampleSmoke(t *testing.T) {
 			for _, srv := range s.servers {
 				assert.Positive(t, srv.served.Load(), "server %s answered nothing", srv.name)
 			}
+			assert.EqualValues(t, o.calls, s.stats.Requests, "the client counted every call")
+			assert.GreaterOrEqual(t, s.stats.Attempts, s.stats.Requests)
 			if fail == "unavailable" {
 				assert.Positive(t, s.servers[2].after.Load(), "c saw calls after failing")
 				assert.LessOrEqual(t, s.servers[2].after.Load(), int64(20), "c was ejected")
+				assert.Positive(t, s.stats.Retries, "c's refusals were retried")
+				assert.Positive(t, s.stats.Ejections, "the client's balancer reports the ejection")
 			}
 			assert.Contains(t, out.String(), "success rate")
 		})

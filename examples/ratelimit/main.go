@@ -1,7 +1,7 @@
 // Command ratelimit shows one rate limit shared by several instances of a service.
 //
 // It starts two instances of an HTTP service on loopback, each wrapped by middleware.NewHandler
-// with a per-client limit kept in Redis (ratelimit/redis, keyed by ratelimit.ClientIP), so that
+// with a per-client limit kept in Redis (ratelimit/redis, keyed by middleware.KeyByClientIP), so that
 // the instances together admit at most -rate requests per second with bursts of -burst,
 // whichever instance a request reaches. A client then sends -requests requests, alternating
 // between the instances, faster than the limit allows. The program prints what each instance
@@ -139,7 +139,7 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 		if err != nil {
 			return summary{}, err
 		}
-		perClient, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{})
+		perClient, err := middleware.KeyByClientIP(ratelimit.ClientIPConfig{})
 		if err != nil {
 			return summary{}, err
 		}
