@@ -38,6 +38,8 @@ type grpcUnary struct {
 	cc      *grpc.ClientConn
 	invoker grpc.UnaryInvoker
 	opts    []grpc.CallOption // the caller's, without those that write back to it
+
+	run engine.Call[*grpcAttempt]
 }
 
 // grpcAttempt is what one unary attempt produced: its own reply when attempts may run at
@@ -143,12 +145,15 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		reply: reply, cc: cc, invoker: invoker, opts: opts,
 		hedged: isProto && pol.hedge.enabled && !pol.retry.Disable,
 	}
-	res, done := engine.Run(ctx, &engine.Call[*grpcAttempt]{
+	u.run = engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
-		Latency:         c.latencyFor(cc, pol),
-		OnBudgetRefused: tr.BudgetRefused,
-	})
-	done()
+		Latency: c.latencyFor(cc, pol),
+	}
+	if tr != nil {
+		u.run.OnBudgetRefused = tr.BudgetRefused
+	}
+	res := engine.Run(ctx, &u.run)
+	res.Release()
 	if release != nil {
 		release(res.Outcome.Kind)
 	}

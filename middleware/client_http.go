@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -27,9 +28,12 @@ type httpCall struct {
 	tr         *tracing.Request // nil while telemetry is off
 	req        *http.Request    // the caller's, never modified
 	body       replayBody
-	host       string // the Host header to send: the service name the caller used
-	idempotent bool   // the request may be sent again in full
-	replayable bool   // its body can be sent again
+	host       string  // the Host header to send: the service name the caller used
+	idempotent bool    // the request may be sent again in full
+	replayable bool    // its body can be sent again
+	url        url.URL // the first attempt's URL, in the call's allocation
+
+	call engine.Call[*http.Response]
 }
 
 var _ engine.Sender[*http.Response] = (*httpCall)(nil)
@@ -46,17 +50,23 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	}
 	c.replayable = !pol.retry.Disable && c.body.replayable()
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
-	res, release := engine.Run(ctx, &engine.Call[*http.Response]{
+	c.call = engine.Call[*http.Response]{
 		Policy: &pol.eng, Budget: t.bud, Stats: &t.stats, Sender: c, Dest: &d.eng,
-		Hedgeable: c.idempotent, Latency: d.latencyFor(pol), CallerGone: requestCancelled(req), OnBudgetRefused: tr.BudgetRefused,
-	})
+		Hedgeable: c.idempotent, Latency: d.latencyFor(pol), CallerGone: requestCancelled(req),
+	}
+	if tr != nil {
+		c.call.OnBudgetRefused = tr.BudgetRefused
+	}
+	res := engine.Run(ctx, &c.call)
 	ta, _ := attemptTelemetry(res.Attempt)
 	if res.Err != nil {
-		release()
+		res.Release()
 		c.body.close()
 		return nil, ta, res.Outcome.Kind, res.Err
 	}
-	res.Value.Body = releaseBody(res.Value, release)
+	if res.NeedsRelease() {
+		res.Value.Body = releaseBody(res.Value, res.Release)
+	}
 	return res.Value, ta, res.Outcome.Kind, nil
 }
 
@@ -109,9 +119,13 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 		a.Value = ta
 	}
 	out := c.req.WithContext(ctx) // the caller's request is never modified
-	u := *c.req.URL
-	out.URL, out.Host = &u, c.host
-	out.URL.Host = a.Endpoint()
+	u := &c.url                   // the first attempt's; concurrent attempts (hedges) get their own
+	if a.N > 0 {
+		u = new(url.URL)
+	}
+	*u = *c.req.URL
+	u.Host = a.Endpoint()
+	out.URL, out.Host = u, c.host
 	if deadline, ok := ctx.Deadline(); ok {
 		out.Header = c.req.Header.Clone()
 		if out.Header == nil {
@@ -145,10 +159,13 @@ func (e *unsentError) Unwrap() error { return e.err }
 // failure, a timeout of its attempt or a status of the retry policy; any request whose body
 // can be replayed after a refused dial, which the server never saw.
 func (c *httpCall) Classify(a *engine.Attempt, resp *http.Response, err error, cause outcome.Cause) (outcome.Outcome, bool) {
-	if err != nil && a.Endpoint() == "" || errors.As(err, new(*unsentError)) {
-		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
+	if err != nil {
+		var unsent *unsentError
+		if a.Endpoint() == "" || errors.As(err, &unsent) {
+			return outcome.Outcome{Kind: outcome.LocalRefusal}, false
+		}
 	}
-	o := outcome.FromHTTP(resp, err, cause, time.Now())
+	o := outcome.FromHTTP(resp, err, cause, time.Time{})
 	switch {
 	case err == nil:
 		return o, c.idempotent && slices.Contains(c.pol.retry.Statuses, resp.StatusCode)

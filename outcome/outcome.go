@@ -99,7 +99,7 @@ func fromCause(c Cause) (Outcome, bool) {
 
 // FromHTTP classifies one HTTP attempt: the response or error the RoundTripper returned, and
 // the cause, if any, that ended the attempt's context. now is the time the Retry-After of an
-// HTTP date is measured from.
+// HTTP date is measured from; the zero time means time.Now(), read only then.
 //
 // The rules, in order:
 //
@@ -191,7 +191,8 @@ func IsTLSFailure(err error) bool {
 }
 
 // ParseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date (a date in the
-// past reads as 0). It reports false for anything else.
+// past reads as 0), measured from now (the zero time: time.Now()). It reports false for
+// anything else, and for values over 64 bytes.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if v == "" || len(v) > 64 {
 		return 0, false
@@ -206,6 +207,9 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
+	}
+	if now.IsZero() {
+		now = time.Now()
 	}
 	if d := t.Sub(now); d > 0 {
 		return d, true

@@ -22,16 +22,19 @@ type Dest struct {
 
 // shared is the state the attempts of one call share.
 type shared struct {
-	caller     context.Context // the caller's
-	ctx        context.Context // the caller's, bounded by the overall timeout
-	callerGone func() bool     // nil, or reports a cancellation the caller made another way
-	stats      *Stats
-	dest       *Dest
-	policy     *Policy
+	caller        context.Context // the caller's
+	ctx           context.Context // the caller's, bounded by the overall timeout
+	cancelOverall context.CancelFunc
+	callerGone    func() bool // nil, or reports a cancellation the caller made another way
+	stats         *Stats
+	dest          *Dest
+	policy        *Policy
 
 	mu       sync.Mutex     // guards tried and attempts
 	tried    balancer.Tried // endpoints already used
 	attempts []*Attempt     // every attempt launched, to cancel the losers
+
+	first Attempt // attempt 0, in the call's allocation
 }
 
 // Attempt is one attempt of a call. The engine creates it; the Sender reads N, Kind and
@@ -67,7 +70,11 @@ func (a *Attempt) Context() context.Context { return a.ctx }
 // newAttempt prepares attempt n, with its context, and registers it so that it can be
 // cancelled when another wins, before it picks anything.
 func (s *shared) newAttempt(n int, kind tracing.AttemptKind, waited time.Duration, cancellable bool) *Attempt {
-	a := &Attempt{N: n, Kind: kind, Waited: waited, s: s, ctx: s.ctx, cancel: noop}
+	a := &s.first
+	if n > 0 {
+		a = new(Attempt)
+	}
+	*a = Attempt{N: n, Kind: kind, Waited: waited, s: s, ctx: s.ctx, cancel: noop}
 	if to := s.policy.AttemptTimeout; to > 0 {
 		a.ctx, a.cancel = context.WithTimeout(s.ctx, to)
 	} else if cancellable {

@@ -42,6 +42,8 @@ type Call[R any] struct {
 	CallerGone func() bool
 	// OnBudgetRefused, when set, learns each retry or hedge the budget refused.
 	OnBudgetRefused func(tracing.AttemptKind)
+
+	s shared // what the call's attempts share, the first attempt among it: one allocation
 }
 
 // Result is what a call returns: the result of the attempt that won, or a refusal.
@@ -50,40 +52,49 @@ type Result[R any] struct {
 	Err     error
 	Outcome outcome.Outcome
 	Attempt *Attempt // the attempt whose result this is; nil when none was made
+
+	s *shared
 }
 
-// Run runs the call and returns its result and a release function to call exactly once when
-// the caller is done with the result (a response body closed): it ends the winning attempt's
-// context and the overall timeout's. A panic in Send reaches the caller's goroutine, after
-// the attempt's pick and permit are released and the other attempts cancelled.
-func Run[R any](ctx context.Context, c *Call[R]) (Result[R], func()) {
-	s := &shared{caller: ctx, ctx: ctx, stats: c.Stats, dest: c.Dest, policy: c.Policy, callerGone: c.CallerGone}
-	cancelOverall := context.CancelFunc(noop)
-	if to := c.Policy.Timeout; to > 0 {
-		s.ctx, cancelOverall = context.WithTimeout(ctx, to)
+// Release ends the winning attempt's context and the overall timeout's. Call it once the
+// caller is done with the result (its response body closed); later calls do nothing.
+func (r Result[R]) Release() {
+	if r.Attempt != nil {
+		r.Attempt.cancel()
 	}
-	c.Budget.Deposit()
-	var res Result[R]
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				cancelOverall()
-				panic(p)
-			}
-		}()
-		if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
-			res = runHedged(s, c)
-		} else {
-			res = runSequential(s, c)
+	r.s.cancelOverall()
+}
+
+// NeedsRelease reports whether Release has anything to end: the call or its winning attempt
+// has a context of its own. Without one, the result's value need not be wrapped to call it.
+func (r Result[R]) NeedsRelease() bool {
+	return r.s.ctx != r.s.caller || (r.Attempt != nil && r.Attempt.ctx != r.s.ctx)
+}
+
+// Run runs the call and returns its result, on which the caller must call Release once done
+// with its value (a response body closed). A Call is used once. A panic in Send reaches the
+// caller's goroutine, after the attempt's pick and permit are released and the other
+// attempts cancelled.
+func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
+	s := &c.s
+	*s = shared{caller: ctx, ctx: ctx, cancelOverall: noop, stats: c.Stats, dest: c.Dest, policy: c.Policy, callerGone: c.CallerGone}
+	if to := c.Policy.Timeout; to > 0 {
+		s.ctx, s.cancelOverall = context.WithTimeout(ctx, to)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.cancelOverall()
+			panic(p)
 		}
 	}()
-	release := func() {
-		if res.Attempt != nil {
-			res.Attempt.cancel()
-		}
-		cancelOverall()
+	c.Budget.Deposit()
+	if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
+		res = runHedged(s, c)
+	} else {
+		res = runSequential(s, c)
 	}
-	return res, release
+	res.s = s
+	return res
 }
 
 // attempt sends a and classifies and reports its result. A panic in Send releases the
@@ -157,17 +168,18 @@ func withdraw[R any](s *shared, c *Call[R], kind tracing.AttemptKind) bool {
 // the retry (breakers open), the caller gets that failure, not the refusal.
 func runSequential[R any](s *shared, c *Call[R]) Result[R] {
 	kind, waited := tracing.AttemptFirst, time.Duration(0)
-	var prev *Result[R] // the failure a retry replaces, once the retry is admitted
+	var prev Result[R] // the failure a retry replaces, once the retry is admitted
+	kept := false
 	for n := 0; ; n++ {
 		a := s.newAttempt(n, kind, waited, false)
 		res, retry := attempt(s, c, a)
-		if prev != nil {
+		if kept {
 			if res.Outcome.Kind == outcome.LocalRefusal {
 				c.Sender.Discard(res.Attempt, res.Value, res.Err)
-				return *prev
+				return prev
 			}
-			discard(c, prev)
-			prev = nil
+			discard(c, &prev)
+			kept = false
 		}
 		if !retry {
 			return res
@@ -176,9 +188,9 @@ func runSequential[R any](s *shared, c *Call[R]) Result[R] {
 		if !ok || !withdraw(s, c, tracing.AttemptRetry) {
 			return res
 		}
-		prev = &res
+		prev, kept = res, true
 		if !backoff.Sleep(s.ctx, d) {
-			discard(c, prev)
+			discard(c, &prev)
 			return Result[R]{Err: s.ctx.Err(), Outcome: outcome.Outcome{Kind: outcome.Canceled}}
 		}
 		s.stats.Retries.Add(1)
