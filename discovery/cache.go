@@ -46,6 +46,8 @@ type Cache struct {
 }
 
 type entry struct {
+	cancel  context.CancelFunc // ends the watch; nil for a failed entry
+	done    chan struct{}      // closed when the watch's goroutine has returned; nil for a failed entry
 	snap    atomic.Pointer[Snapshot]
 	ready   chan struct{} // closed when the first snapshot is published or the watch failed
 	err     error         // written before ready is closed; non-nil when Watch failed
@@ -156,30 +158,40 @@ func (c *Cache) follow(ctx context.Context, service string) (*entry, error) {
 		close(e.ready)
 		c.logger.Debug("discovery: watch failed", "service", service, "error", err)
 	} else {
-		e.watcher = w
+		var wctx context.Context
+		wctx, e.cancel = context.WithCancel(c.ctx)
+		e.watcher, e.done = w, make(chan struct{})
 		c.wg.Add(1)
-		go c.run(service, e)
+		go c.run(wctx, service, e)
 	}
 	next := make(map[string]*entry, len(old)+1)
-	maps.Copy(next, old)
+	now := time.Now()
+	for k, o := range old {
+		// Refusals are remembered for negativeTTL, not for ever: names that are not services
+		// (which callers may choose at will) do not accumulate.
+		if o.watcher != nil || !isReady(o) || now.Before(o.expires) {
+			next[k] = o
+		}
+	}
 	next[service] = e
 	c.entries.Store(&next)
 	return e, nil
 }
 
-func (c *Cache) run(service string, e *entry) {
+func (c *Cache) run(ctx context.Context, service string, e *entry) {
 	defer c.wg.Done()
+	defer close(e.done)
 	var version uint64
 	for {
-		eps, err := e.watcher.Next(c.ctx)
+		eps, err := e.watcher.Next(ctx)
 		if err != nil {
-			if c.ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
 			}
 			// Watchers fail static and return errors only when they cannot go on.
 			c.logger.Warn("discovery: watch ended", "service", service, "error", err)
 			select {
-			case <-c.ctx.Done():
+			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
 			}
@@ -218,6 +230,37 @@ func (c *Cache) Services() []string {
 		}
 	}
 	return out
+}
+
+// Forget stops following service: its watch is closed and its goroutine has returned when
+// Forget returns. Readers of its last snapshot see Changed closed, and Load then returns nil;
+// a later Get follows the service afresh. Forgetting a service the cache does not follow does
+// nothing.
+func (c *Cache) Forget(service string) error {
+	c.mu.Lock()
+	old := *c.entries.Load()
+	e := old[service]
+	if e == nil || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	next := maps.Clone(old)
+	delete(next, service)
+	c.entries.Store(&next)
+	c.mu.Unlock()
+	if e.watcher == nil {
+		return nil
+	}
+	e.cancel()
+	err := e.watcher.Close()
+	<-e.done
+	if s := e.snap.Load(); s != nil {
+		close(s.changed)
+	} else {
+		e.err = ErrClosed // run has returned; nobody else writes e
+		close(e.ready)
+	}
+	return err
 }
 
 // Close stops every watch and waits for the cache's goroutines. It is idempotent.

@@ -190,3 +190,41 @@ func TestNewCacheNil(t *testing.T) {
 	_, err := discovery.NewCache(nil)
 	require.Error(t, err)
 }
+
+// Forget ends a service's watch and its goroutine, releases readers of its last snapshot, and
+// lets a later Get follow it afresh.
+func TestCacheForget(t *testing.T) {
+	s := discovery.NewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
+	c, err := discovery.NewCache(s)
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	snap, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+	require.NoError(t, c.Forget("a"))
+	select {
+	case <-snap.Changed():
+	default:
+		t.Fatal("Forget must release Changed waiters")
+	}
+	assert.Nil(t, c.Load("a"))
+	assert.Empty(t, c.Services())
+	require.NoError(t, c.Forget("a"), "forgetting twice does nothing")
+	again, err := c.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), again.Version, "followed afresh")
+
+	// A watch that never answered is forgotten too; its waiters get ErrClosed.
+	sc, err := discovery.NewCache(silentResolver{})
+	require.NoError(t, err)
+	defer sc.Close()
+	waiting := make(chan error)
+	go func() {
+		_, err := sc.Get(context.Background(), "x")
+		waiting <- err
+	}()
+	require.Eventually(t, func() bool { return len(sc.Services()) == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, sc.Forget("x"))
+	require.ErrorIs(t, <-waiting, discovery.ErrClosed)
+}
