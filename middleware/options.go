@@ -100,6 +100,8 @@ type config struct {
 	grpc          grpcConfig         // gRPC-only settings: grpc_options.go
 	routes        *route.Router      // nil when requests are not routed: routing.go
 	shadowLimit   int                // mirrored requests in flight at most: routing.go
+	maxDests      int                // destinations followed at most: destinations.go
+	destIdle      time.Duration      // how long an unused destination is kept: destinations.go
 	tel           []tracing.Option   // telemetry providers: telemetry.go
 	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
 }

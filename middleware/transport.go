@@ -55,6 +55,7 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
+	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
 
 	tel      *tracing.Telemetry // spans and metrics; cheap no-ops while the providers are
 	pol      policies           // the transport's own policies; immutable
@@ -147,6 +148,12 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		if t.cache, err = discovery.NewCache(cfg.resolver, discovery.WithLogger(cfg.logger)); err != nil {
 			return nil, err
 		}
+		if cfg.maxDests == 0 {
+			cfg.maxDests = defaultMaxDestinations
+		}
+		if cfg.destIdle == 0 {
+			cfg.destIdle = defaultDestinationIdle
+		}
 	}
 	m := map[string]*destination{}
 	t.dests.Store(&m)
@@ -155,6 +162,10 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
 	t.base = t.tel.Transport(base) // every attempt's (and pass-through's) span is otelhttp's
+	if t.cache != nil {
+		t.wg.Add(1)
+		go t.sweeper(cfg.destIdle / 2) // destinations.go
+	}
 	return t, nil
 }
 
@@ -167,6 +178,8 @@ type destination struct {
 	latency  latency.Histogram    // attempt latencies, kept only for quantile hedging
 	tel      *tracing.Destination // always set; StartRequest gives a nil Request while telemetry is off
 	eng      engine.Dest          // what the engine admits attempts from
+	stop     chan struct{}        // closed when the destination is released
+	epoch    atomic.Int64         // the transport's sweep epoch when a request last used it
 }
 
 // destination returns the destination of req, or nil when req passes through. A route's
@@ -186,6 +199,7 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 		}
 	}
 	if d := (*t.dests.Load())[key]; d != nil {
+		t.touch(d)
 		return d, nil
 	}
 	if rd == nil && !isServiceName(service) {
@@ -226,11 +240,28 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 	if d := old[key]; d != nil {
 		return d, nil
 	}
+	if len(old) >= t.cfg.maxDests {
+		t.mu.Unlock()
+		// Make room: the destinations no request used in this epoch.
+		cur := t.epoch.Load()
+		freed := t.release(func(d *destination) bool { return d.epoch.Load() < cur })
+		t.mu.Lock()
+		if t.closed.Load() {
+			return nil, ErrClosed
+		}
+		if old = *t.dests.Load(); freed == 0 || len(old) >= t.cfg.maxDests {
+			return nil, ErrTooManyDestinations
+		}
+		if d := old[key]; d != nil {
+			return d, nil
+		}
+	}
 	bal, err := balancer.New(t.cfg.balancer)
 	if err != nil {
 		return nil, err
 	}
-	d := &destination{service: service, subset: subset, bal: bal, tel: t.tel.Destination(key)}
+	d := &destination{service: service, subset: subset, bal: bal, tel: t.tel.Destination(key), stop: make(chan struct{})}
+	d.epoch.Store(t.epoch.Load())
 	if !t.cfg.breakerOff {
 		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
 			if c.To == breaker.StateOpen {
@@ -277,11 +308,13 @@ func (t *Transport) follow(d *destination, snap *discovery.Snapshot) {
 		select {
 		case <-t.stop:
 			return
+		case <-d.stop:
+			return
 		case <-snap.Changed():
 		}
 		next := t.cache.Load(d.service)
 		if next == nil || next == snap {
-			return // the cache closed
+			return // the cache closed, or forgot the service
 		}
 		snap = next
 		d.apply(snap)

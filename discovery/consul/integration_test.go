@@ -3,9 +3,12 @@ package consul_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,4 +224,67 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 	require.Error(t, err)
 	_, err = consul.KeepPassing(consul.Config{}, "service:x", 0)
 	require.Error(t, err)
+}
+
+// connCounter is a loopback TCP relay in front of the agent that counts the connections open
+// through it, so that a test sees the resolver's connections from the agent's side.
+type connCounter struct {
+	l    net.Listener
+	open atomic.Int64
+}
+
+func newConnCounter(t *testing.T, target string) *connCounter {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	c := &connCounter{l: l}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			c.open.Add(1)
+			wg.Go(func() {
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
+				<-done
+				_ = in.Close()
+				_ = out.Close()
+				<-done
+				c.open.Add(-1)
+			})
+		}
+	})
+	return c
+}
+
+// Close releases the resolver's connections to the agent, once its watchers are closed, and
+// later watches are refused.
+func TestAgentResolverCloseReleasesConnections(t *testing.T) {
+	a := shared.Agent(t)
+	cfg := agentConfig(a)
+	register(t, cfg, "closing", 9101, "z1")
+	relay := newConnCounter(t, a.HTTPAddr)
+	cfg.Address = relay.l.Addr().String()
+	r, err := consul.New(cfg)
+	require.NoError(t, err)
+	w, err := r.Watch(context.Background(), "closing")
+	require.NoError(t, err)
+	nextMatching(t, w, 10*time.Second, addrOf(9101))
+	require.Positive(t, relay.open.Load(), "the watch holds a connection to the agent")
+	require.NoError(t, w.Close())
+	require.NoError(t, r.Close())
+	require.NoError(t, r.Close(), "Close is idempotent")
+	assert.Eventually(t, func() bool { return relay.open.Load() == 0 }, 5*time.Second, 10*time.Millisecond,
+		"connections still open: %d", relay.open.Load())
+	_, err = r.Watch(context.Background(), "closing")
+	assert.ErrorIs(t, err, discovery.ErrClosed)
 }

@@ -22,21 +22,46 @@ import (
 // Resolver follows services in a Consul catalog. It implements discovery.Resolver.
 //
 // Create one with [New]; the zero value is not usable. A Resolver is safe for concurrent use
-// and holds no goroutine of its own; each Watcher it returns runs one until closed.
+// and holds no goroutine of its own; each Watcher it returns runs one until closed. Close it
+// when done, after its watchers (a middleware.Transport closes the watchers it started, not
+// the resolver it was given), to release its connections to the agent.
 type Resolver struct {
 	cfg    Config // immutable after New
 	client *api.Client
+	own    *http.Transport // the transport New made, closed by Close; nil when Config.HTTPClient was given
+
+	mu     sync.Mutex
+	closed bool // guarded by mu
 }
 
 var _ discovery.Resolver = (*Resolver)(nil)
 
 // New validates cfg and returns a resolver. It does not contact Consul.
 func New(cfg Config) (*Resolver, error) {
+	own := (*http.Transport)(nil)
+	if cfg.HTTPClient == nil {
+		own = http.DefaultTransport.(*http.Transport).Clone()
+		cfg.HTTPClient = &http.Client{Transport: own}
+	}
 	client, err := newClient(&cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Resolver{cfg: cfg, client: client}, nil
+	return &Resolver{cfg: cfg, client: client, own: own}, nil
+}
+
+// Close releases the resolver's idle connections to the agent (those of the HTTP client New
+// made; a Config.HTTPClient is the caller's to close) and makes later Watch calls fail with
+// discovery.ErrClosed. Watchers already returned are not stopped: close them first. It is
+// idempotent.
+func (r *Resolver) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	if r.own != nil {
+		r.own.CloseIdleConnections()
+	}
+	return nil
 }
 
 func newClient(cfg *Config) (*api.Client, error) {
@@ -66,6 +91,12 @@ func newClient(cfg *Config) (*api.Client, error) {
 func (r *Resolver) Watch(_ context.Context, service string) (discovery.Watcher, error) {
 	if service == "" {
 		return nil, errors.New("consul: Watch: service name is empty")
+	}
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, discovery.ErrClosed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{
