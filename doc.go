@@ -14,6 +14,10 @@
 //     robin, weighted, random, least-request, Maglev consistent hashing), zone-aware, with
 //     passive outlier ejection, slow start and optional active health checks.
 //   - breaker: circuit breakers per endpoint and per destination, on failsafe-go's permit API.
+//   - outcome: the one vocabulary of an attempt's result (success, failure, gateway failure,
+//     local timeout, throttled, local refusal, canceled, TLS failure), computed once from
+//     the HTTP response or the gRPC status, and what the balancer, the breakers, the
+//     overload limiters, canary analysis and telemetry each make of it, in one table.
 //   - ratelimit: local token buckets, per-key limiters with bounded memory, adaptive
 //     concurrency limits (ratelimit/overload), a global limiter on Redis (ratelimit/redis).
 //   - tracing: OpenTelemetry spans and metrics for every decision the library takes.
@@ -26,19 +30,23 @@
 //
 // # The order of composition
 //
-// On the client, middleware.NewTransport applies, for each request:
+// On the client, middleware.NewTransport's RoundTrip does, for each request, in this order
+// (the order of the code in middleware/transport.go and internal/engine):
 //
-//  1. tracing: a client span, W3C trace context out, request metrics;
-//  2. route: match rules to a destination (service and subset), split by weight or canary
-//     rule, mirror a copy to a shadow destination, inject a configured fault;
-//  3. ratelimit: the outbound limit and adaptive concurrency;
-//  4. resilience: overall timeout, retries with backoff, jitter and a budget, hedging;
-//     and for each attempt:
-//  5. balancer: pick a healthy endpoint of the destination;
-//  6. breaker: the endpoint's breaker admits or refuses;
-//  7. transport: rewrite the URL host to the endpoint, originate TLS, send;
-//  8. feedback: latency and outcome go back to the balancer, outlier detector, breaker and
-//     metrics.
+//  1. route: match the request to a route and its destination (service and subset, a split
+//     by weight or a canary);
+//  2. discovery: the destination's endpoints (the first request to a service waits for its
+//     first set);
+//  3. tracing: the request span and metrics;
+//  4. route: inject the route's fault, rewrite the request, mirror a copy to a shadow;
+//  5. ratelimit: the outbound rate and concurrency limits;
+//  6. the attempt engine: the overall timeout, then per attempt: balancer pick (another
+//     endpoint than earlier attempts when there is one) → breaker admit → send (an attempt
+//     span) → the result classified once into the outcome vocabulary → feedback to the
+//     balancer, the outlier detector and the breaker; a retryable failure is retried after
+//     its backoff or Retry-After within the budget and the deadline, and with hedging a
+//     further attempt starts each time the hedge delay passes;
+//  7. route: canary analysis, the shadow's comparison and response rewrites see the result.
 //
 // A request names a service by host (http://payments/v1/charges); a host the resolver does not
 // know passes through unchanged. gRPC clients get the same cores through

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 )
 
 // record makes one call through b that ends with o, and fails the test if b refuses it.
@@ -237,10 +238,10 @@ func TestCallerCancellationNeverOpens(t *testing.T) {
 			p, err := b.Allow()
 			require.NoError(t, err)
 			// What net/http returns when the request's context is done.
-			p.Done(breaker.ClassifyHTTP(canceled, nil, &url.Error{Op: "Get", URL: "http://a", Err: context.Canceled}))
+			p.Done(outcome.FromHTTP(nil, &url.Error{Op: "Get", URL: "http://a", Err: context.Canceled}, causeOf(canceled), time.Time{}).Kind.Breaker())
 			p, err = b.Allow()
 			require.NoError(t, err)
-			p.Done(breaker.ClassifyHTTP(expired, nil, &url.Error{Op: "Get", URL: "http://a", Err: context.DeadlineExceeded}))
+			p.Done(outcome.FromHTTP(nil, &url.Error{Op: "Get", URL: "http://a", Err: context.DeadlineExceeded}, causeOf(expired), time.Time{}).Kind.Breaker())
 		}
 		require.Equal(t, breaker.StateClosed, b.State())
 	})
@@ -261,7 +262,7 @@ func TestCallerCancellationReleasesProbe(t *testing.T) {
 			_, err = b.Allow()
 			require.ErrorIs(t, err, breaker.ErrOpen, "one probe at a time")
 
-			p.Done(breaker.ClassifyHTTP(canceled, nil, context.Canceled))
+			p.Done(outcome.FromHTTP(nil, context.Canceled, causeOf(canceled), time.Time{}).Kind.Breaker())
 			require.Equal(t, breaker.StateHalfOpen, b.State())
 			p.Done(breaker.Ignore) // twice: must not free a second slot
 		}
@@ -440,4 +441,13 @@ func TestSetSync(t *testing.T) {
 	if len(keys) != 1 || keys[0] != "b" {
 		t.Fatalf("keys after Sync(b): %v", keys)
 	}
+}
+
+// causeOf is the cause an engine would report for a call in ctx: the caller's, once ctx is
+// done.
+func causeOf(ctx context.Context) outcome.Cause {
+	if ctx.Err() != nil {
+		return outcome.CauseCaller
+	}
+	return outcome.CauseNone
 }

@@ -98,8 +98,8 @@ func TestConfigJSON(t *testing.T) {
 		OpenDelay: 2 * time.Second, HalfOpenProbes: 2}, cfg)
 	require.NoError(t, cfg.Validate())
 
-	var c HTTPClassifier
-	require.NoError(t, json.Unmarshal([]byte(`{"tooManyRequests": "failure"}`), &c))
-	require.Equal(t, Failure, c.TooManyRequests)
-	require.Error(t, json.Unmarshal([]byte(`{"tooManyRequests": "maybe"}`), &c))
+	var o Outcome
+	require.NoError(t, json.Unmarshal([]byte(`"failure"`), &o))
+	require.Equal(t, Failure, o)
+	require.Error(t, json.Unmarshal([]byte(`"maybe"`), &o))
 }

@@ -13,18 +13,18 @@
 //		return err // errors.Is(err, breaker.ErrOpen); err is an *OpenError
 //	}
 //	resp, err := next.RoundTrip(req)
-//	p.Done(breaker.ClassifyHTTP(ctx, resp, err))
+//	p.Done(outcome.FromHTTP(resp, err, cause, time.Time{}).Kind.Breaker())
 //
 // [Ignore] is the outcome for a call that says nothing about the endpoint, such as one the caller
 // cancelled: it never counts as a failure, and a half-open probe that ends this way gives its slot
 // to the next caller. A Permit remembers the generation of the state that issued it, so results
 // that arrive after the breaker has changed state are dropped.
 //
-// The core is transport-agnostic. Outcome classification for net/http lives in http.go
-// ([ClassifyHTTP], [HTTPClassifier]); for gRPC it is the gRPC side's (grpcbalancer.Classify in
-// the picker, grpcbalancer.BreakerOutcome for a breaker used on its own), and so is the gRPC
-// status of a refusal: package breaker does not depend on gRPC. Wrapping these around a
-// RoundTripper or an interceptor is the job of package middleware.
+// The core is transport-agnostic. What a call's result means is the outcome vocabulary's
+// (package outcome for HTTP, outcome/grpcoutcome for gRPC), computed once per attempt; its
+// Kind.Breaker says what a breaker records. The gRPC status of a refusal is the gRPC side's:
+// package breaker does not depend on gRPC. Wrapping these around a RoundTripper or an
+// interceptor is the job of package middleware.
 //
 // Breakers start no goroutines and need no Close: the open-to-half-open transition happens lazily,
 // on the first call after the open delay.

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 )
 
 func Example() {
@@ -22,7 +24,7 @@ func Example() {
 			panic(err)
 		}
 		resp := &http.Response{StatusCode: code} // in real code: from the RoundTripper
-		p.Done(breaker.ClassifyHTTP(context.Background(), resp, nil))
+		p.Done(outcome.FromHTTP(resp, nil, outcome.CauseNone, time.Time{}).Kind.Breaker())
 	}
 	_, err = b.Allow()
 	fmt.Println(b.State(), errors.Is(err, breaker.ErrOpen))
@@ -64,22 +66,25 @@ func ExampleConfig_Validate() {
 	// Output: breaker: FailureRateThreshold must be in (0,100], got 140
 }
 
-func ExampleClassifyHTTP() {
-	ctx := context.Background()
-	canceled, cancel := context.WithCancel(ctx)
-	cancel()
-
-	fmt.Println(breaker.ClassifyHTTP(ctx, &http.Response{StatusCode: 503}, nil))
-	fmt.Println(breaker.ClassifyHTTP(ctx, &http.Response{StatusCode: 404}, nil))
-	fmt.Println(breaker.ClassifyHTTP(ctx, &http.Response{StatusCode: 429}, nil))
-	fmt.Println(breaker.ClassifyHTTP(canceled, nil, context.Canceled))
-
-	strict := breaker.HTTPClassifier{TooManyRequests: breaker.Failure}
-	fmt.Println(strict.Classify(ctx, &http.Response{StatusCode: 429}, nil))
+// What a breaker records for HTTP results, through the outcome vocabulary: a gateway
+// failure counts, a 404 is the endpoint answering, a 429 is load shed on purpose and a
+// caller's cancellation says nothing.
+func Example_outcomes() {
+	for _, r := range []struct {
+		resp  *http.Response
+		err   error
+		cause outcome.Cause
+	}{
+		{&http.Response{StatusCode: 503}, nil, outcome.CauseNone},
+		{&http.Response{StatusCode: 404}, nil, outcome.CauseNone},
+		{&http.Response{StatusCode: 429}, nil, outcome.CauseNone},
+		{nil, context.Canceled, outcome.CauseCaller},
+	} {
+		fmt.Println(outcome.FromHTTP(r.resp, r.err, r.cause, time.Time{}).Kind.Breaker())
+	}
 	// Output:
 	// failure
 	// success
 	// ignore
 	// ignore
-	// failure
 }

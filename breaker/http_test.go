@@ -2,95 +2,20 @@ package breaker_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 )
-
-func TestClassifyHTTP(t *testing.T) {
-	live := context.Background()
-	canceled, cancel := context.WithCancel(context.Background())
-	cancel()
-	expired, cancel2 := context.WithDeadline(context.Background(), time.Unix(1, 0))
-	defer cancel2()
-
-	resp := func(code int) *http.Response { return &http.Response{StatusCode: code} }
-	urlErr := func(err error) error { return &url.Error{Op: "Get", URL: "http://payments/v1", Err: err} }
-	refused := urlErr(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{}})
-	reset := urlErr(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
-	badCert := urlErr(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}})
-
-	tests := []struct {
-		name string
-		c    breaker.HTTPClassifier
-		ctx  context.Context
-		resp *http.Response
-		err  error
-		want breaker.Outcome
-	}{
-		{name: "200", ctx: live, resp: resp(200), want: breaker.Success},
-		{name: "301", ctx: live, resp: resp(301), want: breaker.Success},
-		{name: "400", ctx: live, resp: resp(400), want: breaker.Success},
-		{name: "404", ctx: live, resp: resp(404), want: breaker.Success},
-		{name: "429 default", ctx: live, resp: resp(429), want: breaker.Ignore},
-		{name: "429 as failure", c: breaker.HTTPClassifier{TooManyRequests: breaker.Failure}, ctx: live, resp: resp(429),
-			want: breaker.Failure},
-		{name: "429 as success", c: breaker.HTTPClassifier{TooManyRequests: breaker.Success}, ctx: live, resp: resp(429),
-			want: breaker.Success},
-		{name: "500", ctx: live, resp: resp(500), want: breaker.Failure},
-		{name: "502", ctx: live, resp: resp(502), want: breaker.Failure},
-		{name: "503", ctx: live, resp: resp(503), want: breaker.Failure},
-		{name: "504", ctx: live, resp: resp(504), want: breaker.Failure},
-		{name: "503 after the caller gave up", ctx: canceled, resp: resp(503), want: breaker.Failure},
-		{name: "connect error", ctx: live, err: refused, want: breaker.Failure},
-		{name: "reset", ctx: live, err: reset, want: breaker.Failure},
-		{name: "bad certificate", ctx: live, err: badCert, want: breaker.Failure},
-		{name: "EOF before headers", ctx: live, err: urlErr(io.ErrUnexpectedEOF), want: breaker.Failure},
-		{name: "caller cancelled", ctx: canceled, err: urlErr(context.Canceled), want: breaker.Ignore},
-		{name: "caller deadline", ctx: expired, err: urlErr(context.DeadlineExceeded), want: breaker.Ignore},
-		{name: "caller cancelled, connect error", ctx: canceled, err: refused, want: breaker.Ignore},
-		{name: "attempt cancelled (hedge lost)", ctx: live, err: urlErr(context.Canceled), want: breaker.Ignore},
-		{name: "attempt timeout", ctx: live, err: urlErr(context.DeadlineExceeded), want: breaker.Failure},
-		{name: "refused locally", ctx: live, err: fmt.Errorf("attempt: %w", &breaker.OpenError{}), want: breaker.Ignore},
-		{name: "no response, no error", ctx: live, want: breaker.Failure},
-		{name: "nil context", resp: resp(503), want: breaker.Failure},
-		{name: "override", ctx: live, resp: resp(404), want: breaker.Failure,
-			c: breaker.HTTPClassifier{Override: func(r *http.Response, err error) breaker.Outcome {
-				if r != nil && r.StatusCode == 404 {
-					return breaker.Failure
-				}
-				return breaker.ClassifyHTTP(context.Background(), r, err)
-			}}},
-		{name: "override delegates", ctx: live, resp: resp(503), want: breaker.Failure,
-			c: breaker.HTTPClassifier{Override: func(r *http.Response, err error) breaker.Outcome {
-				return breaker.ClassifyHTTP(context.Background(), r, err)
-			}}},
-		{name: "override never sees caller cancellation", ctx: canceled, err: urlErr(context.Canceled), want: breaker.Ignore,
-			c: breaker.HTTPClassifier{Override: func(*http.Response, error) breaker.Outcome { return breaker.Failure }}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, tt.c.Classify(tt.ctx, tt.resp, tt.err))
-			if tt.c.Override == nil && tt.c.TooManyRequests == breaker.Ignore { // the default classifier
-				require.Equal(t, tt.want, breaker.ClassifyHTTP(tt.ctx, tt.resp, tt.err))
-			}
-		})
-	}
-}
 
 // TestHTTPLoopback drives a breaker with real HTTP calls to a loopback server and real errors.
 func TestHTTPLoopback(t *testing.T) {
@@ -128,7 +53,7 @@ func TestHTTPLoopback(t *testing.T) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
 		require.NoError(t, err)
 		resp, err := client.Do(req)
-		p.Done(breaker.ClassifyHTTP(ctx, resp, err))
+		p.Done(classify(ctx, resp, err))
 		if resp != nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
@@ -181,7 +106,7 @@ func TestHTTPLoopback(t *testing.T) {
 		require.NoError(t, err)
 		resp, err := client.Do(req)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		p.Done(breaker.ClassifyHTTP(caller, resp, err))
+		p.Done(classify(caller, resp, err))
 		require.Equal(t, breaker.StateOpen, b.State())
 	})
 
@@ -198,7 +123,18 @@ func TestHTTPLoopback(t *testing.T) {
 		require.Nil(t, resp)
 		var opErr *net.OpError
 		require.True(t, errors.As(err, &opErr), "%v", err)
-		p.Done(breaker.ClassifyHTTP(context.Background(), resp, err))
+		p.Done(classify(context.Background(), resp, err))
 		require.Equal(t, breaker.StateOpen, b.State())
 	})
+}
+
+// classify is what a breaker used on its own records for an HTTP call: the outcome
+// vocabulary's classification (package outcome), the caller's context telling a cancellation
+// from a failure.
+func classify(ctx context.Context, resp *http.Response, err error) breaker.Outcome {
+	cause := outcome.CauseNone
+	if ctx.Err() != nil {
+		cause = outcome.CauseCaller
+	}
+	return outcome.FromHTTP(resp, err, cause, time.Time{}).Kind.Breaker()
 }

@@ -10,7 +10,7 @@
 // that honour them, so that an option given to a constructor that would ignore it does not
 // compile:
 //
-//	TransportOption   NewTransport                 WithResolver, WithClassifier, WithShadowLimit
+//	TransportOption   NewTransport                 WithResolver, WithShadowLimit, WithMaxDestinations, WithDestinationIdleTimeout
 //	GRPCClientOption  NewGRPCClient                WithTLS, WithGRPCRetryCodes, WithGRPCHealthCheck
 //	ClientOption      both clients                 WithBalancer, WithBreaker, WithoutBreaker,
 //	                                               WithRetry, WithTimeout, WithAttemptTimeout,

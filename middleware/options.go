@@ -85,7 +85,6 @@ type config struct {
 	balancer      balancer.Config
 	breaker       breaker.Config
 	breakerOff    bool
-	classifier    breaker.HTTPClassifier
 	retry         RetryPolicy
 	retryHTTP     []string // the HTTP-only RetryPolicy fields WithRetry set, which gRPC refuses
 	timeout       time.Duration
@@ -168,15 +167,6 @@ func WithBreaker(cfg breaker.Config) ClientOption {
 // Taken by NewTransport and NewGRPCClient.
 func WithoutBreaker() ClientOption {
 	return clientOption(func(c *config) { c.breakerOff = true })
-}
-
-// WithClassifier sets how HTTP results count for the breakers (for example whether a 429 is a
-// failure). Default: the zero breaker.HTTPClassifier.
-//
-// Taken by NewTransport. A gRPC client's breakers count status codes as package grpcbalancer
-// says (grpcbalancer.Classify).
-func WithClassifier(cl breaker.HTTPClassifier) TransportOption {
-	return transportOption(func(c *config) { c.classifier = cl })
 }
 
 // WithRetry sets the retry policy. Default: the zero RetryPolicy (2 retries of idempotent

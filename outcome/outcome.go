@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
 )
 
 // Kind is what one attempt's result says. The zero value is Success.
@@ -103,6 +106,7 @@ func fromCause(c Cause) (Outcome, bool) {
 //
 // The rules, in order:
 //
+//   - an error matching breaker.ErrOpen or balancer.ErrNoEndpoints: LocalRefusal;
 //   - an error that is a TLS verification failure (an x509 error, a
 //     *tls.CertificateVerificationError, a TLS alert from the peer): TLSFailure, whatever the
 //     contexts say;
@@ -150,6 +154,9 @@ func FromStatus(code int, retryAfter string, now time.Time) Outcome {
 func FromError(err error, cause Cause) Outcome { return fromError(err, cause) }
 
 func fromError(err error, cause Cause) Outcome {
+	if errors.Is(err, breaker.ErrOpen) || errors.Is(err, balancer.ErrNoEndpoints) {
+		return Outcome{Kind: LocalRefusal}
+	}
 	if IsTLSFailure(err) {
 		return Outcome{Kind: TLSFailure}
 	}
