@@ -17,6 +17,7 @@ var corePackages = []string{
 	"./ratelimit/overload",
 	"./route",
 	"./discovery",
+	"./outcome",
 }
 
 // adapterModules are the modules only adapter packages (grpcbalancer, ratelimit/redis,
