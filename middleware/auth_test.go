@@ -6,6 +6,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // Test-only exports for the external tests (server_test.go).
@@ -33,8 +35,8 @@ func OutboundDialOptions(opts ...GRPCClientOption) ([]grpc.DialOption, error) {
 	return cfg.creds.dialOptions(), nil
 }
 
-// WithGRPCTracerProvider sets the tracer provider of otelgrpc's stats handlers, as
-// WithTracerProvider does once telemetry.go passes it on.
+// WithGRPCTracerProvider sets the tracer provider of otelgrpc's server stats handler, as
+// WithTracerProvider does.
 func WithGRPCTracerProvider(tp trace.TracerProvider) GRPCServerOption {
-	return grpcServerOption(func(c *config) { c.grpc.tp = tp })
+	return grpcServerOption(func(c *config) { c.tel = append(c.tel, tracing.WithTracerProvider(tp)) })
 }

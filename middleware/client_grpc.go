@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"google.golang.org/grpc"
@@ -122,13 +123,15 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	var tr *tracing.Request
 	var winner *tracing.Attempt
+	var kind outcome.Kind // the call's outcome: the winning attempt's, or the refusal's
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartCall(ctx, c.destination(cc), method)
-		defer func() { tr.EndGRPC(winner, err) }()
+		defer func() { tr.EndGRPC(winner, kind, err) }()
 	}
 	pol := &c.pol
 	if c.cfg.routes != nil {
 		if pol, err = c.route(ctx, method, cc, tr); err != nil {
+			kind = grpcLocalKind(err)
 			return err
 		}
 	}
@@ -137,6 +140,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		recordOutbound(ctx, c.tel, err)
 	}
 	if err != nil {
+		kind = grpcLocalKind(err)
 		return err
 	}
 	_, isProto := reply.(proto.Message)
@@ -154,8 +158,9 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	res := engine.Run(ctx, &u.run)
 	res.Release()
+	kind = res.Outcome.Kind
 	if release != nil {
-		release(res.Outcome.Kind)
+		release(kind)
 	}
 	w := res.Value
 	if w != nil {
@@ -217,22 +222,43 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 	err := u.invoker(ctx, u.method, u.req, w.reply, u.cc, opts...)
 	w.headersArrived = w.header != nil
 	w.pickErr = w.att.PickError()
-	w.ta.EndGRPC(err)
 	return w, err
 }
 
 // Classify maps the attempt's status to the outcome vocabulary, and says whether the call may
-// be sent again: see grpcRetryable.
-func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
+// be sent again: see grpcRetryable. The attempt's telemetry records that outcome.
+func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, _ outcome.Cause) (outcome.Outcome, bool) {
 	if w.att.BreakerRefused() {
 		u.c.stats.BreakerRefusals.Add(1) // once per attempt, however many breakers refused
 	}
-	if w.pickErr != nil {
-		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
+	cause := grpcCause(a, err)
+	o := grpcClassify(w.att, err, w.trailer, cause)
+	w.ta.End(o.Kind)
+	return o, o.Kind != outcome.LocalRefusal && u.c.grpcRetryable(err, o, cause, w.headersArrived)
+}
+
+// grpcClassify maps what an attempt returned to the outcome vocabulary: LocalRefusal when the
+// picker refused it (nothing was sent), else its status and trailer read by
+// grpcoutcome.FromError with the cause that ended it.
+func grpcClassify(att *grpcbalancer.Attempt, err error, trailer metadata.MD, cause outcome.Cause) outcome.Outcome {
+	if att.PickError() != nil {
+		return outcome.Outcome{Kind: outcome.LocalRefusal}
 	}
-	cause = grpcCause(a, err)
-	o := grpcoutcome.FromError(err, w.trailer, cause)
-	return o, u.c.grpcRetryable(err, o, cause, w.headersArrived)
+	return grpcoutcome.FromError(err, trailer, cause)
+}
+
+// grpcLocalKind is the outcome of a call or stream refused before any attempt: Canceled when
+// its context ended (or a route's fault delay outlasted it), LocalRefusal for the rest (an
+// outbound limit, a route's abort or a route the channel cannot follow).
+func grpcLocalKind(err error) outcome.Kind {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return outcome.Canceled
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded:
+		return outcome.Canceled
+	}
+	return outcome.LocalRefusal
 }
 
 // grpcRetryable says whether a failed attempt may be followed by another: no response

@@ -88,6 +88,7 @@ func requestCancelled(req *http.Request) func() bool {
 	}
 }
 
+// attemptTelemetry returns the telemetry of attempt a, when it has any.
 func attemptTelemetry(a *engine.Attempt) (*tracing.Attempt, bool) {
 	if a == nil {
 		return nil, false
@@ -136,16 +137,25 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 	}
 	body, err := c.body.forAttempt(a.N)
 	if err != nil {
-		err = &unsentError{fmt.Errorf("middleware: replaying the request body: %w", err)}
-		ta.End(nil, err)
-		return nil, err
+		return nil, &unsentError{fmt.Errorf("middleware: replaying the request body: %w", err)}
 	}
 	if out.Body = body; body == nil {
 		out.GetBody = nil
 	}
-	resp, err := c.t.base.RoundTrip(out)
-	ta.End(resp, err)
-	return resp, err
+	return c.t.base.RoundTrip(out)
+}
+
+// localKind is the outcome of a request answered or refused before any attempt: a route's
+// injected abort is the status it answers with; a context that ended, Canceled; any other
+// refusal (an outbound limit, a route's fault), LocalRefusal.
+func localKind(resp *http.Response, err error) outcome.Kind {
+	switch {
+	case err == nil:
+		return outcome.FromHTTP(resp, nil, outcome.CauseNone, time.Time{}).Kind
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return outcome.Canceled
+	}
+	return outcome.LocalRefusal
 }
 
 // unsentError is an attempt that could not be sent for a local reason.
@@ -157,8 +167,17 @@ func (e *unsentError) Unwrap() error { return e.err }
 // Classify maps what the base transport returned to the outcome vocabulary, and says
 // whether the request may be sent again after it: an idempotent request after a gateway
 // failure, a timeout of its attempt or a status of the retry policy; any request whose body
-// can be replayed after a refused dial, which the server never saw.
+// can be replayed after a refused dial, which the server never saw. The attempt's telemetry
+// records that outcome.
 func (c *httpCall) Classify(a *engine.Attempt, resp *http.Response, err error, cause outcome.Cause) (outcome.Outcome, bool) {
+	o, retry := c.classify(a, resp, err, cause)
+	if ta, ok := attemptTelemetry(a); ok {
+		ta.End(o.Kind)
+	}
+	return o, retry
+}
+
+func (c *httpCall) classify(a *engine.Attempt, resp *http.Response, err error, cause outcome.Cause) (outcome.Outcome, bool) {
 	if err != nil {
 		var unsent *unsentError
 		if a.Endpoint() == "" || errors.As(err, &unsent) {

@@ -31,4 +31,13 @@
 //
 // One WithServerRateLimit serves both servers: its KeyFunc reads an HTTP request and a gRPC
 // call alike through Incoming (KeyByClientIP, KeyByHeader, KeyBySubject).
+//
+// # Telemetry
+//
+// Every constructor takes its OpenTelemetry providers once, when it runs: those of
+// WithTracerProvider and WithMeterProvider, else the global ones as they are then. An SDK
+// installed globally afterwards is not seen: install it first, or pass its providers. Providers
+// that record nothing (the trace/noop and metric/noop packages', or the global ones before an
+// SDK is installed) turn telemetry off at almost no cost. Spans and metrics report each
+// attempt's outcome in the vocabulary of package outcome.
 package middleware

@@ -277,6 +277,9 @@ func (c *grpcClient) statsOption() grpc.DialOption {
 		}
 		return grpc.WithStatsHandler(c.cfg.grpc.stats)
 	}
+	if !c.tel.Enabled() {
+		return nil // nothing to record: no handler on the RPC path
+	}
 	return grpc.WithStatsHandler(c.tel.ClientHandler())
 }
 

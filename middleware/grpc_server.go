@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -20,6 +19,7 @@ import (
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // GRPCServer is the server side of the mesh for a gRPC server: see [NewGRPCServer]. It holds
@@ -53,7 +53,8 @@ type GRPCServer struct {
 //     but steers away from;
 //
 // and its stats handler is otelgrpc's server handler, which extracts the incoming trace
-// context and records a SERVER span and the rpc.server.* metrics (see WithGRPCStatsHandler).
+// context and records a SERVER span and the rpc.server.* metrics (see WithGRPCStatsHandler),
+// unless the providers, taken when NewGRPCServer runs, record nothing (see WithTracerProvider).
 // Refusals of the limits match ratelimit.ErrLimited with errors.Is inside the server (in
 // interceptors chained before these).
 //
@@ -66,7 +67,13 @@ func NewGRPCServer(opts ...GRPCServerOption) (*GRPCServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &GRPCServer{s: &grpcServer{cfg: cfg}}, nil
+	s := &grpcServer{cfg: cfg}
+	if !cfg.grpc.statsSet {
+		if s.tel, err = tracing.New(cfg.tel...); err != nil {
+			return nil, fmt.Errorf("middleware: telemetry: %w", err)
+		}
+	}
+	return &GRPCServer{s: s}, nil
 }
 
 // ServerOptions returns the options to give grpc.NewServer: the interceptors, chained, and
@@ -96,7 +103,9 @@ func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
 	}
 	switch {
 	case !s.cfg.grpc.statsSet:
-		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(s.cfg.grpc.otelOptions()...)))
+		if h := s.tel.ServerHandler(); h != nil {
+			sopts = append(sopts, grpc.StatsHandler(h))
+		}
 	case s.cfg.grpc.stats != nil:
 		sopts = append(sopts, grpc.StatsHandler(s.cfg.grpc.stats))
 	}
@@ -105,7 +114,8 @@ func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
 
 // grpcServer runs the interceptors of a GRPCServer.
 type grpcServer struct {
-	cfg *config // immutable
+	cfg *config            // immutable
+	tel *tracing.Telemetry // the stats handler's providers; nil with WithGRPCStatsHandler
 }
 
 // errDeadlinePassed refuses a call whose deadline passed before its handler could start.

@@ -44,7 +44,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if c.cfg.routes != nil {
 		var err error
 		if pol, err = c.route(ctx, method, cc, tr); err != nil {
-			tr.EndGRPC(nil, err)
+			tr.EndGRPC(nil, grpcLocalKind(err), err)
 			return nil, err
 		}
 	}
@@ -53,7 +53,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		recordOutbound(ctx, c.tel, err)
 	}
 	if err != nil {
-		tr.EndGRPC(nil, err)
+		tr.EndGRPC(nil, grpcLocalKind(err), err)
 		return nil, err
 	}
 	caller, cancel := ctx, context.CancelFunc(func() {})
@@ -68,16 +68,19 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	}
 	started = true // from here on, the stream's end runs onFinish
 	s.committed.Store(pol.retry.Disable)
-	st, failed, err := s.open(0, 0)
+	st, failed, kind, err := s.open(0, 0)
 	if err != nil {
-		s.finish(err, failed)
+		s.finish(err, failed, kind)
 		return nil, err
 	}
 	s.cur.Store(st)
 	if tr != nil || release != nil {
 		// A caller may end a stream by cancelling its context rather than reading it to its
 		// end: finish it then too, so that its span ends and its outbound slot is released.
-		s.stop = context.AfterFunc(ctx, func() { s.end(status.FromContextError(ctx.Err()).Err(), nil) })
+		s.stop = context.AfterFunc(ctx, func() {
+			err := status.FromContextError(ctx.Err()).Err()
+			s.end(err, nil, s.ctxKind(err))
+		})
 	}
 	return s, nil
 }
@@ -173,18 +176,27 @@ func streamCause(caller, call, attempt context.Context, err error) outcome.Cause
 	return outcome.CauseAttemptTimeout
 }
 
-// retryable decides whether a failed stream attempt may be followed by another after n
-// retries, and after how long; headers says response headers arrived.
-func (s *retryStream) retryable(err error, a *grpcbalancer.Attempt, headers bool, trailer metadata.MD, n int) (time.Duration, bool) {
-	if a.PickError() != nil {
-		return 0, false
-	}
-	cause := a.Cause(err)
-	o := grpcoutcome.FromError(err, trailer, cause)
-	if !s.c.grpcRetryable(err, o, cause, headers) {
+// retryable decides whether a stream attempt that failed with err, classified o (see
+// grpcClassify) under cause, may be followed by another after n retries, and after how long;
+// headers says response headers arrived.
+func (s *retryStream) retryable(err error, o outcome.Outcome, cause outcome.Cause, headers bool, n int) (time.Duration, bool) {
+	if o.Kind == outcome.LocalRefusal || !s.c.grpcRetryable(err, o, cause, headers) {
 		return 0, false
 	}
 	return engine.RetryWait(s.ctx, &s.pol.eng.Retry, o, n)
+}
+
+// classify returns the outcome of the stream attempt a, which failed with err, and the cause
+// that ended it. Call it before cancelling the attempt's context.
+func (s *retryStream) classify(a *grpcbalancer.Attempt, err error, trailer metadata.MD) (outcome.Outcome, outcome.Cause) {
+	cause := a.Cause(err)
+	return grpcClassify(a, err, trailer, cause), cause
+}
+
+// ctxKind is the outcome of a stream that the end of its own context ended (err is that
+// context's status): Canceled when the caller's ended, LocalTimeout for the overall timeout.
+func (s *retryStream) ctxKind(err error) outcome.Kind {
+	return grpcoutcome.FromError(err, nil, streamCause(s.caller, s.ctx, s.ctx, err)).Kind
 }
 
 // localError returns the error to hand the caller for a failed attempt: the picker's own
@@ -197,8 +209,9 @@ func localError(err error, a *grpcbalancer.Attempt) error {
 }
 
 // open starts attempt n, after waiting waited (for telemetry), retrying failures to start it
-// as the retry policy allows. On failure it returns the telemetry of the attempt that failed.
-func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, failed *tracing.Attempt, _ error) {
+// as the retry policy allows. On failure it returns the telemetry of the attempt that failed
+// and the stream's outcome.
+func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, failed *tracing.Attempt, _ outcome.Kind, _ error) {
 	kind := tracing.AttemptFirst
 	if n > 0 {
 		kind = tracing.AttemptRetry
@@ -208,20 +221,22 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
 		s.c.attemptDone(a)
 		if err == nil {
-			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, nil
+			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, outcome.Success, nil
 		}
+		o, cause := s.classify(a, err, nil)
 		cancel()
-		ta.EndGRPC(err)
-		wait, retry := s.retryable(err, a, false, nil, n)
+		ta.End(o.Kind)
+		wait, retry := s.retryable(err, o, cause, false, n)
 		if !retry || s.committed.Load() {
-			return nil, ta, localError(err, a)
+			return nil, ta, o.Kind, localError(err, a)
 		}
 		if !s.c.bud.Withdraw(time.Now()) {
 			s.c.budgetRefused(s.tr, tracing.AttemptRetry)
-			return nil, ta, localError(err, a)
+			return nil, ta, o.Kind, localError(err, a)
 		}
 		if !backoff.Sleep(s.ctx, wait) {
-			return nil, ta, status.FromContextError(s.ctx.Err()).Err() // as gRPC's own retries
+			err := status.FromContextError(s.ctx.Err()).Err() // as gRPC's own retries
+			return nil, ta, s.ctxKind(err), err
 		}
 		ta.Discarded()
 		kind, waited = tracing.AttemptRetry, wait
@@ -230,18 +245,18 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 	}
 }
 
-// finish ends the stream with err (nil for OK), the result of attempt ta (nil: the current
-// one): see end. It also stops the end that cancellation would bring.
-func (s *retryStream) finish(err error, ta *tracing.Attempt) {
+// finish ends the stream with err (nil for OK) and outcome kind, the result of attempt ta
+// (nil: the current one): see end. It also stops the end that cancellation would bring.
+func (s *retryStream) finish(err error, ta *tracing.Attempt, kind outcome.Kind) {
 	if s.stop != nil {
 		s.stop()
 	}
-	s.end(err, ta)
+	s.end(err, ta, kind)
 }
 
 // end ends the stream once: its attempt's context, the overall timeout, the outbound limits
-// and the telemetry.
-func (s *retryStream) end(err error, ta *tracing.Attempt) {
+// and the telemetry, which learn the stream's outcome, kind.
+func (s *retryStream) end(err error, ta *tracing.Attempt, kind outcome.Kind) {
 	s.finishOnce.Do(func() {
 		defer runOnFinish(s.onFinish, err)
 		st := s.cur.Load()
@@ -250,18 +265,14 @@ func (s *retryStream) end(err error, ta *tracing.Attempt) {
 		}
 		s.cancel()
 		if s.release != nil {
-			cause := streamCause(s.caller, s.ctx, s.ctx, err)
-			if st != nil {
-				cause = st.att.Cause(err)
-			}
-			s.release(grpcoutcome.FromError(err, nil, cause).Kind)
+			s.release(kind)
 		}
 		if s.tr != nil {
 			if ta == nil && st != nil {
 				ta = st.ta
 			}
-			ta.EndGRPC(err)
-			s.tr.EndGRPC(ta, err)
+			ta.End(kind) // when the attempt's own End has not come first
+			s.tr.EndGRPC(ta, kind, err)
 		}
 	})
 }
@@ -275,7 +286,8 @@ func (s *retryStream) Header() (metadata.MD, error) {
 		s.committed.Store(true)
 	}
 	if err != nil && err != io.EOF {
-		s.finish(err, st.ta)
+		o, _ := s.classify(st.att, err, nil)
+		s.finish(err, st.ta, o.Kind)
 	}
 	return md, err
 }
@@ -313,7 +325,8 @@ func (s *retryStream) SendMsg(m any) error {
 	st := s.cur.Load()
 	err := st.cs.SendMsg(m)
 	if err != nil && err != io.EOF {
-		s.finish(err, st.ta)
+		o, _ := s.classify(st.att, err, nil)
+		s.finish(err, st.ta, o.Kind)
 	}
 	return err
 }
@@ -325,28 +338,34 @@ func (s *retryStream) RecvMsg(m any) error {
 		if err == nil {
 			s.committed.Store(true)
 			if !s.desc.ServerStreams {
-				s.finish(nil, st.ta) // a single response ends the stream
+				s.finish(nil, st.ta, outcome.Success) // a single response ends the stream
 			}
 			return nil
 		}
 		if err == io.EOF {
-			s.finish(nil, st.ta)
+			s.finish(nil, st.ta, outcome.Success)
 			return err
 		}
-		st.ta.EndGRPC(err)
-		var retried bool
-		if retried, err = s.retry(st, err); !retried {
-			err = localError(err, st.att)
-			s.finish(err, st.ta)
+		o, cause := s.classify(st.att, err, st.cs.Trailer())
+		st.ta.End(o.Kind)
+		retried, rerr := s.retry(st, err, o, cause)
+		if !retried {
+			kind := o.Kind
+			if rerr != err {
+				kind = s.ctxKind(rerr) // the stream's context ended while waiting to retry
+			}
+			err = localError(rerr, st.att)
+			s.finish(err, st.ta, kind)
 			return err
 		}
 	}
 }
 
 // retry replaces the failed attempt st with a new one on another endpoint, replaying what
-// was sent, when the policy allows. It reports whether it did and, when it did not, the
-// error that ends the stream: err, or the context's status when it ended the wait.
-func (s *retryStream) retry(st *streamAttempt, err error) (bool, error) {
+// was sent, when the policy allows; err is how st failed, o its outcome and cause what ended
+// it. It reports whether it did and, when it did not, the error that ends the stream: err, or
+// the context's status when it ended the wait.
+func (s *retryStream) retry(st *streamAttempt, err error, o outcome.Outcome, cause outcome.Cause) (bool, error) {
 	if s.committed.Load() {
 		return false, err
 	}
@@ -356,7 +375,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) (bool, error) {
 	if s.committed.Load() {
 		return false, err
 	}
-	wait, retry := s.retryable(err, st.att, md != nil, st.cs.Trailer(), s.retries)
+	wait, retry := s.retryable(err, o, cause, md != nil, s.retries)
 	if !retry {
 		return false, err
 	}
@@ -369,7 +388,7 @@ func (s *retryStream) retry(st *streamAttempt, err error) (bool, error) {
 	}
 	s.retries++
 	s.c.stats.Retries.Add(1)
-	next, _, oerr := s.open(s.retries, wait)
+	next, _, _, oerr := s.open(s.retries, wait)
 	if oerr != nil {
 		if s.ctx.Err() != nil {
 			return false, status.FromContextError(s.ctx.Err()).Err()

@@ -536,10 +536,10 @@ func TestGRPCRefusalsRecorded(t *testing.T) {
 		assert.Equal(t, calls, f.calls(), "refused locally")
 		req, atts := f.tree(t, root)
 		assert.Contains(t, events(req), "proxyless.breaker.refused")
-		assert.Equal(t, "refused", attrs(req)[tracing.KeyOutcome])
+		assert.Equal(t, "local_refusal", attrs(req)[tracing.KeyOutcome])
 		require.Len(t, atts, 1, "otelgrpc began the attempt before the pick")
 		a := attrs(atts[0])
-		assert.Equal(t, "refused", a[tracing.KeyOutcome])
+		assert.Equal(t, "local_refusal", a[tracing.KeyOutcome])
 		assert.NotContains(t, a, tracing.KeyEndpoint, "none was picked")
 		after := f.sdk.collect(t)
 		// The picker asks the core again after a refusal, up to balancer.MaxTried+1 times, and
@@ -548,7 +548,7 @@ func TestGRPCRefusalsRecorded(t *testing.T) {
 		assert.Positive(t, refusals)
 		assert.EqualValues(t, refusals, countOf(events(req), "proxyless.breaker.refused"))
 		assert.Zero(t, delta(before, after, tracing.MetricAttempts, destSvc), "no server saw it")
-		assert.EqualValues(t, 1, histDelta(before, after, tracing.MetricRequestDuration, destSvc, tracing.KeyOutcome.String("refused")))
+		assert.EqualValues(t, 1, histDelta(before, after, tracing.MetricRequestDuration, destSvc, tracing.KeyOutcome.String("local_refusal")))
 		assert.Empty(t, f.sdk.unended())
 	})
 }

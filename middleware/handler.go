@@ -141,8 +141,8 @@ const serverOperation = "proxyless.server"
 //
 //  1. telemetry: a SERVER span (otelhttp) that continues the trace of the incoming W3C
 //     traceparent (a malformed one is ignored and a new trace begins), reported to the
-//     providers of WithTracerProvider and WithMeterProvider or the global ones, and costing
-//     almost nothing while they are no-ops;
+//     providers of WithTracerProvider and WithMeterProvider or the global ones as they are
+//     when NewHandler runs, and costing almost nothing while they record nothing;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
 //     client certificate;
 //  3. token validation (WithJWT): 401 or 403, the verified claims in the request context;

@@ -13,8 +13,15 @@ import (
 	"github.com/proxyless/proxyless/tracing"
 )
 
-// WithTracerProvider sets where spans go. Default: the global provider at use time, and no
-// spans at all (at almost no cost) while it is the no-op one.
+// WithTracerProvider sets where spans go. Default: the global provider as it is when the
+// constructor runs (otel.GetTracerProvider()). Providers are taken once, at construction, as
+// otelhttp takes them: an SDK installed globally after the Transport, client, handler or
+// server is built is not seen by it. Install the SDK first, or pass its provider here.
+//
+// A provider that records nothing turns spans off, at almost no cost (no otelhttp or otelgrpc
+// on the request path, no allocation): one of package go.opentelemetry.io/otel/trace/noop,
+// or the global provider while no SDK is installed. With metrics off too, the constructors
+// install none of it.
 //
 // Taken by every constructor: NewTransport, NewGRPCClient, NewHandler and NewGRPCServer
 // (whose otelgrpc server handler reports to it, unless WithGRPCStatsHandler replaces that).
@@ -25,12 +32,13 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 			return
 		}
 		c.tel = append(c.tel, tracing.WithTracerProvider(tp))
-		c.grpc.tp = tp // for otelgrpc: grpc_options.go
 	})
 }
 
-// WithMeterProvider sets where metrics go. Default: the global provider at use time, and no
-// metrics at all (at almost no cost) while it is the no-op one.
+// WithMeterProvider sets where metrics go. Default: the global provider as it is when the
+// constructor runs (otel.GetMeterProvider()), taken once as for WithTracerProvider. A
+// provider that records nothing turns metrics off: one of package
+// go.opentelemetry.io/otel/metric/noop, or the global provider while no SDK is installed.
 //
 // Taken by every constructor, as WithTracerProvider.
 func WithMeterProvider(mp metric.MeterProvider) Option {
@@ -40,7 +48,6 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 			return
 		}
 		c.tel = append(c.tel, tracing.WithMeterProvider(mp))
-		c.grpc.mp = mp // for otelgrpc: grpc_options.go
 	})
 }
 

@@ -392,11 +392,11 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	rctx := req.Context()
 	var tr *tracing.Request
 	var winner *tracing.Attempt // set once the attempts are done
-	var kind outcome.Kind       // the outcome of the winning attempt, likewise
+	var kind outcome.Kind       // the outcome of the winning attempt, or of the refusal
 	if d != nil {
 		rctx, tr = t.tel.StartRequest(rctx, d.tel, req)
 		if tr != nil {
-			defer func() { tr.End(winner, resp, err) }()
+			defer func() { tr.End(winner, kind, resp, err) }()
 		}
 	}
 	if rs != nil {
@@ -408,6 +408,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 			tr.Route(rs.dec.Route.Name(), split)
 		}
 		if resp, err, done := t.routeBefore(&req, rctx, rs); done {
+			kind = localKind(resp, err) // client_http.go
 			return resp, err
 		}
 		defer func() { rs.finish(resp, err, req.Context().Err() != nil) }()
@@ -419,6 +420,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		p, lerr := t.cfg.outbound.admit(req, d.service)
 		recordOutbound(rctx, t.tel, lerr)
 		if lerr != nil {
+			kind = localKind(nil, lerr)
 			return nil, lerr
 		}
 		defer func() { p.done(kind) }()

@@ -1,21 +1,18 @@
 package tracing
 
 import (
-	"context"
-	"errors"
-	"net/http"
 	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
 
-	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 )
 
 // Attribute keys proxyless sets on spans and metrics.
 const (
 	KeyDestination   = attribute.Key("proxyless.destination")       // the service a request went to
 	KeyEndpoint      = attribute.Key("proxyless.endpoint")          // host:port of the endpoint picked
-	KeyOutcome       = attribute.Key("proxyless.outcome")           // an Outcome
+	KeyOutcome       = attribute.Key("proxyless.outcome")           // an outcome.Kind: Kind.String()
 	KeyAttempt       = attribute.Key("proxyless.attempt")           // attempt number, 0 for the first
 	KeyAttemptKind   = attribute.Key("proxyless.attempt.kind")      // an AttemptKind
 	KeyAttempts      = attribute.Key("proxyless.attempts")          // attempts a request made
@@ -31,52 +28,25 @@ const (
 	KeyShadow        = attribute.Key("proxyless.shadow.destination")
 )
 
-// Outcome is how a request or attempt ended.
-type Outcome uint8
+// numOutcomes is how many kinds the outcome vocabulary (package outcome) has.
+const numOutcomes = outcome.TLSFailure + 1
 
-const (
-	// OutcomeSuccess is a response with a status below 500.
-	OutcomeSuccess Outcome = iota
-	// OutcomeFailure is a 5xx response other than 502, 503 and 504.
-	OutcomeFailure
-	// OutcomeGatewayFailure is a 502, 503 or 504 response or a transport error.
-	OutcomeGatewayFailure
-	// OutcomeCanceled is a request or attempt whose context ended: the caller gave up, a
-	// timeout passed, or a hedge lost.
-	OutcomeCanceled
-	// OutcomeRefused is a request refused locally before any attempt was answered: no
-	// endpoint, every breaker open, a rate or concurrency limit.
-	OutcomeRefused
-	numOutcomes
-)
-
-var outcomeNames = [numOutcomes]string{"success", "failure", "gateway_failure", "canceled", "refused"}
-
-func (o Outcome) String() string {
-	if o < numOutcomes {
-		return outcomeNames[o]
+// outcomeIndex returns k, or GatewayFailure for a kind this package does not know, as the
+// vocabulary's own table reads unknown kinds.
+func outcomeIndex(k outcome.Kind) outcome.Kind {
+	if k < numOutcomes {
+		return k
 	}
-	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+	return outcome.GatewayFailure
 }
 
-// classify returns the outcome of a response or error.
-func classify(resp *http.Response, err error) Outcome {
-	switch {
-	case err == nil && resp != nil:
-		switch c := resp.StatusCode; {
-		case c == http.StatusBadGateway || c == http.StatusServiceUnavailable || c == http.StatusGatewayTimeout:
-			return OutcomeGatewayFailure
-		case c >= 500:
-			return OutcomeFailure
-		}
-		return OutcomeSuccess
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return OutcomeCanceled
-	case errors.Is(err, breaker.ErrOpen):
-		return OutcomeRefused
+// outcomeAttrs are proxyless.outcome for each outcome, as ready-made variadic slices.
+var outcomeAttrs = func() (a [numOutcomes][]attribute.KeyValue) {
+	for k := range numOutcomes {
+		a[k] = []attribute.KeyValue{KeyOutcome.String(k.String())}
 	}
-	return OutcomeGatewayFailure
-}
+	return a
+}()
 
 // AttemptKind says why an attempt was made.
 type AttemptKind uint8

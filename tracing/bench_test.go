@@ -11,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -31,8 +32,8 @@ func benchRequest(b *testing.B, tel *tracing.Telemetry, base http.RoundTripper) 
 			out = req.WithContext(c)
 		}
 		resp, err := rt.RoundTrip(out)
-		a.End(resp, err)
-		r.End(a, resp, err)
+		a.End(outcome.Success)
+		r.End(a, outcome.Success, resp, err)
 		_ = resp.Body.Close()
 	}
 }
@@ -76,7 +77,7 @@ func BenchmarkDisabledCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, r := tel.StartRequest(ctx, d, nil)
-		r.End(nil, nil, nil)
+		r.End(nil, outcome.Success, nil, nil)
 	}
 }
 

@@ -17,17 +17,27 @@
 // endpoint of a gRPC attempt is known only once the balancer has picked it: the picker
 // reports it through [Attempt.Picked].
 //
-// # Cost when disabled
+// # Providers, and the cost when disabled
 //
-// Until an application installs an SDK, the global providers are no-ops, and otelhttp alone
-// would still cost microseconds and a dozen allocations per request. A Telemetry checks, on
-// every request and with two atomic loads, whether the providers it uses are no-ops (the
-// global delegates before an SDK is set, or the types of the trace/noop and metric/noop
-// packages); when both are, every method returns at once, [Telemetry.StartRequest] returns a
-// nil *[Request] whose methods do nothing, and the RoundTripper and Handler call straight
-// through. An SDK installed later (otel.SetTracerProvider) is picked up on the next request.
-// Instruments are resolved once per provider; measurements use attribute sets built once per
-// destination and endpoint.
+// [New] takes its providers once: those of its options, else the global ones as they are
+// when it runs (otel.GetTracerProvider, otel.GetMeterProvider, otel.GetTextMapPropagator), as
+// otelhttp does. An SDK installed globally afterwards is not seen by that Telemetry: install
+// it first, or pass its providers. New decides then, through the API's public behaviour
+// only, whether each provider records: those of the trace/noop and metric/noop packages do
+// not, nor do the global ones while no SDK is installed. When neither records, every method
+// returns at once (one atomic load), [Telemetry.StartRequest] returns a nil *[Request] whose
+// methods do nothing, and the RoundTripper and Handler call straight through, allocating
+// nothing: otelhttp alone would still cost microseconds and a dozen allocations per request.
+// Instruments are resolved once; measurements use attribute sets built once per destination
+// and endpoint.
+//
+// # Outcomes
+//
+// What a request or an attempt says of its outcome (proxyless.outcome, the request span's
+// status) is the outcome vocabulary of package outcome, as the middleware's adapters
+// classified the attempt: [Attempt.End] and [Request.End] take an outcome.Kind, reported as
+// Kind.String() ("success", "gateway_failure", "local_timeout", ...). A request span's status
+// is Error when the call returned an error or Kind.SpanError() says so.
 //
 // # Names
 //

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -42,12 +44,12 @@ func ExampleTelemetry_StartRequest() {
 		u.Host = addr
 		out.URL = &u
 		resp, _ = rt.RoundTrip(out)
-		a.End(resp, nil)
+		a.End(outcome.FromStatus(resp.StatusCode, "", time.Time{}).Kind) // as the adapter classifies it
 		if n == 0 {
 			a.Discarded()
 		}
 	}
-	r.End(a, resp, nil)
+	r.End(a, outcome.Success, resp, nil)
 	resp.Body.Close()
 
 	spans := rec.Ended()

@@ -1,16 +1,13 @@
 package tracing
 
-// This file is the gRPC adapter: the request span of a gRPC call or stream, outcomes read from
-// gRPC status codes, and the client stats handler that runs otelgrpc's and adds each attempt's
-// facts to otelgrpc's span.
+// This file is the gRPC adapter: the request span of a gRPC call or stream, and the client
+// stats handler that runs otelgrpc's and adds each attempt's facts to otelgrpc's span.
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -24,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 )
 
 // rpcKind says what a Request is for.
@@ -62,72 +60,6 @@ func grpcStatusAttr(c codes.Code) attribute.KeyValue {
 		return grpcStatusAttrs[c]
 	}
 	return keyRPCStatusCode.String("CODE(" + strconv.FormatUint(uint64(c), 10) + ")")
-}
-
-// outcomeAttrs are proxyless.outcome for each outcome, as ready-made variadic slices.
-var outcomeAttrs = func() (a [numOutcomes][]attribute.KeyValue) {
-	for o := range numOutcomes {
-		a[o] = []attribute.KeyValue{KeyOutcome.String(o.String())}
-	}
-	return a
-}()
-
-// grpcOutcome returns the outcome of a gRPC result that came back from the transport (the
-// attempt was sent). ctxDone says the attempt's context had ended.
-//
-//   - no error: success;
-//   - CANCELLED, a context error, or DEADLINE_EXCEEDED once the context ended (the caller's
-//     deadline, the overall or the attempt timeout): canceled;
-//   - UNAVAILABLE (connection errors included), RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED from
-//     the server: gateway_failure, the counterpart of HTTP's 502, 503 and 504;
-//   - INTERNAL, UNKNOWN, DATA_LOSS, and errors without a status: failure, the counterpart of
-//     HTTP's other 5xx;
-//   - an open breaker (breaker.ErrOpen): refused;
-//   - any other code (NOT_FOUND, INVALID_ARGUMENT, ...): success, since the server answered,
-//     as an HTTP 4xx is.
-func grpcOutcome(err error, ctxDone bool) Outcome {
-	if err == nil {
-		return OutcomeSuccess
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return OutcomeCanceled
-	}
-	if errors.Is(err, breaker.ErrOpen) {
-		return OutcomeRefused
-	}
-	s, ok := status.FromError(err)
-	if !ok {
-		return OutcomeFailure
-	}
-	switch s.Code() {
-	case codes.OK:
-		return OutcomeSuccess
-	case codes.Canceled:
-		return OutcomeCanceled
-	case codes.DeadlineExceeded:
-		if ctxDone {
-			return OutcomeCanceled
-		}
-		return OutcomeGatewayFailure
-	case codes.Unavailable, codes.ResourceExhausted:
-		return OutcomeGatewayFailure
-	case codes.Internal, codes.Unknown, codes.DataLoss:
-		return OutcomeFailure
-	}
-	return OutcomeSuccess
-}
-
-// unsentOutcome is the outcome of a call or attempt that failed before anything was sent: a
-// cancellation (or passed deadline), or a local refusal.
-func unsentOutcome(err error, ctxDone bool) Outcome {
-	if ctxDone || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return OutcomeCanceled
-	}
-	switch status.Code(err) {
-	case codes.Canceled, codes.DeadlineExceeded:
-		return OutcomeCanceled
-	}
-	return OutcomeRefused
 }
 
 // rpcStart is the name and start options of the request span of one method.
@@ -242,22 +174,35 @@ type grpcAttempt struct {
 	next *Attempt // the attempt started before this one; immutable once linked
 
 	mu      sync.Mutex
-	verdict verdict   // guarded by mu
-	ended   bool      // guarded by mu: EndGRPC has recorded the attempt
-	held    *heldSpan // guarded by mu: otelgrpc's span, its end held for the verdict
-	spans   int       // guarded by mu: otelgrpc's spans seen (a transparent retry makes more)
-	buf     heldSpan  // the first held span, to save an allocation
+	verdict verdict      // guarded by mu
+	ended   bool         // guarded by mu: End has given the attempt's outcome
+	kind    outcome.Kind // guarded by mu: that outcome
+	held    *heldSpan    // guarded by mu: otelgrpc's span, its end held until it can be annotated
+	spans   int          // guarded by mu: otelgrpc's spans seen (a transparent retry makes more)
+	buf     heldSpan     // the first held span, to save an allocation
 }
 
-// heldSpan is what otelgrpc is handed as the span of an attempt of a unary call when the
-// attempt ends: otelgrpc's own span, whose End is held until the attempt's verdict is known.
+// heldSpan is what otelgrpc is handed as the span of an attempt when the attempt ends before
+// what its span must say is known: its outcome, which the adapter classifies once the
+// attempt has returned (End), and, for an attempt of a unary call, whether its answer is
+// returned or thrown away (its verdict). Its End is held until then.
 type heldSpan struct {
 	trace.Span
-	a  *Attempt
-	at time.Time // when otelgrpc ended the span; zero until then; guarded by a.g.mu
+	a     *Attempt
+	at    time.Time // when otelgrpc ended the span; zero until then; guarded by a.g.mu
+	unary bool      // immutable: an attempt of a unary call, whose span is marked with its verdict
 }
 
-// End records when otelgrpc ended the span, and ends it once the verdict is known.
+// spanEnd is what the release of a held span needs, read under the attempt's lock.
+type spanEnd struct {
+	ep   *endpoint
+	info AttemptInfo
+	kind outcome.Kind
+	v    verdict
+	at   time.Time
+}
+
+// End records when otelgrpc ended the span, and ends it once it can be annotated.
 func (h *heldSpan) End(opts ...trace.SpanEndOption) {
 	var at time.Time
 	if len(opts) > 0 {
@@ -270,31 +215,59 @@ func (h *heldSpan) End(opts ...trace.SpanEndOption) {
 	g := &h.a.g
 	g.mu.Lock()
 	h.at = at
-	v := g.verdict
-	switch {
-	case g.held != h:
-		v = verdictDiscarded // superseded by a transparent retry of gRPC's
-	case v == verdictPending:
+	if g.held != h {
 		g.mu.Unlock()
-		return // settle ends it
-	default:
-		g.held = nil
+		h.supersede() // a transparent retry of gRPC's followed it
+		return
 	}
+	ready, e := h.a.takeLocked()
 	g.mu.Unlock()
-	h.release(v)
+	if ready != nil {
+		ready.release(e)
+	}
 }
 
-// release marks the span with v and ends it when otelgrpc did. Its caller owns h: it has
+// takeLocked detaches the attempt's held span when it can be released (otelgrpc has ended
+// it, the outcome is known, and the verdict when the span waits for one) and returns it with
+// what its release needs; otherwise it returns nil. Called with a.g.mu held.
+func (a *Attempt) takeLocked() (*heldSpan, spanEnd) {
+	g := &a.g
+	h := g.held
+	if h == nil || h.at.IsZero() || !g.ended || (h.unary && g.verdict == verdictPending) {
+		return nil, spanEnd{}
+	}
+	g.held = nil
+	v := g.verdict
+	if !h.unary {
+		v = verdictPending // a stream's attempt ends unmarked
+	}
+	return h, spanEnd{ep: a.ep, info: a.info, kind: g.kind, v: v, at: h.at}
+}
+
+// release annotates the span and ends it when otelgrpc did. Its caller owns h: it has
 // detached it from its attempt.
-func (h *heldSpan) release(v verdict) {
-	if kv := verdictAttrs[v]; kv != nil {
+func (h *heldSpan) release(e spanEnd) {
+	annotateGRPC(h.Span, e.ep, &e.info, e.kind, true)
+	if kv := verdictAttrs[e.v]; kv != nil {
 		h.Span.SetAttributes(kv...)
 	}
-	h.Span.End(trace.WithTimestamp(h.at))
+	h.Span.End(trace.WithTimestamp(e.at))
+}
+
+// supersede ends a span that a transparent retry of gRPC's replaced: discarded, without an
+// outcome, which is the retry's. Its caller owns h.
+func (h *heldSpan) supersede() {
+	a := h.a
+	a.g.mu.Lock()
+	ep, info, at := a.ep, a.info, h.at
+	a.g.mu.Unlock()
+	annotateGRPC(h.Span, ep, &info, outcome.Success, false)
+	h.Span.SetAttributes(verdictAttrs[verdictDiscarded]...)
+	h.Span.End(trace.WithTimestamp(at))
 }
 
 // settle records the attempt's verdict (the first one given counts) and ends its held span,
-// if otelgrpc has ended it.
+// if it can now be.
 func (a *Attempt) settle(v verdict) {
 	g := &a.g
 	g.mu.Lock()
@@ -303,14 +276,11 @@ func (a *Attempt) settle(v verdict) {
 		return
 	}
 	g.verdict = v
-	h := g.held
-	if h == nil || h.at.IsZero() {
-		g.mu.Unlock()
-		return // nothing held, or otelgrpc has yet to end it: End will
-	}
-	g.held = nil
+	h, e := a.takeLocked()
 	g.mu.Unlock()
-	h.release(v)
+	if h != nil {
+		h.release(e)
+	}
 }
 
 // Picked records the endpoint at addr as the one a gRPC attempt was sent to, and whether its
@@ -339,106 +309,93 @@ func (a *Attempt) BreakerRefused(addr string) {
 	a.r.BreakerRefused(addr)
 }
 
-// outcomeLocked returns the outcome of a gRPC attempt that ended with err. Called with a.g.mu
-// held.
-func (a *Attempt) outcomeLocked(err error) Outcome {
-	if err == nil {
-		return OutcomeSuccess
+// endGRPC is End for an attempt of a gRPC call or stream. Attempts that were sent count in
+// proxyless.client.attempts by endpoint, kind and outcome; one that the picker refused (no
+// endpoint, every breaker open: outcome.LocalRefusal) counts nowhere but in
+// proxyless.breaker.refusals. The attempt's span gets its attributes from the stats handler,
+// or here when the handler holds it for the outcome.
+func (a *Attempt) endGRPC(kind outcome.Kind) {
+	g := &a.g
+	g.mu.Lock()
+	if g.ended {
+		g.mu.Unlock()
+		return
 	}
-	done := a.Context.Err() != nil
-	if a.ep == nil { // no endpoint picked: nothing was sent
-		return unsentOutcome(err, done)
+	g.ended, g.kind = true, kind
+	ep, k := a.ep, a.info.Kind
+	h, e := a.takeLocked()
+	g.mu.Unlock()
+	if h != nil {
+		h.release(e)
 	}
-	return grpcOutcome(err, done)
+	if ep == nil || kind == outcome.LocalRefusal || !a.r.s.metrics {
+		return
+	}
+	a.r.s.ins.attempts.Add(context.Background(), 1, ep.optsAtt[k][outcomeIndex(kind)]...)
 }
 
-// EndGRPC records the end of a gRPC attempt: err is what the attempt's invoker (or stream)
-// returned, nil for an OK status. Attempts that were sent count in proxyless.client.attempts by
-// endpoint, kind and outcome; one that the picker refused (no endpoint, every breaker open)
-// counts nowhere but in proxyless.breaker.refusals. Call it once the attempt is over; later
-// calls do nothing. The attempt's span gets its attributes from the stats handler, not here.
-func (a *Attempt) EndGRPC(err error) {
-	if a == nil {
-		return
-	}
-	a.g.mu.Lock()
-	if a.g.ended {
-		a.g.mu.Unlock()
-		return
-	}
-	a.g.ended = true
-	ep, kind := a.ep, a.info.Kind
-	o := a.outcomeLocked(err)
-	a.g.mu.Unlock()
-	if ep == nil || !a.r.s.metrics {
-		return
-	}
-	if o == OutcomeRefused {
-		o = OutcomeGatewayFailure // it was sent: whatever failed, failed remotely
-	}
-	a.r.s.ins.attempts.Add(context.Background(), 1, ep.optsAtt[kind][o]...)
-}
-
-// ending is called as otelgrpc is about to end the span of the attempt (stats.End). It adds
-// the attempt's attributes to the span, and returns the context to hand otelgrpc: for an
-// attempt of a unary call whose verdict is pending, one whose span holds its end until then.
-func (a *Attempt) ending(ctx context.Context, end *stats.End) context.Context {
+// ending is called as otelgrpc is about to end the span of the attempt (stats.End). When the
+// span can be annotated now (the attempt's outcome is known, and its verdict if it needs
+// one) it is, and ctx is returned; otherwise it returns a context whose span holds its end
+// until then.
+func (a *Attempt) ending(ctx context.Context) context.Context {
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return ctx
 	}
 	g := &a.g
 	g.mu.Lock()
-	ep, info := a.ep, a.info
-	o := a.outcomeLocked(end.Error)
-	v := g.verdict
-	var h, superseded *heldSpan
-	switch {
-	case a.r.rpc != rpcUnary || v != verdictPending:
-		// A stream's attempt ends unmarked; a verdict already given is marked at once.
-	case a.r.ended.Load():
-		// The call returned without waiting for this attempt (a hedge that lost).
-		v = verdictDiscarded
-	default:
-		h = &g.buf
-		if g.spans > 0 {
-			h = new(heldSpan)
-		}
-		*h = heldSpan{Span: span, a: a}
-		if old := g.held; old != nil && !old.at.IsZero() {
-			superseded = old // a transparent retry of gRPC's followed it; else its End releases it
-		}
-		g.held = h
+	unary := a.r.rpc == rpcUnary
+	if unary && g.verdict == verdictPending && a.r.ended.Load() {
+		g.verdict = verdictDiscarded // the call returned without waiting for it (a hedge that lost)
 	}
-	g.spans++
-	g.mu.Unlock()
-	if superseded != nil {
-		superseded.release(verdictDiscarded)
-	}
-	a.annotateGRPC(span, ep, &info, o)
-	if h == nil {
+	if g.ended && !(unary && g.verdict == verdictPending) {
+		ep, info, kind, v := a.ep, a.info, g.kind, g.verdict
+		g.spans++
+		g.mu.Unlock()
+		if !unary {
+			v = verdictPending
+		}
+		annotateGRPC(span, ep, &info, kind, true)
 		if kv := verdictAttrs[v]; kv != nil {
 			span.SetAttributes(kv...)
 		}
 		return ctx
+	}
+	h := &g.buf
+	if g.spans > 0 {
+		h = new(heldSpan)
+	}
+	*h = heldSpan{Span: span, a: a, unary: unary}
+	var superseded *heldSpan
+	if old := g.held; old != nil && !old.at.IsZero() {
+		superseded = old // a transparent retry of gRPC's followed it; else its End supersedes it
+	}
+	g.held = h
+	g.spans++
+	g.mu.Unlock()
+	if superseded != nil {
+		superseded.supersede()
 	}
 	return trace.ContextWithSpan(ctx, h)
 }
 
 // annotateGRPC adds the attributes of a gRPC attempt to otelgrpc's span, as annotate does for
 // otelhttp's: its kind, its number after the first, the breaker's state (when an endpoint was
-// picked), a retry's backoff, an outcome other than success. The endpoint is the span's
-// server.address and server.port (otelgrpc's, the peer the attempt went to), the destination
-// is the parent's. A first attempt that succeeded gets two attributes beside otelgrpc's five.
-func (a *Attempt) annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo, o Outcome) {
+// picked), a retry's backoff, an outcome other than success (when known). The endpoint is the
+// span's server.address and server.port (otelgrpc's, the peer the attempt went to), the
+// destination is the parent's. A first attempt that succeeded gets two attributes beside
+// otelgrpc's five.
+func annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo, kind outcome.Kind, known bool) {
+	withOutcome := known && kind != outcome.Success
 	if ep != nil && info.N == 0 && info.Kind == AttemptFirst && (info.NoBreaker || info.Breaker == breaker.StateClosed) {
 		if info.NoBreaker {
 			span.SetAttributes(firstAttemptNoBreaker...)
 		} else {
 			span.SetAttributes(firstAttempt...)
 		}
-		if o != OutcomeSuccess {
-			span.SetAttributes(outcomeAttrs[o]...)
+		if withOutcome {
+			span.SetAttributes(outcomeAttrs[outcomeIndex(kind)]...)
 		}
 		return
 	}
@@ -453,34 +410,32 @@ func (a *Attempt) annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo,
 	if info.Kind == AttemptRetry {
 		kv = append(kv, KeyBackoff.Float64(info.Backoff.Seconds()))
 	}
-	if o != OutcomeSuccess {
-		kv = append(kv, outcomeAttrs[o]...)
+	if withOutcome {
+		kv = append(kv, outcomeAttrs[outcomeIndex(kind)]...)
 	}
 	span.SetAttributes(kv...)
 }
 
 // EndGRPC ends a logical gRPC call or stream. winner is the attempt whose result is returned
-// (nil when none was started: a refusal before any attempt), and err what the call returns
-// (nil for OK; for a stream, nil once it ended with OK). It records the request duration and
-// outcome, counts a hedge win, gives every attempt of a unary call its verdict (the winner
-// marked when there were several, the others discarded) and ends the span, with the status
-// code and, on an error, status Error. Call it once, with the final result; later calls do
-// nothing.
-func (r *Request) EndGRPC(winner *Attempt, err error) {
+// (nil when none was started: a refusal before any attempt), kind the call's outcome (the
+// winning attempt's, as the adapter classified it, or the refusal's), and err what the call
+// returns (nil for OK; for a stream, nil once it ended with OK). It records the request
+// duration and outcome, counts a hedge win, gives every attempt of a unary call its verdict
+// (the winner marked when there were several, the others discarded) and ends the span, with
+// the status code and status Error when the call returned an error or kind.SpanError() says
+// so. Call it once, with the final result; later calls do nothing.
+func (r *Request) EndGRPC(winner *Attempt, kind outcome.Kind, err error) {
 	if r == nil || !r.ended.CompareAndSwap(false, true) {
 		return
 	}
 	var ep *endpoint
 	n := 0
-	o := OutcomeSuccess
 	if winner != nil {
 		winner.g.mu.Lock()
 		ep, n = winner.ep, winner.info.N
-		o = winner.outcomeLocked(err)
 		winner.g.mu.Unlock()
-	} else if err != nil {
-		o = unsentOutcome(err, false)
 	}
+	o := outcomeIndex(kind)
 	attempts := r.attempts.Load()
 	if r.s.metrics {
 		opts := r.d.optsReq[o]
@@ -509,11 +464,11 @@ func (r *Request) EndGRPC(winner *Attempt, err error) {
 		return
 	}
 	code := status.Code(err)
-	if ep != nil && n == 0 && attempts == 1 && err == nil && r.route == "" && r.split == "" {
+	if ep != nil && n == 0 && attempts == 1 && err == nil && o == outcome.Success && r.route == "" && r.split == "" {
 		r.span.SetAttributes(ep.grpcOK...) // the common case, ready-made
 	} else {
 		kv := make([]attribute.KeyValue, 0, 7)
-		kv = append(kv, KeyOutcome.String(o.String()), KeyAttempts.Int(int(attempts)))
+		kv = append(kv, outcomeAttrs[o][0], KeyAttempts.Int(int(attempts)))
 		if ep != nil {
 			kv = append(kv, ep.attr, KeyAttempt.Int(n))
 		}
@@ -526,8 +481,11 @@ func (r *Request) EndGRPC(winner *Attempt, err error) {
 		}
 		r.span.SetAttributes(kv...)
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		r.span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+	case o.SpanError():
+		r.span.SetStatus(otelcodes.Error, o.String())
 	}
 	r.span.End()
 }
@@ -541,47 +499,51 @@ func (r *Request) EndGRPC(winner *Attempt, err error) {
 // server.address and server.port, and the destination is on the parent request span) as it
 // ends; see [Telemetry.StartCall] for how its end waits for the attempt's verdict. While telemetry is off it does nothing.
 func (t *Telemetry) ClientHandler() stats.Handler {
-	return &clientHandler{t: t}
+	h := &clientHandler{t: t}
+	if s := t.load(); s.on {
+		h.otel = otelgrpc.NewClientHandler(t.otelGRPCOptions(s)...)
+	}
+	return h
 }
 
 type clientHandler struct {
 	t    *Telemetry
-	otel atomic.Pointer[otelClientHandler] // built for the current state
+	otel stats.Handler // otelgrpc's; nil while telemetry is off
 }
 
-// otelClientHandler is otelgrpc's handler for one state. The RPCs it tagged carry it in their
-// context, so that each RPC is handled to its end by the handler that began it.
-type otelClientHandler struct {
-	s *state
-	h stats.Handler
-}
-
-type handlerKey struct{}
+// tagged marks the context of an RPC that otelgrpc's handler tagged, so that an RPC begun
+// before Close is handled to its end.
+type tagged struct{}
 
 func (h *clientHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	s := h.t.load()
-	if !s.on {
+	if h.otel == nil || !h.t.load().on {
 		return ctx
 	}
-	o := h.otel.Load()
-	if o == nil || o.s != s {
-		o = &otelClientHandler{s: s, h: otelgrpc.NewClientHandler(h.t.otelGRPCOptions(s)...)}
-		h.otel.Store(o)
-	}
-	return context.WithValue(o.h.TagRPC(ctx, info), handlerKey{}, o)
+	return context.WithValue(h.otel.TagRPC(ctx, info), tagged{}, true)
 }
 
 func (h *clientHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	o, _ := ctx.Value(handlerKey{}).(*otelClientHandler)
-	if o == nil {
-		return // tagged while telemetry was off
+	if ctx.Value(tagged{}) == nil {
+		return // not tagged: telemetry is off
 	}
-	if end, ok := rs.(*stats.End); ok {
+	if _, ok := rs.(*stats.End); ok {
 		if a := attemptFrom(ctx); a != nil && a.r.rpc != rpcHTTP {
-			ctx = a.ending(ctx, end)
+			ctx = a.ending(ctx)
 		}
 	}
-	o.h.HandleRPC(ctx, rs)
+	h.otel.HandleRPC(ctx, rs)
+}
+
+// ServerHandler returns otelgrpc's server stats handler, reporting to the Telemetry's
+// providers and extracting trace context with its propagator: a SERVER span per call and the
+// semantic conventions' rpc.server.* metrics. While telemetry is off it returns nil: install
+// no handler.
+func (t *Telemetry) ServerHandler() stats.Handler {
+	s := t.load()
+	if !s.on {
+		return nil
+	}
+	return otelgrpc.NewServerHandler(t.otelGRPCOptions(s)...)
 }
 
 func (h *clientHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
@@ -593,7 +555,7 @@ func (h *clientHandler) HandleConn(context.Context, stats.ConnStats) {}
 // otelGRPCOptions configures otelgrpc with the state's providers, a no-op for the one that is
 // off.
 func (t *Telemetry) otelGRPCOptions(s *state) []otelgrpc.Option {
-	opts := []otelgrpc.Option{otelgrpc.WithPropagators(propagator{t})}
+	opts := []otelgrpc.Option{otelgrpc.WithPropagators(t.prop)}
 	if s.tracing {
 		opts = append(opts, otelgrpc.WithTracerProvider(s.tp))
 	} else {

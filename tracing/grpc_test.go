@@ -2,7 +2,6 @@ package tracing_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -24,47 +23,43 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
 
-// How the outcome of a gRPC call and of its attempt is read from what the call returned.
+// The outcome of a gRPC call and of its attempt is the one the adapter classified, reported
+// as is: the request span's attribute and, with the call's error, its status; the attempt
+// counts only when it was sent.
 func TestGRPCOutcomes(t *testing.T) {
-	canceled, cancel := context.WithCancel(context.Background())
-	cancel()
 	for _, tc := range []struct {
 		name   string
 		err    error
-		ctx    context.Context // the attempt's; nil: a live one
+		kind   outcome.Kind
 		picked bool
 		want   string
 	}{
-		{"ok", nil, nil, true, "success"},
-		{"unavailable", status.Error(codes.Unavailable, "x"), nil, true, "gateway_failure"},
-		{"resource exhausted", status.Error(codes.ResourceExhausted, "x"), nil, true, "gateway_failure"},
-		{"deadline from the server", status.Error(codes.DeadlineExceeded, "x"), nil, true, "gateway_failure"},
-		{"deadline of the caller", status.Error(codes.DeadlineExceeded, "x"), canceled, true, "canceled"},
-		{"cancelled", status.Error(codes.Canceled, "x"), nil, true, "canceled"},
-		{"internal", status.Error(codes.Internal, "x"), nil, true, "failure"},
-		{"no status", errors.New("x"), nil, true, "failure"},
-		{"not found", status.Error(codes.NotFound, "x"), nil, true, "success"},
-		{"breaker open, nothing picked", &breaker.OpenError{}, nil, false, "refused"},
-		{"no endpoint, nothing picked", status.Error(codes.Unavailable, "no endpoints"), nil, false, "refused"},
-		{"cancelled before the pick", status.Error(codes.Canceled, "x"), canceled, false, "canceled"},
+		{"ok", nil, outcome.Success, true, "success"},
+		{"unavailable", status.Error(codes.Unavailable, "x"), outcome.GatewayFailure, true, "gateway_failure"},
+		{"resource exhausted", status.Error(codes.ResourceExhausted, "x"), outcome.Throttled, true, "throttled"},
+		{"attempt timeout", status.Error(codes.DeadlineExceeded, "x"), outcome.LocalTimeout, true, "local_timeout"},
+		{"cancelled", status.Error(codes.Canceled, "x"), outcome.Canceled, true, "canceled"},
+		{"internal", status.Error(codes.Internal, "x"), outcome.Failure, true, "failure"},
+		{"not found", status.Error(codes.NotFound, "x"), outcome.Success, true, "success"},
+		{"tls", status.Error(codes.Unavailable, "x509"), outcome.TLSFailure, true, "tls_failure"},
+		{"breaker open, nothing picked", &breaker.OpenError{}, outcome.LocalRefusal, false, "local_refusal"},
+		{"cancelled before the pick", status.Error(codes.Canceled, "x"), outcome.Canceled, false, "canceled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSDK(t)
 			tel := s.telemetry(t)
 			ctx, r := tel.StartCall(context.Background(), tel.Destination("svc"), "/pkg.Svc/Do")
 			require.NotNil(t, r)
-			if tc.ctx != nil {
-				ctx = tc.ctx
-			}
 			_, a := r.StartAttempt(ctx, tracing.AttemptInfo{Kind: tracing.AttemptFirst})
 			if tc.picked {
 				a.Picked("127.0.0.1:1", false)
 			}
-			a.EndGRPC(tc.err)
-			r.EndGRPC(a, tc.err)
+			a.End(tc.kind)
+			r.EndGRPC(a, tc.kind, tc.err)
 			ended := s.rec.Ended()
 			require.Len(t, ended, 1)
 			sp := ended[0]
@@ -73,18 +68,14 @@ func TestGRPCOutcomes(t *testing.T) {
 			assert.Equal(t, tc.want, attrs(sp)[tracing.KeyOutcome].Emit())
 			assert.Equal(t, "pkg.Svc/Do", attrs(sp)["rpc.method"].Emit())
 			wantStatus := otelcodes.Unset
-			if tc.err != nil {
+			if tc.err != nil || tc.kind.SpanError() {
 				wantStatus = otelcodes.Error
 			}
 			assert.Equal(t, wantStatus, sp.Status().Code)
 			ms := s.metrics(t)
 			assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String(tc.want)))
 			if tc.picked {
-				want := tc.want
-				if want == "refused" {
-					want = "gateway_failure"
-				}
-				assert.Equal(t, int64(1), sum(t, ms, tracing.MetricAttempts, tracing.KeyOutcome.String(want)))
+				assert.Equal(t, int64(1), sum(t, ms, tracing.MetricAttempts, tracing.KeyOutcome.String(tc.want)))
 			} else {
 				assert.Zero(t, sum(t, ms, tracing.MetricAttempts), "an attempt never sent is not counted")
 			}
@@ -146,7 +137,7 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 		return n
 	}
 	var addr string
-	var heldAfterInvoke, endedAfterDiscard int
+	var heldAfterInvoke, heldAfterDiscard, endedAfterOutcome int
 	var firstReturned time.Time
 	interceptor := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		ctx, r := tel.StartCall(ctx, d, method)
@@ -154,15 +145,16 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 		a0.Picked(addr, false) // what the picker does, through grpcbalancer.Attempt.Observer
 		err := invoker(a0ctx, method, req, reply, cc, opts...)
 		firstReturned = time.Now()
-		a0.EndGRPC(err)
 		heldAfterInvoke = clientSpans()
-		a0.Discarded()
-		endedAfterDiscard = clientSpans()
+		a0.Discarded() // the verdict first, then the outcome: either order releases it
+		heldAfterDiscard = clientSpans()
+		a0.End(outcome.Throttled) // what the adapter would have said of RESOURCE_EXHAUSTED
+		endedAfterOutcome = clientSpans()
 		a1ctx, a1 := r.StartAttempt(ctx, tracing.AttemptInfo{N: 1, Kind: tracing.AttemptRetry, Backoff: time.Millisecond})
 		a1.Picked(addr, true)
 		err = invoker(a1ctx, method, req, reply, cc, opts...)
-		a1.EndGRPC(err)
-		r.EndGRPC(a1, err)
+		a1.End(outcome.Success)
+		r.EndGRPC(a1, outcome.Success, err)
 		return err
 	}
 	client, srv, a := grpcClient(t, tel, interceptor)
@@ -170,8 +162,9 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 	_, err := client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
 	require.NoError(t, err)
 
-	assert.Equal(t, 0, heldAfterInvoke, "otelgrpc's span is held until the verdict")
-	assert.Equal(t, 1, endedAfterDiscard, "and ended by it")
+	assert.Equal(t, 0, heldAfterInvoke, "otelgrpc's span is held until the verdict and the outcome are known")
+	assert.Equal(t, 0, heldAfterDiscard, "the outcome is still to come")
+	assert.Equal(t, 1, endedAfterOutcome, "and ended once both are known")
 	var req sdktrace.ReadOnlySpan
 	var atts []sdktrace.ReadOnlySpan
 	for _, sp := range s.rec.Ended() {
@@ -193,13 +186,13 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 	// The endpoint is otelgrpc's server.address and server.port, the destination the
 	// request span's: neither is repeated, nor a first attempt's number.
 	assert.Equal(t, map[attribute.Key]string{
-		tracing.KeyAttemptKind: "first", tracing.KeyBreakerState: "closed", tracing.KeyDiscarded: "true",
+		tracing.KeyAttemptKind: "first", tracing.KeyBreakerState: "closed", tracing.KeyDiscarded: "true", tracing.KeyOutcome: "throttled",
 	}, pick(first, tracing.KeyDestination, tracing.KeyEndpoint, tracing.KeyAttempt, tracing.KeyAttemptKind,
-		tracing.KeyBreakerState, tracing.KeyDiscarded, tracing.KeyWinner))
+		tracing.KeyBreakerState, tracing.KeyDiscarded, tracing.KeyWinner, tracing.KeyOutcome))
 	assert.Equal(t, map[attribute.Key]string{
 		tracing.KeyAttempt: "1", tracing.KeyAttemptKind: "retry", tracing.KeyBreakerState: "half-open", tracing.KeyWinner: "true",
 	}, pick(retry, tracing.KeyDestination, tracing.KeyEndpoint, tracing.KeyAttempt, tracing.KeyAttemptKind,
-		tracing.KeyBreakerState, tracing.KeyDiscarded, tracing.KeyWinner))
+		tracing.KeyBreakerState, tracing.KeyDiscarded, tracing.KeyWinner, tracing.KeyOutcome), "a success carries no outcome")
 	for _, a := range []map[attribute.Key]attribute.Value{first, retry} {
 		assert.Equal(t, addr, net.JoinHostPort(a["server.address"].Emit(), a["server.port"].Emit()))
 	}
@@ -232,9 +225,9 @@ func TestGRPCClientHandlerOff(t *testing.T) {
 		assert.Nil(t, a)
 		a.Picked("x", false)
 		err := invoker(actx, method, req, reply, cc, opts...)
-		a.EndGRPC(err)
+		a.End(outcome.Success)
 		a.Discarded()
-		r.EndGRPC(a, err)
+		r.EndGRPC(a, outcome.Success, err)
 		return err
 	}
 	client, srv, _ := grpcClient(t, tel, interceptor)

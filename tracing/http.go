@@ -3,7 +3,6 @@ package tracing
 import (
 	"context"
 	"net/http"
-	"sync/atomic"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -26,31 +25,24 @@ func (t *Telemetry) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &roundTripper{t: t, base: base}
+	rt := &roundTripper{t: t, base: base}
+	if s := t.load(); s.on {
+		rt.otel = otelhttp.NewTransport(annotator{base}, t.otelOptions(s)...)
+	}
+	return rt
 }
 
 type roundTripper struct {
 	t    *Telemetry
 	base http.RoundTripper
-	otel atomic.Pointer[otelTransport] // built for the current state
-}
-
-type otelTransport struct {
-	s  *state
-	rt http.RoundTripper
+	otel http.RoundTripper // otelhttp's, over base; nil while telemetry is off
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	s := rt.t.load()
-	if !s.on {
+	if rt.otel == nil || !rt.t.load().on {
 		return rt.base.RoundTrip(req)
 	}
-	o := rt.otel.Load()
-	if o == nil || o.s != s {
-		o = &otelTransport{s: s, rt: otelhttp.NewTransport(annotator{rt.base}, rt.t.otelOptions(s)...)}
-		rt.otel.Store(o)
-	}
-	return o.rt.RoundTrip(req)
+	return rt.otel.RoundTrip(req)
 }
 
 func (rt *roundTripper) CloseIdleConnections() {
@@ -78,7 +70,7 @@ func (a annotator) CloseIdleConnections() {
 
 // otelOptions configures otelhttp with the state's providers, a no-op for the one that is off.
 func (t *Telemetry) otelOptions(s *state) []otelhttp.Option {
-	opts := []otelhttp.Option{otelhttp.WithPropagators(propagator{t})}
+	opts := []otelhttp.Option{otelhttp.WithPropagators(t.prop)}
 	if s.tracing {
 		opts = append(opts, otelhttp.WithTracerProvider(s.tp))
 	} else {
@@ -108,33 +100,25 @@ func metricAttributes(req *http.Request) []attribute.KeyValue {
 // http.ServeMux has matched one. otelhttp's default naming ignores operation, which only a
 // custom span-name formatter would see. While telemetry is off it calls next directly.
 func (t *Telemetry) Handler(next http.Handler, operation string) http.Handler {
-	return &handler{t: t, next: next, operation: operation}
+	h := &handler{t: t, next: next}
+	if s := t.load(); s.on {
+		h.otel = otelhttp.NewHandler(next, operation, t.otelOptions(s)...)
+	}
+	return h
 }
 
 type handler struct {
-	t         *Telemetry
-	next      http.Handler
-	operation string
-	otel      atomic.Pointer[otelHandler]
-}
-
-type otelHandler struct {
-	s *state
-	h http.Handler
+	t    *Telemetry
+	next http.Handler
+	otel http.Handler // otelhttp's, over next; nil while telemetry is off
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	s := h.t.load()
-	if !s.on {
+	if h.otel == nil || !h.t.load().on {
 		h.next.ServeHTTP(w, req)
 		return
 	}
-	o := h.otel.Load()
-	if o == nil || o.s != s {
-		o = &otelHandler{s: s, h: otelhttp.NewHandler(h.next, h.operation, h.t.otelOptions(s)...)}
-		h.otel.Store(o)
-	}
-	o.h.ServeHTTP(w, req)
+	h.otel.ServeHTTP(w, req)
 }
 
 // Extract returns ctx with the trace context and baggage carried by header, for servers that
@@ -144,7 +128,7 @@ func (t *Telemetry) Extract(ctx context.Context, header http.Header) context.Con
 	if !t.load().on {
 		return ctx
 	}
-	return propagator{t}.Extract(ctx, propagation.HeaderCarrier(header))
+	return t.prop.Extract(ctx, propagation.HeaderCarrier(header))
 }
 
 // Inject writes the trace context of ctx into header, for requests that do not go through
@@ -153,5 +137,5 @@ func (t *Telemetry) Inject(ctx context.Context, header http.Header) {
 	if !t.load().on {
 		return
 	}
-	propagator{t}.Inject(ctx, propagation.HeaderCarrier(header))
+	t.prop.Inject(ctx, propagation.HeaderCarrier(header))
 }

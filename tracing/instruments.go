@@ -173,6 +173,17 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 	return ins
 }
 
+// enabled reports whether the provider processes the measurements of any synchronous
+// instrument: the SDK's do once a reader is registered, the global provider's do not while
+// no SDK is installed.
+func (ins *instruments) enabled() bool {
+	ctx := context.Background()
+	return ins.reqDuration.Enabled(ctx) || ins.attempts.Enabled(ctx) || ins.retries.Enabled(ctx) ||
+		ins.hedges.Enabled(ctx) || ins.hedgeWins.Enabled(ctx) || ins.budgetRefusals.Enabled(ctx) ||
+		ins.breakerRefusals.Enabled(ctx) || ins.breakerTrans.Enabled(ctx) || ins.limitDecisions.Enabled(ctx) ||
+		ins.limitWait.Enabled(ctx) || ins.shadowMismatch.Enabled(ctx)
+}
+
 // register registers the callback of the observable instruments.
 func (ins *instruments) register(m metric.Meter, t *Telemetry, handle func(error)) metric.Registration {
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 )
 
 // Destination holds what a Telemetry precomputes for one destination service: its attribute
@@ -78,7 +79,7 @@ func (t *Telemetry) Destination(name string) *Destination {
 	d.attrs = []attribute.KeyValue{dk}
 	d.set = attribute.NewSet(dk)
 	for o := range numOutcomes {
-		d.outcomes[o] = attribute.NewSet(dk, KeyOutcome.String(o.String()))
+		d.outcomes[o] = attribute.NewSet(dk, outcomeAttrs[o][0])
 	}
 	for k := range numKinds {
 		d.kinds[k] = attribute.NewSet(dk, KeyAttemptKind.String(k.String()))
@@ -138,7 +139,7 @@ func (d *Destination) endpoint(addr string) *endpoint {
 	e := &endpoint{addr: addr, attr: ek, set: attribute.NewSet(dk, ek)}
 	e.optsSet = []metric.AddOption{metric.WithAttributeSet(e.set)}
 	for o := range numOutcomes {
-		ok := KeyOutcome.String(o.String())
+		ok := outcomeAttrs[o][0]
 		e.optsReq[o] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(dk, ek, ok))}
 		for k := range numKinds {
 			set := attribute.NewSet(dk, ek, KeyAttemptKind.String(k.String()), ok)
@@ -146,9 +147,9 @@ func (d *Destination) endpoint(addr string) *endpoint {
 		}
 	}
 	e.okGET = []attribute.KeyValue{dk, attribute.String("http.request.method", http.MethodGet),
-		KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek, KeyAttempt.Int(0),
+		outcomeAttrs[outcome.Success][0], KeyAttempts.Int(1), ek, KeyAttempt.Int(0),
 		attribute.Int("http.response.status_code", http.StatusOK)}
-	e.grpcOK = []attribute.KeyValue{KeyOutcome.String(OutcomeSuccess.String()), KeyAttempts.Int(1), ek,
+	e.grpcOK = []attribute.KeyValue{outcomeAttrs[outcome.Success][0], KeyAttempts.Int(1), ek,
 		KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
 	if len(old) >= max(minEndpointLimit, 2*d.retained) {
 		// Nobody has said which endpoints still exist (gRPC calls do not), or far more have
@@ -427,22 +428,25 @@ func (a *Attempt) annotate(span trace.Span) {
 	span.SetAttributes(kv...)
 }
 
-// End records the attempt's outcome: the response (an upstream 5xx is a response) or the
-// error of the base transport. Call it once the transport has the result, before handing
-// the response on or discarding it. The span's status code and error say how it went; an
-// outcome other than success is added as an attribute.
-func (a *Attempt) End(resp *http.Response, err error) {
+// End records the attempt's outcome, as the adapter classified what the attempt returned:
+// the outcome attribute of its span when it is not a success, and a count in
+// proxyless.client.attempts by endpoint, kind and outcome, unless nothing was sent
+// (outcome.LocalRefusal). Call it once, as soon as the outcome is known and before the
+// response is handed on or discarded. (otelhttp ends the span of an attempt that failed with
+// an error itself, with its status, before End can add to it.)
+func (a *Attempt) End(kind outcome.Kind) {
 	if a == nil {
 		return
 	}
-	o := classify(resp, err)
-	if o == OutcomeRefused {
-		o = OutcomeGatewayFailure // an attempt was sent: whatever failed, failed remotely
+	if a.r.rpc != rpcHTTP {
+		a.endGRPC(kind) // grpc.go
+		return
 	}
-	if o != OutcomeSuccess && a.span != nil && a.span.IsRecording() {
-		a.span.SetAttributes(KeyOutcome.String(o.String()))
+	o := outcomeIndex(kind)
+	if o != outcome.Success && a.span != nil && a.span.IsRecording() {
+		a.span.SetAttributes(outcomeAttrs[o]...)
 	}
-	if a.r.s.metrics {
+	if a.r.s.metrics && o != outcome.LocalRefusal {
 		a.r.s.ins.attempts.Add(context.Background(), 1, a.ep.optsAtt[a.info.Kind][o]...)
 	}
 }
@@ -462,19 +466,18 @@ func (a *Attempt) Discarded() {
 }
 
 // End ends the logical request. winner is the attempt whose response or error is returned
-// (nil when none was sent: a local refusal); resp and err are what the transport returns.
-// It records the request duration and outcome, marks the winning attempt when there were
-// several (and counts a hedge win), and ends the span: at once on an error, or when the
-// response body is closed or read to its end, for which it wraps resp.Body. Call it once,
-// with the final result; later calls do nothing.
-func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
+// (nil when none was sent: a local refusal); kind is the request's outcome (the winning
+// attempt's, as the adapter classified it, or the refusal's); resp and err are what the
+// transport returns. It records the request duration and outcome, marks the winning attempt
+// when there were several (and counts a hedge win), and ends the span, with status Error when
+// err is not nil or kind.SpanError() says so: at once on an error, or when the response body
+// is closed or read to its end, for which it wraps resp.Body. Call it once, with the final
+// result; later calls do nothing.
+func (r *Request) End(winner *Attempt, kind outcome.Kind, resp *http.Response, err error) {
 	if r == nil || !r.ended.CompareAndSwap(false, true) {
 		return
 	}
-	o := classify(resp, err)
-	if err != nil && winner == nil && o != OutcomeCanceled {
-		o = OutcomeRefused
-	}
+	o := outcomeIndex(kind)
 	attempts := r.attempts.Load()
 	if r.s.metrics {
 		opts := r.d.optsReq[o]
@@ -492,13 +495,13 @@ func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
 	if r.span == nil {
 		return
 	}
-	if winner != nil && winner.info.N == 0 && attempts == 1 && o == OutcomeSuccess && err == nil &&
+	if winner != nil && winner.info.N == 0 && attempts == 1 && o == outcome.Success && err == nil && resp != nil &&
 		resp.StatusCode == http.StatusOK && r.method == http.MethodGet && r.route == "" && r.split == "" {
 		r.span.SetAttributes(winner.ep.okGET...) // the common case, ready-made
 	} else {
 		kv := make([]attribute.KeyValue, 0, 9)
 		kv = append(kv, r.d.attrs[0], attribute.String("http.request.method", r.method),
-			KeyOutcome.String(o.String()), KeyAttempts.Int(int(attempts)))
+			outcomeAttrs[o][0], KeyAttempts.Int(int(attempts)))
 		if winner != nil {
 			kv = append(kv, winner.ep.attr, KeyAttempt.Int(winner.info.N))
 		}
@@ -517,8 +520,12 @@ func (r *Request) End(winner *Attempt, resp *http.Response, err error) {
 	case err != nil:
 		r.span.RecordError(err)
 		r.span.SetStatus(codes.Error, err.Error())
-	case o == OutcomeFailure || o == OutcomeGatewayFailure:
-		r.span.SetStatus(codes.Error, http.StatusText(resp.StatusCode))
+	case o.SpanError():
+		desc := o.String()
+		if resp != nil {
+			desc = http.StatusText(resp.StatusCode)
+		}
+		r.span.SetStatus(codes.Error, desc)
 	}
 	if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody {
 		r.span.End()

@@ -3,15 +3,16 @@ package tracing
 import (
 	"context"
 	"errors"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // ScopeName is the instrumentation scope of proxyless's tracer and meter: the import path.
@@ -27,15 +28,15 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	tp    trace.TracerProvider // nil: the global one, looked up at use time
-	mp    metric.MeterProvider // nil: the global one, looked up at use time
-	prop  propagation.TextMapPropagator
+	tp    trace.TracerProvider          // nil: the global one when New runs
+	mp    metric.MeterProvider          // nil: the global one when New runs
+	prop  propagation.TextMapPropagator // nil: the global one when New runs, or the default
 	state func(now time.Time) State
 	errs  []error
 }
 
-// WithTracerProvider sets the tracer provider. Default: the global one, looked up on every
-// request, so that an SDK installed after New is used.
+// WithTracerProvider sets the tracer provider. Default: the global one at the time New runs
+// (otel.GetTracerProvider()); an SDK installed globally after New is not used.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) {
 		if tp == nil {
@@ -45,8 +46,8 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 	})
 }
 
-// WithMeterProvider sets the meter provider. Default: the global one, looked up on every
-// request, so that an SDK installed after New is used.
+// WithMeterProvider sets the meter provider. Default: the global one at the time New runs
+// (otel.GetMeterProvider()); an SDK installed globally after New is not used.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) {
 		if mp == nil {
@@ -57,8 +58,9 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 }
 
 // WithPropagators sets how trace context is injected into requests and extracted from them.
-// Default: the global propagator once the application has set one, W3C trace context and
-// baggage until then.
+// Default: the global propagator at the time New runs (otel.GetTextMapPropagator()), unless
+// it propagates nothing (no fields, as the global one before the application sets one): then
+// W3C trace context and baggage.
 func WithPropagators(p propagation.TextMapPropagator) Option {
 	return optionFunc(func(c *config) {
 		if p == nil {
@@ -87,18 +89,22 @@ func WithState(fn func(now time.Time) State) Option {
 // nothing. It is safe for concurrent use. It starts no goroutines; Close unregisters its
 // metric callbacks.
 type Telemetry struct {
-	cfg      config // immutable
-	globalTP bool   // immutable: the tracer provider is looked up globally on each use
-	globalMP bool   // immutable: likewise for the meter provider
+	cfg  config                        // immutable
+	prop propagation.TextMapPropagator // immutable: resolved by New
 
-	cur atomic.Pointer[state]
+	cur atomic.Pointer[state] // what New resolved; off once closed
 
-	mu     sync.Mutex // serialises rebuilds, Close, and writers of dests
+	mu     sync.Mutex // serialises Close and writers of dests
 	closed bool       // guarded by mu
 	dests  atomic.Pointer[map[string]*Destination]
 }
 
 // New returns a Telemetry. It validates its options and returns an error naming a bad one.
+//
+// The providers are resolved here, once: those of the options, else the global ones as they
+// are now. Telemetry is off (every method returns at once and allocates nothing) for a
+// provider that records nothing: one from the trace/noop or metric/noop packages, or the
+// global one while no SDK has been installed.
 func New(opts ...Option) (*Telemetry, error) {
 	var c config
 	for _, o := range opts {
@@ -111,26 +117,39 @@ func New(opts ...Option) (*Telemetry, error) {
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
 	}
-	t := &Telemetry{cfg: c}
-	// An explicit provider that is the global delegate behaves like the global provider: it
-	// forwards to whatever the application installs later, so look that up instead.
-	if c.tp == nil || isGlobalDelegate(c.tp) {
-		t.cfg.tp, t.globalTP = nil, true
+	tp, mp := c.tp, c.mp
+	if tp == nil {
+		tp = otel.GetTracerProvider()
 	}
-	if c.mp == nil || isGlobalDelegate(c.mp) {
-		t.cfg.mp, t.globalMP = nil, true
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	t := &Telemetry{cfg: c, prop: c.prop}
+	if t.prop == nil {
+		t.prop = DefaultPropagator()
 	}
 	m := map[string]*Destination{}
 	t.dests.Store(&m)
-	t.cur.Store(t.build(t.providers()))
+	t.cur.Store(t.build(tp, mp))
 	return t, nil
 }
 
-// state is what a Telemetry resolved from one pair of providers. Immutable once published.
+// DefaultPropagator returns the propagator a Telemetry uses without WithPropagators: the
+// global one as it is now, unless it propagates nothing (it has no fields, as the global one
+// before the application sets one), and then W3C trace context and baggage.
+func DefaultPropagator() propagation.TextMapPropagator {
+	if g := otel.GetTextMapPropagator(); len(g.Fields()) > 0 {
+		return g
+	}
+	return w3c
+}
+
+var w3c = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// state is what a Telemetry resolved from its providers. Immutable once published.
 type state struct {
-	tp           trace.TracerProvider
-	mp           metric.MeterProvider
-	tpCmp, mpCmp bool // the providers' dynamic types are comparable
+	tp trace.TracerProvider
+	mp metric.MeterProvider
 
 	tracing, metrics bool
 	on               bool // tracing || metrics
@@ -143,91 +162,36 @@ type state struct {
 // off is the state of a nil or closed Telemetry.
 var off = &state{}
 
-// providers returns the providers in use now.
-func (t *Telemetry) providers() (trace.TracerProvider, metric.MeterProvider) {
-	tp, mp := t.cfg.tp, t.cfg.mp
-	if t.globalTP {
-		tp = otel.GetTracerProvider()
-	}
-	if t.globalMP {
-		mp = otel.GetMeterProvider()
-	}
-	return tp, mp
-}
-
-// load returns the current state, rebuilding it when a global provider has changed. The check
-// is two atomic loads and two interface comparisons.
+// load returns the current state: one atomic load.
 func (t *Telemetry) load() *state {
 	if t == nil {
 		return off
 	}
-	s := t.cur.Load()
-	if !t.globalTP && !t.globalMP {
-		return s
-	}
-	tp, mp := t.providers()
-	if same(s.tp, tp, s.tpCmp) && same(s.mp, mp, s.mpCmp) {
-		return s
-	}
-	return t.rebuild()
+	return t.cur.Load()
 }
 
-// same reports whether a and b are the same provider. Providers of a type that cannot be
-// compared are taken to be the same when their types are.
-func same[T any](a, b T, comparable bool) bool {
-	if comparable {
-		return any(a) == any(b)
-	}
-	return reflect.TypeOf(a) == reflect.TypeOf(b)
-}
-
-func (t *Telemetry) rebuild() *state {
-	t.mu.Lock()
-	tp, mp := t.providers()
-	s := t.cur.Load()
-	if same(s.tp, tp, s.tpCmp) && same(s.mp, mp, s.mpCmp) {
-		t.mu.Unlock()
-		return s // another goroutine rebuilt it
-	}
-	var next *state
-	if t.closed {
-		next = &state{tp: tp, mp: mp, tpCmp: isComparable(tp), mpCmp: isComparable(mp)}
-	} else {
-		next = t.build(tp, mp)
-	}
-	t.cur.Store(next)
-	t.mu.Unlock()
-	if s.reg != nil {
-		_ = s.reg.Unregister()
-	}
-	return next
-}
-
-// isComparable reports whether v can be compared with ==, as the providers are to tell a
-// change of state.
-func isComparable(v any) bool { return v == nil || reflect.TypeOf(v).Comparable() }
-
-// build resolves the tracer and instruments of a pair of providers. It holds no lock of the
-// Telemetry's that the metric callback takes.
+// build resolves the tracer and instruments of the providers and whether each records.
 func (t *Telemetry) build(tp trace.TracerProvider, mp metric.MeterProvider) *state {
-	s := &state{tp: tp, mp: mp, tpCmp: isComparable(tp), mpCmp: isComparable(mp)}
-	s.tracing = !isNoop(tp)
-	s.metrics = !isNoop(mp)
-	s.on = s.tracing || s.metrics
+	s := &state{tp: tp, mp: mp}
+	s.tracing = tracerRecords(tp)
 	if s.tracing {
 		s.tracer = tp.Tracer(ScopeName)
 	}
-	if s.metrics {
+	if !isNoopMeter(mp) {
 		m := mp.Meter(ScopeName)
-		s.ins = newInstruments(m, otel.Handle)
-		if t.cfg.state != nil {
-			s.reg = s.ins.register(m, t, otel.Handle)
+		ins := newInstruments(m, otel.Handle)
+		if ins.enabled() {
+			s.metrics, s.ins = true, ins
+			if t.cfg.state != nil {
+				s.reg = s.ins.register(m, t, otel.Handle)
+			}
 		}
 	}
+	s.on = s.tracing || s.metrics
 	return s
 }
 
-// Enabled reports whether the providers in use now record anything.
+// Enabled reports whether the providers record anything.
 func (t *Telemetry) Enabled() bool { return t.load().on }
 
 // Close unregisters the Telemetry's metric callbacks; afterwards it records nothing. It is
@@ -243,7 +207,7 @@ func (t *Telemetry) Close() error {
 	}
 	t.closed = true
 	s := t.cur.Load()
-	t.cur.Store(&state{tp: s.tp, mp: s.mp, tpCmp: s.tpCmp, mpCmp: s.mpCmp})
+	t.cur.Store(off)
 	t.mu.Unlock()
 	if s.reg != nil {
 		return s.reg.Unregister()
@@ -251,66 +215,62 @@ func (t *Telemetry) Close() error {
 	return nil
 }
 
-// Packages whose providers record nothing.
-const (
-	otelGlobalPkg = "go.opentelemetry.io/otel/internal/global" // the delegates before an SDK is set
-	traceNoopPkg  = "go.opentelemetry.io/otel/trace/noop"
-	metricNoopPkg = "go.opentelemetry.io/otel/metric/noop"
-	tracePkg      = "go.opentelemetry.io/otel/trace" // the deprecated trace.NewNoopTracerProvider
-)
+// initialTP is the global tracer provider as it was when this package was initialised: the
+// API's delegating provider, which records nothing until an SDK is installed (and from then
+// on forwards to it, while otel.GetTracerProvider returns the SDK itself).
+var initialTP = otel.GetTracerProvider()
 
-// isNoop reports whether a provider records nothing: the types of the noop packages, the
-// deprecated trace.NewNoopTracerProvider, and the global delegates while no SDK is installed.
-// (Once an SDK is installed, otel.GetTracerProvider returns it rather than the delegate.)
-// It is called once per provider, not per request.
-func isNoop(p any) bool {
-	if p == nil {
+// tracerRecords reports whether tp records spans. It is called once per Telemetry, never
+// on the request path, and uses only the API's public behaviour:
+//
+//   - the providers of package trace/noop record nothing;
+//   - the global provider of the package's start, while it is still the global one, has no
+//     SDK behind it unless one was installed before this package was initialised: it is
+//     asked for one span, under a remote parent that is not sampled. A provider without an
+//     SDK hands back a span with the parent's identity and records nothing (the API's
+//     specified behaviour); an SDK makes a span of its own, with a new span ID, which its
+//     default, parent-based sampler does not record;
+//   - any other provider records.
+func tracerRecords(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case nil, tracenoop.TracerProvider, *tracenoop.TracerProvider:
+		return false
+	}
+	if !sameProvider(tp, initialTP) || !sameProvider(otel.GetTracerProvider(), initialTP) {
 		return true
 	}
-	typ := reflect.TypeOf(p)
-	if typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	switch typ.PkgPath() {
-	case traceNoopPkg, metricNoopPkg, otelGlobalPkg:
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), probeParent)
+	_, span := tp.Tracer(ScopeName).Start(ctx, "proxyless.telemetry.probe")
+	defer span.End()
+	sc := span.SpanContext()
+	return span.IsRecording() || (sc.IsValid() && sc.SpanID() != probeParent.SpanID())
+}
+
+// probeParent is the parent of tracerRecords's probe: remote, and not sampled.
+var probeParent = trace.NewSpanContext(trace.SpanContextConfig{
+	TraceID: trace.TraceID{0x70, 0x72, 0x6f, 0x78, 0x79, 0x6c, 0x65, 0x73, 0x73, 1},
+	SpanID:  trace.SpanID{0x70, 0x72, 0x6f, 0x62, 0x65, 1},
+	Remote:  true,
+})
+
+// sameProvider reports whether a and b are the same provider. Providers of a type that
+// cannot be compared are not the global one, whose type can.
+func sameProvider(a, b any) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
+// isNoopMeter reports whether mp is one of package metric/noop's, which record nothing. Any
+// other provider's instruments say whether they record (Enabled): the global provider's do
+// not while no SDK is installed.
+func isNoopMeter(mp metric.MeterProvider) bool {
+	switch mp.(type) {
+	case nil, metricnoop.MeterProvider, *metricnoop.MeterProvider:
 		return true
-	case tracePkg:
-		return typ.Name() == "noopTracerProvider"
 	}
 	return false
 }
-
-// isGlobalDelegate reports whether p is one of otel's global delegating providers or
-// propagators.
-func isGlobalDelegate(p any) bool {
-	typ := reflect.TypeOf(p)
-	if typ == nil {
-		return false
-	}
-	if typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	return typ.PkgPath() == otelGlobalPkg
-}
-
-// defaultPropagator is used while neither WithPropagators nor otel.SetTextMapPropagator set one.
-var defaultPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-
-// propagator resolves the propagator at each use, so that one set globally later is used.
-type propagator struct{ t *Telemetry }
-
-func (p propagator) get() propagation.TextMapPropagator {
-	if p.t.cfg.prop != nil {
-		return p.t.cfg.prop
-	}
-	if g := otel.GetTextMapPropagator(); !isGlobalDelegate(g) {
-		return g
-	}
-	return defaultPropagator
-}
-
-func (p propagator) Inject(ctx context.Context, c propagation.TextMapCarrier) { p.get().Inject(ctx, c) }
-func (p propagator) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
-	return p.get().Extract(ctx, c)
-}
-func (p propagator) Fields() []string { return p.get().Fields() }

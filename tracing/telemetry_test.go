@@ -26,6 +26,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -48,8 +49,9 @@ func scenario(tel *tracing.Telemetry, d *tracing.Destination, rt http.RoundTripp
 	r.Route("default", "stable")
 	actx, a := r.StartAttempt(ctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
 	resp, err := rt.RoundTrip(req.WithContext(actx))
-	a.End(resp, err)
-	r.End(a, resp, err)
+	kind := outcome.FromHTTP(resp, err, outcome.CauseNone, time.Time{}).Kind // the adapter's Classify
+	a.End(kind)
+	r.End(a, kind, resp, err)
 	if err != nil {
 		return err
 	}
@@ -86,10 +88,10 @@ func TestDisabledByDefault(t *testing.T) {
 		r.BreakerRefused("127.0.0.1:2")
 		r.BudgetRefused(tracing.AttemptRetry)
 		c, a := r.StartAttempt(c, tracing.AttemptInfo{Endpoint: "127.0.0.1:1"})
-		a.End(resp, nil)
+		a.End(outcome.Success)
 		a.Discarded()
 		r.Ejected("127.0.0.1:1")
-		r.End(a, resp, nil)
+		r.End(a, outcome.Success, resp, nil)
 		tel.RateLimited(c, "outbound", time.Millisecond, true)
 		tel.ShadowMismatch(c, "default", "shadow")
 		d.BreakerTransition("127.0.0.1:1", breaker.StateClosed, breaker.StateOpen)
@@ -134,16 +136,16 @@ type weirdTP struct {
 	_ []int
 }
 
-// An SDK installed globally after New is used from the next request on, and uninstalling it
-// (setting no-op providers) turns telemetry off again.
-func TestSDKInstalledLater(t *testing.T) {
+// Providers are taken when New runs: the global ones as they are then. An SDK installed
+// globally after New is not seen by that Telemetry; one built afterwards uses it. The global
+// propagator is taken likewise, W3C trace context and baggage standing in while it
+// propagates nothing. No-op providers installed globally turn telemetry off again.
+func TestGlobalProvidersTakenAtNew(t *testing.T) {
 	s := newSDK(t)
-	tel, err := tracing.New()
+	before, err := tracing.New()
 	require.NoError(t, err)
-	defer tel.Close()
-	d := tel.Destination("svc")
-	base := &headerTransport{}
-	rt := tel.Transport(base)
+	defer before.Close()
+	delegate := otel.GetTracerProvider() // the API's own, which forwards to an SDK once one is set
 
 	otel.SetTracerProvider(s.tp)
 	otel.SetMeterProvider(s.mp)
@@ -153,30 +155,60 @@ func TestSDKInstalledLater(t *testing.T) {
 		// The default delegate cannot be restored; this is what it stood for.
 		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	})
+	assert.False(t, before.Enabled(), "an SDK installed after New is not seen")
+	base := &headerTransport{}
+	require.NoError(t, scenario(before, before.Destination("svc"), before.Transport(base), httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	assert.Empty(t, s.rec.Started())
+	assert.Empty(t, base.reqs[0].Header.Get("traceparent"))
+
+	tel, err := tracing.New()
+	require.NoError(t, err)
+	defer tel.Close()
 	require.True(t, tel.Enabled())
-	require.NoError(t, scenario(tel, d, rt, httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	base = &headerTransport{}
+	require.NoError(t, scenario(tel, tel.Destination("svc"), tel.Transport(base), httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
 	spans := s.rec.Ended()
-	require.Len(t, spans, 2)
+	require.Len(t, spans, 2, "the request's span and its attempt's, and no other")
+	assert.Len(t, s.rec.Started(), 2)
 	tp := base.reqs[0].Header.Get("traceparent")
 	assert.Contains(t, tp, spans[0].SpanContext().TraceID().String(), "W3C trace context by default")
 	assert.Equal(t, int64(1), sum(t, s.metrics(t), tracing.MetricAttempts))
 
-	// A global propagator set later replaces the default.
+	// The API's delegating provider, given explicitly, records once it has an SDK behind it.
+	viaDelegate, err := tracing.New(tracing.WithTracerProvider(delegate), tracing.WithMeterProvider(metricnoop.NewMeterProvider()))
+	require.NoError(t, err)
+	defer viaDelegate.Close()
+	assert.True(t, viaDelegate.Enabled())
+
+	// A global propagator set later is used by what is built later, and only by it.
 	otel.SetTextMapPropagator(propagation.Baggage{})
-	require.NoError(t, scenario(tel, d, rt, httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
-	assert.Empty(t, base.reqs[1].Header.Get("traceparent"))
+	baggageOnly, err := tracing.New()
+	require.NoError(t, err)
+	defer baggageOnly.Close()
+	base = &headerTransport{}
+	require.NoError(t, scenario(baggageOnly, baggageOnly.Destination("svc"), baggageOnly.Transport(base), httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	assert.Empty(t, base.reqs[0].Header.Get("traceparent"))
+	base = &headerTransport{}
+	require.NoError(t, scenario(tel, tel.Destination("svc"), tel.Transport(base), httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	assert.NotEmpty(t, base.reqs[0].Header.Get("traceparent"), "the propagator taken at New")
 
 	// A provider type that == would panic on is handled.
 	otel.SetTracerProvider(weirdTP{TracerProvider: s.tp})
-	assert.True(t, tel.Enabled())
-	assert.True(t, tel.Enabled())
+	weird, err := tracing.New()
+	require.NoError(t, err)
+	defer weird.Close()
+	assert.True(t, weird.Enabled())
 
 	otel.SetTracerProvider(tracenoop.NewTracerProvider())
 	otel.SetMeterProvider(metricnoop.NewMeterProvider())
-	assert.False(t, tel.Enabled())
+	after, err := tracing.New()
+	require.NoError(t, err)
+	defer after.Close()
+	assert.False(t, after.Enabled())
+	assert.True(t, tel.Enabled(), "what was built keeps its providers")
 	n := len(s.rec.Ended())
-	require.NoError(t, scenario(tel, d, rt, httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
-	assert.Len(t, s.rec.Ended(), n, "nothing recorded once the providers are no-ops again")
+	require.NoError(t, scenario(after, after.Destination("svc"), after.Transport(&headerTransport{}), httptest.NewRequest(http.MethodGet, "http://svc/x", nil)))
+	assert.Len(t, s.rec.Ended(), n, "nothing recorded with no-op providers")
 }
 
 // backend is a loopback server: /fail answers 503, /slow waits for the client to give up,
@@ -241,7 +273,7 @@ func TestRetriedAndHedged(t *testing.T) {
 	c0, a0 := r.StartAttempt(rctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: a.addr()})
 	resp0, err := send(c0, a.URL+"/fail")
 	require.NoError(t, err)
-	a0.End(resp0, nil)
+	a0.End(outcome.GatewayFailure)        // a 503
 	r.BudgetRefused(tracing.AttemptHedge) // a budget refusal along the way
 	a0.Discarded()
 	_, _ = io.Copy(io.Discard, resp0.Body)
@@ -257,7 +289,7 @@ func TestRetriedAndHedged(t *testing.T) {
 	done1 := make(chan result, 1)
 	go func() {
 		resp, err := send(c1, a.URL+"/slow")
-		a1.End(resp, err)
+		a1.End(outcome.Canceled) // abandoned for the hedge
 		done1 <- result{resp, err}
 	}()
 	select {
@@ -268,12 +300,12 @@ func TestRetriedAndHedged(t *testing.T) {
 	c2, a2 := r.StartAttempt(rctx, tracing.AttemptInfo{N: 2, Kind: tracing.AttemptHedge, Endpoint: b.addr()})
 	resp2, err := send(c2, b.URL+"/ok")
 	require.NoError(t, err)
-	a2.End(resp2, nil)
+	a2.End(outcome.Success)
 	cancel1()
 	res1 := <-done1
 	require.ErrorIs(t, res1.err, context.Canceled)
 
-	r.End(a2, resp2, nil)
+	r.End(a2, outcome.Success, resp2, nil)
 	assert.Len(t, s.rec.Ended(), 2, "the winner's and the request's spans stay open until the body is read")
 	body, err := io.ReadAll(resp2.Body)
 	require.NoError(t, err)
@@ -365,20 +397,20 @@ func TestRequestEndsOnError(t *testing.T) {
 
 	_, r := tel.StartRequest(context.Background(), d, nil)
 	r.BreakerRefused("127.0.0.1:1")
-	r.End(nil, nil, fmt.Errorf("every endpoint: %w", breaker.ErrOpen))
-	r.End(nil, nil, errors.New("a second End is ignored"))
+	r.End(nil, outcome.LocalRefusal, nil, fmt.Errorf("every endpoint: %w", breaker.ErrOpen))
+	r.End(nil, outcome.Failure, nil, errors.New("a second End is ignored"))
 
 	_, r2 := tel.StartRequest(context.Background(), d, nil)
-	r2.End(nil, nil, context.Canceled)
+	r2.End(nil, outcome.Canceled, nil, context.Canceled)
 
 	spans := s.rec.Ended()
 	require.Len(t, spans, 2)
 	assert.Equal(t, codes.Error, spans[0].Status().Code)
-	assert.Equal(t, "refused", attrs(spans[0])[tracing.KeyOutcome].AsString())
+	assert.Equal(t, "local_refusal", attrs(spans[0])[tracing.KeyOutcome].AsString())
 	assert.Equal(t, "canceled", attrs(spans[1])[tracing.KeyOutcome].AsString())
 	require.Len(t, spans[0].Events(), 2) // the refusal and the error
 	ms := s.metrics(t)
-	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("refused")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("local_refusal")))
 	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("canceled")))
 	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBreakerRefusals, tracing.KeyEndpoint.String("127.0.0.1:1")))
 }
@@ -389,7 +421,7 @@ func TestRequestEndsAtEOF(t *testing.T) {
 	tel := s.telemetry(t)
 	_, r := tel.StartRequest(context.Background(), tel.Destination("svc"), nil)
 	resp, _ := nopTransport{status: 500}.RoundTrip(httptest.NewRequest(http.MethodGet, "http://svc/", nil))
-	r.End(nil, resp, nil)
+	r.End(nil, outcome.Failure, resp, nil)
 	require.Empty(t, s.rec.Ended())
 	_, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
@@ -527,8 +559,9 @@ func TestRequestSpanAttributesAtEnd(t *testing.T) {
 		actx, a := r.StartAttempt(ctx, tracing.AttemptInfo{Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
 		resp, err := rt.RoundTrip(req.WithContext(actx))
 		require.NoError(t, err)
-		a.End(resp, nil)
-		r.End(a, resp, nil)
+		kind := outcome.FromStatus(resp.StatusCode, "", time.Time{}).Kind
+		a.End(kind)
+		r.End(a, kind, resp, nil)
 		require.NoError(t, resp.Body.Close())
 		var got map[attribute.Key]string
 		for _, sp := range s.rec.Ended() {
