@@ -228,7 +228,11 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 	if c.serviceConfig, err = grpcServiceConfig(cfg); err != nil {
 		return nil, err
 	}
-	if c.tel, err = tracing.New(cfg.tel...); err != nil {
+	telOpts := cfg.tel
+	if st := limitState(cfg); st != nil { // telemetry.go
+		telOpts = append(telOpts[:len(telOpts):len(telOpts)], st)
+	}
+	if c.tel, err = tracing.New(telOpts...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
 	return c, nil

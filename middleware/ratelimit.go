@@ -77,6 +77,9 @@ func WithRateLimiter(l ratelimit.Limiter) ClientOption {
 // cancellation by the caller, or a local refusal (no endpoints, breakers open), is dropped;
 // anything else is a success. A refusal fails as for WithRateLimit. Default: no limit.
 //
+// An overload.Adaptive's current limit is the gauge proxyless.concurrency.limit, with
+// proxyless.ratelimit.policy "outbound", until the Transport or client is closed.
+//
 // Taken by NewTransport and NewGRPCClient (a call or stream holds its permit until it ends).
 // The servers' counterpart is WithLoadShedding.
 func WithConcurrencyLimit(l overload.Limiter) ClientOption {

@@ -486,7 +486,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 `))
 
 // state is what the transport's observable instruments report at now: its destinations
-// (telemetryState) and the canary weights of the route table in force (canaryStates), read
+// (telemetryState), its adaptive concurrency limit, and the canary weights of the route table
+// in force (canaryStates), read
 // from the same table accessors as the status page, so that the gauge and the page agree.
 // Pass it to tracing.WithState as t.state.
 func (t *Transport) state(now time.Time) tracing.State {
@@ -494,6 +495,7 @@ func (t *Transport) state(now time.Time) tracing.State {
 	if r := t.cfg.routes; r != nil {
 		st.Canaries = canaryStates(r.Table())
 	}
+	st.Limits = limitStates(t.cfg) // telemetry.go
 	return st
 }
 

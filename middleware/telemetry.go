@@ -4,11 +4,13 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -49,6 +51,32 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 		}
 		c.tel = append(c.tel, tracing.WithMeterProvider(mp))
 	})
+}
+
+// shadowMismatch counts a mirrored request whose shadow answered differently from the
+// primary, in proxyless.shadow.mismatches: the route.Shadower's OnMismatch.
+func (t *Transport) shadowMismatch(route, shadow string) { t.tel.ShadowMismatch(route, shadow) }
+
+// limitStates returns the adaptive concurrency limits in force among cfg's, for the
+// proxyless.concurrency.limit gauge: WithConcurrencyLimit's, when it is an *overload.Adaptive
+// (policy "outbound"). A bulkhead's cap is fixed, and a throttler has none.
+func limitStates(cfg *config) []tracing.LimitState {
+	if cfg.outbound == nil {
+		return nil
+	}
+	if a, ok := cfg.outbound.conc.(*overload.Adaptive); ok {
+		return []tracing.LimitState{{Policy: "outbound", Limit: int64(a.Limit())}}
+	}
+	return nil
+}
+
+// limitState is the observable state of a client without destinations of its own to report
+// (the gRPC client's are its channels'): its adaptive limits. nil when it has none.
+func limitState(cfg *config) tracing.Option {
+	if limitStates(cfg) == nil {
+		return nil
+	}
+	return tracing.WithState(func(time.Time) tracing.State { return tracing.State{Limits: limitStates(cfg)} })
 }
 
 var (

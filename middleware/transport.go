@@ -143,6 +143,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		// balanced and protected like any other; the marker header keeps them from being
 		// routed (and mirrored) again.
 		t.shadower = route.NewShadower(t, limit)
+		t.shadower.OnMismatch(t.shadowMismatch) // telemetry.go
 	}
 	if cfg.resolver != nil {
 		if t.cache, err = discovery.NewCache(cfg.resolver, discovery.WithLogger(cfg.logger)); err != nil {

@@ -74,6 +74,8 @@ type Shadower struct {
 	inflight, maxSeen                                atomic.Int64
 	mirrored, dropped, tooLarge, matches, mismatches atomic.Int64
 	errs, unpaired                                   atomic.Int64
+
+	onMismatch func(route, shadow string) // set by OnMismatch before the first Mirror
 }
 
 // maxShadowResponse is how much of a shadow (or primary) body is hashed and drained.
@@ -100,6 +102,13 @@ func (s *Shadower) Stats() ShadowStats {
 		Unpaired: s.unpaired.Load(), InFlight: s.inflight.Load(), MaxInFlight: s.maxSeen.Load(),
 	}
 }
+
+// OnMismatch sets fn to learn each shadow answer that differed from the primary's (each one
+// Stats counts in Mismatches): the name of the route that mirrored the request, and the shadow
+// destination's key (service, or service|subset; the primary's service when the route names
+// none). fn runs on the copy's goroutine, and must not block. Call OnMismatch before the
+// first Mirror.
+func (s *Shadower) OnMismatch(fn func(route, shadow string)) { s.onMismatch = fn }
 
 // Close stops mirroring, cancels the copies in flight and waits for their goroutines. It is
 // idempotent and returns nil.
@@ -309,8 +318,18 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	}
 	if same {
 		s.matches.Add(1)
-	} else {
-		s.mismatches.Add(1)
+		return
+	}
+	s.mismatches.Add(1)
+	if s.onMismatch != nil {
+		shadow := p.dest.Key()
+		if p.dest.Service == "" && clone.URL != nil {
+			shadow = clone.URL.Host // the primary's service
+			if sk := p.dest.Subset.Key(); sk != "" {
+				shadow += "|" + sk
+			}
+		}
+		s.onMismatch(p.route, shadow)
 	}
 }
 

@@ -122,6 +122,12 @@ func TestShadowComparesResponses(t *testing.T) {
 	pol := shadowPolicy(t, shadow.Listener.Addr().String(), ", compareBody: true")
 	sh := route.NewShadower(nil, 0)
 	defer sh.Close()
+	var heard []string // what OnMismatch reported: route and shadow of each mismatch
+	sh.OnMismatch(func(route, shadow string) {
+		mu.Lock()
+		heard = append(heard, route+" "+shadow)
+		mu.Unlock()
+	})
 	for _, path := range []string{"/same", "/body", "/status"} {
 		req, _ := http.NewRequest("GET", primary.URL+path, nil)
 		p := sh.Mirror(req, pol)
@@ -142,6 +148,10 @@ func TestShadowComparesResponses(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	want := "mirrored " + shadow.Listener.Addr().String()
+	if len(heard) != 2 || heard[0] != want || heard[1] != want {
+		t.Errorf("OnMismatch heard %q, want %q twice", heard, want)
+	}
 	wantHost := strings.Replace(strings.TrimPrefix(primary.URL, "http://"), ":", "-shadow:", 1)
 	for i := range hosts {
 		if hosts[i] != wantHost || marks[i] != "true" {

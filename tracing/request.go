@@ -625,21 +625,15 @@ func (t *Telemetry) limitSets(policy string) *limitSets {
 	return v.(*limitSets)
 }
 
-// ShadowMismatch records that the response of a request mirrored to shadow differed from the
-// primary's, for the route that mirrored it.
-func (t *Telemetry) ShadowMismatch(ctx context.Context, route, shadow string) {
+// ShadowMismatch counts a response of a request mirrored to shadow that differed from the
+// primary's, for the route that mirrored it. It comes once the comparison is made, after the
+// request's span has ended: it is a count, not an event on the span.
+func (t *Telemetry) ShadowMismatch(route, shadow string) {
 	s := t.load()
-	if !s.on {
+	if !s.metrics {
 		return
 	}
-	if s.tracing {
-		if span := trace.SpanFromContext(ctx); span.IsRecording() {
-			span.AddEvent("proxyless.shadow.mismatch", trace.WithAttributes(KeyRoute.String(route), KeyShadow.String(shadow)))
-		}
-	}
-	if s.metrics {
-		s.ins.shadowMismatch.Add(ctx, 1, metric.WithAttributes(KeyRoute.String(route), KeyShadow.String(shadow)))
-	}
+	s.ins.shadowMismatch.Add(context.Background(), 1, metric.WithAttributes(KeyRoute.String(route), KeyShadow.String(shadow)))
 }
 
 // publishWith stores in p a copy of old, p's current map, with k set to v: the copy-on-write

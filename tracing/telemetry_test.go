@@ -93,7 +93,7 @@ func TestDisabledByDefault(t *testing.T) {
 		r.Ejected("127.0.0.1:1")
 		r.End(a, outcome.Success, resp, nil)
 		tel.RateLimited(c, "outbound", time.Millisecond, true)
-		tel.ShadowMismatch(c, "default", "shadow")
+		tel.ShadowMismatch("default", "shadow")
 		d.BreakerTransition("127.0.0.1:1", breaker.StateClosed, breaker.StateOpen)
 		_ = tel.Extract(c, req.Header)
 	})
@@ -499,7 +499,7 @@ func TestObservableState(t *testing.T) {
 	ctx := context.Background()
 	tel.RateLimited(ctx, "outbound", 2*time.Millisecond, true)
 	tel.RateLimited(ctx, "outbound", 0, false)
-	tel.ShadowMismatch(ctx, "r", "svc-shadow")
+	tel.ShadowMismatch("r", "svc-shadow")
 
 	ms := s.metrics(t)
 	svc := tracing.KeyDestination.String("svc")
