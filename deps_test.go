@@ -18,6 +18,7 @@ var corePackages = []string{
 	"./route",
 	"./discovery",
 	"./outcome",
+	"./tracing",
 }
 
 // adapterModules are the modules only adapter packages (grpcbalancer, ratelimit/redis,

@@ -20,7 +20,8 @@
 //     overload limiters, canary analysis and telemetry each make of it, in one table.
 //   - ratelimit: local token buckets, per-key limiters with bounded memory, adaptive
 //     concurrency limits (ratelimit/overload), a global limiter on Redis (ratelimit/redis).
-//   - tracing: OpenTelemetry spans and metrics for every decision the library takes.
+//   - tracing: the names of the OpenTelemetry spans and metrics the middleware reports for
+//     every decision the library takes (scope, attribute keys, metric names).
 //   - route: request matching, weighted splits, canaries, shadowing and fault injection, with
 //     configuration reloaded from a file or Consul KV (route/reload).
 //   - auth: JWT validation with rotating keys, TLS origination and termination, mTLS

@@ -7,7 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
-	"github.com/proxyless/proxyless/tracing"
+	"github.com/proxyless/proxyless/internal/telemetry"
 )
 
 // Test-only exports for the external tests (server_test.go).
@@ -38,5 +38,5 @@ func OutboundDialOptions(opts ...GRPCClientOption) ([]grpc.DialOption, error) {
 // WithGRPCTracerProvider sets the tracer provider of otelgrpc's server stats handler, as
 // WithTracerProvider does.
 func WithGRPCTracerProvider(tp trace.TracerProvider) GRPCServerOption {
-	return grpcServerOption(func(c *config) { c.tel = append(c.tel, tracing.WithTracerProvider(tp)) })
+	return grpcServerOption(func(c *config) { c.tel = append(c.tel, telemetry.WithTracerProvider(tp)) })
 }

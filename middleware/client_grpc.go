@@ -14,9 +14,9 @@ import (
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // previousAttemptsKey is the metadata in which a retry or hedge says how many attempts of the
@@ -30,7 +30,7 @@ const previousAttemptsKey = "grpc-previous-rpc-attempts"
 type grpcUnary struct {
 	c       *grpcClient
 	pol     *policies
-	tr      *tracing.Request // nil while telemetry is off
+	tr      *telemetry.Request // nil while telemetry is off
 	call    *grpcbalancer.Call
 	method  string
 	req     any
@@ -51,7 +51,7 @@ type grpcAttempt struct {
 	header, trailer metadata.MD
 	peer            peer.Peer
 	att             *grpcbalancer.Attempt
-	ta              *tracing.Attempt
+	ta              *telemetry.Attempt
 	headersArrived  bool
 	pickErr         error
 }
@@ -121,8 +121,8 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	if err := expired(ctx); err != nil {
 		return err
 	}
-	var tr *tracing.Request
-	var winner *tracing.Attempt
+	var tr *telemetry.Request
+	var winner *telemetry.Attempt
 	var kind outcome.Kind // the call's outcome: the winning attempt's, or the refusal's
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartCall(ctx, c.destination(cc), method)
@@ -205,7 +205,7 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 	w.att.Cause = func(err error) outcome.Cause { return grpcCause(a, err) }
 	ctx := a.Context()
 	if u.tr != nil {
-		ctx, w.ta = u.tr.StartAttempt(ctx, tracing.AttemptInfo{N: a.N, Kind: a.Kind, Backoff: a.Waited, NoBreaker: u.c.cfg.breakerOff})
+		ctx, w.ta = u.tr.StartAttempt(ctx, telemetry.AttemptInfo{N: a.N, Kind: a.Kind, Backoff: a.Waited, NoBreaker: u.c.cfg.breakerOff})
 		w.att.Observer = w.ta
 		a.Value = w.ta
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // httpCall is the HTTP adapter of the attempt engine: it sends one attempt of a request to
@@ -25,8 +25,8 @@ type httpCall struct {
 	t          *Transport
 	d          *destination
 	pol        *policies
-	tr         *tracing.Request // nil while telemetry is off
-	req        *http.Request    // the caller's, never modified
+	tr         *telemetry.Request // nil while telemetry is off
+	req        *http.Request      // the caller's, never modified
 	body       replayBody
 	host       string  // the Host header to send: the service name the caller used
 	idempotent bool    // the request may be sent again in full
@@ -40,7 +40,7 @@ var _ engine.Sender[*http.Response] = (*httpCall)(nil)
 
 // send runs req's attempts through the engine under pol and returns the winning response,
 // whose body, once closed, releases the attempt's and the call's contexts.
-func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *tracing.Request) (*http.Response, *tracing.Attempt, outcome.Kind, error) {
+func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
 	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
 	if c.host == "" {
 		c.host = req.URL.Host
@@ -89,11 +89,11 @@ func requestCancelled(req *http.Request) func() bool {
 }
 
 // attemptTelemetry returns the telemetry of attempt a, when it has any.
-func attemptTelemetry(a *engine.Attempt) (*tracing.Attempt, bool) {
+func attemptTelemetry(a *engine.Attempt) (*telemetry.Attempt, bool) {
 	if a == nil {
 		return nil, false
 	}
-	ta, ok := a.Value.(*tracing.Attempt)
+	ta, ok := a.Value.(*telemetry.Attempt)
 	return ta, ok
 }
 
@@ -107,13 +107,13 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 		return nil, err
 	}
 	ctx := a.Context()
-	var ta *tracing.Attempt
+	var ta *telemetry.Attempt
 	if c.tr != nil {
 		state := breaker.StateClosed
 		if a.Probe() {
 			state = breaker.StateHalfOpen
 		}
-		ctx, ta = c.tr.StartAttempt(ctx, tracing.AttemptInfo{
+		ctx, ta = c.tr.StartAttempt(ctx, telemetry.AttemptInfo{
 			N: a.N, Kind: a.Kind, Endpoint: a.Endpoint(), Backoff: a.Waited,
 			Breaker: state, NoBreaker: c.d.breakers == nil,
 		})

@@ -24,6 +24,7 @@ import (
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/route"
@@ -175,8 +176,8 @@ type grpcClient struct {
 	stats         engine.Stats
 	retryCodes    [codes.Unauthenticated + 1]bool
 	serviceConfig string
-	routePol      routeOverrides     // merged per-route policies, when routed
-	tel           *tracing.Telemetry // spans and metrics; nil after an invalid option
+	routePol      routeOverrides       // merged per-route policies, when routed
+	tel           *telemetry.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
 	latency       sync.Map // channel target → *latency.Histogram, for quantile hedging
 }
@@ -185,11 +186,11 @@ type grpcClient struct {
 // the channel that used it last (typically the only one).
 type grpcDestination struct {
 	target string
-	d      *tracing.Destination
+	d      *telemetry.Destination
 }
 
 // destination returns the telemetry handle of the service cc's target names.
-func (c *grpcClient) destination(cc *grpc.ClientConn) *tracing.Destination {
+func (c *grpcClient) destination(cc *grpc.ClientConn) *telemetry.Destination {
 	target := cc.Target()
 	if d := c.dest.Load(); d != nil && d.target == target {
 		return d.d
@@ -199,7 +200,7 @@ func (c *grpcClient) destination(cc *grpc.ClientConn) *tracing.Destination {
 	return d.d
 }
 
-var _ grpcbalancer.Observer = (*tracing.Attempt)(nil)
+var _ grpcbalancer.Observer = (*telemetry.Attempt)(nil)
 
 func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 	cfg, err := newConfig(opts, GRPCClientOption.applyGRPCClient)
@@ -232,7 +233,7 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 	if st := limitState(cfg); st != nil { // telemetry.go
 		telOpts = append(telOpts[:len(telOpts):len(telOpts)], st)
 	}
-	if c.tel, err = tracing.New(telOpts...); err != nil {
+	if c.tel, err = telemetry.New(telOpts...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
 	return c, nil
@@ -250,7 +251,7 @@ func (c *grpcClient) attemptDone(a *grpcbalancer.Attempt) {
 }
 
 // budgetRefused counts a retry or hedge the budget refused, in the stats and telemetry.
-func (c *grpcClient) budgetRefused(tr *tracing.Request, kind tracing.AttemptKind) {
+func (c *grpcClient) budgetRefused(tr *telemetry.Request, kind tracing.AttemptKind) {
 	c.stats.BudgetRefusals.Add(1)
 	tr.BudgetRefused(kind)
 }
@@ -368,7 +369,7 @@ func grpcRefusal(kind, service string, err error) error {
 // abort (an abortError, with the configured code). It returns the
 // policies the call runs under: the route's overrides merged into the client's. The route
 // matched becomes an attribute of the call's span (tr, nil without telemetry).
-func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn, tr *tracing.Request) (*policies, error) {
+func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn, tr *telemetry.Request) (*policies, error) {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	rq := route.Request{
 		Host:       serviceOf(cc.Target()),

@@ -16,10 +16,10 @@ import (
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // GRPCServer is the server side of the mesh for a gRPC server: see [NewGRPCServer]. It holds
@@ -69,7 +69,7 @@ func NewGRPCServer(opts ...GRPCServerOption) (*GRPCServer, error) {
 	}
 	s := &grpcServer{cfg: cfg}
 	if !cfg.grpc.statsSet {
-		if s.tel, err = tracing.New(cfg.tel...); err != nil {
+		if s.tel, err = telemetry.New(cfg.tel...); err != nil {
 			return nil, fmt.Errorf("middleware: telemetry: %w", err)
 		}
 	}
@@ -114,8 +114,8 @@ func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
 
 // grpcServer runs the interceptors of a GRPCServer.
 type grpcServer struct {
-	cfg *config            // immutable
-	tel *tracing.Telemetry // the stats handler's providers; nil with WithGRPCStatsHandler
+	cfg *config              // immutable
+	tel *telemetry.Telemetry // the stats handler's providers; nil with WithGRPCStatsHandler
 }
 
 // errDeadlinePassed refuses a call whose deadline passed before its handler could start.

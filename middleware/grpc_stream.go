@@ -17,6 +17,7 @@ import (
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
 	"github.com/proxyless/proxyless/tracing"
@@ -36,7 +37,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if err := expired(ctx); err != nil {
 		return nil, err
 	}
-	var tr *tracing.Request
+	var tr *telemetry.Request
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartStream(ctx, c.destination(cc), method)
 	}
@@ -90,7 +91,7 @@ type streamAttempt struct {
 	cs     grpc.ClientStream
 	att    *grpcbalancer.Attempt
 	cancel context.CancelFunc
-	ta     *tracing.Attempt // the attempt's telemetry; nil without
+	ta     *telemetry.Attempt // the attempt's telemetry; nil without
 }
 
 // retryStream is a client stream that retries on another endpoint while nothing has come
@@ -114,7 +115,7 @@ type retryStream struct {
 	release  func(outcome.Kind) // outbound limits; nil when none
 	onFinish []func(error)      // the caller's grpc.OnFinish callbacks, run once at the end
 	cancel   context.CancelFunc // the overall timeout's
-	tr       *tracing.Request   // the stream's telemetry; nil without
+	tr       *telemetry.Request // the stream's telemetry; nil without
 	stop     func() bool        // stops the finish on cancellation; nil when none; set before use
 
 	cur       atomic.Pointer[streamAttempt]
@@ -132,7 +133,7 @@ type retryStream struct {
 // attempt prepares the context of attempt n of the stream: its per-attempt deadline, the
 // grpcbalancer.Attempt the picker reads, telemetry and, for a retry, the number of attempts
 // before it. cancel is never nil.
-func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Duration) (ctx context.Context, cancel context.CancelFunc, a *grpcbalancer.Attempt, ta *tracing.Attempt) {
+func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Duration) (ctx context.Context, cancel context.CancelFunc, a *grpcbalancer.Attempt, ta *telemetry.Attempt) {
 	ctx, cancel = s.ctx, func() {}
 	if to := s.pol.attemptTO; to > 0 {
 		ctx, cancel = context.WithTimeout(s.ctx, to)
@@ -140,7 +141,7 @@ func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Durat
 	a = s.call.NewAttempt()
 	a.Cause = func(err error) outcome.Cause { return streamCause(s.caller, s.ctx, ctx, err) }
 	if s.tr != nil {
-		ctx, ta = s.tr.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: s.c.cfg.breakerOff})
+		ctx, ta = s.tr.StartAttempt(ctx, telemetry.AttemptInfo{N: n, Kind: kind, Backoff: waited, NoBreaker: s.c.cfg.breakerOff})
 		a.Observer = ta
 	}
 	ctx = grpcbalancer.NewContext(ctx, a)
@@ -211,7 +212,7 @@ func localError(err error, a *grpcbalancer.Attempt) error {
 // open starts attempt n, after waiting waited (for telemetry), retrying failures to start it
 // as the retry policy allows. On failure it returns the telemetry of the attempt that failed
 // and the stream's outcome.
-func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, failed *tracing.Attempt, _ outcome.Kind, _ error) {
+func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, failed *telemetry.Attempt, _ outcome.Kind, _ error) {
 	kind := tracing.AttemptFirst
 	if n > 0 {
 		kind = tracing.AttemptRetry
@@ -247,7 +248,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 
 // finish ends the stream with err (nil for OK) and outcome kind, the result of attempt ta
 // (nil: the current one): see end. It also stops the end that cancellation would bring.
-func (s *retryStream) finish(err error, ta *tracing.Attempt, kind outcome.Kind) {
+func (s *retryStream) finish(err error, ta *telemetry.Attempt, kind outcome.Kind) {
 	if s.stop != nil {
 		s.stop()
 	}
@@ -256,7 +257,7 @@ func (s *retryStream) finish(err error, ta *tracing.Attempt, kind outcome.Kind) 
 
 // end ends the stream once: its attempt's context, the overall timeout, the outbound limits
 // and the telemetry, which learn the stream's outcome, kind.
-func (s *retryStream) end(err error, ta *tracing.Attempt, kind outcome.Kind) {
+func (s *retryStream) end(err error, ta *telemetry.Attempt, kind outcome.Kind) {
 	s.finishOnce.Do(func() {
 		defer runOnFinish(s.onFinish, err)
 		st := s.cur.Load()

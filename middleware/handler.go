@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/proxyless/proxyless/auth"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // Header names of the IETF draft "RateLimit header fields for HTTP"
@@ -32,7 +32,7 @@ type serverConfig struct {
 	jwt        *auth.Guard          // nil when tokens are not checked: auth.go
 	peers      *auth.PeerAuthorizer // nil when mTLS peers are not checked: auth.go
 	faults     *route.Router        // nil when no faults are injected
-	tel        *tracing.Telemetry   // built by NewHandler
+	tel        *telemetry.Telemetry // built by NewHandler
 }
 
 type serverRateLimit struct {
@@ -168,7 +168,7 @@ func NewHandler(next http.Handler, opts ...HandlerOption) (http.Handler, error) 
 	if len(opts) == 0 {
 		return next, nil
 	}
-	if cfg.server.tel, err = tracing.New(cfg.tel...); err != nil {
+	if cfg.server.tel, err = telemetry.New(cfg.tel...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
 	h := next

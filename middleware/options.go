@@ -10,8 +10,8 @@ import (
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/route"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // The option types: see the package documentation for which option has which type. Options
@@ -101,7 +101,7 @@ type config struct {
 	shadowLimit   int                // mirrored requests in flight at most: routing.go
 	maxDests      int                // destinations followed at most: destinations.go
 	destIdle      time.Duration      // how long an unused destination is kept: destinations.go
-	tel           []tracing.Option   // telemetry providers: telemetry.go
+	tel           []telemetry.Option // telemetry providers: telemetry.go
 	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
 }
 

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // outboundLimits are the client-side limits applied once per request to a service, before
@@ -132,7 +132,7 @@ func (o *outboundLimits) acquire(ctx context.Context, service string) (release f
 
 // recordOutbound records the outbound limits' decision (admit's error) in telemetry, when
 // they made one: an admission or a refusal, not a context that ended while waiting.
-func recordOutbound(ctx context.Context, tel *tracing.Telemetry, err error) {
+func recordOutbound(ctx context.Context, tel *telemetry.Telemetry, err error) {
 	if err == nil || errors.Is(err, ratelimit.ErrLimited) {
 		tel.RateLimited(ctx, "outbound", 0, err == nil)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/route"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // DestinationStatus is the state of one destination service of a Transport or a GRPCClient,
@@ -489,8 +489,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 // (telemetryState), its adaptive concurrency limit, and the canary weights of the route table
 // in force (canaryStates), read
 // from the same table accessors as the status page, so that the gauge and the page agree.
-// Pass it to tracing.WithState as t.state.
-func (t *Transport) state(now time.Time) tracing.State {
+// Pass it to telemetry.WithState as t.state.
+func (t *Transport) state(now time.Time) telemetry.State {
 	st := telemetryState(t.Destinations(), now)
 	if r := t.cfg.routes; r != nil {
 		st.Canaries = canaryStates(r.Table())
@@ -503,11 +503,11 @@ func (t *Transport) state(now time.Time) tracing.State {
 // default route last): the analysis's current weight for an analyzed canary. Destination is
 // the canary destination's key, service or service|subset, as destinations are named
 // elsewhere in telemetry.
-func canaryStates(tbl *route.Table) []tracing.CanaryState {
-	var out []tracing.CanaryState
+func canaryStates(tbl *route.Table) []telemetry.CanaryState {
+	var out []telemetry.CanaryState
 	add := func(rt *route.Route) {
 		if c, ok := rt.Canary(); ok {
-			out = append(out, tracing.CanaryState{Route: rt.Name(), Destination: c.Canary.Key(), Percent: c.Weight})
+			out = append(out, telemetry.CanaryState{Route: rt.Name(), Destination: c.Canary.Key(), Percent: c.Weight})
 		}
 	}
 	for _, rt := range tbl.Routes() {
@@ -519,17 +519,17 @@ func canaryStates(tbl *route.Table) []tracing.CanaryState {
 	return out
 }
 
-// telemetryState turns destination statuses into what tracing's observable instruments
+// telemetryState turns destination statuses into what the telemetry's observable instruments
 // report about destinations; the Transport method state adds the canaries.
-func telemetryState(ds []DestinationStatus, now time.Time) tracing.State {
-	st := tracing.State{Destinations: make([]tracing.DestinationState, len(ds))}
+func telemetryState(ds []DestinationStatus, now time.Time) telemetry.State {
+	st := telemetry.State{Destinations: make([]telemetry.DestinationState, len(ds))}
 	for i, d := range ds {
-		eps := make([]tracing.EndpointState, len(d.Endpoints))
+		eps := make([]telemetry.EndpointState, len(d.Endpoints))
 		for j, e := range d.Endpoints {
-			eps[j] = tracing.EndpointState{Addr: e.Addr, Healthy: e.Healthy, Ejected: e.Ejected(now),
+			eps[j] = telemetry.EndpointState{Addr: e.Addr, Healthy: e.Healthy, Ejected: e.Ejected(now),
 				HasBreaker: e.HasBreaker, Breaker: e.Breaker}
 		}
-		st.Destinations[i] = tracing.DestinationState{Name: d.Service, Endpoints: eps, Ejections: d.Ejections}
+		st.Destinations[i] = telemetry.DestinationState{Name: d.Service, Endpoints: eps, Ejections: d.Ejections}
 		if d.Stale {
 			st.Destinations[i].StaleSince = d.StaleSince
 		}

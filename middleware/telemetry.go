@@ -10,9 +10,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // WithTracerProvider sets where spans go. Default: the global provider as it is when the
@@ -33,7 +33,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 			c.errs = append(c.errs, errors.New("middleware: WithTracerProvider: provider is nil"))
 			return
 		}
-		c.tel = append(c.tel, tracing.WithTracerProvider(tp))
+		c.tel = append(c.tel, telemetry.WithTracerProvider(tp))
 	})
 }
 
@@ -49,7 +49,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 			c.errs = append(c.errs, errors.New("middleware: WithMeterProvider: provider is nil"))
 			return
 		}
-		c.tel = append(c.tel, tracing.WithMeterProvider(mp))
+		c.tel = append(c.tel, telemetry.WithMeterProvider(mp))
 	})
 }
 
@@ -60,23 +60,23 @@ func (t *Transport) shadowMismatch(route, shadow string) { t.tel.ShadowMismatch(
 // limitStates returns the adaptive concurrency limits in force among cfg's, for the
 // proxyless.concurrency.limit gauge: WithConcurrencyLimit's, when it is an *overload.Adaptive
 // (policy "outbound"). A bulkhead's cap is fixed, and a throttler has none.
-func limitStates(cfg *config) []tracing.LimitState {
+func limitStates(cfg *config) []telemetry.LimitState {
 	if cfg.outbound == nil {
 		return nil
 	}
 	if a, ok := cfg.outbound.conc.(*overload.Adaptive); ok {
-		return []tracing.LimitState{{Policy: "outbound", Limit: int64(a.Limit())}}
+		return []telemetry.LimitState{{Policy: "outbound", Limit: int64(a.Limit())}}
 	}
 	return nil
 }
 
 // limitState is the observable state of a client without destinations of its own to report
 // (the gRPC client's are its channels'): its adaptive limits. nil when it has none.
-func limitState(cfg *config) tracing.Option {
+func limitState(cfg *config) telemetry.Option {
 	if limitStates(cfg) == nil {
 		return nil
 	}
-	return tracing.WithState(func(time.Time) tracing.State { return tracing.State{Limits: limitStates(cfg)} })
+	return telemetry.WithState(func(time.Time) telemetry.State { return telemetry.State{Limits: limitStates(cfg)} })
 }
 
 var (

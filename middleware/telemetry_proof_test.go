@@ -792,7 +792,7 @@ func TestTraceContextCrossesHops(t *testing.T) {
 //	  - proxyless/sdk: proxyless with the same SDK: otelhttp's span per attempt plus the
 //	    request span, attributes and proxyless.* metrics.
 //
-// The "telemetry compiled out" baseline is tracing's BenchmarkTelemetryOff/none vs /off,
+// The "telemetry compiled out" baseline is internal/telemetry's BenchmarkTelemetryOff/none vs /off,
 // which times the exact calls the Transport makes while telemetry is off.
 //
 // What proxyless's telemetry adds with the SDK, beyond the otelhttp span it uses for each

@@ -17,9 +17,9 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/internal/latency"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/route"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
@@ -57,10 +57,10 @@ type Transport struct {
 	breakerOpens atomic.Int64
 	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
 
-	tel      *tracing.Telemetry // spans and metrics; cheap no-ops while the providers are
-	pol      policies           // the transport's own policies; immutable
-	routePol routeOverrides     // merged per-route policies, when routed
-	shadower *route.Shadower    // nil unless routed
+	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
+	pol      policies             // the transport's own policies; immutable
+	routePol routeOverrides       // merged per-route policies, when routed
+	shadower *route.Shadower      // nil unless routed
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -158,8 +158,8 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	}
 	m := map[string]*destination{}
 	t.dests.Store(&m)
-	telOpts := append(cfg.tel, tracing.WithState(t.state)) // status.go
-	if t.tel, err = tracing.New(telOpts...); err != nil {
+	telOpts := append(cfg.tel, telemetry.WithState(t.state)) // status.go
+	if t.tel, err = telemetry.New(telOpts...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)
 	}
 	t.base = t.tel.Transport(base) // every attempt's (and pass-through's) span is otelhttp's
@@ -175,12 +175,12 @@ type destination struct {
 	service  string
 	subset   *route.Subset // nil: every endpoint of the service
 	bal      *balancer.Balancer
-	breakers *breaker.Set         // nil when breakers are off
-	latency  latency.Histogram    // attempt latencies, kept only for quantile hedging
-	tel      *tracing.Destination // always set; StartRequest gives a nil Request while telemetry is off
-	eng      engine.Dest          // what the engine admits attempts from
-	stop     chan struct{}        // closed when the destination is released
-	epoch    atomic.Int64         // the transport's sweep epoch when a request last used it
+	breakers *breaker.Set           // nil when breakers are off
+	latency  latency.Histogram      // attempt latencies, kept only for quantile hedging
+	tel      *telemetry.Destination // always set; StartRequest gives a nil Request while telemetry is off
+	eng      engine.Dest            // what the engine admits attempts from
+	stop     chan struct{}          // closed when the destination is released
+	epoch    atomic.Int64           // the transport's sweep epoch when a request last used it
 }
 
 // destination returns the destination of req, or nil when req passes through. A route's
@@ -391,9 +391,9 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	// request span, which the attempts descend from. The caller's request is not copied to
 	// carry it: each attempt makes its own copy anyway.
 	rctx := req.Context()
-	var tr *tracing.Request
-	var winner *tracing.Attempt // set once the attempts are done
-	var kind outcome.Kind       // the outcome of the winning attempt, or of the refusal
+	var tr *telemetry.Request
+	var winner *telemetry.Attempt // set once the attempts are done
+	var kind outcome.Kind         // the outcome of the winning attempt, or of the refusal
 	if d != nil {
 		rctx, tr = t.tel.StartRequest(rctx, d.tel, req)
 		if tr != nil {

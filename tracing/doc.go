@@ -1,48 +1,43 @@
-// Package tracing is proxyless's OpenTelemetry instrumentation: spans, W3C trace-context
-// propagation and metrics for every decision the library takes (endpoint picked, attempt
-// number, retry or hedge and who won, breaker state, limiter wait, route and split chosen,
-// ejections), at near-zero cost while the OpenTelemetry providers are no-ops.
+// Package tracing names what proxyless's OpenTelemetry instrumentation reports, so that
+// dashboards, alerts and tests can refer to it: the instrumentation scope ([ScopeName]), the
+// attribute keys (Key*) and their values, and the metric names (Metric*). The
+// instrumentation itself runs inside package middleware, configured with its
+// WithTracerProvider and WithMeterProvider options.
 //
-// A [Telemetry] is made once per middleware component with [New]. Each logical request gets
-// an INTERNAL span from [Telemetry.StartRequest]; each attempt (first try, retry or hedge) is
-// the CLIENT span that otelhttp starts in the RoundTripper returned by [Telemetry.Transport],
-// which also injects the trace context. proxyless does not start rival transport spans: it
-// adds its attributes to otelhttp's span, found through the attempt's context. On the server
-// side [Telemetry.Handler] and [Telemetry.Extract] take the incoming context; a malformed
-// traceparent is ignored and a new trace begins.
+// # Spans
 //
-// gRPC calls get the same: [Telemetry.StartCall] and [Telemetry.StartStream] start the
-// request span of a unary call or a stream, and each attempt is the CLIENT span of otelgrpc's
-// stats handler, which [Telemetry.ClientHandler] wraps to add proxyless's attributes. The
-// endpoint of a gRPC attempt is known only once the balancer has picked it: the picker
-// reports it through [Attempt.Picked].
-//
-// # Providers, and the cost when disabled
-//
-// [New] takes its providers once: those of its options, else the global ones as they are
-// when it runs (otel.GetTracerProvider, otel.GetMeterProvider, otel.GetTextMapPropagator), as
-// otelhttp does. An SDK installed globally afterwards is not seen by that Telemetry: install
-// it first, or pass its providers. New decides then, through the API's public behaviour
-// only, whether each provider records: those of the trace/noop and metric/noop packages do
-// not, nor do the global ones while no SDK is installed. When neither records, every method
-// returns at once (one atomic load), [Telemetry.StartRequest] returns a nil *[Request] whose
-// methods do nothing, and the RoundTripper and Handler call straight through, allocating
-// nothing: otelhttp alone would still cost microseconds and a dozen allocations per request.
-// Instruments are resolved once; measurements use attribute sets built once per destination
-// and endpoint.
+// Each logical request a client sends gets an INTERNAL span named "METHOD destination" (for
+// gRPC, "package.Service/Method"), with [KeyDestination], [KeyOutcome], [KeyAttempts], the
+// endpoint that answered ([KeyEndpoint], [KeyAttempt]) and the route and split chosen
+// ([KeyRoute], [KeySplit]); retries, hedges, budget and breaker refusals and ejections are
+// its events. Each attempt (first try, retry or hedge) is the CLIENT span otelhttp or
+// otelgrpc starts beneath it, to which proxyless adds [KeyAttemptKind] (an [AttemptKind]),
+// [KeyAttempt] after the first, [KeyBreakerState], a retry's [KeyBackoff], an outcome other
+// than success, and [KeyWinner] or [KeyDiscarded] when the request made several. The
+// endpoint is the attempt span's server.address and server.port. Servers get otelhttp's and
+// otelgrpc's SERVER spans, continuing the incoming W3C trace context (a malformed traceparent
+// is ignored and a new trace begins).
 //
 // # Outcomes
 //
-// What a request or an attempt says of its outcome (proxyless.outcome, the request span's
-// status) is the outcome vocabulary of package outcome, as the middleware's adapters
-// classified the attempt: [Attempt.End] and [Request.End] take an outcome.Kind, reported as
-// Kind.String() ("success", "gateway_failure", "local_timeout", ...). A request span's status
-// is Error when the call returned an error or Kind.SpanError() says so.
+// [KeyOutcome] is the outcome vocabulary of package outcome, as the client classified the
+// attempt: outcome.Kind's String(), one of "success", "failure", "gateway_failure",
+// "local_timeout", "throttled", "local_refusal", "canceled" and "tls_failure". A request span's
+// status is Error when the call returned an error or Kind.SpanError() says so.
 //
-// # Names
+// # Providers, and the cost when disabled
+//
+// Each middleware constructor takes its providers once, when it runs: those of its options,
+// else the global ones as they are then (otel.GetTracerProvider, otel.GetMeterProvider,
+// otel.GetTextMapPropagator), as otelhttp does. An SDK installed globally afterwards is not
+// seen by what was built before: install it first, or pass its providers. Providers that
+// record nothing (those of the trace/noop and metric/noop packages, or the global ones while
+// no SDK is installed) turn telemetry off: a request then costs a few nanoseconds more and no
+// allocation, where otelhttp alone would cost microseconds and a dozen allocations.
+//
+// # Metrics
 //
 // Metrics follow the OpenTelemetry semantic conventions where one exists: the per-attempt
 // http.client.request.duration comes from otelhttp (with proxyless.destination added). The
-// rest are named proxyless.*; the Metric* constants list them. The instrumentation scope name is
-// [ScopeName], the import path.
+// rest are named proxyless.*; the Metric* constants list them, and each is recorded.
 package tracing

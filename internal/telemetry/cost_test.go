@@ -1,4 +1,4 @@
-package tracing_test
+package telemetry_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/proxyless/proxyless/tracing"
+	"github.com/proxyless/proxyless/internal/telemetry"
 )
 
 // BenchmarkTelemetryOff is the "telemetry compiled out" baseline of the middleware's
@@ -18,7 +18,7 @@ import (
 // skips every other telemetry call and uses its base transport directly) against not
 // calling it at all. Run:
 //
-//	go test -run '^$' -bench BenchmarkTelemetryOff -benchmem -count 10 ./tracing/
+//	go test -run '^$' -bench BenchmarkTelemetryOff -benchmem -count 10 ./internal/telemetry/
 func BenchmarkTelemetryOff(b *testing.B) {
 	req := httptest.NewRequest(http.MethodGet, "http://svc/x", nil)
 	ctx := context.Background()
@@ -30,7 +30,7 @@ func BenchmarkTelemetryOff(b *testing.B) {
 			_ = resp.Body.Close()
 		}
 	})
-	off := func(b *testing.B, tel *tracing.Telemetry) {
+	off := func(b *testing.B, tel *telemetry.Telemetry) {
 		if tel.Enabled() {
 			b.Skip("an SDK is installed globally")
 		}
@@ -46,7 +46,7 @@ func BenchmarkTelemetryOff(b *testing.B) {
 		}
 	}
 	b.Run("off/global-noop", func(b *testing.B) {
-		tel, err := tracing.New()
+		tel, err := telemetry.New()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -54,8 +54,8 @@ func BenchmarkTelemetryOff(b *testing.B) {
 		off(b, tel)
 	})
 	b.Run("off/explicit-noop", func(b *testing.B) {
-		tel, err := tracing.New(tracing.WithTracerProvider(tracenoop.NewTracerProvider()),
-			tracing.WithMeterProvider(metricnoop.NewMeterProvider()))
+		tel, err := telemetry.New(telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
+			telemetry.WithMeterProvider(metricnoop.NewMeterProvider()))
 		if err != nil {
 			b.Fatal(err)
 		}

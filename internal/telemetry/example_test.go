@@ -1,4 +1,4 @@
-package tracing_test
+package telemetry_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -21,7 +22,7 @@ func ExampleTelemetry_StartRequest() {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
-	tel, _ := tracing.New(tracing.WithTracerProvider(tp))
+	tel, _ := telemetry.New(telemetry.WithTracerProvider(tp))
 	defer tel.Close()
 
 	payments := tel.Destination("payments")               // once per destination
@@ -30,7 +31,7 @@ func ExampleTelemetry_StartRequest() {
 
 	ctx, r := tel.StartRequest(req.Context(), payments, req)
 	var resp *http.Response
-	var a *tracing.Attempt
+	var a *telemetry.Attempt
 	for n, addr := range []string{"127.0.0.1:8081", "127.0.0.1:8082"} {
 		kind := tracing.AttemptFirst
 		if n > 0 {
@@ -38,7 +39,7 @@ func ExampleTelemetry_StartRequest() {
 			resp.Body.Close() // the 503, thrown away
 		}
 		var actx context.Context
-		actx, a = r.StartAttempt(ctx, tracing.AttemptInfo{N: n, Kind: kind, Endpoint: addr})
+		actx, a = r.StartAttempt(ctx, telemetry.AttemptInfo{N: n, Kind: kind, Endpoint: addr})
 		out := req.WithContext(actx) // the attempt's copy, sent to the endpoint picked
 		u := *req.URL
 		u.Host = addr

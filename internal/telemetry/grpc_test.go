@@ -1,4 +1,4 @@
-package tracing_test
+package telemetry_test
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -54,7 +55,7 @@ func TestGRPCOutcomes(t *testing.T) {
 			tel := s.telemetry(t)
 			ctx, r := tel.StartCall(context.Background(), tel.Destination("svc"), "/pkg.Svc/Do")
 			require.NotNil(t, r)
-			_, a := r.StartAttempt(ctx, tracing.AttemptInfo{Kind: tracing.AttemptFirst})
+			_, a := r.StartAttempt(ctx, telemetry.AttemptInfo{Kind: tracing.AttemptFirst})
 			if tc.picked {
 				a.Picked("127.0.0.1:1", false)
 			}
@@ -105,7 +106,7 @@ func (s *recordingServer) parents() []string {
 
 // grpcClient dials a loopback server with tel's client handler and interceptor, the one a
 // test plays the middleware with.
-func grpcClient(t *testing.T, tel *tracing.Telemetry, interceptor grpc.UnaryClientInterceptor) (testgrpc.TestServiceClient, *recordingServer, string) {
+func grpcClient(t *testing.T, tel *telemetry.Telemetry, interceptor grpc.UnaryClientInterceptor) (testgrpc.TestServiceClient, *recordingServer, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -141,7 +142,7 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 	var firstReturned time.Time
 	interceptor := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		ctx, r := tel.StartCall(ctx, d, method)
-		a0ctx, a0 := r.StartAttempt(ctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst})
+		a0ctx, a0 := r.StartAttempt(ctx, telemetry.AttemptInfo{N: 0, Kind: tracing.AttemptFirst})
 		a0.Picked(addr, false) // what the picker does, through grpcbalancer.Attempt.Observer
 		err := invoker(a0ctx, method, req, reply, cc, opts...)
 		firstReturned = time.Now()
@@ -150,7 +151,7 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 		heldAfterDiscard = clientSpans()
 		a0.End(outcome.Throttled) // what the adapter would have said of RESOURCE_EXHAUSTED
 		endedAfterOutcome = clientSpans()
-		a1ctx, a1 := r.StartAttempt(ctx, tracing.AttemptInfo{N: 1, Kind: tracing.AttemptRetry, Backoff: time.Millisecond})
+		a1ctx, a1 := r.StartAttempt(ctx, telemetry.AttemptInfo{N: 1, Kind: tracing.AttemptRetry, Backoff: time.Millisecond})
 		a1.Picked(addr, true)
 		err = invoker(a1ctx, method, req, reply, cc, opts...)
 		a1.End(outcome.Success)
@@ -213,7 +214,7 @@ func TestGRPCClientHandlerAnnotatesAndHolds(t *testing.T) {
 // While the providers are no-ops, StartCall gives nil and the handler does nothing: no span,
 // no trace context on the wire.
 func TestGRPCClientHandlerOff(t *testing.T) {
-	tel, err := tracing.New(tracing.WithTracerProvider(tracenoop.NewTracerProvider()), tracing.WithMeterProvider(metricnoop.NewMeterProvider()))
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tracenoop.NewTracerProvider()), telemetry.WithMeterProvider(metricnoop.NewMeterProvider()))
 	require.NoError(t, err)
 	defer tel.Close()
 	d := tel.Destination("svc")
@@ -221,7 +222,7 @@ func TestGRPCClientHandlerOff(t *testing.T) {
 		cctx, r := tel.StartCall(ctx, d, method)
 		assert.Nil(t, r)
 		assert.Equal(t, ctx, cctx)
-		actx, a := r.StartAttempt(cctx, tracing.AttemptInfo{})
+		actx, a := r.StartAttempt(cctx, telemetry.AttemptInfo{})
 		assert.Nil(t, a)
 		a.Picked("x", false)
 		err := invoker(actx, method, req, reply, cc, opts...)

@@ -1,4 +1,4 @@
-package tracing
+package telemetry
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // Destination holds what a Telemetry precomputes for one destination service: its attribute
@@ -75,14 +76,14 @@ func (t *Telemetry) Destination(name string) *Destination {
 		return d
 	}
 	d := &Destination{tel: t, name: name}
-	dk := KeyDestination.String(name)
+	dk := tracing.KeyDestination.String(name)
 	d.attrs = []attribute.KeyValue{dk}
 	d.set = attribute.NewSet(dk)
 	for o := range numOutcomes {
 		d.outcomes[o] = attribute.NewSet(dk, outcomeAttrs[o][0])
 	}
 	for k := range numKinds {
-		d.kinds[k] = attribute.NewSet(dk, KeyAttemptKind.String(k.String()))
+		d.kinds[k] = attribute.NewSet(dk, tracing.KeyAttemptKind.String(k.String()))
 	}
 	for i, m := range commonMethods {
 		d.names[i] = m + " " + name
@@ -135,22 +136,22 @@ func (d *Destination) endpoint(addr string) *endpoint {
 	if e := old[addr]; e != nil {
 		return e
 	}
-	dk, ek := KeyDestination.String(d.name), KeyEndpoint.String(addr)
+	dk, ek := tracing.KeyDestination.String(d.name), tracing.KeyEndpoint.String(addr)
 	e := &endpoint{addr: addr, attr: ek, set: attribute.NewSet(dk, ek)}
 	e.optsSet = []metric.AddOption{metric.WithAttributeSet(e.set)}
 	for o := range numOutcomes {
 		ok := outcomeAttrs[o][0]
 		e.optsReq[o] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(dk, ek, ok))}
 		for k := range numKinds {
-			set := attribute.NewSet(dk, ek, KeyAttemptKind.String(k.String()), ok)
+			set := attribute.NewSet(dk, ek, tracing.KeyAttemptKind.String(k.String()), ok)
 			e.optsAtt[k][o] = []metric.AddOption{metric.WithAttributeSet(set)}
 		}
 	}
 	e.okGET = []attribute.KeyValue{dk, attribute.String("http.request.method", http.MethodGet),
-		outcomeAttrs[outcome.Success][0], KeyAttempts.Int(1), ek, KeyAttempt.Int(0),
+		outcomeAttrs[outcome.Success][0], tracing.KeyAttempts.Int(1), ek, tracing.KeyAttempt.Int(0),
 		attribute.Int("http.response.status_code", http.StatusOK)}
-	e.grpcOK = []attribute.KeyValue{outcomeAttrs[outcome.Success][0], KeyAttempts.Int(1), ek,
-		KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
+	e.grpcOK = []attribute.KeyValue{outcomeAttrs[outcome.Success][0], tracing.KeyAttempts.Int(1), ek,
+		tracing.KeyAttempt.Int(0), grpcStatusAttr(0)} // 0: OK
 	if len(old) >= max(minEndpointLimit, 2*d.retained) {
 		// Nobody has said which endpoints still exist (gRPC calls do not), or far more have
 		// come than Retain last kept: forget them all rather than grow without bound. The ones
@@ -195,7 +196,7 @@ func (d *Destination) BreakerTransition(addr string, from, to breaker.State) {
 		return
 	}
 	s.ins.breakerTrans.Add(context.Background(), 1, metric.WithAttributes(
-		KeyDestination.String(d.name), KeyEndpoint.String(addr), KeyBreakerState.String(to.String())))
+		tracing.KeyDestination.String(d.name), tracing.KeyEndpoint.String(addr), tracing.KeyBreakerState.String(to.String())))
 }
 
 // Request is the telemetry of one logical request: its span and the facts its metrics need.
@@ -267,7 +268,7 @@ func (r *Request) BreakerRefused(addr string) {
 		return
 	}
 	if r.span != nil {
-		r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(KeyEndpoint.String(addr)))
+		r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(tracing.KeyEndpoint.String(addr)))
 	}
 	if r.s.metrics {
 		r.s.ins.breakerRefusals.Add(context.Background(), 1, r.d.endpoint(addr).optsSet...)
@@ -275,12 +276,12 @@ func (r *Request) BreakerRefused(addr string) {
 }
 
 // BudgetRefused records that the retry budget refused a retry or a hedge.
-func (r *Request) BudgetRefused(kind AttemptKind) {
+func (r *Request) BudgetRefused(kind tracing.AttemptKind) {
 	if r == nil || kind >= numKinds {
 		return
 	}
 	if r.span != nil {
-		r.span.AddEvent("proxyless.retry_budget.refused", trace.WithAttributes(KeyAttemptKind.String(kind.String())))
+		r.span.AddEvent("proxyless.retry_budget.refused", trace.WithAttributes(tracing.KeyAttemptKind.String(kind.String())))
 	}
 	if r.s.metrics {
 		r.s.ins.budgetRefusals.Add(context.Background(), 1, r.d.optsKind[kind]...)
@@ -292,15 +293,15 @@ func (r *Request) Ejected(addr string) {
 	if r == nil || r.span == nil {
 		return
 	}
-	r.span.AddEvent("proxyless.endpoint.ejected", trace.WithAttributes(KeyEndpoint.String(addr)))
+	r.span.AddEvent("proxyless.endpoint.ejected", trace.WithAttributes(tracing.KeyEndpoint.String(addr)))
 }
 
 // AttemptInfo describes an attempt about to be sent.
 type AttemptInfo struct {
-	N        int           // attempt number, 0 for the first
-	Kind     AttemptKind   // first, retry or hedge
-	Endpoint string        // host:port of the endpoint picked; for gRPC, "" (see Attempt.Picked)
-	Backoff  time.Duration // for a retry, how long the transport waited before it
+	N        int                 // attempt number, 0 for the first
+	Kind     tracing.AttemptKind // first, retry or hedge
+	Endpoint string              // host:port of the endpoint picked; for gRPC, "" (see Attempt.Picked)
+	Backoff  time.Duration       // for a retry, how long the transport waited before it
 	// Breaker is the state of the endpoint's breaker when it admitted the attempt:
 	// breaker.StateClosed, or breaker.StateHalfOpen for a probe. Ignored when NoBreaker.
 	Breaker   breaker.State
@@ -363,18 +364,18 @@ func (r *Request) StartAttempt(ctx context.Context, info AttemptInfo) (context.C
 	}
 	if r.span != nil {
 		switch info.Kind {
-		case AttemptRetry:
-			r.span.AddEvent("proxyless.retry", trace.WithAttributes(KeyAttempt.Int(info.N),
-				KeyBackoff.Float64(info.Backoff.Seconds())))
-		case AttemptHedge:
-			r.span.AddEvent("proxyless.hedge", trace.WithAttributes(KeyAttempt.Int(info.N)))
+		case tracing.AttemptRetry:
+			r.span.AddEvent("proxyless.retry", trace.WithAttributes(tracing.KeyAttempt.Int(info.N),
+				tracing.KeyBackoff.Float64(info.Backoff.Seconds())))
+		case tracing.AttemptHedge:
+			r.span.AddEvent("proxyless.hedge", trace.WithAttributes(tracing.KeyAttempt.Int(info.N)))
 		}
 	}
 	if r.s.metrics {
 		switch info.Kind {
-		case AttemptRetry:
+		case tracing.AttemptRetry:
 			r.s.ins.retries.Add(ctx, 1, r.d.optsDest...)
-		case AttemptHedge:
+		case tracing.AttemptHedge:
 			r.s.ins.hedges.Add(ctx, 1, r.d.optsDest...)
 		}
 	}
@@ -390,8 +391,8 @@ func attemptFrom(ctx context.Context) *Attempt {
 // The attributes of a first attempt's span (otelhttp's or otelgrpc's), with and without a
 // breaker: ready-made.
 var (
-	firstAttempt          = []attribute.KeyValue{KeyAttemptKind.String(AttemptFirst.String()), KeyBreakerState.String(breaker.StateClosed.String())}
-	firstAttemptNoBreaker = []attribute.KeyValue{KeyAttemptKind.String(AttemptFirst.String())}
+	firstAttempt          = []attribute.KeyValue{tracing.KeyAttemptKind.String(tracing.AttemptFirst.String()), tracing.KeyBreakerState.String(breaker.StateClosed.String())}
+	firstAttemptNoBreaker = []attribute.KeyValue{tracing.KeyAttemptKind.String(tracing.AttemptFirst.String())}
 )
 
 // annotate adds the attempt's attributes to span, otelhttp's client span: its kind, its
@@ -406,7 +407,7 @@ func (a *Attempt) annotate(span trace.Span) {
 	if !span.IsRecording() {
 		return
 	}
-	if a.info.N == 0 && a.info.Kind == AttemptFirst && (a.info.NoBreaker || a.info.Breaker == breaker.StateClosed) {
+	if a.info.N == 0 && a.info.Kind == tracing.AttemptFirst && (a.info.NoBreaker || a.info.Breaker == breaker.StateClosed) {
 		if a.info.NoBreaker {
 			span.SetAttributes(firstAttemptNoBreaker...)
 		} else {
@@ -415,15 +416,15 @@ func (a *Attempt) annotate(span trace.Span) {
 		return
 	}
 	kv := make([]attribute.KeyValue, 0, 4)
-	kv = append(kv, KeyAttemptKind.String(a.info.Kind.String()))
+	kv = append(kv, tracing.KeyAttemptKind.String(a.info.Kind.String()))
 	if a.info.N > 0 {
-		kv = append(kv, KeyAttempt.Int(a.info.N))
+		kv = append(kv, tracing.KeyAttempt.Int(a.info.N))
 	}
 	if !a.info.NoBreaker {
-		kv = append(kv, KeyBreakerState.String(a.info.Breaker.String()))
+		kv = append(kv, tracing.KeyBreakerState.String(a.info.Breaker.String()))
 	}
-	if a.info.Kind == AttemptRetry {
-		kv = append(kv, KeyBackoff.Float64(a.info.Backoff.Seconds()))
+	if a.info.Kind == tracing.AttemptRetry {
+		kv = append(kv, tracing.KeyBackoff.Float64(a.info.Backoff.Seconds()))
 	}
 	span.SetAttributes(kv...)
 }
@@ -462,7 +463,7 @@ func (a *Attempt) Discarded() {
 	if a == nil || a.span == nil {
 		return
 	}
-	a.span.SetAttributes(KeyDiscarded.Bool(true))
+	a.span.SetAttributes(tracing.KeyDiscarded.Bool(true))
 }
 
 // End ends the logical request. winner is the attempt whose response or error is returned
@@ -485,12 +486,12 @@ func (r *Request) End(winner *Attempt, kind outcome.Kind, resp *http.Response, e
 			opts = winner.ep.optsReq[o]
 		}
 		r.s.ins.reqDuration.Record(context.Background(), time.Since(r.start).Seconds(), opts...)
-		if winner != nil && winner.info.Kind == AttemptHedge && err == nil {
+		if winner != nil && winner.info.Kind == tracing.AttemptHedge && err == nil {
 			r.s.ins.hedgeWins.Add(context.Background(), 1, r.d.optsDest...)
 		}
 	}
 	if winner != nil && winner.span != nil && err == nil && attempts > 1 {
-		winner.span.SetAttributes(KeyWinner.Bool(true))
+		winner.span.SetAttributes(tracing.KeyWinner.Bool(true))
 	}
 	if r.span == nil {
 		return
@@ -501,18 +502,18 @@ func (r *Request) End(winner *Attempt, kind outcome.Kind, resp *http.Response, e
 	} else {
 		kv := make([]attribute.KeyValue, 0, 9)
 		kv = append(kv, r.d.attrs[0], attribute.String("http.request.method", r.method),
-			outcomeAttrs[o][0], KeyAttempts.Int(int(attempts)))
+			outcomeAttrs[o][0], tracing.KeyAttempts.Int(int(attempts)))
 		if winner != nil {
-			kv = append(kv, winner.ep.attr, KeyAttempt.Int(winner.info.N))
+			kv = append(kv, winner.ep.attr, tracing.KeyAttempt.Int(winner.info.N))
 		}
 		if resp != nil {
 			kv = append(kv, attribute.Int("http.response.status_code", resp.StatusCode))
 		}
 		if r.route != "" {
-			kv = append(kv, KeyRoute.String(r.route))
+			kv = append(kv, tracing.KeyRoute.String(r.route))
 		}
 		if r.split != "" {
-			kv = append(kv, KeySplit.String(r.split))
+			kv = append(kv, tracing.KeySplit.String(r.split))
 		}
 		r.span.SetAttributes(kv...)
 	}
@@ -592,9 +593,9 @@ func (t *Telemetry) RateLimited(ctx context.Context, policy string, wait time.Du
 	if s.tracing {
 		if span := trace.SpanFromContext(ctx); span.IsRecording() {
 			if admitted {
-				span.SetAttributes(KeyLimitPolicy.String(policy), KeyLimitWait.Float64(wait.Seconds()))
+				span.SetAttributes(tracing.KeyLimitPolicy.String(policy), tracing.KeyLimitWait.Float64(wait.Seconds()))
 			} else {
-				span.AddEvent("proxyless.ratelimit.refused", trace.WithAttributes(KeyLimitPolicy.String(policy)))
+				span.AddEvent("proxyless.ratelimit.refused", trace.WithAttributes(tracing.KeyLimitPolicy.String(policy)))
 			}
 		}
 	}
@@ -615,10 +616,10 @@ func (t *Telemetry) limitSets(policy string) *limitSets {
 	if v, ok := limitCache.Load(policy); ok {
 		return v.(*limitSets)
 	}
-	pk := KeyLimitPolicy.String(policy)
+	pk := tracing.KeyLimitPolicy.String(policy)
 	ls := &limitSets{
-		admitted: attribute.NewSet(pk, KeyLimitDecision.String("admitted")),
-		refused:  attribute.NewSet(pk, KeyLimitDecision.String("refused")),
+		admitted: attribute.NewSet(pk, tracing.KeyLimitDecision.String("admitted")),
+		refused:  attribute.NewSet(pk, tracing.KeyLimitDecision.String("refused")),
 		policy:   attribute.NewSet(pk),
 	}
 	v, _ := limitCache.LoadOrStore(policy, ls)
@@ -633,7 +634,7 @@ func (t *Telemetry) ShadowMismatch(route, shadow string) {
 	if !s.metrics {
 		return
 	}
-	s.ins.shadowMismatch.Add(context.Background(), 1, metric.WithAttributes(KeyRoute.String(route), KeyShadow.String(shadow)))
+	s.ins.shadowMismatch.Add(context.Background(), 1, metric.WithAttributes(tracing.KeyRoute.String(route), tracing.KeyShadow.String(shadow)))
 }
 
 // publishWith stores in p a copy of old, p's current map, with k set to v: the copy-on-write

@@ -1,4 +1,4 @@
-package tracing
+package telemetry
 
 import (
 	"context"
@@ -13,10 +13,9 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-)
 
-// ScopeName is the instrumentation scope of proxyless's tracer and meter: the import path.
-const ScopeName = "github.com/proxyless/proxyless/tracing"
+	"github.com/proxyless/proxyless/tracing"
+)
 
 // An Option configures [New].
 type Option interface {
@@ -40,7 +39,7 @@ type config struct {
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) {
 		if tp == nil {
-			c.errs = append(c.errs, errors.New("tracing: WithTracerProvider: provider is nil"))
+			c.errs = append(c.errs, errors.New("telemetry: WithTracerProvider: provider is nil"))
 		}
 		c.tp = tp
 	})
@@ -51,7 +50,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) {
 		if mp == nil {
-			c.errs = append(c.errs, errors.New("tracing: WithMeterProvider: provider is nil"))
+			c.errs = append(c.errs, errors.New("telemetry: WithMeterProvider: provider is nil"))
 		}
 		c.mp = mp
 	})
@@ -64,7 +63,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 func WithPropagators(p propagation.TextMapPropagator) Option {
 	return optionFunc(func(c *config) {
 		if p == nil {
-			c.errs = append(c.errs, errors.New("tracing: WithPropagators: propagator is nil"))
+			c.errs = append(c.errs, errors.New("telemetry: WithPropagators: propagator is nil"))
 		}
 		c.prop = p
 	})
@@ -77,7 +76,7 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 func WithState(fn func(now time.Time) State) Option {
 	return optionFunc(func(c *config) {
 		if fn == nil {
-			c.errs = append(c.errs, errors.New("tracing: WithState: function is nil"))
+			c.errs = append(c.errs, errors.New("telemetry: WithState: function is nil"))
 		}
 		c.state = fn
 	})
@@ -109,7 +108,7 @@ func New(opts ...Option) (*Telemetry, error) {
 	var c config
 	for _, o := range opts {
 		if o == nil {
-			c.errs = append(c.errs, errors.New("tracing: nil Option"))
+			c.errs = append(c.errs, errors.New("telemetry: nil Option"))
 			continue
 		}
 		o.apply(&c)
@@ -175,10 +174,10 @@ func (t *Telemetry) build(tp trace.TracerProvider, mp metric.MeterProvider) *sta
 	s := &state{tp: tp, mp: mp}
 	s.tracing = tracerRecords(tp)
 	if s.tracing {
-		s.tracer = tp.Tracer(ScopeName)
+		s.tracer = tp.Tracer(tracing.ScopeName)
 	}
 	if !isNoopMeter(mp) {
-		m := mp.Meter(ScopeName)
+		m := mp.Meter(tracing.ScopeName)
 		ins := newInstruments(m, otel.Handle)
 		if ins.enabled() {
 			s.metrics, s.ins = true, ins
@@ -240,7 +239,7 @@ func tracerRecords(tp trace.TracerProvider) bool {
 		return true
 	}
 	ctx := trace.ContextWithRemoteSpanContext(context.Background(), probeParent)
-	_, span := tp.Tracer(ScopeName).Start(ctx, "proxyless.telemetry.probe")
+	_, span := tp.Tracer(tracing.ScopeName).Start(ctx, "proxyless.telemetry.probe")
 	defer span.End()
 	sc := span.SpanContext()
 	return span.IsRecording() || (sc.IsValid() && sc.SpanID() != probeParent.SpanID())

@@ -1,4 +1,4 @@
-package tracing_test
+package telemetry_test
 
 import (
 	"context"
@@ -11,13 +11,13 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // benchRequest is what the middleware calls for one request with one attempt, over a base
 // transport that allocates nothing.
-func benchRequest(b *testing.B, tel *tracing.Telemetry, base http.RoundTripper) {
+func benchRequest(b *testing.B, tel *telemetry.Telemetry, base http.RoundTripper) {
 	d := tel.Destination("svc")
 	rt := tel.Transport(base)
 	req := httptest.NewRequest(http.MethodGet, "http://svc/x", nil)
@@ -26,7 +26,7 @@ func benchRequest(b *testing.B, tel *tracing.Telemetry, base http.RoundTripper) 
 	b.ResetTimer()
 	for b.Loop() {
 		c, r := tel.StartRequest(ctx, d, req)
-		c, a := r.StartAttempt(c, tracing.AttemptInfo{Endpoint: "127.0.0.1:1"})
+		c, a := r.StartAttempt(c, telemetry.AttemptInfo{Endpoint: "127.0.0.1:1"})
 		out := req
 		if a != nil {
 			out = req.WithContext(c)
@@ -57,7 +57,7 @@ func (copyTransport) RoundTrip(*http.Request) (*http.Response, error) {
 
 // BenchmarkDisabled: the global providers are the no-op defaults (no SDK installed).
 func BenchmarkDisabled(b *testing.B) {
-	tel, err := tracing.New()
+	tel, err := telemetry.New()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func BenchmarkDisabled(b *testing.B) {
 
 // BenchmarkDisabledCheck is the cost of StartRequest alone while off: the no-op check.
 func BenchmarkDisabledCheck(b *testing.B) {
-	tel, _ := tracing.New()
+	tel, _ := telemetry.New()
 	defer tel.Close()
 	d := tel.Destination("svc")
 	ctx := context.Background()
@@ -107,7 +107,7 @@ func benchSDK(b *testing.B) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider)
 // BenchmarkEnabled: the SDK with always-sample; one request span plus otelhttp's attempt span.
 func BenchmarkEnabled(b *testing.B) {
 	tp, mp := benchSDK(b)
-	tel, err := tracing.New(tracing.WithTracerProvider(tp), tracing.WithMeterProvider(mp))
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithMeterProvider(mp))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package tracing
+package telemetry
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // State is what the observable instruments report, as returned by the function given to
@@ -50,29 +51,6 @@ type CanaryState struct {
 	Percent     float64
 }
 
-// Metric names. Those of the semantic conventions come from otelhttp.
-const (
-	MetricRequestDuration  = "proxyless.client.request.duration"
-	MetricAttempts         = "proxyless.client.attempts"
-	MetricRetries          = "proxyless.client.retries"
-	MetricHedges           = "proxyless.client.hedges"
-	MetricHedgeWins        = "proxyless.client.hedge.wins"
-	MetricBudgetRefusals   = "proxyless.retry_budget.refusals"
-	MetricBreakerRefusals  = "proxyless.breaker.refusals"
-	MetricBreakerTrans     = "proxyless.breaker.transitions"
-	MetricBreakerState     = "proxyless.breaker.state"
-	MetricEjections        = "proxyless.outlier.ejections"
-	MetricEjectionsActive  = "proxyless.outlier.ejections.active"
-	MetricEndpointsKnown   = "proxyless.endpoints.known"
-	MetricEndpointsHealthy = "proxyless.endpoints.healthy"
-	MetricDiscoveryStale   = "proxyless.discovery.staleness"
-	MetricLimitDecisions   = "proxyless.ratelimit.decisions"
-	MetricLimitWait        = "proxyless.ratelimit.wait.duration"
-	MetricConcurrencyLimit = "proxyless.concurrency.limit"
-	MetricShadowMismatches = "proxyless.shadow.mismatches"
-	MetricCanaryWeight     = "proxyless.canary.weight"
-)
-
 // durationBuckets are the semantic conventions' advice for HTTP durations, in seconds.
 var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
@@ -110,64 +88,64 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 		}
 	}
 	var err error
-	ins.reqDuration, err = m.Float64Histogram(MetricRequestDuration, metric.WithUnit("s"),
+	ins.reqDuration, err = m.Float64Histogram(tracing.MetricRequestDuration, metric.WithUnit("s"),
 		metric.WithDescription("Duration of logical requests through the mesh client, retries and hedges included, until the response headers."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	check(err)
-	ins.attempts, err = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
+	ins.attempts, err = m.Int64Counter(tracing.MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts sent to endpoints: first tries, retries and hedges."))
 	check(err)
-	ins.retries, err = m.Int64Counter(MetricRetries, metric.WithUnit("{attempt}"),
+	ins.retries, err = m.Int64Counter(tracing.MetricRetries, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts that retried a failed one."))
 	check(err)
-	ins.hedges, err = m.Int64Counter(MetricHedges, metric.WithUnit("{attempt}"),
+	ins.hedges, err = m.Int64Counter(tracing.MetricHedges, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts sent alongside a slow one."))
 	check(err)
-	ins.hedgeWins, err = m.Int64Counter(MetricHedgeWins, metric.WithUnit("{request}"),
+	ins.hedgeWins, err = m.Int64Counter(tracing.MetricHedgeWins, metric.WithUnit("{request}"),
 		metric.WithDescription("Requests answered by a hedge rather than the first attempt."))
 	check(err)
-	ins.budgetRefusals, err = m.Int64Counter(MetricBudgetRefusals, metric.WithUnit("{attempt}"),
+	ins.budgetRefusals, err = m.Int64Counter(tracing.MetricBudgetRefusals, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Retries and hedges the retry budget refused."))
 	check(err)
-	ins.breakerRefusals, err = m.Int64Counter(MetricBreakerRefusals, metric.WithUnit("{attempt}"),
+	ins.breakerRefusals, err = m.Int64Counter(tracing.MetricBreakerRefusals, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Endpoints skipped because their circuit breaker refused."))
 	check(err)
-	ins.breakerTrans, err = m.Int64Counter(MetricBreakerTrans, metric.WithUnit("{transition}"),
+	ins.breakerTrans, err = m.Int64Counter(tracing.MetricBreakerTrans, metric.WithUnit("{transition}"),
 		metric.WithDescription("Circuit breaker transitions, by the state entered."))
 	check(err)
-	ins.limitDecisions, err = m.Int64Counter(MetricLimitDecisions, metric.WithUnit("{request}"),
+	ins.limitDecisions, err = m.Int64Counter(tracing.MetricLimitDecisions, metric.WithUnit("{request}"),
 		metric.WithDescription("Rate and concurrency limiter decisions: admitted or refused."))
 	check(err)
-	ins.limitWait, err = m.Float64Histogram(MetricLimitWait, metric.WithUnit("s"),
+	ins.limitWait, err = m.Float64Histogram(tracing.MetricLimitWait, metric.WithUnit("s"),
 		metric.WithDescription("Time limiters made requests wait before admitting them."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	check(err)
-	ins.shadowMismatch, err = m.Int64Counter(MetricShadowMismatches, metric.WithUnit("{request}"),
+	ins.shadowMismatch, err = m.Int64Counter(tracing.MetricShadowMismatches, metric.WithUnit("{request}"),
 		metric.WithDescription("Shadowed requests whose response differed from the primary's."))
 	check(err)
 
-	ins.breakerState, err = m.Int64ObservableGauge(MetricBreakerState, metric.WithUnit("{state}"),
+	ins.breakerState, err = m.Int64ObservableGauge(tracing.MetricBreakerState, metric.WithUnit("{state}"),
 		metric.WithDescription("Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open."))
 	check(err)
-	ins.ejections, err = m.Int64ObservableCounter(MetricEjections, metric.WithUnit("{ejection}"),
+	ins.ejections, err = m.Int64ObservableCounter(tracing.MetricEjections, metric.WithUnit("{ejection}"),
 		metric.WithDescription("Outlier ejections since the destination was first used."))
 	check(err)
-	ins.ejectionsActive, err = m.Int64ObservableGauge(MetricEjectionsActive, metric.WithUnit("{endpoint}"),
+	ins.ejectionsActive, err = m.Int64ObservableGauge(tracing.MetricEjectionsActive, metric.WithUnit("{endpoint}"),
 		metric.WithDescription("Endpoints ejected as outliers now."))
 	check(err)
-	ins.endpointsKnown, err = m.Int64ObservableGauge(MetricEndpointsKnown, metric.WithUnit("{endpoint}"),
+	ins.endpointsKnown, err = m.Int64ObservableGauge(tracing.MetricEndpointsKnown, metric.WithUnit("{endpoint}"),
 		metric.WithDescription("Endpoints discovery knows for the destination."))
 	check(err)
-	ins.endpointsHealthy, err = m.Int64ObservableGauge(MetricEndpointsHealthy, metric.WithUnit("{endpoint}"),
+	ins.endpointsHealthy, err = m.Int64ObservableGauge(tracing.MetricEndpointsHealthy, metric.WithUnit("{endpoint}"),
 		metric.WithDescription("Endpoints passing health checks and not ejected."))
 	check(err)
-	ins.discoveryStale, err = m.Float64ObservableGauge(MetricDiscoveryStale, metric.WithUnit("s"),
+	ins.discoveryStale, err = m.Float64ObservableGauge(tracing.MetricDiscoveryStale, metric.WithUnit("s"),
 		metric.WithDescription("How long discovery has served its last good set because the source failed; 0 when fresh."))
 	check(err)
-	ins.concurrencyLimit, err = m.Int64ObservableGauge(MetricConcurrencyLimit, metric.WithUnit("{request}"),
+	ins.concurrencyLimit, err = m.Int64ObservableGauge(tracing.MetricConcurrencyLimit, metric.WithUnit("{request}"),
 		metric.WithDescription("Current value of an adaptive concurrency limit."))
 	check(err)
-	ins.canaryWeight, err = m.Float64ObservableGauge(MetricCanaryWeight, metric.WithUnit("%"),
+	ins.canaryWeight, err = m.Float64ObservableGauge(tracing.MetricCanaryWeight, metric.WithUnit("%"),
 		metric.WithDescription("Share of a route's traffic sent to its canary destination."))
 	check(err)
 	return ins
@@ -227,11 +205,11 @@ func (t *Telemetry) observe(o metric.Observer, ins *instruments, now time.Time) 
 		o.ObserveFloat64(ins.discoveryStale, stale, dset)
 	}
 	for _, l := range st.Limits {
-		o.ObserveInt64(ins.concurrencyLimit, l.Limit, metric.WithAttributes(KeyLimitPolicy.String(l.Policy)))
+		o.ObserveInt64(ins.concurrencyLimit, l.Limit, metric.WithAttributes(tracing.KeyLimitPolicy.String(l.Policy)))
 	}
 	for _, c := range st.Canaries {
 		o.ObserveFloat64(ins.canaryWeight, c.Percent,
-			metric.WithAttributes(KeyRoute.String(c.Route), KeyDestination.String(c.Destination)))
+			metric.WithAttributes(tracing.KeyRoute.String(c.Route), tracing.KeyDestination.String(c.Destination)))
 	}
 }
 

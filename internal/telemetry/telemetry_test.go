@@ -1,4 +1,4 @@
-package tracing_test
+package telemetry_test
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/tracing"
 )
@@ -44,10 +45,10 @@ func (h *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // scenario is what the middleware does for one request: a first attempt, a retry, a body.
-func scenario(tel *tracing.Telemetry, d *tracing.Destination, rt http.RoundTripper, req *http.Request) error {
+func scenario(tel *telemetry.Telemetry, d *telemetry.Destination, rt http.RoundTripper, req *http.Request) error {
 	ctx, r := tel.StartRequest(req.Context(), d, req)
 	r.Route("default", "stable")
-	actx, a := r.StartAttempt(ctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
+	actx, a := r.StartAttempt(ctx, telemetry.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
 	resp, err := rt.RoundTrip(req.WithContext(actx))
 	kind := outcome.FromHTTP(resp, err, outcome.CauseNone, time.Time{}).Kind // the adapter's Classify
 	a.End(kind)
@@ -63,7 +64,7 @@ func scenario(tel *tracing.Telemetry, d *tracing.Destination, rt http.RoundTripp
 // telemetry does nothing and allocates nothing. (This test must stay first in the package:
 // once an SDK has been set globally, the delegates are gone for the process.)
 func TestDisabledByDefault(t *testing.T) {
-	tel, err := tracing.New()
+	tel, err := telemetry.New()
 	require.NoError(t, err)
 	defer tel.Close()
 	require.False(t, tel.Enabled(), "global providers are no-ops until an SDK is set")
@@ -87,7 +88,7 @@ func TestDisabledByDefault(t *testing.T) {
 		r.Route("default", "stable")
 		r.BreakerRefused("127.0.0.1:2")
 		r.BudgetRefused(tracing.AttemptRetry)
-		c, a := r.StartAttempt(c, tracing.AttemptInfo{Endpoint: "127.0.0.1:1"})
+		c, a := r.StartAttempt(c, telemetry.AttemptInfo{Endpoint: "127.0.0.1:1"})
 		a.End(outcome.Success)
 		a.Discarded()
 		r.Ejected("127.0.0.1:1")
@@ -101,8 +102,8 @@ func TestDisabledByDefault(t *testing.T) {
 }
 
 func TestNoopProvidersDisable(t *testing.T) {
-	tel, err := tracing.New(tracing.WithTracerProvider(tracenoop.NewTracerProvider()),
-		tracing.WithMeterProvider(metricnoop.NewMeterProvider()))
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
+		telemetry.WithMeterProvider(metricnoop.NewMeterProvider()))
 	require.NoError(t, err)
 	defer tel.Close()
 	assert.False(t, tel.Enabled())
@@ -110,21 +111,21 @@ func TestNoopProvidersDisable(t *testing.T) {
 	assert.Nil(t, r)
 	assert.Equal(t, context.Background(), ctx)
 
-	var nilTel *tracing.Telemetry
+	var nilTel *telemetry.Telemetry
 	assert.False(t, nilTel.Enabled())
 	assert.Nil(t, nilTel.Destination("svc"))
 	assert.NoError(t, nilTel.Close())
 }
 
 func TestNewValidates(t *testing.T) {
-	for name, opt := range map[string]tracing.Option{
-		"WithTracerProvider": tracing.WithTracerProvider(nil),
-		"WithMeterProvider":  tracing.WithMeterProvider(nil),
-		"WithPropagators":    tracing.WithPropagators(nil),
-		"WithState":          tracing.WithState(nil),
+	for name, opt := range map[string]telemetry.Option{
+		"WithTracerProvider": telemetry.WithTracerProvider(nil),
+		"WithMeterProvider":  telemetry.WithMeterProvider(nil),
+		"WithPropagators":    telemetry.WithPropagators(nil),
+		"WithState":          telemetry.WithState(nil),
 		"nil Option":         nil,
 	} {
-		_, err := tracing.New(opt)
+		_, err := telemetry.New(opt)
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), name)
 	}
@@ -142,7 +143,7 @@ type weirdTP struct {
 // propagates nothing. No-op providers installed globally turn telemetry off again.
 func TestGlobalProvidersTakenAtNew(t *testing.T) {
 	s := newSDK(t)
-	before, err := tracing.New()
+	before, err := telemetry.New()
 	require.NoError(t, err)
 	defer before.Close()
 	delegate := otel.GetTracerProvider() // the API's own, which forwards to an SDK once one is set
@@ -161,7 +162,7 @@ func TestGlobalProvidersTakenAtNew(t *testing.T) {
 	assert.Empty(t, s.rec.Started())
 	assert.Empty(t, base.reqs[0].Header.Get("traceparent"))
 
-	tel, err := tracing.New()
+	tel, err := telemetry.New()
 	require.NoError(t, err)
 	defer tel.Close()
 	require.True(t, tel.Enabled())
@@ -175,14 +176,14 @@ func TestGlobalProvidersTakenAtNew(t *testing.T) {
 	assert.Equal(t, int64(1), sum(t, s.metrics(t), tracing.MetricAttempts))
 
 	// The API's delegating provider, given explicitly, records once it has an SDK behind it.
-	viaDelegate, err := tracing.New(tracing.WithTracerProvider(delegate), tracing.WithMeterProvider(metricnoop.NewMeterProvider()))
+	viaDelegate, err := telemetry.New(telemetry.WithTracerProvider(delegate), telemetry.WithMeterProvider(metricnoop.NewMeterProvider()))
 	require.NoError(t, err)
 	defer viaDelegate.Close()
 	assert.True(t, viaDelegate.Enabled())
 
 	// A global propagator set later is used by what is built later, and only by it.
 	otel.SetTextMapPropagator(propagation.Baggage{})
-	baggageOnly, err := tracing.New()
+	baggageOnly, err := telemetry.New()
 	require.NoError(t, err)
 	defer baggageOnly.Close()
 	base = &headerTransport{}
@@ -194,14 +195,14 @@ func TestGlobalProvidersTakenAtNew(t *testing.T) {
 
 	// A provider type that == would panic on is handled.
 	otel.SetTracerProvider(weirdTP{TracerProvider: s.tp})
-	weird, err := tracing.New()
+	weird, err := telemetry.New()
 	require.NoError(t, err)
 	defer weird.Close()
 	assert.True(t, weird.Enabled())
 
 	otel.SetTracerProvider(tracenoop.NewTracerProvider())
 	otel.SetMeterProvider(metricnoop.NewMeterProvider())
-	after, err := tracing.New()
+	after, err := telemetry.New()
 	require.NoError(t, err)
 	defer after.Close()
 	assert.False(t, after.Enabled())
@@ -270,7 +271,7 @@ func TestRetriedAndHedged(t *testing.T) {
 	}
 
 	// Attempt 0: a 503, thrown away for a retry.
-	c0, a0 := r.StartAttempt(rctx, tracing.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: a.addr()})
+	c0, a0 := r.StartAttempt(rctx, telemetry.AttemptInfo{N: 0, Kind: tracing.AttemptFirst, Endpoint: a.addr()})
 	resp0, err := send(c0, a.URL+"/fail")
 	require.NoError(t, err)
 	a0.End(outcome.GatewayFailure)        // a 503
@@ -281,7 +282,7 @@ func TestRetriedAndHedged(t *testing.T) {
 
 	// Attempt 1: a retry to the slow endpoint; attempt 2: a hedge to the fast one, which wins.
 	c1, cancel1 := context.WithCancel(rctx)
-	c1, a1 := r.StartAttempt(c1, tracing.AttemptInfo{N: 1, Kind: tracing.AttemptRetry, Endpoint: a.addr(), Backoff: 5 * time.Millisecond, Breaker: breaker.StateHalfOpen})
+	c1, a1 := r.StartAttempt(c1, telemetry.AttemptInfo{N: 1, Kind: tracing.AttemptRetry, Endpoint: a.addr(), Backoff: 5 * time.Millisecond, Breaker: breaker.StateHalfOpen})
 	type result struct {
 		resp *http.Response
 		err  error
@@ -297,7 +298,7 @@ func TestRetriedAndHedged(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the slow attempt never arrived")
 	}
-	c2, a2 := r.StartAttempt(rctx, tracing.AttemptInfo{N: 2, Kind: tracing.AttemptHedge, Endpoint: b.addr()})
+	c2, a2 := r.StartAttempt(rctx, telemetry.AttemptInfo{N: 2, Kind: tracing.AttemptHedge, Endpoint: b.addr()})
 	resp2, err := send(c2, b.URL+"/ok")
 	require.NoError(t, err)
 	a2.End(outcome.Success)
@@ -478,11 +479,11 @@ func TestMalformedTraceparent(t *testing.T) {
 func TestObservableState(t *testing.T) {
 	s := newSDK(t)
 	now := time.Now()
-	tel := s.telemetry(t, tracing.WithState(func(time.Time) tracing.State {
-		return tracing.State{
-			Destinations: []tracing.DestinationState{{
+	tel := s.telemetry(t, telemetry.WithState(func(time.Time) telemetry.State {
+		return telemetry.State{
+			Destinations: []telemetry.DestinationState{{
 				Name: "svc",
-				Endpoints: []tracing.EndpointState{
+				Endpoints: []telemetry.EndpointState{
 					{Addr: "127.0.0.1:1", Healthy: true, HasBreaker: true, Breaker: breaker.StateClosed},
 					{Addr: "127.0.0.1:2", Healthy: true, Ejected: true, HasBreaker: true, Breaker: breaker.StateOpen},
 					{Addr: "127.0.0.1:3", Healthy: false, HasBreaker: true, Breaker: breaker.StateHalfOpen},
@@ -490,8 +491,8 @@ func TestObservableState(t *testing.T) {
 				Ejections:  4,
 				StaleSince: now.Add(-time.Minute),
 			}},
-			Limits:   []tracing.LimitState{{Policy: "outbound", Limit: 17}},
-			Canaries: []tracing.CanaryState{{Route: "r", Destination: "svc-canary", Percent: 5}},
+			Limits:   []telemetry.LimitState{{Policy: "outbound", Limit: 17}},
+			Canaries: []telemetry.CanaryState{{Route: "r", Destination: "svc-canary", Percent: 5}},
 		}
 	}))
 	d := tel.Destination("svc")
@@ -556,7 +557,7 @@ func TestRequestSpanAttributesAtEnd(t *testing.T) {
 		req.Header.Set("X-Code", strconv.Itoa(tc.code))
 		ctx, r := tel.StartRequest(context.Background(), d, req)
 		r.Route(tc.route, "")
-		actx, a := r.StartAttempt(ctx, tracing.AttemptInfo{Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
+		actx, a := r.StartAttempt(ctx, telemetry.AttemptInfo{Kind: tracing.AttemptFirst, Endpoint: "127.0.0.1:1"})
 		resp, err := rt.RoundTrip(req.WithContext(actx))
 		require.NoError(t, err)
 		kind := outcome.FromStatus(resp.StatusCode, "", time.Time{}).Kind

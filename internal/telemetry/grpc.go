@@ -1,4 +1,4 @@
-package tracing
+package telemetry
 
 // This file is the gRPC adapter: the request span of a gRPC call or stream, and the client
 // stats handler that runs otelgrpc's and adds each attempt's facts to otelgrpc's span.
@@ -22,6 +22,7 @@ import (
 
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // rpcKind says what a Request is for.
@@ -81,7 +82,7 @@ func (d *Destination) rpcSpan(fullMethod string) *rpcStart {
 	}
 	name := strings.TrimPrefix(fullMethod, "/")
 	rs := &rpcStart{name: name, opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(KeyDestination.String(d.name), keyRPCMethod.String(name), rpcSystemGRPC)}}
+		trace.WithAttributes(tracing.KeyDestination.String(d.name), keyRPCMethod.String(name), rpcSystemGRPC)}}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var old map[string]*rpcStart
@@ -164,8 +165,8 @@ const (
 )
 
 var verdictAttrs = [...][]attribute.KeyValue{
-	verdictWinner:    {KeyWinner.Bool(true)},
-	verdictDiscarded: {KeyDiscarded.Bool(true)},
+	verdictWinner:    {tracing.KeyWinner.Bool(true)},
+	verdictDiscarded: {tracing.KeyDiscarded.Bool(true)},
 }
 
 // grpcAttempt is the gRPC-only state of an Attempt. For a gRPC attempt, mu also guards the
@@ -388,7 +389,7 @@ func (a *Attempt) ending(ctx context.Context) context.Context {
 // otelgrpc's five.
 func annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo, kind outcome.Kind, known bool) {
 	withOutcome := known && kind != outcome.Success
-	if ep != nil && info.N == 0 && info.Kind == AttemptFirst && (info.NoBreaker || info.Breaker == breaker.StateClosed) {
+	if ep != nil && info.N == 0 && info.Kind == tracing.AttemptFirst && (info.NoBreaker || info.Breaker == breaker.StateClosed) {
 		if info.NoBreaker {
 			span.SetAttributes(firstAttemptNoBreaker...)
 		} else {
@@ -400,15 +401,15 @@ func annotateGRPC(span trace.Span, ep *endpoint, info *AttemptInfo, kind outcome
 		return
 	}
 	kv := make([]attribute.KeyValue, 0, 5)
-	kv = append(kv, KeyAttemptKind.String(info.Kind.String()))
+	kv = append(kv, tracing.KeyAttemptKind.String(info.Kind.String()))
 	if info.N > 0 {
-		kv = append(kv, KeyAttempt.Int(info.N))
+		kv = append(kv, tracing.KeyAttempt.Int(info.N))
 	}
 	if ep != nil && !info.NoBreaker {
-		kv = append(kv, KeyBreakerState.String(info.Breaker.String()))
+		kv = append(kv, tracing.KeyBreakerState.String(info.Breaker.String()))
 	}
-	if info.Kind == AttemptRetry {
-		kv = append(kv, KeyBackoff.Float64(info.Backoff.Seconds()))
+	if info.Kind == tracing.AttemptRetry {
+		kv = append(kv, tracing.KeyBackoff.Float64(info.Backoff.Seconds()))
 	}
 	if withOutcome {
 		kv = append(kv, outcomeAttrs[outcomeIndex(kind)]...)
@@ -443,7 +444,7 @@ func (r *Request) EndGRPC(winner *Attempt, kind outcome.Kind, err error) {
 			opts = ep.optsReq[o]
 		}
 		r.s.ins.reqDuration.Record(context.Background(), time.Since(r.start).Seconds(), opts...)
-		if winner != nil && winner.info.Kind == AttemptHedge && err == nil {
+		if winner != nil && winner.info.Kind == tracing.AttemptHedge && err == nil {
 			r.s.ins.hedgeWins.Add(context.Background(), 1, r.d.optsDest...)
 		}
 	}
@@ -468,16 +469,16 @@ func (r *Request) EndGRPC(winner *Attempt, kind outcome.Kind, err error) {
 		r.span.SetAttributes(ep.grpcOK...) // the common case, ready-made
 	} else {
 		kv := make([]attribute.KeyValue, 0, 7)
-		kv = append(kv, outcomeAttrs[o][0], KeyAttempts.Int(int(attempts)))
+		kv = append(kv, outcomeAttrs[o][0], tracing.KeyAttempts.Int(int(attempts)))
 		if ep != nil {
-			kv = append(kv, ep.attr, KeyAttempt.Int(n))
+			kv = append(kv, ep.attr, tracing.KeyAttempt.Int(n))
 		}
 		kv = append(kv, grpcStatusAttr(code))
 		if r.route != "" {
-			kv = append(kv, KeyRoute.String(r.route))
+			kv = append(kv, tracing.KeyRoute.String(r.route))
 		}
 		if r.split != "" {
-			kv = append(kv, KeySplit.String(r.split))
+			kv = append(kv, tracing.KeySplit.String(r.split))
 		}
 		r.span.SetAttributes(kv...)
 	}

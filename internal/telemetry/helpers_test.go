@@ -1,4 +1,4 @@
-package tracing_test
+package telemetry_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/proxyless/proxyless/tracing"
+	"github.com/proxyless/proxyless/internal/telemetry"
 )
 
 // sdk is an OpenTelemetry SDK recording into memory.
@@ -36,8 +36,8 @@ func newSDK(t testing.TB) *sdk {
 	return s
 }
 
-func (s *sdk) telemetry(t testing.TB, opts ...tracing.Option) *tracing.Telemetry {
-	tel, err := tracing.New(append([]tracing.Option{tracing.WithTracerProvider(s.tp), tracing.WithMeterProvider(s.mp)}, opts...)...)
+func (s *sdk) telemetry(t testing.TB, opts ...telemetry.Option) *telemetry.Telemetry {
+	tel, err := telemetry.New(append([]telemetry.Option{telemetry.WithTracerProvider(s.tp), telemetry.WithMeterProvider(s.mp)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tel.Close() })
 	return tel
