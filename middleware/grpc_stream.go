@@ -165,8 +165,8 @@ func streamCause(caller, call, attempt context.Context, err error) outcome.Cause
 		return outcome.CauseNone
 	}
 	dl, ok := attempt.Deadline()
-	if !ok {
-		return outcome.CauseNone
+	if !ok || time.Until(dl) > engine.DeadlineSlack {
+		return outcome.CauseNone // the server's own deadline ran out, not ours
 	}
 	if cdl, ok := caller.Deadline(); ok && !cdl.After(dl) {
 		return outcome.CauseCaller

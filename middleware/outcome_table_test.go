@@ -260,3 +260,28 @@ func TestPanicInBaseTransportReachesCaller(t *testing.T) {
 		})
 	}
 }
+
+// A TLS verification failure is terminal: one dial per request, no retry, and every caller
+// gets the certificate error, never a breaker refusal, however many requests fail so.
+func TestTLSFailureIsTerminal(t *testing.T) {
+	b := faultbackend.NewTLS(t)
+	base := &http.Transport{} // the system roots: the backend's self-signed CA is unknown
+	t.Cleanup(base.CloseIdleConnections)
+	tr, err := middleware.NewTransport(base,
+		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+		middleware.WithBreaker(breaker.Config{MinimumVolume: 1, FailureRateThreshold: 100, OpenDelay: time.Minute}))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, tr.Close()) })
+	c := &http.Client{Transport: tr}
+	const n = 5
+	for range n {
+		_, err := c.Get("https://svc/")
+		var ua x509.UnknownAuthorityError
+		require.True(t, errors.As(err, &ua), "the caller gets the x509 error: %v", err)
+	}
+	st := tr.Stats()
+	assert.Zero(t, st.Retries)
+	assert.Zero(t, st.BreakerOpens)
+	assert.EqualValues(t, n, b.NewConnections(), "one dial per request")
+	assert.Zero(t, b.Attempts(), "no request got through")
+}

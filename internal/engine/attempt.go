@@ -108,15 +108,16 @@ func (a *Attempt) Cause() outcome.Cause {
 	return outcome.CauseNone
 }
 
-// DeadlineCause returns the cause that would end the attempt when its deadline passes: its
-// own timeout when it has one earlier than the call's, else the overall timeout or the
-// caller's deadline, whichever comes first; CauseNone without a deadline. A transport that
-// propagates deadlines (gRPC) uses it to tell whose deadline a server's DEADLINE_EXCEEDED
-// was.
+// DeadlineCause returns the cause that ended the attempt if its deadline is (all but)
+// reached: its own timeout when it has one earlier than the call's, else the overall timeout
+// or the caller's deadline, whichever comes first; CauseNone without a deadline, or with one
+// more than DeadlineSlack away. A transport that propagates deadlines (gRPC) uses it to tell
+// whose deadline a server's DEADLINE_EXCEEDED was: the server's clock may run out a moment
+// before ours, but not seconds before.
 func (a *Attempt) DeadlineCause() outcome.Cause {
 	s := a.s
 	dl, ok := a.ctx.Deadline()
-	if !ok {
+	if !ok || time.Until(dl) > DeadlineSlack {
 		return outcome.CauseNone
 	}
 	if cdl, ok := s.caller.Deadline(); ok && !cdl.After(dl) {
@@ -127,6 +128,11 @@ func (a *Attempt) DeadlineCause() outcome.Cause {
 	}
 	return outcome.CauseAttemptTimeout
 }
+
+// DeadlineSlack is how long before a deadline a server's DEADLINE_EXCEEDED is still charged to
+// that deadline (see DeadlineCause): gRPC sends the time left rounded down, and the server
+// starts its clock a little after ours.
+const DeadlineSlack = 20 * time.Millisecond
 
 // Admit picks an endpoint for the attempt, one no earlier attempt of the call used when
 // there is one, whose breaker admits it. Endpoints whose breaker is open are skipped; when
