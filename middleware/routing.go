@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/proxyless/proxyless/internal/engine"
+	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/route"
 )
 
@@ -169,17 +170,33 @@ type routeState struct {
 
 // finish reports the primary's result to the shadow comparison and the canary analysis, and
 // applies the route's response rewrites.
-func (s *routeState) finish(resp *http.Response, err error, callerDone bool) {
+// The canary analysis counts the request as the outcome table says (outcome.Kind.CanaryFailed):
+// not at all when it tells nothing of the version (the caller gave up, a local refusal, a
+// throttled answer).
+func (s *routeState) finish(resp *http.Response, err error, kind outcome.Kind) {
 	if s.pending != nil {
 		s.pending.Primary(resp, err)
 	}
 	if resp != nil {
 		s.dec.Route.RewriteResponse(resp.Header)
 	}
-	if !callerDone {
-		failed := err != nil || (resp != nil && resp.StatusCode >= 500)
+	if failed, counted := kind.CanaryFailed(); counted {
 		s.dec.Done(route.Outcome{Latency: time.Since(s.start), Failed: failed})
 	}
+}
+
+// lookup matches req against the route table, when the transport has one; nil when no route
+// matches. A request carrying the shadow marker is a mirrored copy: it is not routed again.
+func (t *Transport) lookup(req *http.Request) *routeState {
+	if t.cfg.routes == nil || req.Header.Get(route.ShadowHeader) != "" {
+		return nil
+	}
+	rq := route.FromHTTP(req)
+	dec, ok := t.cfg.routes.Lookup(&rq)
+	if !ok {
+		return nil
+	}
+	return &routeState{dec: dec, start: time.Now()}
 }
 
 // abortResponse is the answer of an injected abort: a synthesized response, as a proxy

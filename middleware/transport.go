@@ -366,14 +366,10 @@ func (t *Transport) CloseIdleConnections() {
 // open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, or
 // the context's error.
 func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
-	var rs *routeState
+	rs := t.lookup(req) // routing.go; nil when no route matches
 	var rd *route.Destination
-	if t.cfg.routes != nil && req.Header.Get(route.ShadowHeader) == "" {
-		rq := route.FromHTTP(req)
-		if dec, ok := t.cfg.routes.Lookup(&rq); ok {
-			rs = &routeState{dec: dec, start: time.Now()}
-			rd = dec.Destination
-		}
+	if rs != nil {
+		rd = rs.dec.Destination
 	}
 	d, err := t.destination(req, rd)
 	if err != nil {
@@ -388,8 +384,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		return nil, ErrClosed
 	}
 	// rctx is the request's context: the caller's, or with telemetry on, one that carries the
-	// request span, which the attempts descend from. The caller's request is not copied to
-	// carry it: each attempt makes its own copy anyway.
+	// request span, which the attempts descend from.
 	rctx := req.Context()
 	var tr *telemetry.Request
 	var winner *telemetry.Attempt // set once the attempts are done
@@ -401,20 +396,15 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 	}
 	if rs != nil {
-		if tr != nil {
-			split := ""
-			if rs.dec.Destination != nil {
-				split = rs.dec.Destination.Key()
-			}
-			tr.Route(rs.dec.Route.Name(), split)
-		}
-		if resp, err, done := t.routeBefore(&req, rctx, rs); done {
+		if resp, err, done := t.routeBefore(&req, rctx, rs, tr); done {
 			kind = localKind(resp, err) // client_http.go
 			return resp, err
 		}
-		defer func() { rs.finish(resp, err, req.Context().Err() != nil) }()
+		defer func() { rs.finish(resp, err, kind) }()
 		if d == nil { // a route that only rewrites, mirrors or injects faults
-			return t.base.RoundTrip(req)
+			resp, err = t.base.RoundTrip(req)
+			kind = outcome.FromHTTP(resp, err, callerCause(req), time.Time{}).Kind
+			return resp, err
 		}
 	}
 	if t.cfg.outbound != nil { // outbound rate and concurrency limits: ratelimit.go
@@ -434,15 +424,30 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	return resp, err
 }
 
+// callerCause is CauseCaller once the caller has given up on req, else CauseNone.
+func callerCause(req *http.Request) outcome.Cause {
+	if req.Context().Err() != nil {
+		return outcome.CauseCaller
+	}
+	return outcome.CauseNone
+}
+
 // routeBefore applies what a matched route does before the request is sent: fault injection,
 // request rewrites (on a clone, never the caller's request) and mirroring. When done is true
 // the request is answered (an injected abort) or refused, and resp and err are the result.
 //
 // rctx is the request's context (see RoundTrip): a mirrored copy descends from it, so that
 // its spans are children of the request span.
-func (t *Transport) routeBefore(reqp **http.Request, rctx context.Context, rs *routeState) (resp *http.Response, err error, done bool) {
+func (t *Transport) routeBefore(reqp **http.Request, rctx context.Context, rs *routeState, tr *telemetry.Request) (resp *http.Response, err error, done bool) {
 	req := *reqp
 	rt := rs.dec.Route
+	if tr != nil {
+		split := ""
+		if rs.dec.Destination != nil {
+			split = rs.dec.Destination.Key()
+		}
+		tr.Route(rt.Name(), split)
+	}
 	if f := rt.Fault(); f != nil {
 		if ferr := f.Inject(req.Context()); ferr != nil {
 			closeBody(req)
