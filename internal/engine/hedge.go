@@ -25,6 +25,11 @@ type hedged[R any] struct {
 	max                                int // attempts at most: the first, the hedges and the retries
 	launched, pending, hedges, retries int
 	last                               *Result[R] // the failure to return if nothing better comes
+
+	hedge     *time.Timer      // fires when the next hedge is due
+	retry     *time.Timer      // a retry waiting its backoff; nil when none
+	retryC    <-chan time.Time // retry's channel while it waits, else nil
+	retryWait time.Duration
 }
 
 // runHedged sends the first attempt and, each time the hedge delay passes unanswered, one
@@ -37,66 +42,22 @@ func runHedged[R any](s *shared, c *Call[R]) Result[R] {
 	h := &hedged[R]{s: s, c: c, max: 1 + pol.Hedge.MaxHedges + pol.Retry.MaxRetries}
 	h.results = make(chan hedgeResult[R], h.max)
 	h.launch(tracing.AttemptFirst, 0)
-	hedge := time.NewTimer(hedgeDelay(&pol.Hedge, h.hist()))
-	defer hedge.Stop()
-	var retry *time.Timer
-	var retryC <-chan time.Time
-	var retryWait time.Duration
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
+	h.hedge = time.NewTimer(hedgeDelay(&pol.Hedge, h.hist()))
+	defer h.stopTimers()
 	for {
 		select {
 		case hr := <-h.results:
-			h.pending--
-			if hr.panicked {
-				h.abandon(nil)
-				h.dropLast()
-				panic(hr.value)
-			}
-			res := hr.res
-			if res.Err == nil && !hr.retry { // a final answer wins
-				if res.Attempt.Kind == tracing.AttemptHedge {
-					s.stats.HedgeWins.Add(1)
-				}
-				h.abandon(res.Attempt)
-				h.dropLast()
+			if res, done := h.result(hr); done {
 				return res
 			}
-			h.keep(res)
-			if h.pending > 0 || retryC != nil {
-				continue
-			}
-			if !hr.retry {
-				return *h.last
-			}
-			d, ok := retryDelay(s, res.Outcome, h.retries)
-			if !ok || h.launched >= h.max || !withdraw(s, c, tracing.AttemptRetry) {
-				return *h.last
-			}
-			h.retries++
-			hedge.Stop()
-			retry, retryWait = time.NewTimer(d), d
-			retryC = retry.C
-		case <-retryC:
-			retryC = nil
+		case <-h.retryC:
+			h.retryC = nil
 			h.dropLast()
 			s.stats.Retries.Add(1)
-			h.launch(tracing.AttemptRetry, retryWait)
-			hedge.Reset(hedgeDelay(&pol.Hedge, h.hist()))
-		case <-hedge.C:
-			if h.hedges >= pol.Hedge.MaxHedges || h.launched >= h.max || retryC != nil {
-				continue
-			}
-			if !withdraw(s, c, tracing.AttemptHedge) {
-				continue
-			}
-			h.hedges++
-			s.stats.Hedges.Add(1)
-			h.launch(tracing.AttemptHedge, 0)
-			hedge.Reset(hedgeDelay(&pol.Hedge, h.hist()))
+			h.launch(tracing.AttemptRetry, h.retryWait)
+			h.hedge.Reset(hedgeDelay(&pol.Hedge, h.hist()))
+		case <-h.hedge.C:
+			h.startHedge()
 		case <-s.ctx.Done():
 			h.abandon(nil)
 			h.dropLast()
@@ -106,6 +67,66 @@ func runHedged[R any](s *shared, c *Call[R]) Result[R] {
 			}
 			return Result[R]{Err: s.ctx.Err(), Outcome: outcome.Outcome{Kind: kind}}
 		}
+	}
+}
+
+// result takes an attempt's result: a final answer wins and ends the call (done); a failure
+// is kept to fall back on and, once nothing else is pending, retried after its delay when the
+// policy, the budget and the deadline allow, else returned. A panic is raised again here.
+func (h *hedged[R]) result(hr hedgeResult[R]) (_ Result[R], done bool) {
+	s, c := h.s, h.c
+	h.pending--
+	if hr.panicked {
+		h.abandon(nil)
+		h.dropLast()
+		panic(hr.value)
+	}
+	res := hr.res
+	if res.Err == nil && !hr.retry { // a final answer wins
+		if res.Attempt.Kind == tracing.AttemptHedge {
+			s.stats.HedgeWins.Add(1)
+		}
+		h.abandon(res.Attempt)
+		h.dropLast()
+		return res, true
+	}
+	h.keep(res)
+	if h.pending > 0 || h.retryC != nil {
+		return Result[R]{}, false
+	}
+	if !hr.retry {
+		return *h.last, true
+	}
+	d, ok := retryDelay(s, res.Outcome, h.retries)
+	if !ok || h.launched >= h.max || !withdraw(s, c, tracing.AttemptRetry) {
+		return *h.last, true
+	}
+	h.retries++
+	h.hedge.Stop()
+	h.retry, h.retryWait = time.NewTimer(d), d
+	h.retryC = h.retry.C
+	return Result[R]{}, false
+}
+
+// startHedge launches a hedge when one is due and the budget pays for it.
+func (h *hedged[R]) startHedge() {
+	pol := &h.s.policy.Hedge
+	if h.hedges >= pol.MaxHedges || h.launched >= h.max || h.retryC != nil {
+		return
+	}
+	if !withdraw(h.s, h.c, tracing.AttemptHedge) {
+		return
+	}
+	h.hedges++
+	h.s.stats.Hedges.Add(1)
+	h.launch(tracing.AttemptHedge, 0)
+	h.hedge.Reset(hedgeDelay(pol, h.hist()))
+}
+
+func (h *hedged[R]) stopTimers() {
+	h.hedge.Stop()
+	if h.retry != nil {
+		h.retry.Stop()
 	}
 }
 
