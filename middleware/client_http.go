@@ -50,12 +50,11 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	}
 	c.replayable = !pol.retry.Disable && c.body.replayable()
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
-	c.call = engine.Call[*http.Response]{
-		Policy: &pol.eng, Budget: t.bud, Stats: &t.stats, Sender: c, Dest: &d.eng,
-		Hedgeable: c.idempotent, Latency: d.latencyFor(pol), CallerGone: requestCancelled(req),
-	}
+	cl := &c.call // set field by field: see engine.Run
+	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &pol.eng, t.bud, &t.stats, c, &d.eng
+	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, d.latencyFor(pol), requestCancelled(req)
 	if tr != nil {
-		c.call.OnBudgetRefused = tr.BudgetRefused
+		cl.OnBudgetRefused = tr.BudgetRefused
 	}
 	res := engine.Run(ctx, &c.call)
 	ta, _ := attemptTelemetry(res.Attempt)

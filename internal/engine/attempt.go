@@ -70,11 +70,11 @@ func (a *Attempt) Context() context.Context { return a.ctx }
 // newAttempt prepares attempt n, with its context, and registers it so that it can be
 // cancelled when another wins, before it picks anything.
 func (s *shared) newAttempt(n int, kind tracing.AttemptKind, waited time.Duration, cancellable bool) *Attempt {
-	a := &s.first
+	a := &s.first // fresh: attempt 0 is made once per call
 	if n > 0 {
 		a = new(Attempt)
 	}
-	*a = Attempt{N: n, Kind: kind, Waited: waited, s: s, ctx: s.ctx, cancel: noop}
+	a.N, a.Kind, a.Waited, a.s, a.ctx, a.cancel = n, kind, waited, s, s.ctx, noop
 	if to := s.policy.AttemptTimeout; to > 0 {
 		a.ctx, a.cancel = context.WithTimeout(s.ctx, to)
 	} else if cancellable {

@@ -76,8 +76,10 @@ func (r Result[R]) NeedsRelease() bool {
 // caller's goroutine, after the attempt's pick and permit are released and the other
 // attempts cancelled.
 func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
-	s := &c.s
-	*s = shared{caller: ctx, ctx: ctx, cancelOverall: noop, stats: c.Stats, dest: c.Dest, policy: c.Policy, callerGone: c.CallerGone}
+	s := &c.s // fresh, as a Call is used once: set field by field (a struct copy into the heap
+	// would take the write barrier for every pointer field, set or not)
+	s.caller, s.ctx, s.cancelOverall = ctx, ctx, noop
+	s.stats, s.dest, s.policy, s.callerGone = c.Stats, c.Dest, c.Policy, c.CallerGone
 	if to := c.Policy.Timeout; to > 0 {
 		s.ctx, s.cancelOverall = context.WithTimeout(ctx, to)
 	}
