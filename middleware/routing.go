@@ -186,9 +186,11 @@ func (s *routeState) finish(resp *http.Response, err error, kind outcome.Kind) {
 }
 
 // lookup matches req against the route table, when the transport has one; nil when no route
-// matches. A request carrying the shadow marker is a mirrored copy: it is not routed again.
+// matches. A mirrored copy (marked in its context by the route.Shadower that sent it) is not
+// routed again; a request that merely carries route.ShadowHeader, which any caller can send,
+// is routed like any other.
 func (t *Transport) lookup(req *http.Request) *routeState {
-	if t.cfg.routes == nil || req.Header.Get(route.ShadowHeader) != "" {
+	if t.cfg.routes == nil || route.IsShadow(req.Context()) {
 		return nil
 	}
 	rq := route.FromHTTP(req)

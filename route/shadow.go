@@ -13,8 +13,23 @@ import (
 	"time"
 )
 
-// ShadowHeader marks mirrored requests; its value is "true".
+// ShadowHeader is sent on mirrored requests, with the value "true", to tell the shadow
+// backend that the request is a copy. It is information for that backend only: nothing in
+// this module reads it back, since any caller can send it. A mirrored copy is known by its
+// context instead (see [IsShadow]).
 const ShadowHeader = "X-Proxyless-Shadow"
+
+// shadowKey marks, in its context, a copy a [Shadower] sends. Being unexported, no caller
+// outside this package can set it.
+type shadowKey struct{}
+
+// IsShadow reports whether ctx is the context of a mirrored copy sent by a [Shadower].
+// Middleware uses it not to route (nor mirror) a copy again. Headers play no part: a request
+// carrying [ShadowHeader] from outside is not a copy.
+func IsShadow(ctx context.Context) bool {
+	v, _ := ctx.Value(shadowKey{}).(bool)
+	return v
+}
 
 // ShadowHostSuffix is appended to the host (before any port) of mirrored requests, as Envoy
 // does, so that the shadow can tell mirrored traffic apart.
@@ -195,7 +210,8 @@ func (b *hashingBody) Close() error {
 // Mirror starts a copy of req to p's destination and returns at once. It returns nil when
 // nothing was sent: p is nil, the Shadower is closed, a cap was reached, or the body is over
 // p's cap or cannot be replayed (req.GetBody is nil). The copy's context keeps req's values
-// but not its cancellation, and ends after p's timeout. The copy carries [ShadowHeader] and
+// but not its cancellation, and ends after p's timeout; it is marked so that [IsShadow]
+// reports true. The copy carries [ShadowHeader] (for the shadow backend's information) and
 // the [ShadowHostSuffix]; its URL host is p's destination service when it has one. req is
 // not modified, and may be used by the caller as soon as Mirror returns.
 func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
@@ -236,7 +252,7 @@ func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
 	s.wg.Add(1)
 	s.mu.RUnlock()
 
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), p.timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(req.Context()), shadowKey{}, true), p.timeout)
 	stop := context.AfterFunc(s.ctx, cancel)
 	clone := req.Clone(ctx)
 	clone.Body, clone.ContentLength = nil, 0
