@@ -128,11 +128,14 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		ctx, tr = c.tel.StartCall(ctx, c.destination(cc), method)
 		defer func() { tr.EndGRPC(winner, kind, err) }()
 	}
-	pol := &c.pol
+	pol, rt := &c.pol, grpcRoute{}
 	if c.cfg.routes != nil {
-		if pol, err = c.route(ctx, method, cc, tr); err != nil {
-			kind = grpcLocalKind(err)
+		if rt, err = c.route(ctx, method, cc, tr); err != nil {
 			return err
+		}
+		pol = rt.pol
+		if rt.cc != nil { // the route sends the call to another destination: grpc_routed.go
+			cc, invoker = rt.cc, invokeOn
 		}
 	}
 	release, err := c.admit(ctx, cc.Target())
@@ -158,6 +161,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	}
 	res := engine.Run(ctx, &u.run)
 	res.Release()
+	rt.done(res.Outcome.Kind)
 	kind = res.Outcome.Kind
 	if release != nil {
 		release(kind)

@@ -78,11 +78,14 @@ type GRPCClient struct {
 // ends early when the call's context does, then an abort: the configured gRPC code, and a
 // *route.AbortError for errors.As, without an attempt), and its overrides of the timeout,
 // the attempt timeout, retries (Disable, MaxRetries, BackoffBase, BackoffMax) and hedging
-// (Disable, Delay, MaxHedges). A ClientConn dials the one service its target names: a call
-// whose route chooses another destination (Destination, Split or Canary naming another
-// service or a subset) fails with FAILED_PRECONDITION, and is not reported to canary
-// analysis; use one ClientConn per destination. Shadowing, header and path rewrites and the
-// HTTP-only retry settings (Statuses, RetryNonIdempotent) are not carried out.
+// (Disable, Delay, MaxHedges). A route whose destination (Destination, a Split arm or a
+// Canary side) is another service or a subset sends the call (or stream) on a channel the
+// client dials itself for that destination, with the resolver, balancer, breakers and
+// telemetry of its own channels and the dial options the first NewClient was given (its
+// transport credentials), or WithTLS's; without either, such a call fails with
+// FAILED_PRECONDITION. Unary calls are reported to the route's canary analysis. Shadowing,
+// header and path rewrites and the HTTP-only retry settings (Statuses, RetryNonIdempotent)
+// are not carried out. Close closes the channels the client dialled.
 //
 // Transport credentials are the caller's to add (or WithTLS's). NewGRPCClient starts nothing:
 // each channel's resolver and balancer stop with ClientConn.Close.
@@ -141,6 +144,12 @@ func NewGRPCClient(r discovery.Resolver, opts ...GRPCClientOption) (*GRPCClient,
 		dopts = append(dopts, o)
 	}
 	dopts = append(dopts, c.cfg.creds.dialOptions()...) // WithCredentials, WithTLS: auth.go
+	// Routed channels (grpc_routed.go) get the same, but the interceptors and the resolver.
+	base := []grpc.DialOption{grpc.WithDefaultServiceConfig(c.serviceConfig), grpc.WithDisableRetry()}
+	if o := c.statsOption(); o != nil {
+		base = append(base, o)
+	}
+	c.routed = &routedChannels{r: r, mon: mon, base: append(base, c.cfg.creds.dialOptions()...)}
 	return &GRPCClient{c: c, dopts: dopts, mon: mon}, nil
 }
 
@@ -156,6 +165,7 @@ func (g *GRPCClient) NewClient(target string, extra ...grpc.DialOption) (*grpc.C
 	if !strings.Contains(target, "://") {
 		target = grpcresolver.Scheme + ":///" + target
 	}
+	g.c.routed.remember(extra) // routed channels are dialled with the same credentials
 	return grpc.NewClient(target, append(g.DialOptions(), extra...)...)
 }
 
@@ -163,7 +173,7 @@ func (g *GRPCClient) NewClient(target string, extra ...grpc.DialOption) (*grpc.C
 // first: calls made afterwards still run, with telemetry that no longer reports the client's
 // state. It is idempotent.
 func (g *GRPCClient) Close() error {
-	g.once.Do(func() { g.err = g.c.tel.Close() })
+	g.once.Do(func() { g.err = errors.Join(g.c.routed.close(), g.c.tel.Close()) })
 	return g.err
 }
 
@@ -176,6 +186,7 @@ type grpcClient struct {
 	stats         engine.Stats
 	retryCodes    [codes.Unauthenticated + 1]bool
 	serviceConfig string
+	routed        *routedChannels      // channels to the destinations routes choose: grpc_routed.go
 	routePol      routeOverrides       // merged per-route policies, when routed
 	tel           *telemetry.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
@@ -363,13 +374,33 @@ func grpcRefusal(kind, service string, err error) error {
 	return &limitError{err: fmt.Errorf("middleware: outbound %s limit for %s: %w", kind, service, err)}
 }
 
+// grpcRoute is what a call's route decided.
+type grpcRoute struct {
+	pol     *policies        // the client's, or the route's overrides merged into them
+	cc      *grpc.ClientConn // the routed channel when the route sends the call elsewhere; nil: the call's own
+	dec     route.Decision   // for canary analysis
+	matched bool
+	start   time.Time
+}
+
+// done reports a unary call's outcome to the canary analysis of its route, as the outcome
+// table says (outcome.Kind.CanaryFailed).
+func (r *grpcRoute) done(k outcome.Kind) {
+	if !r.matched {
+		return
+	}
+	if failed, counted := k.CanaryFailed(); counted {
+		r.dec.Done(route.Outcome{Latency: time.Since(r.start), Failed: failed})
+	}
+}
+
 // route looks a call up in the route table and applies what a matching route does before the
-// call is sent: it refuses a call the route sends elsewhere than the channel's service
-// (FailedPrecondition), then applies its fault, a delay that ends early when ctx does (a contextError), then an
-// abort (an abortError, with the configured code). It returns the
-// policies the call runs under: the route's overrides merged into the client's. The route
+// call is sent: it chooses the destination (a service, a subset, a split arm or a canary
+// side), sending the call on a channel the client dials for it when that is not the call's
+// own channel's service; then it applies the route's fault, a delay that ends early when ctx
+// does (a contextError), then an abort (an abortError, with the configured code). The route
 // matched becomes an attribute of the call's span (tr, nil without telemetry).
-func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn, tr *telemetry.Request) (*policies, error) {
+func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientConn, tr *telemetry.Request) (grpcRoute, error) {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	rq := route.Request{
 		Host:       serviceOf(cc.Target()),
@@ -380,24 +411,33 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 	}
 	dec, ok := c.cfg.routes.Lookup(&rq)
 	if !ok {
-		return &c.pol, nil
+		return grpcRoute{pol: &c.pol}, nil
 	}
 	rt := dec.Route
-	if d := dec.Destination; d != nil && (d.Service != rq.Host || !d.Subset.IsZero()) {
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"middleware: route %q sends the call to %s, which a channel to %s cannot reach: dial it with a channel of its own", rt.Name(), d.Key(), rq.Host)
+	r := grpcRoute{dec: dec, matched: true, start: time.Now()}
+	split := ""
+	if d := dec.Destination; d != nil {
+		split = d.Key()
+		if d.Service != rq.Host || !d.Subset.IsZero() {
+			conn, err := c.routed.conn(rt.Name(), d, c.cfg.creds.tls != nil)
+			if err != nil {
+				return grpcRoute{}, err
+			}
+			r.cc = conn
+		}
 	}
-	tr.Route(rt.Name(), "") // a ClientConn dials one service: no split applies
+	tr.Route(rt.Name(), split)
 	if f := rt.Fault(); f != nil {
 		delay, abort := f.Sample()
 		if delay > 0 && !backoff.Sleep(ctx, delay) {
-			return nil, &contextError{err: ctx.Err()}
+			return grpcRoute{}, &contextError{err: ctx.Err()}
 		}
 		if abort != nil {
-			return nil, &abortError{err: abort}
+			return grpcRoute{}, &abortError{err: abort}
 		}
 	}
-	return c.routePol.get(c.cfg.routes, rt, &c.pol, false, c.cfg.logger), nil
+	r.pol = c.routePol.get(c.cfg.routes, rt, &c.pol, false, c.cfg.logger)
+	return r, nil
 }
 
 // latencyFor returns the latency history of the service cc's target names when pol hedges

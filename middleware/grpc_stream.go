@@ -43,10 +43,14 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	}
 	pol := &c.pol
 	if c.cfg.routes != nil {
-		var err error
-		if pol, err = c.route(ctx, method, cc, tr); err != nil {
+		rt, err := c.route(ctx, method, cc, tr)
+		if err != nil {
 			tr.EndGRPC(nil, grpcLocalKind(err), err)
 			return nil, err
+		}
+		pol = rt.pol
+		if rt.cc != nil { // the route sends the stream to another destination: grpc_routed.go
+			cc, streamer = rt.cc, streamOn
 		}
 	}
 	release, err := c.admit(ctx, cc.Target())

@@ -1025,3 +1025,61 @@ func TestGRPCHedgeDelayFollowsLatencyQuantile(t *testing.T) {
 	assert.GreaterOrEqual(t, fixed, int64(35))
 	assert.LessOrEqual(t, adaptive, int64(10))
 }
+
+// A gRPC client carries out its routes' destinations, as the HTTP transport does: a split
+// between two subsets of the channel's service reaches both, and a route to another service
+// reaches that service, over channels the client dials itself with the options its own
+// channel was made with.
+func TestGRPCRoutesToOtherDestinations(t *testing.T) {
+	v1, v2, other := newGRPCBackend(t, "v1"), newGRPCBackend(t, "v2"), newGRPCBackend(t, "other")
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+		"svc": {
+			{Addr: v1.addr, Meta: map[string]string{"version": "v1"}},
+			{Addr: v2.addr, Meta: map[string]string{"version": "v2"}},
+		},
+		"other": {other.endpoint()},
+	})
+	r := grpcRouter(t,
+		route.RouteConfig{
+			Name:        "elsewhere",
+			Match:       route.Match{GRPC: &route.GRPCMatch{Service: testService}, Headers: []route.HeaderMatch{{Name: "x-elsewhere", Present: true}}},
+			Destination: &route.Destination{Service: "other"},
+		},
+		route.RouteConfig{
+			Name:  "split",
+			Match: route.Match{GRPC: &route.GRPCMatch{Service: testService}},
+			Split: []route.WeightedDestination{
+				{Destination: route.Destination{Service: "svc", Subset: route.Subset{Meta: map[string]string{"version": "v1"}}}, Weight: 1},
+				{Destination: route.Destination{Service: "svc", Subset: route.Subset{Meta: map[string]string{"version": "v2"}}}, Weight: 1},
+			},
+		})
+	gc := newGRPCClient(t, static, middleware.WithRoutes(r), middleware.WithGRPCStatsHandler(nil))
+	conn, err := gc.NewClient("svc", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	client := testgrpc.NewTestServiceClient(conn)
+
+	const n = 200
+	for range n {
+		_, err := client.UnaryCall(ctxFor(t, 5*time.Second), &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, n, v1.calls.Load()+v2.calls.Load())
+	assert.InDelta(t, n/2, v1.calls.Load(), n/5, "the split's arms share the calls (v1 %d, v2 %d)", v1.calls.Load(), v2.calls.Load())
+	assert.Zero(t, other.calls.Load())
+
+	ctx := metadata.AppendToOutgoingContext(ctxFor(t, 5*time.Second), "x-elsewhere", "1")
+	resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+	require.NoError(t, err)
+	assert.Equal(t, "other", resp.GetUsername(), "the route's destination answered")
+	assert.EqualValues(t, 1, other.calls.Load())
+
+	// Streams follow the routes too.
+	sctx := metadata.AppendToOutgoingContext(ctxFor(t, 5*time.Second), "x-elsewhere", "1")
+	stream, err := client.StreamingOutputCall(sctx, &testgrpc.StreamingOutputCallRequest{}, grpc.WaitForReady(true))
+	require.NoError(t, err)
+	msg, err := stream.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, "other", string(msg.GetPayload().GetBody()), "the stream went to the route's destination")
+	assert.EqualValues(t, 2, other.calls.Load())
+}
