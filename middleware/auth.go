@@ -1,15 +1,20 @@
 package middleware
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/proxyless/proxyless/auth"
+	"github.com/proxyless/proxyless/discovery"
 )
 
 // This file wires package auth into the middleware: token validation and mTLS peer
@@ -62,34 +67,55 @@ func WithPeerAuthorization(p *auth.PeerAuthorizer) ServerOption {
 
 // outboundCreds holds what WithCredentials and WithTLS set. The zero value adds nothing.
 type outboundCreds struct {
-	token auth.TokenFunc // nil: no token
-	tls   *tls.Config    // nil: the caller's transport credentials
+	token          auth.TokenFunc // nil: no token
+	allowCleartext bool           // Credentials.AllowCleartext
+	tls            *tls.Config    // nil: the caller's transport credentials
+	cfg            *config        // the options' config, for wrap to find the resolver
+}
+
+// Credentials is what WithOutboundCredentials attaches to a client's calls.
+type Credentials struct {
+	// Token returns the token of each call (auth.StaticToken, (*auth.TokenFile).Token, or any
+	// function). Required.
+	Token auth.TokenFunc
+	// AllowCleartext lets NewTransport send the token over plain http:// to addresses that are
+	// not loopback, and NewGRPCClient over channels without transport security. Default false:
+	// such an attempt fails before it is sent.
+	AllowCleartext bool
 }
 
 // WithCredentials makes a client attach "Authorization: Bearer <token>" to its calls, the
-// token coming from token for each call (auth.StaticToken, (*auth.TokenFile).Token, or any
-// function). A request that already has an Authorization header keeps it. A token error
-// fails the call before it is sent.
-//
-//   - NewTransport adds the header to every attempt (retries and hedges included) of every
-//     request sent through the Transport: to mesh destinations, but also to hosts passed
-//     through and to the redirects an http.Client follows. Give credentials only to a
-//     Transport whose requests all go to services that token is meant for, and refuse
-//     redirects off the mesh with http.Client.CheckRedirect.
-//   - NewGRPCClient installs it as gRPC per-RPC credentials (auth.PerRPCCredentials), which
-//     gRPC sends only over secure transport credentials (WithTLS, or the caller's own): a call
-//     over an insecure channel fails. To send a token in the clear, as on loopback in tests,
-//     add grpc.WithPerRPCCredentials(auth.PerRPCCredentials{Token: token, AllowInsecure:
-//     true}) yourself instead.
+// token coming from token for each call; it is WithOutboundCredentials(Credentials{Token:
+// token}). See there for where the token goes.
 //
 // Taken by NewTransport and NewGRPCClient. Default: no token.
 func WithCredentials(token auth.TokenFunc) ClientOption {
-	return clientOption(func(c *config) {
-		if token == nil {
-			c.errs = append(c.errs, errors.New("middleware: WithCredentials: token function is nil"))
+	return WithOutboundCredentials(Credentials{Token: token})
+}
+
+// WithOutboundCredentials makes a client attach "Authorization: Bearer <token>" to its calls
+// to mesh destinations, the token coming from c.Token for each call. A request that already
+// has an Authorization header keeps it. A token error fails the call before it is sent.
+//
+//   - NewTransport adds the header only to the attempts it sends to an endpoint of a service
+//     (retries and hedges included): an address its resolver (WithResolver) currently gives
+//     for a service, or gave in the set before. Hosts passed through get no token, and
+//     neither do the redirects an http.Client follows to another host, which are new
+//     requests to hosts that are not services. Without a resolver, no request gets one. An
+//     attempt over plain http:// to an address that is not loopback fails unless
+//     c.AllowCleartext is set: use https:// endpoints (TLS in the base transport, see WithTLS).
+//   - NewGRPCClient installs it as gRPC per-RPC credentials (auth.PerRPCCredentials), which
+//     gRPC sends only over secure transport credentials (WithTLS, or the caller's own): a call
+//     over an insecure channel fails, unless c.AllowCleartext is set.
+//
+// Taken by NewTransport and NewGRPCClient. Default: no token.
+func WithOutboundCredentials(c Credentials) ClientOption {
+	return clientOption(func(cfg *config) {
+		if c.Token == nil {
+			cfg.errs = append(cfg.errs, errors.New("middleware: WithCredentials: token function is nil"))
 			return
 		}
-		c.creds.token = token
+		cfg.creds.token, cfg.creds.allowCleartext, cfg.creds.cfg = c.Token, c.AllowCleartext, cfg
 	})
 }
 
@@ -118,8 +144,10 @@ func WithTLS(cfg *tls.Config) GRPCClientOption {
 }
 
 // wrap returns base with the outbound credentials of the options applied: NewTransport calls
-// it on its base transport (never nil), inside its telemetry, so that each attempt gets the
-// token.
+// it on its base transport (never nil), inside its telemetry, before it makes its discovery
+// cache. To know which attempts go to mesh destinations, it replaces the config's resolver
+// with one that records the endpoint addresses it gives (meshAddrs): the token goes only to
+// those.
 func (o *outboundCreds) wrap(base http.RoundTripper) (http.RoundTripper, error) {
 	if o.token == nil {
 		return base, nil
@@ -128,7 +156,139 @@ func (o *outboundCreds) wrap(base http.RoundTripper) (http.RoundTripper, error) 
 	if err != nil {
 		return nil, fmt.Errorf("middleware: WithCredentials: %w", err)
 	}
-	return t, nil
+	m := &meshCreds{withToken: t, without: base, allowCleartext: o.allowCleartext}
+	if o.cfg != nil && o.cfg.resolver != nil {
+		m.addrs = newMeshAddrs()
+		o.cfg.resolver = &recordingResolver{r: o.cfg.resolver, addrs: m.addrs}
+	}
+	return m, nil
+}
+
+// meshCreds sends attempts to mesh endpoints through withToken, everything else through
+// without.
+type meshCreds struct {
+	withToken      http.RoundTripper
+	without        http.RoundTripper
+	addrs          *meshAddrs // nil without a resolver: nothing is a mesh endpoint
+	allowCleartext bool
+}
+
+// RoundTrip implements http.RoundTripper.
+func (m *meshCreds) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || m.addrs == nil || !m.addrs.has(req.URL.Host) || req.Header.Get("Authorization") != "" {
+		return m.without.RoundTrip(req)
+	}
+	if !strings.EqualFold(req.URL.Scheme, "https") && !m.allowCleartext && !isLoopback(req.URL.Hostname()) {
+		closeBody(req)
+		return nil, fmt.Errorf("middleware: WithCredentials: refusing to send a token in clear text to %s (use https, or Credentials.AllowCleartext)", req.URL.Host)
+	}
+	return m.withToken.RoundTrip(req)
+}
+
+// CloseIdleConnections forwards to the wrapped transport.
+func (m *meshCreds) CloseIdleConnections() {
+	if c, ok := m.without.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// isLoopback reports whether host (no port) is a loopback address or "localhost".
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// meshAddrs counts, for each endpoint address, the watcher generations that hold it: the
+// current set of each watcher and the one before it, so that an attempt picked just before
+// an update still counts as to the mesh when it is sent.
+type meshAddrs struct {
+	mu sync.RWMutex
+	n  map[string]int
+}
+
+func newMeshAddrs() *meshAddrs { return &meshAddrs{n: map[string]int{}} }
+
+func (m *meshAddrs) has(addr string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.n[addr] > 0
+}
+
+// shift adds the addresses of add and forgets those of drop.
+func (m *meshAddrs) shift(add, drop []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range add {
+		m.n[a]++
+	}
+	for _, a := range drop {
+		if m.n[a]--; m.n[a] <= 0 {
+			delete(m.n, a)
+		}
+	}
+}
+
+// recordingResolver records in addrs the endpoint addresses its watchers give.
+type recordingResolver struct {
+	r     discovery.Resolver
+	addrs *meshAddrs
+}
+
+func (r *recordingResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	w, err := r.r.Watch(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	return &recordingWatcher{w: w, addrs: r.addrs}, nil
+}
+
+type recordingWatcher struct {
+	w     discovery.Watcher
+	addrs *meshAddrs
+
+	mu        sync.Mutex // Next and Close may run concurrently
+	closed    bool
+	cur, prev []string
+}
+
+func (w *recordingWatcher) Next(ctx context.Context) ([]discovery.Endpoint, error) {
+	eps, err := w.w.Next(ctx)
+	if err != nil {
+		return eps, err
+	}
+	next := make([]string, len(eps))
+	for i, e := range eps {
+		next[i] = e.Addr
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.addrs.shift(next, w.prev)
+		w.prev, w.cur = w.cur, next
+	}
+	return eps, nil
+}
+
+func (w *recordingWatcher) Close() error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		w.addrs.shift(nil, append(w.prev, w.cur...))
+		w.prev, w.cur = nil, nil
+	}
+	w.mu.Unlock()
+	return w.w.Close()
+}
+
+// Status forwards to the wrapped watcher when it reports one.
+func (w *recordingWatcher) Status() discovery.Status {
+	if sr, ok := w.w.(discovery.StatusReporter); ok {
+		return sr.Status()
+	}
+	return discovery.Status{}
 }
 
 // dialOptions returns the gRPC dial options of the outbound credentials, for NewGRPCClient to
@@ -139,7 +299,7 @@ func (o *outboundCreds) dialOptions() []grpc.DialOption {
 		d = append(d, grpc.WithTransportCredentials(credentials.NewTLS(o.tls)))
 	}
 	if o.token != nil {
-		d = append(d, grpc.WithPerRPCCredentials(auth.PerRPCCredentials{Token: o.token}))
+		d = append(d, grpc.WithPerRPCCredentials(auth.PerRPCCredentials{Token: o.token, AllowInsecure: o.allowCleartext}))
 	}
 	return d
 }

@@ -448,30 +448,33 @@ func TestGRPCPeerAuthorizationAndOutboundCredentials(t *testing.T) {
 func TestOutboundCredentialsHTTP(t *testing.T) {
 	idp := newIDP(t)
 	srv := startHTTP(t, whoami, middleware.WithJWT(idp.v))
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.Listener.Addr().String()}}})
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
 
-	var calls int
-	rt, err := middleware.OutboundTransport(base, middleware.WithCredentials(func(context.Context) (string, error) {
-		calls++
+	var calls atomic.Int64
+	tr, err := middleware.NewTransport(base, middleware.WithResolver(static), middleware.WithCredentials(func(context.Context) (string, error) {
+		calls.Add(1)
 		return idp.token(t, "svc-a", ""), nil
 	}))
 	require.NoError(t, err)
-	c := &http.Client{Transport: rt}
-	code, body, _ := do(t, c, srv.URL)
+	t.Cleanup(func() { _ = tr.Close() })
+	c := &http.Client{Transport: tr}
+	code, body, _ := do(t, c, "http://svc/")
 	assert.Equal(t, http.StatusOK, code)
 	assert.True(t, strings.HasPrefix(body, "svc-a|"), body)
-	assert.Equal(t, 1, calls)
+	assert.Equal(t, int64(1), calls.Load())
 
-	code, _, _ = do(t, c, srv.URL, "Authorization", "Bearer mine")
+	code, _, _ = do(t, c, "http://svc/", "Authorization", "Bearer mine")
 	assert.Equal(t, http.StatusUnauthorized, code, "the request's own header is kept")
-	assert.Equal(t, 1, calls, "and no token is asked for")
+	assert.Equal(t, int64(1), calls.Load(), "and no token is asked for")
 
-	failing, err := middleware.OutboundTransport(base, middleware.WithCredentials(func(context.Context) (string, error) {
+	failing, err := middleware.NewTransport(base, middleware.WithResolver(static), middleware.WithCredentials(func(context.Context) (string, error) {
 		return "", errors.New("no token today")
-	}))
+	}), middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
 	require.NoError(t, err)
-	req, err := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodGet, srv.URL, nil)
+	t.Cleanup(func() { _ = failing.Close() })
+	req, err := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodGet, "http://svc/", nil)
 	require.NoError(t, err)
 	resp, err := (&http.Client{Transport: failing}).Do(req)
 	if resp != nil {
@@ -502,7 +505,7 @@ routes:
     fault: {abort: {grpcCode: 8}}
   - name: hang-grpc
     match: {grpc: {service: grpc.testing.TestService, method: EmptyCall}}
-    fault: {delay: {fixed: 1h}}
+    fault: {delay: {fixed: 10s}}
 `))
 	require.NoError(t, err)
 	r, err := route.NewRouter(cfg)

@@ -56,10 +56,11 @@ func TestWiredTransport(t *testing.T) {
 	srv := startHTTP(t, whoami, middleware.WithJWT(idp.v))
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
-	tr, err := middleware.NewTransport(base, middleware.WithCredentials(auth.StaticToken(idp.token(t, "svc-a", ""))))
+	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.Listener.Addr().String()}}})
+	tr, err := middleware.NewTransport(base, middleware.WithResolver(static), middleware.WithCredentials(auth.StaticToken(idp.token(t, "svc-a", ""))))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Close() })
-	code, body, _ := do(t, &http.Client{Transport: tr}, srv.URL)
+	code, body, _ := do(t, &http.Client{Transport: tr}, "http://svc/")
 	assert.Equal(t, http.StatusOK, code)
 	assert.True(t, strings.HasPrefix(body, "svc-a|"), body)
 	// WithTLS given to NewTransport does not compile: see TestOptionTypesRefuseOtherConstructors.
