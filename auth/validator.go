@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -125,6 +126,20 @@ type Validator struct {
 	remotes   []*remoteKeys      // immutable
 	transport *http.Transport    // owned; nil when the caller gave a client
 	closeOnce sync.Once
+
+	validations atomic.Int64 // tokens given to Validate
+	sigChecks   atomic.Int64 // signature verifications tried
+}
+
+// ValidatorStats counts a Validator's work since it was built.
+type ValidatorStats struct {
+	Validations     int64 // tokens given to Validate, valid or not
+	SignatureChecks int64 // signature verifications tried (one per candidate key), the costly part
+}
+
+// Stats returns the validator's counters.
+func (v *Validator) Stats() ValidatorStats {
+	return ValidatorStats{Validations: v.validations.Load(), SignatureChecks: v.sigChecks.Load()}
 }
 
 // NewValidator builds a Validator for the given issuers. It does not block on the network:
@@ -359,6 +374,7 @@ func (v *Validator) Validate(ctx context.Context, token string) (*Claims, error)
 }
 
 func (v *Validator) validate(ctx context.Context, token string, now time.Time) (*Claims, error) {
+	v.validations.Add(1)
 	if token == "" {
 		return nil, ErrMissingToken
 	}
@@ -396,6 +412,7 @@ func (v *Validator) validate(ctx context.Context, token string, now time.Time) (
 	}
 	var payload []byte
 	for _, k := range keys {
+		v.sigChecks.Add(1)
 		if payload, err = jws.Verify(k.key); err == nil {
 			break
 		}

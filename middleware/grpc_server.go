@@ -41,14 +41,17 @@ type GRPCServer struct {
 //     client has given up on);
 //  2. authorize the mTLS peer (WithPeerAuthorization), refusing with UNAUTHENTICATED or
 //     PERMISSION_DENIED, the peer's identity in the handler's context;
-//  3. authenticate the token and apply the rules of WithJWT, refusing with UNAUTHENTICATED
+//  3. apply the rate limits whose key is known before authentication (WithServerRateLimit
+//     with KeyByClientIP, KeyByHeader, the peer identity...), refusing with
+//     RESOURCE_EXHAUSTED and a grpc-retry-pushback-ms trailer;
+//  4. authenticate the token and apply the rules of WithJWT, refusing with UNAUTHENTICATED
 //     or PERMISSION_DENIED, the verified claims in the handler's context;
-//  4. apply the per-key rate limits of WithServerRateLimit (whose keys may read the claims:
-//     KeyBySubject), refusing with RESOURCE_EXHAUSTED and a grpc-retry-pushback-ms trailer;
-//  5. inject the faults of WithServerFaults, matched by the call's full method name and
+//  5. apply the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit),
+//     refused as in 3;
+//  6. inject the faults of WithServerFaults, matched by the call's full method name and
 //     metadata: a delay, and an abort with the fault's code (an error matching
 //     route.ErrAborted);
-//  6. shed load with the limiter of WithLoadShedding (a bulkhead or an adaptive concurrency
+//  7. shed load with the limiter of WithLoadShedding (a bulkhead or an adaptive concurrency
 //     limit), refusing with RESOURCE_EXHAUSTED, which a proxyless client does not retry
 //     but steers away from;
 //
@@ -86,6 +89,10 @@ func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
 	if p := s.cfg.server.peers; p != nil {
 		unary = append(unary, p.UnaryServerInterceptor())
 		stream = append(stream, p.StreamServerInterceptor())
+	}
+	if len(s.cfg.server.limitsFor(false)) > 0 { // limits keyed before authentication
+		unary = append(unary, s.unaryLimit)
+		stream = append(stream, s.streamLimit)
 	}
 	if guard := s.cfg.server.jwt; guard != nil {
 		unary = append(unary, guard.UnaryServerInterceptor())
@@ -147,25 +154,52 @@ func (s *grpcServer) streamCheck(srv any, ss grpc.ServerStream, _ *grpc.StreamSe
 	return handler(srv, ss)
 }
 
-// admit runs the checks before a handler, but for authentication: check, rate limits, faults,
-// shedding. setTrailer sets the call's trailer. On success the caller must call the returned
-// function (nil when there is nothing to release) with the handler's error.
-func (s *grpcServer) admit(ctx context.Context, method string, setTrailer func(metadata.MD) error) (func(error), error) {
-	if err := s.check(ctx); err != nil {
+func (s *grpcServer) unaryLimit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.limit(ctx, info.FullMethod, false, func(md metadata.MD) error { return grpc.SetTrailer(ctx, md) }); err != nil {
 		return nil, err
 	}
+	return handler(ctx, req)
+}
+
+func (s *grpcServer) streamLimit(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.limit(ss.Context(), info.FullMethod, false, func(md metadata.MD) error { ss.SetTrailer(md); return nil }); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// limit applies the rate limits of one phase: those keyed before token validation, or after
+// it (afterAuth). setTrailer sets the call's trailer.
+func (s *grpcServer) limit(ctx context.Context, method string, afterAuth bool, setTrailer func(metadata.MD) error) error {
 	for _, rl := range s.cfg.server.rateLimits {
+		if rl.afterAuth != afterAuth {
+			continue
+		}
 		d, err := rl.lim.Take(ctx, rl.key(grpcIncoming(ctx, method)))
 		if err != nil {
-			return nil, status.FromContextError(err).Err()
+			return status.FromContextError(err).Err()
 		}
 		if !d.Allowed {
 			if d.RetryAfter > 0 {
 				ms := max(1, d.RetryAfter.Milliseconds())
 				_ = setTrailer(metadata.Pairs(grpcbalancer.PushbackKey, strconv.FormatInt(ms, 10)))
 			}
-			return nil, &limitError{err: fmt.Errorf("middleware: rate limit for %s: %w", method, d.Err())}
+			return &limitError{err: fmt.Errorf("middleware: rate limit for %s: %w", method, d.Err())}
 		}
+	}
+	return nil
+}
+
+// admit runs the checks before a handler that come after authentication: check, the rate
+// limits keyed by the claims, faults, shedding. setTrailer sets the call's trailer. On
+// success the caller must call the returned function (nil when there is nothing to release)
+// with the handler's error.
+func (s *grpcServer) admit(ctx context.Context, method string, setTrailer func(metadata.MD) error) (func(error), error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.limit(ctx, method, true, setTrailer); err != nil {
+		return nil, err
 	}
 	if r := s.cfg.server.faults; r != nil {
 		if err := injectGRPCFault(ctx, r, method); err != nil {

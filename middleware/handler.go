@@ -36,8 +36,20 @@ type serverConfig struct {
 }
 
 type serverRateLimit struct {
-	lim ratelimit.Limiter
-	key KeyFunc
+	lim       ratelimit.Limiter
+	key       KeyFunc
+	afterAuth bool // runs after token validation: its key reads the verified claims
+}
+
+// limitsFor returns the limits of the phase: those before token validation, or after it.
+func (c *serverConfig) limitsFor(afterAuth bool) []serverRateLimit {
+	var ls []serverRateLimit
+	for _, l := range c.rateLimits {
+		if l.afterAuth == afterAuth {
+			ls = append(ls, l)
+		}
+	}
+	return ls
 }
 
 // WithServerRateLimit makes the servers limit requests per key: key maps each request (HTTP)
@@ -45,6 +57,13 @@ type serverRateLimit struct {
 // ratelimit.Redis for a limit shared by every instance). The option may be given several
 // times (per client IP and per API key, say): each limit must admit the request, and they are
 // asked in order. Default: none.
+//
+// A limit runs before token validation (WithJWT), so that a flood of forged tokens is
+// answered 429 without a signature check each: its key must be known from the request alone
+// (KeyByClientIP, KeyByHeader, the mTLS peer identity of WithPeerAuthorization, which runs
+// first). A limit keyed by KeyBySubject runs after token validation, since its key is the
+// verified subject; so does any limit given with WithAuthenticatedRateLimit, for key functions
+// of one's own that read the claims (auth.ClaimsFromContext).
 //
 //   - NewHandler answers a refused request 429 Too Many Requests with Retry-After (whole
 //     seconds, rounded up; absent when no wait would help, as for a key whose quota is zero)
@@ -64,7 +83,26 @@ func WithServerRateLimit(l ratelimit.Limiter, key KeyFunc) ServerOption {
 		case key == nil:
 			c.errs = append(c.errs, errors.New("middleware: WithServerRateLimit: key function is nil"))
 		default:
-			c.server.rateLimits = append(c.server.rateLimits, serverRateLimit{lim: l, key: key})
+			c.server.rateLimits = append(c.server.rateLimits, serverRateLimit{lim: l, key: key, afterAuth: isSubjectKey(key)})
+		}
+	})
+}
+
+// WithAuthenticatedRateLimit is WithServerRateLimit for a limit that runs after token
+// validation (WithJWT), whatever its key: for key functions that read the verified claims.
+// A request refused by the token check never reaches it, so it does not protect the check
+// itself: pair it with a limit keyed before authentication (KeyByClientIP).
+//
+// Taken by NewHandler and NewGRPCServer.
+func WithAuthenticatedRateLimit(l ratelimit.Limiter, key KeyFunc) ServerOption {
+	return serverOption(func(c *config) {
+		switch {
+		case l == nil:
+			c.errs = append(c.errs, errors.New("middleware: WithAuthenticatedRateLimit: limiter is nil"))
+		case key == nil:
+			c.errs = append(c.errs, errors.New("middleware: WithAuthenticatedRateLimit: key function is nil"))
+		default:
+			c.server.rateLimits = append(c.server.rateLimits, serverRateLimit{lim: l, key: key, afterAuth: true})
 		}
 	})
 }
@@ -119,15 +157,19 @@ type stage struct {
 }
 
 // handlerStages is the server path, outermost first. Telemetry comes first so that every
-// answer, refusals included, is in the server span. Identity (mTLS peer, then token) must
-// come before the rate limits whose keys read it; faults come after the limits, so that an
-// injected abort does not hide a 429; shedding comes last so that its permits cover only
-// work the server actually does.
+// answer, refusals included, is in the server span. The mTLS peer check is cheap (the
+// handshake verified the certificate) and comes next, so that limits can key by the peer;
+// the limits whose key is known without a token come before token validation, so that a
+// flood of forged tokens costs a map lookup each, not a signature check; the per-subject
+// limits come after it. Faults come after the limits, so that an injected abort does not
+// hide a 429; shedding comes last so that its permits cover only work the server actually
+// does.
 var handlerStages = []stage{
 	{"telemetry", buildTelemetry},
 	{"peer", buildPeer},
-	{"jwt", buildJWT},
 	{"ratelimit", buildRateLimit},
+	{"jwt", buildJWT},
+	{"ratelimit-subject", buildSubjectRateLimit},
 	{"fault", buildFault},
 	{"shed", buildShed},
 }
@@ -145,11 +187,12 @@ const serverOperation = "proxyless.server"
 //     when NewHandler runs, and costing almost nothing while they record nothing;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
 //     client certificate;
-//  3. token validation (WithJWT): 401 or 403, the verified claims in the request context;
-//  4. per-key rate limits (WithServerRateLimit), whose keys may read the claims
-//     (KeyBySubject): 429;
-//  5. fault injection (WithServerFaults);
-//  6. load shedding (WithLoadShedding): 503.
+//  3. the rate limits whose key is known before authentication (WithServerRateLimit with
+//     KeyByClientIP, KeyByHeader, the peer identity...): 429;
+//  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;
+//  5. the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit): 429;
+//  6. fault injection (WithServerFaults);
+//  7. load shedding (WithLoadShedding): 503.
 //
 // With no options at all it returns next itself: nothing to do, not even telemetry. It
 // validates every option and returns an error naming the bad ones. It takes the options of
@@ -206,10 +249,18 @@ func buildFault(c *config, next http.Handler) http.Handler {
 }
 
 func buildRateLimit(c *config, next http.Handler) http.Handler {
-	if len(c.server.rateLimits) == 0 {
+	return newRateLimitHandler(next, c.server.limitsFor(false))
+}
+
+func buildSubjectRateLimit(c *config, next http.Handler) http.Handler {
+	return newRateLimitHandler(next, c.server.limitsFor(true))
+}
+
+func newRateLimitHandler(next http.Handler, limits []serverRateLimit) http.Handler {
+	if len(limits) == 0 {
 		return nil
 	}
-	return &rateLimitHandler{next: next, limits: c.server.rateLimits}
+	return &rateLimitHandler{next: next, limits: limits}
 }
 
 // rateLimitHandler applies per-key rate limits.

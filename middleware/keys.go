@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/textproto"
+	"reflect"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -31,9 +32,10 @@ func grpcIncoming(ctx context.Context, fullMethod string) Incoming {
 	return Incoming{ctx: ctx, method: fullMethod}
 }
 
-// Context returns the request's context: the verified claims of WithJWT
-// (auth.ClaimsFromContext) and the peer identity of WithPeerAuthorization
-// (auth.PeerFromContext) are in it, since both run before the rate limits.
+// Context returns the request's context: the peer identity of WithPeerAuthorization
+// (auth.PeerFromContext) is in it, since the peer check runs before the rate limits; the
+// verified claims of WithJWT (auth.ClaimsFromContext) only for the limits that run after the
+// token check (KeyBySubject, WithAuthenticatedRateLimit).
 func (in Incoming) Context() context.Context {
 	if in.req != nil {
 		return in.req.Context()
@@ -163,10 +165,16 @@ func KeyByClientIP(cfg ratelimit.ClientIPConfig) (KeyFunc, error) {
 }
 
 // KeyBySubject returns a KeyFunc that keys a request by the subject ("sub") of its verified
-// token, for per-client rate limits. It needs WithJWT, whose check runs before the limits;
+// token, for per-client rate limits. It needs WithJWT; a limit with this key runs after the
+// token check (the other limits run before it: see WithServerRateLimit);
 // a request without verified claims (WithJWT absent, or auth.WithOptionalToken and no token)
 // maps to "", one bucket shared by all of them: give "" its own quota with a limiter
 // override, or pair the limit with a per-client-IP one.
-func KeyBySubject() KeyFunc {
-	return func(in Incoming) string { return auth.SubjectFromContext(in.Context()) }
+func KeyBySubject() KeyFunc { return subjectKey }
+
+func subjectKey(in Incoming) string { return auth.SubjectFromContext(in.Context()) }
+
+// isSubjectKey reports whether k is KeyBySubject's.
+func isSubjectKey(k KeyFunc) bool {
+	return reflect.ValueOf(k).Pointer() == reflect.ValueOf(subjectKey).Pointer()
 }
