@@ -109,3 +109,42 @@ func TestMaxDestinations(t *testing.T) {
 	_, err = middleware.NewTransport(nil, middleware.WithDestinationIdleTimeout(time.Millisecond))
 	assert.ErrorContains(t, err, "WithDestinationIdleTimeout")
 }
+
+// silentDiscovery never answers: a stand-in for a Consul agent that cannot be reached (the
+// real resolver retries in the background and never yields a first set).
+type silentDiscovery struct{}
+
+func (silentDiscovery) Watch(context.Context, string) (discovery.Watcher, error) {
+	return &silentWatch{closed: make(chan struct{})}, nil
+}
+
+type silentWatch struct{ closed chan struct{} }
+
+func (w *silentWatch) Next(ctx context.Context) ([]discovery.Endpoint, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-w.closed:
+		return nil, discovery.ErrClosed
+	}
+}
+func (w *silentWatch) Close() error { close(w.closed); return nil }
+
+// With no discovery answer, a request fails within the transport's timeout rather than
+// hanging: WithTimeout, else WithAttemptTimeout, bounds the wait for the first set.
+func TestFirstDiscoveryAnswerIsBounded(t *testing.T) {
+	for _, opt := range []middleware.TransportOption{
+		middleware.WithTimeout(200 * time.Millisecond),
+		middleware.WithAttemptTimeout(200 * time.Millisecond),
+	} {
+		tr, err := middleware.NewTransport(nil, middleware.WithResolver(silentDiscovery{}), opt)
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = (&http.Client{Transport: tr}).Get("http://payments/")
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorContains(t, err, `no endpoints of "payments"`)
+		assert.Less(t, time.Since(start), 2*time.Second)
+		require.NoError(t, tr.Close())
+	}
+}

@@ -206,7 +206,7 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 	if rd == nil && !isServiceName(service) {
 		return nil, nil
 	}
-	snap, err := t.cache.Get(req.Context(), service)
+	snap, err := t.firstSet(req.Context(), service)
 	if err != nil {
 		if rd == nil && errors.Is(err, discovery.ErrUnknownService) {
 			return nil, nil
@@ -214,6 +214,34 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 		return nil, err
 	}
 	return t.addDestination(key, service, subset, snap)
+}
+
+// defaultDiscoveryWait bounds the wait for a service's first endpoint set when the transport
+// has no timeout of its own: a resolver that cannot answer (no Consul agent reachable, say)
+// fails the request instead of holding it for ever.
+const defaultDiscoveryWait = 10 * time.Second
+
+// firstSet returns service's endpoints, waiting for the first set no longer than the
+// request's own deadline, the transport's timeout (WithTimeout, else WithAttemptTimeout) or
+// defaultDiscoveryWait.
+func (t *Transport) firstSet(ctx context.Context, service string) (*discovery.Snapshot, error) {
+	if snap := t.cache.Load(service); snap != nil {
+		return snap, nil
+	}
+	wait := defaultDiscoveryWait
+	switch {
+	case t.pol.timeout > 0:
+		wait = t.pol.timeout
+	case t.pol.attemptTO > 0:
+		wait = t.pol.attemptTO
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	snap, err := t.cache.Get(ctx, service)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("middleware: no endpoints of %q within %v: %w", service, wait, err)
+	}
+	return snap, err
 }
 
 // isServiceName reports whether host can name a service: a single DNS label with no port.
