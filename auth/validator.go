@@ -95,7 +95,10 @@ func WithMaxTokenBytes(n int) ValidatorOption {
 }
 
 // WithHTTPClient sets the client used to fetch JWKS URLs. Default: a client of the
-// Validator's own, over a clone of http.DefaultTransport, closed with the Validator.
+// Validator's own, over a clone of http.DefaultTransport, closed with the Validator. Either
+// way a JWKS fetch follows no redirect to another scheme or host (an https URL redirected to
+// http, or to another server, is refused), and at most 10 redirects; c's own CheckRedirect,
+// if any, is asked as well.
 func WithHTTPClient(c *http.Client) ValidatorOption {
 	return validatorOptionFunc(func(cfg *validatorConfig) { cfg.client = c })
 }
@@ -290,13 +293,16 @@ func (r Refresh) withDefaults(fileSource bool) Refresh {
 func (v *Validator) newSource(field string, is Issuer, cfg *validatorConfig) (keySource, error) {
 	switch {
 	case is.JWKSURL != "":
-		client := cfg.client
-		if client == nil {
+		client := &http.Client{}
+		if cfg.client != nil {
+			*client = *cfg.client // a copy: the caller's keeps its redirect policy
+		} else {
 			if v.transport == nil {
 				v.transport = http.DefaultTransport.(*http.Transport).Clone()
 			}
-			client = &http.Client{Transport: v.transport}
+			client.Transport = v.transport
 		}
+		client.CheckRedirect = sameOriginRedirects(client.CheckRedirect)
 		r := newRemoteKeys(is.JWKSURL, client, is.Refresh.withDefaults(false), cfg.logger)
 		v.remotes = append(v.remotes, r)
 		return r, nil
@@ -398,6 +404,9 @@ func (v *Validator) validate(ctx context.Context, token string, now time.Time) (
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, tokenErr("malformed or algorithm not allowed", nil)
 	}
+	if rawHdr, err := base64.RawURLEncoding.DecodeString(token[:strings.IndexByte(token, '.')]); err != nil || checkUniqueKeys(rawHdr) != nil {
+		return nil, tokenErr("malformed header (duplicate or bad keys)", nil)
+	}
 	hdr := jws.Signatures[0].Protected
 	alg := hdr.Algorithm
 	if strings.EqualFold(alg, "none") || !algAllowed(it.algs, alg) { // go-jose checked this; belt and braces
@@ -419,6 +428,9 @@ func (v *Validator) validate(ctx context.Context, token string, now time.Time) (
 	}
 	if err != nil {
 		return nil, tokenErr("bad signature", nil)
+	}
+	if err := checkUniqueKeys(payload); err != nil {
+		return nil, tokenErr("bad claims (duplicate or bad keys)", nil)
 	}
 	c, err := parseClaims(payload)
 	if err != nil {
@@ -509,4 +521,22 @@ func audienceOK(got, want []string) bool {
 		}
 	}
 	return false
+}
+
+// sameOriginRedirects returns a redirect policy that refuses a redirect to another scheme or
+// host than the first request's, then asks next (or stops after 10 redirects).
+func sameOriginRedirects(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		if !strings.EqualFold(req.URL.Scheme, first.Scheme) || !strings.EqualFold(req.URL.Host, first.Host) {
+			return fmt.Errorf("auth: JWKS fetch redirected from %s://%s to another scheme or host: refused", first.Scheme, first.Host)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("auth: JWKS fetch stopped after 10 redirects")
+		}
+		return nil
+	}
 }
