@@ -11,9 +11,12 @@ import (
 )
 
 // PeerPolicy is an allow-list of mTLS peer identities. A peer is allowed when its leaf
-// certificate matches any entry of any field. The zero PeerPolicy allows every peer whose
-// certificate chain verified.
+// certificate matches any entry of any field. The zero PeerPolicy allows no peer at all: to
+// allow every peer whose certificate chain verified, say so with AnyVerifiedPeer.
 type PeerPolicy struct {
+	// AnyVerifiedPeer allows every peer whose certificate chain verified, whatever its
+	// identity; the other fields then add nothing. Default false.
+	AnyVerifiedPeer bool `json:"anyVerifiedPeer,omitempty" yaml:"anyVerifiedPeer,omitempty"`
 	// SPIFFEIDs are accepted SPIFFE IDs. "spiffe://td/path" matches exactly; an entry ending in
 	// "/*" matches every ID below it ("spiffe://td/ns/prod/*"); "spiffe://td/*" matches the
 	// whole trust domain. A certificate has a SPIFFE ID when it has exactly one URI SAN and
@@ -22,14 +25,16 @@ type PeerPolicy struct {
 	// URIs are accepted URI SANs, matched exactly.
 	URIs []string `json:"uris,omitempty" yaml:"uris,omitempty"`
 	// DNSNames are accepted DNS SANs, matched case-insensitively; "*.example.com" matches one
-	// label below example.com.
+	// label below example.com. A certificate's own wildcard SAN ("*.example.com" in the
+	// certificate) never matches: a peer is one host, not a pattern.
 	DNSNames []string `json:"dnsNames,omitempty" yaml:"dnsNames,omitempty"`
 	// CommonNames are accepted subject common names, matched exactly.
 	CommonNames []string `json:"commonNames,omitempty" yaml:"commonNames,omitempty"`
 }
 
+// empty reports whether p says nothing: neither entries nor AnyVerifiedPeer.
 func (p PeerPolicy) empty() bool {
-	return len(p.SPIFFEIDs)+len(p.URIs)+len(p.DNSNames)+len(p.CommonNames) == 0
+	return !p.AnyVerifiedPeer && len(p.SPIFFEIDs)+len(p.URIs)+len(p.DNSNames)+len(p.CommonNames) == 0
 }
 
 // Peer is the verified identity of an mTLS peer. Immutable.
@@ -70,7 +75,7 @@ type PeerAuthorizer struct {
 func NewPeerAuthorizer(p PeerPolicy) (*PeerAuthorizer, error) {
 	a := &PeerAuthorizer{
 		spiffeExact: map[string]bool{}, uris: map[string]bool{}, dnsExact: map[string]bool{}, cns: map[string]bool{},
-		allowAll: p.empty(),
+		allowAll: p.AnyVerifiedPeer,
 	}
 	for i, id := range p.SPIFFEIDs {
 		field := fmt.Sprintf("PeerPolicy.SPIFFEIDs[%d]", i)
@@ -231,6 +236,9 @@ func (a *PeerAuthorizer) allows(p *Peer) bool {
 		}
 	}
 	for _, d := range p.DNSNames {
+		if strings.Contains(d, "*") {
+			continue // a wildcard in the certificate: never an identity
+		}
 		d = strings.ToLower(strings.TrimSuffix(d, "."))
 		if a.dnsExact[d] {
 			return true

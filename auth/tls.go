@@ -22,7 +22,8 @@ type ServerTLSConfig struct {
 	// present a certificate that verifies against it (mTLS). Reloaded like the pair.
 	ClientCAFile string `json:"clientCAFile,omitempty" yaml:"clientCAFile,omitempty"`
 	// Peers authorizes verified clients by identity during the handshake. Requires
-	// ClientCAFile. Default: every verified client.
+	// ClientCAFile. Default (the zero policy): every client whose certificate verifies against
+	// ClientCAFile, as PeerPolicy{AnyVerifiedPeer: true}.
 	Peers PeerPolicy `json:"peers" yaml:"peers"`
 	// MinVersion is the lowest TLS version accepted. Default tls.VersionTLS12; lower values are
 	// refused.
@@ -58,7 +59,11 @@ func ServerTLS(cfg ServerTLSConfig) (*tls.Config, error) {
 	if !cfg.Peers.empty() && cfg.ClientCAFile == "" {
 		return nil, cfgErr("ClientCAFile", "required when Peers is set")
 	}
-	authz, err := NewPeerAuthorizer(cfg.Peers)
+	peers := cfg.Peers
+	if peers.empty() {
+		peers.AnyVerifiedPeer = true // the CA file is the policy: see Peers
+	}
+	authz, err := NewPeerAuthorizer(peers)
 	if err != nil {
 		return nil, err
 	}

@@ -296,6 +296,9 @@ func TestPeerPolicyMatching(t *testing.T) {
 		{"dns wildcard one label", cert("", []string{"api.svc.example.com"}), true},
 		{"dns wildcard two labels", cert("", []string{"a.b.svc.example.com"}), false},
 		{"dns wildcard apex", cert("", []string{"svc.example.com"}), false},
+		{"a wildcard SAN never matches a wildcard entry", cert("", []string{"*.svc.example.com"}), false},
+		{"nor in upper case", cert("", []string{"*.SVC.example.com."}), false},
+		{"nor a partial-label wildcard", cert("", []string{"a*.svc.example.com"}), false},
 		{"cn", cert("legacy", nil), true},
 		{"nothing", cert("other", []string{"other.test"}, "spiffe://example.org/other"), false},
 	}
@@ -308,8 +311,12 @@ func TestPeerPolicyMatching(t *testing.T) {
 		}
 	}
 	assert.Error(t, authz.VerifyConnection(tls.ConnectionState{}), "no peer certificate")
-	allowAll, err := auth.NewPeerAuthorizer(auth.PeerPolicy{})
+	none, err := auth.NewPeerAuthorizer(auth.PeerPolicy{})
+	require.NoError(t, err)
+	_, err = none.Authorize(cert("whoever", nil))
+	assert.ErrorIs(t, err, auth.ErrPeerNotAllowed, "the zero policy allows no peer")
+	allowAll, err := auth.NewPeerAuthorizer(auth.PeerPolicy{AnyVerifiedPeer: true})
 	require.NoError(t, err)
 	_, err = allowAll.Authorize(cert("whoever", nil))
-	assert.NoError(t, err, "the zero policy allows every verified peer")
+	assert.NoError(t, err, "AnyVerifiedPeer allows every verified peer")
 }
