@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/engine"
@@ -28,17 +29,21 @@ const previousAttemptsKey = "grpc-previous-rpc-attempts"
 // attempt's context so that each attempt goes to another endpoint, and reports each
 // attempt's outcome to the balancer and the breaker itself.
 type grpcUnary struct {
-	c       *grpcClient
-	pol     *policies
-	tr      *telemetry.Request // nil while telemetry is off
-	call    *grpcbalancer.Call
-	method  string
-	req     any
-	reply   any // the caller's
-	hedged  bool
-	cc      *grpc.ClientConn
-	invoker grpc.UnaryInvoker
-	opts    []grpc.CallOption // the caller's, without those that write back to it
+	c      *grpcClient
+	pol    *policies
+	tr     *telemetry.Request // nil while telemetry is off
+	call   *grpcbalancer.Call
+	method string
+	req    any
+	reply  any // the caller's
+	// replyType makes each hedged attempt's own reply message. It is read once, before any
+	// attempt starts: attempts never touch the caller's message, which the call resets and
+	// fills with the winner's reply while a losing attempt may still be starting.
+	replyType protoreflect.MessageType
+	hedged    bool
+	cc        *grpc.ClientConn
+	invoker   grpc.UnaryInvoker
+	opts      []grpc.CallOption // the caller's, without those that write back to it
 
 	run engine.Call[*grpcAttempt]
 }
@@ -146,11 +151,14 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		kind = grpcLocalKind(err)
 		return err
 	}
-	_, isProto := reply.(proto.Message)
+	pm, isProto := reply.(proto.Message)
 	u := &grpcUnary{
 		c: c, pol: pol, tr: tr, call: grpcbalancer.NewCall(false), method: method, req: req,
 		reply: reply, cc: cc, invoker: invoker, opts: opts,
 		hedged: isProto && pol.hedge.enabled && !pol.retry.Disable,
+	}
+	if u.hedged {
+		u.replyType = pm.ProtoReflect().Type()
 	}
 	u.run = engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
@@ -218,7 +226,7 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 		ctx = metadata.AppendToOutgoingContext(ctx, previousAttemptsKey, strconv.Itoa(a.N))
 	}
 	if u.hedged {
-		w.reply = u.reply.(proto.Message).ProtoReflect().New().Interface()
+		w.reply = u.replyType.New().Interface()
 	} else if m, ok := u.reply.(proto.Message); ok && a.N > 0 {
 		proto.Reset(m) // nothing of a failed attempt leaks into the next
 	}

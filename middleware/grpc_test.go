@@ -856,7 +856,7 @@ func TestGRPCRouteFaultAbort(t *testing.T) {
 		route.RouteConfig{
 			Name:  "abort-stream-for-canaries",
 			Match: route.Match{GRPC: &route.GRPCMatch{Service: testService, Method: streamMethod}, Headers: []route.HeaderMatch{{Name: "X-Group", Exact: "canary"}}},
-			Fault: &route.Fault{Abort: &route.AbortFault{}}, // default: UNAVAILABLE
+			Fault: &route.Fault{Abort: &route.AbortFault{}, AllCallers: true}, // default: UNAVAILABLE
 		})
 	f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithRoutes(r))
 	_, err := f.call(t, 5*time.Second)
@@ -884,7 +884,7 @@ func TestGRPCRouteFaultDelayHonoursContext(t *testing.T) {
 	a := newGRPCBackend(t, "a")
 	r := grpcRouter(t, route.RouteConfig{
 		Match: route.Match{GRPC: &route.GRPCMatch{Service: testService}},
-		Fault: &route.Fault{Delay: &route.DelayFault{Fixed: route.Duration(time.Minute)}},
+		Fault: &route.Fault{Delay: &route.DelayFault{Fixed: route.Duration(10 * time.Second)}},
 	})
 	f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithRoutes(r))
 	start := time.Now()

@@ -108,7 +108,7 @@ func TestRoutesFaultAbortAnswersLocally(t *testing.T) {
 routes:
   - name: broken
     match: {hosts: [svc], path: {prefix: /broken}}
-    fault: {abort: {httpStatus: 418}}
+    fault: {abort: {httpStatus: 418}, allCallers: true}
 `)
 	resp := r.do(t, "GET", "http://svc/broken", nil)
 	assert.Equal(t, 418, resp.StatusCode)
@@ -122,7 +122,7 @@ func TestRoutesFaultDelayGivesUpWithTheCaller(t *testing.T) {
 routes:
   - name: slow
     match: {hosts: [svc]}
-    fault: {delay: {fixed: 1h}}
+    fault: {delay: {fixed: 10s}, allCallers: true}
 `)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -365,10 +365,10 @@ func faultText(inj *route.Injector) string {
 		default:
 			how = "uniform " + d.Min.String() + " to " + d.Max.String()
 		}
-		parts = append(parts, "delay "+pct(d.Percent)+" "+how)
+		parts = append(parts, "delay "+pct(*d.Percent)+" "+how)
 	}
 	if a := f.Abort; a != nil {
-		parts = append(parts, "abort "+pct(a.Percent)+" HTTP "+strconv.Itoa(a.HTTPStatus)+", gRPC "+strconv.Itoa(a.GRPCCode))
+		parts = append(parts, "abort "+pct(*a.Percent)+" HTTP "+strconv.Itoa(a.HTTPStatus)+", gRPC "+strconv.Itoa(a.GRPCCode))
 	}
 	return strings.Join(parts, "; ")
 }

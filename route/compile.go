@@ -22,7 +22,47 @@ const (
 
 // compiler validates a Config while compiling it; it keeps the first error.
 type compiler struct {
-	err error
+	err  error
+	lim  limits
+	gate *delayGate // shared by the injectors of the table (and of the tables before it)
+}
+
+// limits are a Config's Limits with their defaults filled in.
+type limits struct {
+	maxDelay   time.Duration
+	maxHeld    int64
+	maxProgram int
+}
+
+func defaultLimits() limits {
+	return limits{maxDelay: DefaultMaxFaultDelay, maxHeld: DefaultMaxDelayedRequests, maxProgram: DefaultMaxRegexProgramSize}
+}
+
+// newCompiler returns a compiler for a document with the limits l, or nil after recording
+// the error when l is invalid.
+func newCompiler(l Limits, gate *delayGate) *compiler {
+	c := &compiler{lim: defaultLimits(), gate: gate}
+	if c.gate == nil {
+		c.gate = &delayGate{}
+	}
+	switch {
+	case l.MaxFaultDelay < 0:
+		c.fail("limits.maxFaultDelay", "must not be negative, got %v", l.MaxFaultDelay)
+	case l.MaxDelayedRequests < 0:
+		c.fail("limits.maxDelayedRequests", "must not be negative, got %d", l.MaxDelayedRequests)
+	case l.MaxRegexProgramSize < 0:
+		c.fail("limits.maxRegexProgramSize", "must not be negative, got %d", l.MaxRegexProgramSize)
+	}
+	if l.MaxFaultDelay > 0 {
+		c.lim.maxDelay = l.MaxFaultDelay.Std()
+	}
+	if l.MaxDelayedRequests > 0 {
+		c.lim.maxHeld = int64(l.MaxDelayedRequests)
+	}
+	if l.MaxRegexProgramSize > 0 {
+		c.lim.maxProgram = l.MaxRegexProgramSize
+	}
+	return c
 }
 
 func (c *compiler) fail(path string, format string, args ...any) bool {
@@ -36,8 +76,15 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 	if o == nil {
 		o = &options{}
 	}
-	c := &compiler{}
-	t := &Table{trust: o.trust, cfg: cfg, byHost: map[string][]*Route{}}
+	var gate *delayGate
+	if prev != nil {
+		gate = prev.gate // requests held by the previous table's delays still count
+	}
+	c := newCompiler(cfg.Limits, gate)
+	if c.err != nil {
+		return nil, c.err
+	}
+	t := &Table{trust: o.trust, cfg: cfg, byHost: map[string][]*Route{}, gate: c.gate}
 	if len(cfg.Routes) > maxRoutes {
 		c.fail("routes", "%d routes is over the limit of %d", len(cfg.Routes), maxRoutes)
 		return nil, c.err
@@ -55,6 +102,12 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 		}
 		names[r.name] = path
 		r.index = i
+		if r.fault != nil && !cfg.Routes[i].Fault.AllCallers && r.m.callerControlled() {
+			// Untrusted callers get the route without its fault (see Table.Match).
+			tw := *r
+			tw.fault = nil
+			r.untrusted = &tw
+		}
 		t.routes = append(t.routes, r)
 	}
 	if cfg.Default != nil {
@@ -678,12 +731,20 @@ func (c *compiler) shadow(s *Shadow, path, routeName string) *ShadowPolicy {
 	return p
 }
 
+// faultPPM converts a fault's percentage, where nil means 100, to parts per million.
+func faultPPM(p *float64) uint32 {
+	if p == nil {
+		return 1_000_000
+	}
+	return uint32(math.Round(*p * 10_000))
+}
+
 func (c *compiler) fault(f *Fault, path string) *Injector {
 	if f.Delay == nil && f.Abort == nil {
 		c.fail(path, "set delay, abort or both")
 		return nil
 	}
-	inj := &Injector{}
+	inj := &Injector{gate: c.gate, maxHeld: c.lim.maxHeld}
 	if d := f.Delay; d != nil {
 		p := path + ".delay"
 		n := 0
@@ -696,9 +757,10 @@ func (c *compiler) fault(f *Fault, path string) *Injector {
 		if d.Mean == 0 && d.Max != 0 {
 			n++
 		}
+		lim := Duration(c.lim.maxDelay)
 		switch {
-		case !validPercent(d.Percent):
-			c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", d.Percent)
+		case d.Percent != nil && !validPercent(*d.Percent):
+			c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", *d.Percent)
 		case d.Fixed < 0:
 			c.fail(p+".fixed", "must not be negative, got %v", d.Fixed)
 		case d.Mean < 0:
@@ -717,21 +779,30 @@ func (c *compiler) fault(f *Fault, path string) *Injector {
 			c.fail(p+".min", "is for the uniform distribution; the exponential one starts at 0")
 		case d.Mean != 0 && d.Max != 0 && d.Max < d.Mean:
 			c.fail(p+".max", "%v is below mean %v", d.Max, d.Mean)
+		case d.Fixed > lim:
+			c.fail(p+".fixed", "%v is over limits.maxFaultDelay (%v)", d.Fixed, lim)
+		case d.Mean > lim:
+			c.fail(p+".mean", "%v is over limits.maxFaultDelay (%v)", d.Mean, lim)
+		case d.Max > lim:
+			c.fail(p+".max", "%v is over limits.maxFaultDelay (%v)", d.Max, lim)
 		}
 		if c.err != nil {
 			return nil
 		}
-		dl := &delay{ppm: ppm(d.Percent), fixed: d.Fixed.Std(), mean: d.Mean.Std(), min: d.Min.Std(), max: d.Max.Std()}
+		dl := &delay{ppm: faultPPM(d.Percent), fixed: d.Fixed.Std(), mean: d.Mean.Std(), min: d.Min.Std(), max: d.Max.Std()}
 		if dl.mean != 0 && dl.max == 0 {
 			dl.max = 10 * dl.mean
+			if dl.max > c.lim.maxDelay {
+				dl.max = c.lim.maxDelay
+			}
 		}
 		inj.delay = dl
 	}
 	if a := f.Abort; a != nil {
 		p := path + ".abort"
 		switch {
-		case !validPercent(a.Percent):
-			c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", a.Percent)
+		case a.Percent != nil && !validPercent(*a.Percent):
+			c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", *a.Percent)
 		case a.HTTPStatus != 0 && (a.HTTPStatus < 200 || a.HTTPStatus > 599):
 			c.fail(p+".httpStatus", "%d is not an HTTP status from 200 to 599", a.HTTPStatus)
 		case a.GRPCCode < 0 || a.GRPCCode > 16:
@@ -740,7 +811,7 @@ func (c *compiler) fault(f *Fault, path string) *Injector {
 		if c.err != nil {
 			return nil
 		}
-		ab := &abort{ppm: ppm(a.Percent), status: a.HTTPStatus, code: a.GRPCCode}
+		ab := &abort{ppm: faultPPM(a.Percent), status: a.HTTPStatus, code: a.GRPCCode}
 		if ab.status == 0 {
 			ab.status = http.StatusServiceUnavailable
 		}

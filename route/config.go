@@ -23,7 +23,35 @@ type Config struct {
 	// Default applies when no route matches. Its Match must be empty. Default nil: a request
 	// no route matches is not routed (Lookup reports false) and passes through unchanged.
 	Default *RouteConfig `json:"default,omitempty" yaml:"default,omitempty"`
+	// Limits bound what the document may ask of the process. Default: the zero Limits, whose
+	// fields all take their defaults.
+	Limits Limits `json:"limits,omitempty" yaml:"limits,omitempty"`
 }
+
+// Limits bound what a route table may ask of the process that runs it. A zero field takes its
+// default; a negative one is a configuration error.
+type Limits struct {
+	// MaxFaultDelay is the longest delay a fault may inject: a fixed delay, a mean or a max
+	// above it is a configuration error, and an exponential delay without its own max is
+	// capped at it. Default 10s.
+	MaxFaultDelay Duration `json:"maxFaultDelay,omitempty" yaml:"maxFaultDelay,omitempty"`
+	// MaxDelayedRequests caps the requests held in injected delays at once, over every route
+	// of the table (and the tables a Router reloads to). A request drawn for a delay while the
+	// cap is reached is not delayed (its abort, if drawn, still applies); [Table.FaultStats]
+	// counts it. Default 1000.
+	MaxDelayedRequests int `json:"maxDelayedRequests,omitempty" yaml:"maxDelayedRequests,omitempty"`
+	// MaxRegexProgramSize caps the size of every compiled regular expression, counted in
+	// instructions of the compiled program (as Envoy bounds its RE2 programs); a larger one is
+	// a configuration error. Default 100.
+	MaxRegexProgramSize int `json:"maxRegexProgramSize,omitempty" yaml:"maxRegexProgramSize,omitempty"`
+}
+
+// Defaults of [Limits].
+const (
+	DefaultMaxFaultDelay       = 10 * time.Second
+	DefaultMaxDelayedRequests  = 1000
+	DefaultMaxRegexProgramSize = 100
+)
 
 // RouteConfig is one rule: a Match and what to do with a request it matches. At most one of
 // Destination, Split and Canary may be set; with none, the request keeps the service named by
@@ -273,16 +301,29 @@ type Shadow struct {
 }
 
 // Fault injects a delay, an abort, or both (delay first) into matched requests.
+//
+// Who triggers it: a fault on a route whose match reads input the caller controls (a header
+// or gRPC metadata condition, which includes the Cookie header, a query parameter condition,
+// or a host condition) is injected only into requests whose caller the table's trust predicate
+// admits (see [WithTrust]; by default none is). For any other caller the route still matches
+// and does everything else it says (destination, rewrites, overrides), but injects nothing. A
+// fault on a route matched only by path, method or gRPC method, or by nothing, applies to every
+// request. Set AllCallers to inject a caller-matched fault into every caller's requests.
 type Fault struct {
 	Delay *DelayFault `json:"delay,omitempty" yaml:"delay,omitempty"`
 	Abort *AbortFault `json:"abort,omitempty" yaml:"abort,omitempty"`
+	// AllCallers injects the fault into the requests of untrusted callers too, even when the
+	// route matches on caller-controlled input (for example a client's fault on calls to one
+	// host, which that client's own requests carry). Default false.
+	AllCallers bool `json:"allCallers,omitempty" yaml:"allCallers,omitempty"`
 }
 
 // DelayFault delays a percentage of requests. Exactly one of Fixed, Mean (exponential
 // distribution, capped at Max) and Max (uniform between Min and Max) says how long.
 type DelayFault struct {
-	// Percent of requests delayed, 0 to 100. Default 0 means 100.
-	Percent float64 `json:"percent,omitempty" yaml:"percent,omitempty"`
+	// Percent of requests delayed, 0 to 100; an explicit 0 delays none. Default (nil, the
+	// field absent): 100.
+	Percent *float64 `json:"percent,omitempty" yaml:"percent,omitempty"`
 	// Fixed delays by exactly this much.
 	Fixed Duration `json:"fixed,omitempty" yaml:"fixed,omitempty"`
 	// Mean draws from an exponential distribution with this mean, capped at Max (default
@@ -295,14 +336,18 @@ type DelayFault struct {
 
 // AbortFault fails a percentage of requests without sending them.
 type AbortFault struct {
-	// Percent of requests aborted, 0 to 100. Default 0 means 100.
-	Percent float64 `json:"percent,omitempty" yaml:"percent,omitempty"`
+	// Percent of requests aborted, 0 to 100; an explicit 0 aborts none. Default (nil, the
+	// field absent): 100.
+	Percent *float64 `json:"percent,omitempty" yaml:"percent,omitempty"`
 	// HTTPStatus answered to HTTP requests. Default 503.
 	HTTPStatus int `json:"httpStatus,omitempty" yaml:"httpStatus,omitempty"`
 	// GRPCCode returned to gRPC calls (a google.golang.org/grpc/codes value, 1 to 16).
 	// Default 14 (Unavailable).
 	GRPCCode int `json:"grpcCode,omitempty" yaml:"grpcCode,omitempty"`
 }
+
+// Percent returns a pointer to p, for the Percent fields of [DelayFault] and [AbortFault].
+func Percent(p float64) *float64 { return &p }
 
 // Duration is a time.Duration that reads and writes as a Go duration string ("250ms", "1m")
 // in JSON and YAML.

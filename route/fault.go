@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,8 +33,43 @@ func (e *AbortError) Is(target error) bool { return target == ErrAborted }
 // Injector injects the faults of one [Fault] config. It is immutable and safe for concurrent
 // use; a nil *Injector injects nothing.
 type Injector struct {
-	delay *delay
-	abort *abort
+	delay   *delay
+	abort   *abort
+	gate    *delayGate // counts the requests held in delays; shared by a table's injectors
+	maxHeld int64      // Limits.MaxDelayedRequests
+}
+
+// delayGate counts the requests held in injected delays, so that no more than a cap are
+// held at once.
+type delayGate struct {
+	held, skipped atomic.Int64
+}
+
+// acquire takes a place for one delayed request, or counts a skipped delay.
+func (g *delayGate) acquire(max int64) bool {
+	if g.held.Add(1) > max {
+		g.held.Add(-1)
+		g.skipped.Add(1)
+		return false
+	}
+	return true
+}
+
+func (g *delayGate) release() { g.held.Add(-1) }
+
+// FaultStats counts a table's injected delays.
+type FaultStats struct {
+	// Delayed is the number of requests held in injected delays now.
+	Delayed int64
+	// Skipped counts the delays not injected because Limits.MaxDelayedRequests requests were
+	// already held. The count carries over the tables a Router reloads to.
+	Skipped int64
+}
+
+// FaultStats returns the counts of the table's injected delays, which it shares with the
+// tables of the same Router before and after it.
+func (t *Table) FaultStats() FaultStats {
+	return FaultStats{Delayed: t.gate.held.Load(), Skipped: t.gate.skipped.Load()}
 }
 
 type delay struct {
@@ -47,9 +83,11 @@ type abort struct {
 	err          *AbortError // shared, immutable
 }
 
-// NewInjector validates and compiles f on its own (outside a route table).
+// NewInjector validates and compiles f on its own (outside a route table), under the default
+// [Limits]: delays up to DefaultMaxFaultDelay, and DefaultMaxDelayedRequests requests held
+// in its delays at once. It has no route, so it applies to every request it is given.
 func NewInjector(f Fault) (*Injector, error) {
-	c := &compiler{}
+	c := newCompiler(Limits{}, nil)
 	inj := c.fault(&f, "fault")
 	if inj == nil {
 		return nil, c.err
@@ -61,14 +99,27 @@ func sampled(ppm uint32) bool { return ppm >= 1_000_000 || rand.Uint32N(1_000_00
 
 // Sample draws this request's fault without waiting: how long to delay it (0 for no delay)
 // and the abort to fail it with (nil for none). Callers that wait themselves (gRPC
-// interceptors) use it; others use [Injector.Inject].
+// interceptors) use it; others use [Injector.Inject]. A delay it returns holds one of the
+// Limits.MaxDelayedRequests places for its whole length, even if the caller stops waiting
+// sooner; when every place is taken it returns no delay.
 func (f *Injector) Sample() (time.Duration, *AbortError) {
+	d, ab := f.sample()
+	if d > 0 {
+		time.AfterFunc(d, f.gate.release)
+	}
+	return d, ab
+}
+
+// sample is Sample, but a delay it returns holds its place until the caller releases it.
+func (f *Injector) sample() (time.Duration, *AbortError) {
 	if f == nil {
 		return 0, nil
 	}
 	var d time.Duration
 	if dl := f.delay; dl != nil && sampled(dl.ppm) {
-		d = dl.draw()
+		if d = dl.draw(); d > 0 && !f.gate.acquire(f.maxHeld) {
+			d = 0
+		}
 	}
 	if ab := f.abort; ab != nil && sampled(ab.ppm) {
 		if ab.err == nil {
@@ -98,9 +149,11 @@ func (d *delay) draw() time.Duration {
 // ctx.Err() as soon as ctx ends (the goroutine is given back at once), then returns an
 // *[AbortError] if the request is to be aborted, or nil to send it.
 func (f *Injector) Inject(ctx context.Context) error {
-	d, ab := f.Sample()
+	d, ab := f.sample()
 	if d > 0 {
-		if err := sleep(ctx, d); err != nil {
+		err := sleep(ctx, d)
+		f.gate.release()
+		if err != nil {
 			return err
 		}
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 func TestFaultAbortPercentage(t *testing.T) {
-	inj, err := route.NewInjector(route.Fault{Abort: &route.AbortFault{Percent: 10, HTTPStatus: 500, GRPCCode: 8}})
+	inj, err := route.NewInjector(route.Fault{Abort: &route.AbortFault{Percent: route.Percent(10), HTTPStatus: 500, GRPCCode: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +47,9 @@ func TestFaultDelayPercentageAndDistributions(t *testing.T) {
 			d        route.DelayFault
 			min, max time.Duration
 		}{
-			{"fixed", route.DelayFault{Percent: 25, Fixed: route.Duration(time.Second)}, time.Second, time.Second},
-			{"uniform", route.DelayFault{Percent: 25, Min: route.Duration(time.Second), Max: route.Duration(3 * time.Second)}, time.Second, 3 * time.Second},
-			{"exponential", route.DelayFault{Percent: 25, Mean: route.Duration(time.Second), Max: route.Duration(4 * time.Second)}, 0, 4 * time.Second},
+			{"fixed", route.DelayFault{Percent: route.Percent(25), Fixed: route.Duration(time.Second)}, time.Second, time.Second},
+			{"uniform", route.DelayFault{Percent: route.Percent(25), Min: route.Duration(time.Second), Max: route.Duration(3 * time.Second)}, time.Second, 3 * time.Second},
+			{"exponential", route.DelayFault{Percent: route.Percent(25), Mean: route.Duration(time.Second), Max: route.Duration(4 * time.Second)}, 0, 4 * time.Second},
 		}
 		for _, tc := range tests {
 			inj, err := route.NewInjector(route.Fault{Delay: &tc.d})
@@ -91,7 +91,7 @@ func TestFaultDelayPercentageAndDistributions(t *testing.T) {
 
 func TestFaultDelayGivesUpWithContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		inj, err := route.NewInjector(route.Fault{Delay: &route.DelayFault{Fixed: route.Duration(time.Hour)}})
+		inj, err := route.NewInjector(route.Fault{Delay: &route.DelayFault{Fixed: route.Duration(10 * time.Second)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +127,7 @@ routes:
     fault: {abort: {httpStatus: 418, grpcCode: 9}}
   - name: slow
     match: {path: {prefix: /slow}}
-    fault: {delay: {fixed: 1h}}
+    fault: {delay: {fixed: 10s}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -163,5 +163,80 @@ routes:
 	defer cancel()
 	if _, err := get(ctx, "/slow"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("slow: %v", err)
+	}
+}
+
+func TestFaultDelayLimits(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"routes: [{fault: {delay: {fixed: 11s}}}]", "route: routes[0].fault.delay.fixed: 11s is over limits.maxFaultDelay (10s)"},
+		{"routes: [{fault: {delay: {mean: 11s}}}]", "route: routes[0].fault.delay.mean: 11s is over limits.maxFaultDelay (10s)"},
+		{"routes: [{fault: {delay: {max: 2s}}}, {fault: {delay: {max: 1m}}}]", "route: routes[1].fault.delay.max: 1m0s is over limits.maxFaultDelay (10s)"},
+		{"limits: {maxFaultDelay: 1s}\nroutes: [{fault: {delay: {fixed: 2s}}}]", "route: routes[0].fault.delay.fixed: 2s is over limits.maxFaultDelay (1s)"},
+		{"limits: {maxFaultDelay: -1s}", "route: limits.maxFaultDelay: must not be negative, got -1s"},
+		{"limits: {maxDelayedRequests: -1}", "route: limits.maxDelayedRequests: must not be negative, got -1"},
+		{"routes: [{fault: {abort: {percent: 101}}}]", "route: routes[0].fault.abort.percent: must be a percentage from 0 to 100, got 101"},
+	} {
+		_, err := route.ParseConfig([]byte(tc.doc))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: got %v, want %s", tc.doc, err, tc.want)
+		}
+	}
+	// A larger limit admits a longer delay; an exponential delay without a max is capped.
+	cfg, err := route.ParseConfig([]byte("limits: {maxFaultDelay: 1m}\nroutes: [{fault: {delay: {fixed: 30s}}}, {fault: {delay: {mean: 9s}}}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := route.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tb.Routes()[1].Fault().Config().Delay.Max; got != route.Duration(time.Minute) {
+		t.Errorf("exponential cap %v, want the 1m limit", got)
+	}
+}
+
+func TestCallerMatchedFaultOnlyForTrustedCallers(t *testing.T) {
+	cfg := mustParse(t, `
+routes:
+  - name: by-header
+    match: {headers: [{name: x-chaos, present: true}]}
+    destination: {service: chaos}
+    fault: {abort: {}}
+  - name: for-all
+    match: {hosts: [all]}
+    fault: {abort: {}, allCallers: true}
+  - name: by-path
+    match: {path: {prefix: /p}}
+    fault: {abort: {}}
+`)
+	trusted := func(r *route.Request) bool { return r.Identity == "ops" }
+	tb, err := route.Compile(cfg, route.WithTrust(trusted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chaos := http.Header{"X-Chaos": {"1"}}
+	for _, tc := range []struct {
+		name      string
+		req       route.Request
+		route     string
+		withFault bool
+	}{
+		{"untrusted header", route.Request{Host: "svc", Path: "/", Header: chaos}, "by-header", false},
+		{"trusted header", route.Request{Host: "svc", Path: "/", Header: chaos, Identity: "ops"}, "by-header", true},
+		{"allCallers", route.Request{Host: "all", Path: "/"}, "for-all", true},
+		{"path only", route.Request{Host: "svc", Path: "/p"}, "by-path", true},
+	} {
+		rt := tb.Match(&tc.req)
+		if rt == nil || rt.Name() != tc.route || (rt.Fault() != nil) != tc.withFault {
+			t.Errorf("%s: route %v, fault %v; want %s, fault %v", tc.name, rt.Name(), rt.Fault() != nil, tc.route, tc.withFault)
+			continue
+		}
+		if dec, _ := tb.Lookup(&tc.req); dec.Destination != rt.Destination() || (dec.Route.Fault() != nil) != tc.withFault {
+			t.Errorf("%s: Lookup disagrees with Match", tc.name)
+		}
+	}
+	// The untrusted caller still goes where the route says.
+	if dec, _ := tb.Lookup(&route.Request{Host: "svc", Header: chaos}); dec.Destination == nil || dec.Destination.Service != "chaos" {
+		t.Errorf("untrusted caller's destination %v", dec.Destination)
 	}
 }

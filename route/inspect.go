@@ -162,7 +162,7 @@ func quoteIfNeeded(s string) string {
 func (p *ShadowPolicy) Percent() float64 { return float64(p.ppm) / 10_000 }
 
 // Config returns the faults the injector applies, as a [Fault] with its defaults filled in:
-// percentages (100 for a configured 0), the abort's HTTP status and gRPC code, and the cap of
+// percentages (100 for an absent one), the abort's HTTP status and gRPC code, and the cap of
 // an exponential delay. A nil *Injector gives the zero Fault. The result is a new value.
 func (f *Injector) Config() Fault {
 	var out Fault
@@ -170,11 +170,11 @@ func (f *Injector) Config() Fault {
 		return out
 	}
 	if d := f.delay; d != nil {
-		out.Delay = &DelayFault{Percent: float64(d.ppm) / 10_000, Fixed: Duration(d.fixed), Mean: Duration(d.mean),
+		out.Delay = &DelayFault{Percent: Percent(float64(d.ppm) / 10_000), Fixed: Duration(d.fixed), Mean: Duration(d.mean),
 			Min: Duration(d.min), Max: Duration(d.max)}
 	}
 	if a := f.abort; a != nil {
-		out.Abort = &AbortFault{Percent: float64(a.ppm) / 10_000, HTTPStatus: a.status, GRPCCode: a.code}
+		out.Abort = &AbortFault{Percent: Percent(float64(a.ppm) / 10_000), HTTPStatus: a.status, GRPCCode: a.code}
 	}
 	return out
 }

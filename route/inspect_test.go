@@ -224,8 +224,8 @@ routes:
 		t.Errorf("mirrored: shadow percent %v", got)
 	}
 	want := route.Fault{
-		Delay: &route.DelayFault{Percent: 100, Fixed: route.Duration(100 * time.Millisecond)},
-		Abort: &route.AbortFault{Percent: 5, HTTPStatus: 502, GRPCCode: 14},
+		Delay: &route.DelayFault{Percent: route.Percent(100), Fixed: route.Duration(100 * time.Millisecond)},
+		Abort: &route.AbortFault{Percent: route.Percent(5), HTTPStatus: 502, GRPCCode: 14},
 	}
 	if got := m.Fault().Config(); !reflect.DeepEqual(got, want) {
 		t.Errorf("mirrored: fault %+v %+v, want %+v %+v", got.Delay, got.Abort, want.Delay, want.Abort)
@@ -235,7 +235,7 @@ routes:
 	if got := all.Shadow().Percent(); got != 100 {
 		t.Errorf("all: shadow percent %v, want 100 for a configured 0", got)
 	}
-	want = route.Fault{Delay: &route.DelayFault{Percent: 1, Mean: route.Duration(20 * time.Millisecond), Max: route.Duration(200 * time.Millisecond)}}
+	want = route.Fault{Delay: &route.DelayFault{Percent: route.Percent(1), Mean: route.Duration(20 * time.Millisecond), Max: route.Duration(200 * time.Millisecond)}}
 	if got := all.Fault().Config(); !reflect.DeepEqual(got, want) {
 		t.Errorf("all: fault %+v %+v, want %+v", got.Delay, got.Abort, want.Delay)
 	}

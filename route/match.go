@@ -209,6 +209,12 @@ type matcher struct {
 	grpc        *strMatcher // exact or prefix on the full method name
 }
 
+// callerControlled reports whether the match reads input the caller chooses freely: headers
+// (metadata, cookies), query parameters or the host.
+func (m *matcher) callerControlled() bool {
+	return len(m.headers) > 0 || len(m.query) > 0 || m.hasHostCondition()
+}
+
 func (m *matcher) hasHostCondition() bool {
 	return len(m.exactHosts) > 0 || len(m.suffixHosts) > 0
 }

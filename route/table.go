@@ -33,10 +33,12 @@ func newOptions(opts []Option) *options {
 	return o
 }
 
-// WithTrust sets the predicate that says whether a request's caller may pin itself to a
-// canary side ([CanaryOverride]). It is called only for requests that carry an override, so
-// it may be moderately expensive. Default: no caller is trusted, so overrides are ignored.
-// See [TrustPrefixes] and [TrustIdentities].
+// WithTrust sets the predicate that says whether a request's caller may steer the mesh with
+// input it controls: pin itself to a canary side ([CanaryOverride]), or trigger a fault
+// matched on a header, cookie, query parameter or host (see [Fault]). It is called only for
+// requests that carry an override or match such a fault's route, so it may be moderately
+// expensive. Default: no caller is trusted, so overrides are ignored and such faults are not
+// injected. See [TrustPrefixes] and [TrustIdentities].
 func WithTrust(trusted func(*Request) bool) Option {
 	return optionFunc(func(o *options) { o.trust = trusted })
 }
@@ -58,6 +60,7 @@ type Table struct {
 	anyHost []*Route            // immutable; routes that can match a host not in byHost
 	trust   func(*Request) bool // immutable
 	cfg     Config              // immutable; the source document
+	gate    *delayGate          // shared with the tables compiled from this one
 }
 
 // Compile validates cfg and builds its Table. Errors are *[ConfigError]s naming the field.
@@ -97,15 +100,32 @@ func (t *Table) Lookup(r *Request) (Decision, bool) {
 	return rt.decide(r, t.trust), true
 }
 
-// Match returns the route r matches (or the default), without making a decision.
+// Match returns the route r matches (or the default), without making a decision. When the
+// route's fault is matched on input the caller controls (see [Fault]) and the table's trust
+// predicate does not admit r's caller, the route is returned without its fault: its Fault
+// method returns nil, the rest is the same.
 func (t *Table) Match(r *Request) *Route {
 	host := hostOnly(r.Host)
 	for _, rt := range t.candidates(host) {
 		if rt.m.match(r, host) {
+			if rt.untrusted != nil && !t.trusted(r) {
+				return rt.untrusted
+			}
 			return rt
 		}
 	}
 	return t.def
+}
+
+// trusted asks the trust predicate about r's caller.
+func (t *Table) trusted(r *Request) bool {
+	if t.trust == nil {
+		return false
+	}
+	// The predicate is opaque to escape analysis: hand it a copy, so that the caller's
+	// Request stays on its stack.
+	cp := *r
+	return t.trust(&cp)
 }
 
 func (t *Table) candidates(host string) []*Route {
@@ -164,6 +184,7 @@ type Route struct {
 	rewrite                 *pathRewrite
 	shadow                  *ShadowPolicy
 	fault                   *Injector
+	untrusted               *Route // this route without its fault, for untrusted callers; nil when the fault is for all
 }
 
 // Name returns the route's name.
