@@ -7,8 +7,11 @@ import (
 	"net/textproto"
 	"reflect"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/proxyless/proxyless/discovery"
 )
@@ -122,37 +125,23 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 		r.index = -1
 		t.def = r
 	}
-	// Index routes by exact host so that a request only walks the routes that can match it.
+	// Index routes by exact host so that a request only walks the routes that can match it:
+	// those naming its host (byHost), merged in order with those that can match any host
+	// (anyHost). Each host of each route is visited once: linear in the document.
 	for _, r := range t.routes {
 		if len(r.m.suffixHosts) > 0 || !r.m.hasHostCondition() {
 			t.anyHost = append(t.anyHost, r)
+			continue
 		}
-	}
-	for _, r := range t.routes {
 		for _, h := range r.m.exactHosts {
-			if _, done := t.byHost[h]; done {
-				continue
+			list := t.byHost[h]
+			if n := len(list); n > 0 && list[n-1] == r {
+				continue // the route names the host twice
 			}
-			var list []*Route
-			for _, r2 := range t.routes {
-				if r2.m.hasHostCondition() && len(r2.m.suffixHosts) == 0 && !containsFold(r2.m.exactHosts, h) {
-					continue
-				}
-				list = append(list, r2)
-			}
-			t.byHost[h] = list
+			t.byHost[h] = append(list, r)
 		}
 	}
 	return t, nil
-}
-
-func containsFold(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *compiler) route(rc RouteConfig, path, defName string, o *options, prev *Table) *Route {
@@ -308,6 +297,12 @@ func (c *compiler) matcher(m Match, path string, out *matcher) bool {
 		}
 		out.exactHosts = append(out.exactHosts, h)
 	}
+	if len(out.exactHosts) > 16 {
+		out.hostSet = make(map[string]struct{}, len(out.exactHosts))
+		for _, h := range out.exactHosts {
+			out.hostSet[h] = struct{}{}
+		}
+	}
 	if m.Path != nil {
 		sm, ok := c.strMatcher(*m.Path, path+".path")
 		if !ok {
@@ -399,7 +394,26 @@ func (c *compiler) regex(expr, path string, anchor bool) (*regexp.Regexp, bool) 
 		}
 		return nil, c.fail(path, "%v", err)
 	}
+	// Bound what matching costs by the compiled program, not the source: "x{1000}" is seven
+	// bytes. regexp compiles the same simplified program.
+	if n := programSize(src); n > c.lim.maxProgram {
+		return nil, c.fail(path, "compiled program of %d instructions is over limits.maxRegexProgramSize (%d)", n, c.lim.maxProgram)
+	}
 	return re, true
+}
+
+// programSize returns the number of instructions of expr's compiled program; expr must be
+// valid.
+func programSize(expr string) int {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return math.MaxInt
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return math.MaxInt
+	}
+	return len(prog.Inst)
 }
 
 func (c *compiler) valueMatcher(hm HeaderMatch, path string, header bool) (valueMatcher, bool) {
@@ -507,13 +521,12 @@ func (c *compiler) split(arms []WeightedDestination, path string, r *Route) bool
 		if !c.destination(&d, p, true) {
 			return false
 		}
-		w := uint64(a.Weight)
-		if w == 0 {
-			w = 1
-		}
-		sp.total += w
+		sp.total += uint64(a.Weight) // 0: the arm gets nothing
 		sp.dests = append(sp.dests, d)
 		sp.cum = append(sp.cum, sp.total)
+	}
+	if sp.total == 0 {
+		return c.fail(path, "every arm's weight is 0: give at least one a positive weight")
 	}
 	r.split = sp
 	return true
@@ -655,8 +668,8 @@ func (c *compiler) headerRewrite(hr HeaderRewrite, path string) (*headerOps, boo
 			if !validHeaderName(k) {
 				return nil, c.fail(path+"."+kv.name, "%q is not a valid header name", truncate(k, 64))
 			}
-			if strings.ContainsAny(v, "\r\n\x00") {
-				return nil, c.fail(path+"."+kv.name+"."+k, "value has a control character")
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return nil, c.fail(path+"."+kv.name+"."+k, "%q is not a valid header value (control characters are not allowed)", truncate(v, 64))
 			}
 			*kv.dst = append(*kv.dst, headerKV{textproto.CanonicalMIMEHeaderKey(k), v})
 		}
@@ -841,4 +854,4 @@ func validToken(s string) bool {
 	return true
 }
 
-func validHeaderName(s string) bool { return validToken(s) }
+func validHeaderName(s string) bool { return validToken(s) && httpguts.ValidHeaderFieldName(s) }

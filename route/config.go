@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,7 +173,8 @@ type Destination struct {
 // WeightedDestination is one arm of a Split.
 type WeightedDestination struct {
 	Destination `yaml:",inline"`
-	// Weight is the arm's relative share. Default 0 means 1.
+	// Weight is the arm's relative share, a whole number. 0 (the default) sends the arm no
+	// traffic; a split whose arms all weigh 0 is a configuration error.
 	Weight uint32 `json:"weight,omitempty" yaml:"weight,omitempty"`
 }
 
@@ -442,6 +445,75 @@ func ParseConfig(data []byte) (Config, error) {
 	return cfg, nil
 }
 
+// errEmptyDocument refuses a document with nothing in it: a reload that read a truncated or
+// not yet written file must not wipe every route.
+var errEmptyDocument = &ConfigError{Err: errors.New("empty document: write \"routes: []\" for a table without routes")}
+
+// checkWeights refuses split weights that are not whole numbers, naming the field: decoding
+// into the uint32 field would silently truncate YAML's 1.5 to 1. A document that does not
+// decode is left for the typed decoder to report.
+func checkWeights(data []byte, isJSON bool) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = nil // the typed decoder reports it
+		}
+	}()
+	var doc any
+	if isJSON {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if dec.Decode(&doc) != nil {
+			return nil
+		}
+	} else if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	root, _ := doc.(map[string]any)
+	check := func(rc any, path string) error {
+		m, _ := rc.(map[string]any)
+		arms, _ := m["split"].([]any)
+		for j, a := range arms {
+			am, _ := a.(map[string]any)
+			if w, ok := am["weight"]; ok && !wholeNumber(w) {
+				return &ConfigError{Path: fmt.Sprintf("%s.split[%d].weight", path, j), Err: fmt.Errorf("must be a whole number from 0 to %d, got %s", uint32(math.MaxUint32), truncate(fmt.Sprint(w), 32))}
+			}
+		}
+		return nil
+	}
+	routes, _ := root["routes"].([]any)
+	for i, rc := range routes {
+		if err := check(rc, fmt.Sprintf("routes[%d]", i)); err != nil {
+			return err
+		}
+	}
+	return check(root["default"], "default")
+}
+
+func wholeNumber(v any) bool {
+	var f float64
+	switch x := v.(type) {
+	case int:
+		return x >= 0 && int64(x) <= math.MaxUint32
+	case int64:
+		return x >= 0 && x <= math.MaxUint32
+	case uint64:
+		return x <= math.MaxUint32
+	case float64:
+		f = x
+	case json.Number:
+		if _, err := strconv.ParseUint(string(x), 10, 32); err == nil {
+			return true
+		}
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return false
+		}
+	default:
+		return false
+	}
+	return f >= 0 && f <= math.MaxUint32 && f == math.Trunc(f)
+}
+
 // decode reads a document without validating it.
 func decode(data []byte) (Config, error) {
 	var cfg Config
@@ -449,7 +521,16 @@ func decode(data []byte) (Config, error) {
 		return Config{}, &ConfigError{Err: fmt.Errorf("document of %d bytes is over the %d-byte limit", len(data), maxConfigBytes)}
 	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '{' {
+	if len(trimmed) == 0 {
+		return Config{}, errEmptyDocument
+	}
+	isJSON := trimmed[0] == '{'
+	if bytes.Contains(data, []byte("weight")) {
+		if err := checkWeights(trimmed, isJSON); err != nil {
+			return Config{}, err
+		}
+	}
+	if isJSON {
 		if err := decodeJSON(trimmed, &cfg); err != nil {
 			return Config{}, err
 		}
@@ -487,7 +568,7 @@ func decodeYAML(data []byte, cfg *Config) (err error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
 		if err == io.EOF {
-			return nil // an empty document is an empty table
+			return errEmptyDocument // only comments
 		}
 		return &ConfigError{Err: fmt.Errorf("yaml: %s", strings.TrimPrefix(err.Error(), "yaml: "))}
 	}

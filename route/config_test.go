@@ -82,7 +82,14 @@ func TestParseConfigYAMLAndJSONAgree(t *testing.T) {
 }
 
 func TestParseConfigEmpty(t *testing.T) {
-	for _, doc := range []string{"", "  \n", "{}", "routes: []"} {
+	// An empty document is refused (a reload of a truncated file must not wipe the table);
+	// an explicitly empty one is an empty table.
+	for _, doc := range []string{"", "  \n", "\t\r\n", "# only a comment\n"} {
+		if _, err := route.ParseConfig([]byte(doc)); err == nil || !strings.Contains(err.Error(), "route: empty document") {
+			t.Errorf("%q: err %v, want the empty document refused", doc, err)
+		}
+	}
+	for _, doc := range []string{"{}", "routes: []", `{"routes": []}`} {
 		cfg, err := route.ParseConfig([]byte(doc))
 		if err != nil {
 			t.Errorf("%q: %v", doc, err)
@@ -127,7 +134,7 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"bad service", "routes: [{destination: {service: 'a/b'}}]", "routes[0].destination.service"},
 		{"bad service port", "routes: [{destination: {service: 'a:99999x'}}]", "routes[0].destination.service"},
 		{"empty tag", "routes: [{destination: {service: a, subset: {tags: ['']}}}]", "routes[0].destination.subset.tags[0]"},
-		{"dest and split", "routes: [{destination: {service: a}, split: [{service: b}]}]", "routes[0]: set at most one"},
+		{"dest and split", "routes: [{destination: {service: a}, split: [{service: b, weight: 1}]}]", "routes[0]: set at most one"},
 		{"split no service", "routes: [{split: [{service: a}, {weight: 3}]}]", "routes[0].split[1].service: is required"},
 		{"canary weight", "routes: [{canary: {stable: {service: a}, canary: {service: b}, weight: 101}}]", "routes[0].canary.weight"},
 		{"canary no stable", "routes: [{canary: {canary: {service: b}}}]", "routes[0].canary.stable.service"},
@@ -137,7 +144,7 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"analysis ratio", "routes: [{canary: {stable: {service: a}, canary: {service: b}, analysis: {maxLatencyRatio: 0.5}}}]", "routes[0].canary.analysis.maxLatencyRatio"},
 		{"analysis max below start", "routes: [{canary: {stable: {service: a}, canary: {service: b}, weight: 50, analysis: {maxWeight: 20}}}]", "routes[0].canary.analysis.maxWeight"},
 		{"sticky without split", "routes: [{" + dest + ", sticky: {key: true}}]", "routes[0].sticky: needs a split"},
-		{"sticky empty", "routes: [{split: [{service: a}], sticky: {}}]", "routes[0].sticky: set key"},
+		{"sticky empty", "routes: [{split: [{service: a, weight: 1}], sticky: {}}]", "routes[0].sticky: set key"},
 		{"negative timeout", "routes: [{timeout: -1s}]", "routes[0].timeout"},
 		{"retry negative", "routes: [{retry: {maxRetries: -1}}]", "routes[0].retry.maxRetries"},
 		{"retry status", "routes: [{retry: {statuses: [503, 42]}}]", "routes[0].retry.statuses[1]"},

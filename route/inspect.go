@@ -28,7 +28,7 @@ func (t *Table) Default() *Route { return t.def }
 func (r *Route) Destination() *Destination { return r.dest }
 
 // Split returns the arms of the route's weighted split in order, each with its relative
-// weight as compiled (a configured 0 reads as 1), or nil when the route has no split. The
+// weight as configured (0: the arm gets nothing), or nil when the route has no split. The
 // slice is new; the subsets in it are shared with the table and must not be modified.
 func (r *Route) Split() []WeightedDestination {
 	if r.split == nil {

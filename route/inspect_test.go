@@ -48,7 +48,7 @@ routes:
     match: {hosts: [b]}
     split:
       - {service: b, weight: 3}
-      - {service: b, subset: {meta: {version: v2}}}
+      - {service: b, subset: {meta: {version: v2}}, weight: 1}
   - name: overrides-only
     match: {hosts: [c]}
     timeout: 2s

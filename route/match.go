@@ -200,8 +200,9 @@ func needsUnescape(s string) bool { return strings.ContainsAny(s, "%+") }
 
 // matcher is a compiled Match.
 type matcher struct {
-	exactHosts  []string // lower case
-	suffixHosts []string // ".example.com" for "*.example.com", lower case
+	exactHosts  []string            // lower case
+	hostSet     map[string]struct{} // exactHosts as a set, when there are many
+	suffixHosts []string            // ".example.com" for "*.example.com", lower case
 	path        *strMatcher
 	methods     []string
 	headers     []valueMatcher
@@ -223,9 +224,31 @@ func (m *matcher) matchHost(host string) bool {
 	if !m.hasHostCondition() {
 		return true
 	}
-	for _, h := range m.exactHosts {
-		if strings.EqualFold(h, host) {
+	if m.hostSet != nil {
+		if _, ok := m.hostSet[host]; ok {
 			return true
+		}
+		if hasUpper(host) && len(host) <= 128 {
+			var buf [128]byte
+			n := copy(buf[:], host)
+			for i := range n {
+				if c := buf[i]; 'A' <= c && c <= 'Z' {
+					buf[i] = c + 'a' - 'A'
+				}
+			}
+			if _, ok := m.hostSet[string(buf[:n])]; ok {
+				return true
+			}
+		} else if hasUpper(host) {
+			if _, ok := m.hostSet[strings.ToLower(host)]; ok {
+				return true
+			}
+		}
+	} else {
+		for _, h := range m.exactHosts {
+			if strings.EqualFold(h, host) {
+				return true
+			}
 		}
 	}
 	for _, s := range m.suffixHosts {
@@ -284,7 +307,7 @@ type HeaderMatcher struct{ m valueMatcher }
 
 // NewHeaderMatcher validates and compiles hm.
 func NewHeaderMatcher(hm HeaderMatch) (*HeaderMatcher, error) {
-	c := compiler{}
+	c := newCompiler(Limits{}, nil)
 	vm, ok := c.valueMatcher(hm, "header", true)
 	if !ok {
 		return nil, c.err

@@ -17,7 +17,7 @@ type Router struct {
 	cur     atomic.Pointer[Table]
 	version atomic.Uint64
 
-	mu sync.Mutex // serialises Update, so analyzers carry over in order
+	mu sync.Mutex // serialises the swaps of Update, so analyzers carry over in order
 }
 
 // NewRouter compiles cfg and returns a Router serving it. The options (trust, events) apply
@@ -45,17 +45,26 @@ func (r *Router) Lookup(req *Request) (Decision, bool) { return r.cur.Load().Loo
 
 // Update compiles cfg and, if it is valid, makes it the current table. An invalid cfg is
 // refused with a *[ConfigError] and the current table stays. A canary whose config did not
-// change keeps its running analysis.
+// change keeps its running analysis. The document is compiled without holding the Router's
+// lock, so that readers such as [Router.Current] (a status page) wait only for the swap.
 func (r *Router) Update(cfg Config) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, err := compile(cfg, r.opts, r.cur.Load())
-	if err != nil {
-		return err
+	for {
+		prev := r.cur.Load()
+		t, err := compile(cfg, r.opts, prev)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		if r.cur.Load() == prev {
+			r.cur.Store(t)
+			r.version.Add(1)
+			r.mu.Unlock()
+			return nil
+		}
+		// Another Update swapped in a table meanwhile: compile again against it, so that
+		// running analyses carry over from the table actually replaced.
+		r.mu.Unlock()
 	}
-	r.cur.Store(t)
-	r.version.Add(1)
-	return nil
 }
 
 // Load parses a YAML or JSON document (see [ParseConfig]) and applies it with Update.

@@ -262,7 +262,7 @@ func TestSplitStickyHeader(t *testing.T) {
 routes:
   - match: {}
     sticky: {header: x-user}
-    split: [{service: a}, {service: b}, {service: c}]
+    split: [{service: a, weight: 1}, {service: b, weight: 1}, {service: c, weight: 1}]
 `)
 	for u := range 200 {
 		var first string

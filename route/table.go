@@ -56,8 +56,8 @@ func WithEvents(fn func(Event)) Option {
 type Table struct {
 	routes  []*Route            // immutable, in config order
 	def     *Route              // immutable; nil when there is no default
-	byHost  map[string][]*Route // immutable; exact host → the routes that can match it, in order
-	anyHost []*Route            // immutable; routes that can match a host not in byHost
+	byHost  map[string][]*Route // immutable; exact host → the routes naming it (and no wildcard), in order
+	anyHost []*Route            // immutable; routes that can match any host: no host condition, or a wildcard
 	trust   func(*Request) bool // immutable
 	cfg     Config              // immutable; the source document
 	gate    *delayGate          // shared with the tables compiled from this one
@@ -106,7 +106,23 @@ func (t *Table) Lookup(r *Request) (Decision, bool) {
 // method returns nil, the rest is the same.
 func (t *Table) Match(r *Request) *Route {
 	host := hostOnly(r.Host)
-	for _, rt := range t.candidates(host) {
+	exact, all := t.candidates(host)
+	if all {
+		return t.matchIn(r, host, t.routes, nil)
+	}
+	return t.matchIn(r, host, exact, t.anyHost)
+}
+
+// matchIn returns the first route of a and b, merged in table order, that r matches (or the
+// default). a and b are each in table order and share no route.
+func (t *Table) matchIn(r *Request, host string, a, b []*Route) *Route {
+	for len(a) > 0 || len(b) > 0 {
+		var rt *Route
+		if len(b) == 0 || (len(a) > 0 && a[0].index < b[0].index) {
+			rt, a = a[0], a[1:]
+		} else {
+			rt, b = b[0], b[1:]
+		}
 		if rt.m.match(r, host) {
 			if rt.untrusted != nil && !t.trusted(r) {
 				return rt.untrusted
@@ -128,31 +144,23 @@ func (t *Table) trusted(r *Request) bool {
 	return t.trust(&cp)
 }
 
-func (t *Table) candidates(host string) []*Route {
-	if len(t.byHost) == 0 {
-		return t.routes
+// candidates returns the routes naming host exactly, to be merged with t.anyHost; all is true
+// when every route must be walked instead (a host too long to lower-case on the stack).
+func (t *Table) candidates(host string) (exact []*Route, all bool) {
+	if !hasUpper(host) {
+		return t.byHost[host], false
 	}
 	var buf [128]byte
-	key := host
-	if hasUpper(host) && len(host) <= len(buf) {
-		n := copy(buf[:], host)
-		for i := range n {
-			if c := buf[i]; 'A' <= c && c <= 'Z' {
-				buf[i] = c + 'a' - 'A'
-			}
-		}
-		if list, ok := t.byHost[string(buf[:n])]; ok {
-			return list
-		}
-		return t.anyHost
-	}
-	if list, ok := t.byHost[key]; ok {
-		return list
-	}
 	if len(host) > len(buf) {
-		return t.routes // too long to lower-case on the stack: walk everything
+		return nil, true
 	}
-	return t.anyHost
+	n := copy(buf[:], host)
+	for i := range n {
+		if c := buf[i]; 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
+		}
+	}
+	return t.byHost[string(buf[:n])], false
 }
 
 func hasUpper(s string) bool {
