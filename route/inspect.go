@@ -82,8 +82,11 @@ func (r *Route) Canary() (cs CanaryStatus, ok bool) {
 // Operators: "=" exact, "^=" prefix, "~" regular expression (as configured, without the
 // anchoring the table adds); a header or query term without an operator requires presence,
 // and a leading "!" absence. A value with spaces, quotes or control characters is quoted. A
-// route that matches every request (the default route, say) gives "*". The form is for
-// people, not for parsing back.
+// route that matches every request (the default route, say) gives "*". The value of a
+// credential-like header or query condition (Authorization, Cookie, Proxy-Authorization, or
+// a name ending in "key", "token" or "secret", in any case) is shown as "[redacted]", so that
+// a status page does not publish an API key a route matches on. The form is for people, not
+// for parsing back.
 func (r *Route) MatchString() string {
 	m := &r.m
 	var terms []string
@@ -143,7 +146,30 @@ func (m *valueMatcher) describe(kind string) string {
 	case kindAbsent:
 		return "!" + name
 	}
+	if credentialLike(m.canon) {
+		switch m.kind {
+		case kindExact:
+			return name + "=" + Redacted
+		case kindPrefix:
+			return name + "^=" + Redacted
+		default:
+			return name + "~" + Redacted
+		}
+	}
 	return name + m.strMatcher.describe()
+}
+
+// Redacted stands for a credential-like value in [Route.MatchString].
+const Redacted = "[redacted]"
+
+// credentialLike reports whether a header or query parameter name usually carries a secret.
+func credentialLike(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true
+	}
+	return strings.HasSuffix(n, "key") || strings.HasSuffix(n, "token") || strings.HasSuffix(n, "secret")
 }
 
 // quoteIfNeeded quotes s (Go syntax) when it is empty or holds spaces, quotes, backslashes or
