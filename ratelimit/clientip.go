@@ -18,11 +18,11 @@ type ClientIPConfig struct {
 	// believed. Default none: X-Forwarded-For is ignored, since any client
 	// can write it.
 	TrustedProxies []string `json:"trusted_proxies" yaml:"trusted_proxies"`
-	// IPv6Prefix, when set, keys IPv6 clients by their network of that many
-	// bits ("2001:db8:1:2::/64") rather than by address, so that a client
-	// cannot multiply its quota with the 2^64 addresses of one subnet. It
-	// must lie in [0, 128]. Default 0: the full address. 64 suits public
-	// services.
+	// IPv6Prefix keys IPv6 clients by their network of that many bits
+	// ("2001:db8:1:2::/64") rather than by address, so that a client cannot
+	// multiply its quota with the 2^64 addresses of its subnet. It must lie
+	// in [0, 128]; 128 keys by the full address. Default 0 means 64: one
+	// /64, what one site or one host is usually given.
 	IPv6Prefix int `json:"ipv6_prefix" yaml:"ipv6_prefix"`
 }
 
@@ -64,6 +64,9 @@ func ClientAddr(cfg ClientIPConfig) (func(peer string, forwardedFor []string) st
 	return c.addr, nil
 }
 
+// defaultIPv6Prefix is how IPv6 clients are grouped when ClientIPConfig.IPv6Prefix is 0.
+const defaultIPv6Prefix = 64
+
 func newClientIP(cfg ClientIPConfig) (*clientIP, error) {
 	if cfg.IPv6Prefix < 0 || cfg.IPv6Prefix > 128 {
 		return nil, fmt.Errorf("ratelimit: IPv6Prefix %d is outside [0, 128]", cfg.IPv6Prefix)
@@ -76,7 +79,11 @@ func newClientIP(cfg ClientIPConfig) (*clientIP, error) {
 		}
 		trusted = append(trusted, p)
 	}
-	return &clientIP{trusted: trusted, v6bits: cfg.IPv6Prefix}, nil
+	bits := cfg.IPv6Prefix
+	if bits == 0 {
+		bits = defaultIPv6Prefix
+	}
+	return &clientIP{trusted: trusted, v6bits: bits}, nil
 }
 
 func parseTrusted(s string) (netip.Prefix, error) {
@@ -185,7 +192,7 @@ func parseHost(s string) (string, netip.Addr, bool) {
 // format returns the key of a: s itself when s already is its canonical
 // form, so that the common case does not allocate.
 func (c *clientIP) format(s string, a netip.Addr) string {
-	if c.v6bits > 0 && a.Is6() {
+	if c.v6bits < 128 && a.Is6() {
 		p, _ := a.Prefix(c.v6bits) // cannot fail: 1 <= v6bits <= 128 and a is IPv6 without zone
 		return p.String()
 	}

@@ -21,7 +21,7 @@ func request(remote string, xff ...string) *http.Request {
 }
 
 func TestClientIP(t *testing.T) {
-	trusted := ratelimit.ClientIPConfig{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7", "::1", "::ffff:172.16.0.0/108"}}
+	trusted := ratelimit.ClientIPConfig{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7", "::1", "::ffff:172.16.0.0/108"}, IPv6Prefix: 128}
 	for _, tc := range []struct {
 		name   string
 		cfg    ratelimit.ClientIPConfig
@@ -44,10 +44,11 @@ func TestClientIP(t *testing.T) {
 		{"entry with port", trusted, "10.1.2.3:80", []string{"198.51.100.1:5555"}, "198.51.100.1"},
 		{"IPv6 entry with port", trusted, "10.1.2.3:80", []string{"[2001:db8::1]:5555"}, "2001:db8::1"},
 		{"IPv6 peer trusted", trusted, "[::1]:80", []string{"2001:db8::2"}, "2001:db8::2"},
-		{"IPv6 canonical form", ratelimit.ClientIPConfig{}, "[2001:DB8:0:0::1]:80", nil, "2001:db8::1"},
+		{"IPv6 canonical form", ratelimit.ClientIPConfig{IPv6Prefix: 128}, "[2001:DB8:0:0::1]:80", nil, "2001:db8::1"},
+		{"IPv6 grouped by /64 by default", ratelimit.ClientIPConfig{}, "[2001:db8:1:2:3:4:5:6]:80", nil, "2001:db8:1:2::/64"},
 		{"IPv4-mapped peer unmapped", ratelimit.ClientIPConfig{}, "[::ffff:203.0.113.9]:80", nil, "203.0.113.9"},
 		{"IPv4-mapped trusted prefix", trusted, "172.16.5.5:80", []string{"198.51.100.3"}, "198.51.100.3"},
-		{"zone dropped", ratelimit.ClientIPConfig{}, "[fe80::1%eth0]:80", nil, "fe80::1"},
+		{"zone dropped", ratelimit.ClientIPConfig{IPv6Prefix: 128}, "[fe80::1%eth0]:80", nil, "fe80::1"},
 		{"IPv6 grouped by /64", ratelimit.ClientIPConfig{IPv6Prefix: 64}, "[2001:db8:1:2:3:4:5:6]:80", nil, "2001:db8:1:2::/64"},
 		{"IPv4 not grouped", ratelimit.ClientIPConfig{IPv6Prefix: 64}, "203.0.113.9:80", nil, "203.0.113.9"},
 		{"no port", ratelimit.ClientIPConfig{}, "203.0.113.9", nil, "203.0.113.9"},
@@ -159,11 +160,12 @@ func FuzzClientIP(f *testing.F) {
 	for _, p := range prefixes {
 		trusted = append(trusted, netip.MustParsePrefix(strings.Replace(p, "::1", "::1/128", 1)))
 	}
-	key, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{TrustedProxies: prefixes})
+	// Full addresses (IPv6Prefix 128), which the reference computes.
+	key, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{TrustedProxies: prefixes, IPv6Prefix: 128})
 	if err != nil {
 		f.Fatal(err)
 	}
-	plain, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{})
+	plain, err := ratelimit.ClientIP(ratelimit.ClientIPConfig{IPv6Prefix: 128})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -187,6 +187,8 @@ func (k *Keyed) quota(key string) *gcra {
 }
 
 func (k *Keyed) take(key string, now int64, n int) Decision {
+	q := k.quota(key) // overrides name keys as given
+	key = BoundKey(key)
 	s := &k.shards[maphash.String(k.seed, key)&k.mask]
 	s.mu.Lock()
 	if i, ok := s.index[key]; ok {
@@ -196,7 +198,6 @@ func (k *Keyed) take(key string, now int64, n int) Decision {
 		s.mu.Unlock()
 		return d
 	}
-	q := k.quota(key)
 	if q.kind != quotaFinite {
 		// Unlimited and deny-all keys need no state.
 		s.mu.Unlock()

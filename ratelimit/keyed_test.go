@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/proxyless/proxyless/ratelimit/internal/loadtest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func mustKeyed(t testing.TB, cfg KeyedConfig) *Keyed {
@@ -259,4 +262,31 @@ func TestKeyedConcurrent(t *testing.T) {
 		}
 	}
 	t.Logf("%d calls, per key %v", res.Calls, per)
+}
+
+// Keys a client chooses cannot multiply the limiter's memory by their length: a key over
+// MaxKeyBytes is kept as a fixed-size digest, so a thousand 64 KiB keys cost about what a
+// thousand short ones do (the limiter would otherwise hold 64 MiB of them).
+func TestLongKeysAreBoundedInBytes(t *testing.T) {
+	k, err := NewKeyed(KeyedConfig{Default: Quota{Rate: 1, Burst: 1}, MaxKeys: 2000})
+	require.NoError(t, err)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	long := make([]byte, 64<<10)
+	for i := range 1000 {
+		copy(long, fmt.Sprintf("client-%06d", i))
+		require.True(t, k.Allow(string(long)))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	assert.Equal(t, 1000, k.Len(), "each long key is its own")
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	assert.Less(t, grown, int64(8<<20), "the heap grew by %d bytes for 1000 keys of 64 KiB", grown)
+	// The same long key is the same bucket: its second event is refused.
+	copy(long, fmt.Sprintf("client-%06d", 7))
+	assert.False(t, k.Allow(string(long)))
+	assert.Equal(t, BoundKey(string(long)), BoundKey(string(long)))
+	assert.Len(t, BoundKey(string(long)), 50)
+	assert.Equal(t, "short", BoundKey("short"))
 }

@@ -263,7 +263,7 @@ func (l *Limiter) take(ctx context.Context, key string, n int) (ratelimit.Decisi
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, l.timeout)
-	res, err := l.script.Run(cctx, l.client, []string{l.prefix + key}, q.interval, q.tau, n).Int64Slice()
+	res, err := l.script.Run(cctx, l.client, []string{l.prefix + ratelimit.BoundKey(key)}, q.interval, q.tau, n).Int64Slice()
 	cancel()
 	if err == nil && len(res) != 5 {
 		err = fmt.Errorf("redis: script returned %d values, want 5", len(res))
