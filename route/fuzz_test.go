@@ -2,6 +2,7 @@ package route_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -48,6 +49,8 @@ func FuzzCompile(f *testing.F) {
 			panic(fmt.Sprintf("route: fuzz input still running after %v: %q", 2*fuzzInputBound, truncated(doc)))
 		})
 		defer watchdog.Stop()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
 		start := time.Now()
 		cfg, err := route.ParseConfig(doc)
 		if err == nil {
@@ -61,6 +64,14 @@ func FuzzCompile(f *testing.F) {
 		if took := time.Since(start); took > fuzzInputBound {
 			t.Fatalf("input of %d bytes took %v", len(doc), took)
 		}
+		// And bounded memory: what parsing and compiling allocated, in all, stays within a
+		// fixed allowance plus a multiple of the input (an alias bomb or a regex that
+		// compiles to a huge program would not).
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		if grew, bound := after.TotalAlloc-before.TotalAlloc, fuzzMemBound(len(doc)); grew > bound {
+			t.Fatalf("input of %d bytes allocated %d bytes (bound %d)", len(doc), grew, bound)
+		}
 	})
 }
 
@@ -70,3 +81,6 @@ func truncated(b []byte) []byte {
 	}
 	return b
 }
+
+// fuzzMemBound is the most one fuzz input may allocate: 64 MiB, plus 4 KiB per input byte.
+func fuzzMemBound(n int) uint64 { return 64<<20 + 4096*uint64(n) }
