@@ -21,14 +21,14 @@ import (
 // without routes: by their host. The router may be reloaded while the transport runs
 // (package route/reload); each request keeps the table it started with.
 //
-// Taken by NewTransport and NewGRPCClient. A gRPC channel dials the one service its target
-// names, so a gRPC client applies what a matching route does to the call itself (its fault,
-// and its timeout, attempt timeout, retry and hedge overrides) but cannot send the call
-// elsewhere: a call whose route chooses another destination (another service, or a subset,
-// by destination, split arm or canary side) fails with FAILED_PRECONDITION rather than go
-// where the route did not say; dial each destination with a channel of its own. Shadowing,
-// header and path rewrites and the HTTP-only retry settings are not carried out for gRPC
-// calls; the rest of the route applies.
+// Taken by NewTransport and NewGRPCClient. A gRPC client applies what a matching route does
+// to the call itself (its fault, and its timeout, attempt timeout, retry and hedge
+// overrides), and sends a call whose route chooses another destination (another service, or
+// a subset, by destination, split arm or canary side) on a channel it dials for that
+// destination with the options its NewClient was given (see NewGRPCClient); without them,
+// and without WithTLS, such a call fails with FAILED_PRECONDITION rather than go where the
+// route did not say. Shadowing, header and path rewrites and the HTTP-only retry settings are
+// not carried out for gRPC calls.
 func WithRoutes(r *route.Router) ClientOption {
 	return clientOption(func(c *config) {
 		if r == nil {
