@@ -37,6 +37,13 @@ type limits struct {
 	maxProgram int
 }
 
+// The ceilings of a document's limits.
+const (
+	ceilingFaultDelay       = 5 * time.Minute
+	ceilingDelayedRequests  = 100_000
+	ceilingRegexProgramSize = 10_000
+)
+
 func defaultLimits() limits {
 	return limits{maxDelay: DefaultMaxFaultDelay, maxHeld: DefaultMaxDelayedRequests, maxProgram: DefaultMaxRegexProgramSize}
 }
@@ -55,6 +62,14 @@ func newCompiler(l Limits, gate *delayGate) *compiler {
 		c.fail("limits.maxDelayedRequests", "must not be negative, got %d", l.MaxDelayedRequests)
 	case l.MaxRegexProgramSize < 0:
 		c.fail("limits.maxRegexProgramSize", "must not be negative, got %d", l.MaxRegexProgramSize)
+	// A document may tighten its limits or loosen them up to a ceiling, never past it: the
+	// limits protect the process from the document.
+	case l.MaxFaultDelay.Std() > ceilingFaultDelay:
+		c.fail("limits.maxFaultDelay", "must be at most %v, got %v", ceilingFaultDelay, l.MaxFaultDelay.Std())
+	case l.MaxDelayedRequests > ceilingDelayedRequests:
+		c.fail("limits.maxDelayedRequests", "must be at most %d, got %d", ceilingDelayedRequests, l.MaxDelayedRequests)
+	case l.MaxRegexProgramSize > ceilingRegexProgramSize:
+		c.fail("limits.maxRegexProgramSize", "must be at most %d, got %d", ceilingRegexProgramSize, l.MaxRegexProgramSize)
 	}
 	if l.MaxFaultDelay > 0 {
 		c.lim.maxDelay = l.MaxFaultDelay.Std()
@@ -386,6 +401,14 @@ func (c *compiler) regex(expr, path string, anchor bool) (*regexp.Regexp, bool) 
 	if anchor {
 		src = "^(?:" + expr + ")$"
 	}
+	// Bound what matching costs by the compiled program, not the source ("x{1000}" is seven
+	// bytes), and measure it before regexp builds its matcher, which costs far more.
+	if n := programSize(src, c.lim.maxProgram); n > c.lim.maxProgram && n != math.MaxInt {
+		if n > max(4*c.lim.maxProgram+64, 1<<14) { // estimated, not measured
+			return nil, c.fail(path, "compiled program of more than %d instructions is over limits.maxRegexProgramSize (%d)", n-1, c.lim.maxProgram)
+		}
+		return nil, c.fail(path, "compiled program of %d instructions is over limits.maxRegexProgramSize (%d)", n, c.lim.maxProgram)
+	}
 	re, err := regexp.Compile(src)
 	if err != nil {
 		// Report the error against the user's expression, not the anchored one.
@@ -394,26 +417,56 @@ func (c *compiler) regex(expr, path string, anchor bool) (*regexp.Regexp, bool) 
 		}
 		return nil, c.fail(path, "%v", err)
 	}
-	// Bound what matching costs by the compiled program, not the source: "x{1000}" is seven
-	// bytes. regexp compiles the same simplified program.
-	if n := programSize(src); n > c.lim.maxProgram {
-		return nil, c.fail(path, "compiled program of %d instructions is over limits.maxRegexProgramSize (%d)", n, c.lim.maxProgram)
-	}
 	return re, true
 }
 
 // programSize returns the number of instructions of expr's compiled program; expr must be
 // valid.
-func programSize(expr string) int {
+func programSize(expr string, limit int) int {
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return math.MaxInt
+	}
+	// Simplify expands counted repetitions ("x{1000}" into a thousand copies): estimate the
+	// program from the parse tree first, without expanding (an overestimate, by at most
+	// about 3x), so that an expression far over the limit is refused before it costs its
+	// size in memory; one within reach is measured exactly.
+	if bound := max(4*limit+64, 1<<14); estimateProgram(re, bound) > bound {
+		return bound + 1 // "more than": see compiler.regex
 	}
 	prog, err := syntax.Compile(re.Simplify())
 	if err != nil {
 		return math.MaxInt
 	}
 	return len(prog.Inst)
+}
+
+// estimateProgram returns an upper estimate of the instructions re compiles to, at least
+// limit+1 when it is over limit (it stops counting there).
+func estimateProgram(re *syntax.Regexp, limit int) int {
+	capped := func(n int) int { return min(n, limit+1) }
+	switch re.Op {
+	case syntax.OpLiteral:
+		return capped(len(re.Rune) + 1)
+	case syntax.OpRepeat:
+		sub := estimateProgram(re.Sub[0], limit)
+		times := max(re.Max, re.Min, 1)
+		if sub > 0 && times > (limit+1)/sub {
+			return limit + 1
+		}
+		return capped(sub*times + times)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpCapture:
+		return capped(estimateProgram(re.Sub[0], limit) + 2)
+	case syntax.OpConcat, syntax.OpAlternate:
+		n := 1
+		for _, sub := range re.Sub {
+			if n += estimateProgram(sub, limit) + 1; n > limit {
+				return limit + 1
+			}
+		}
+		return n
+	}
+	return 2
 }
 
 func (c *compiler) valueMatcher(hm HeaderMatch, path string, header bool) (valueMatcher, bool) {

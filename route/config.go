@@ -537,6 +537,11 @@ func decode(data []byte) (Config, error) {
 	} else if err := decodeYAML(data, &cfg); err != nil {
 		return Config{}, err
 	}
+	if cfg.Routes == nil && cfg.Default == nil {
+		// "null", "{}", "---", a file cut off after "routes:": nothing was said, which is not
+		// the same as "no routes" ("routes: []"), and a reload must not read it as that.
+		return Config{}, errEmptyDocument
+	}
 	return cfg, nil
 }
 

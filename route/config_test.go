@@ -84,12 +84,14 @@ func TestParseConfigYAMLAndJSONAgree(t *testing.T) {
 func TestParseConfigEmpty(t *testing.T) {
 	// An empty document is refused (a reload of a truncated file must not wipe the table);
 	// an explicitly empty one is an empty table.
-	for _, doc := range []string{"", "  \n", "\t\r\n", "# only a comment\n"} {
+	// So is one that decodes to nothing: "{}" or "null" says nothing, "routes: []" says
+	// "no routes".
+	for _, doc := range []string{"", "  \n", "\t\r\n", "# only a comment\n", "{}", "null", "routes:"} {
 		if _, err := route.ParseConfig([]byte(doc)); err == nil || !strings.Contains(err.Error(), "route: empty document") {
 			t.Errorf("%q: err %v, want the empty document refused", doc, err)
 		}
 	}
-	for _, doc := range []string{"{}", "routes: []", `{"routes": []}`} {
+	for _, doc := range []string{"routes: []", `{"routes": []}`} {
 		cfg, err := route.ParseConfig([]byte(doc))
 		if err != nil {
 			t.Errorf("%q: %v", doc, err)

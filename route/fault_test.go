@@ -172,8 +172,8 @@ func TestFaultDelayLimits(t *testing.T) {
 		{"routes: [{fault: {delay: {mean: 11s}}}]", "route: routes[0].fault.delay.mean: 11s is over limits.maxFaultDelay (10s)"},
 		{"routes: [{fault: {delay: {max: 2s}}}, {fault: {delay: {max: 1m}}}]", "route: routes[1].fault.delay.max: 1m0s is over limits.maxFaultDelay (10s)"},
 		{"limits: {maxFaultDelay: 1s}\nroutes: [{fault: {delay: {fixed: 2s}}}]", "route: routes[0].fault.delay.fixed: 2s is over limits.maxFaultDelay (1s)"},
-		{"limits: {maxFaultDelay: -1s}", "route: limits.maxFaultDelay: must not be negative, got -1s"},
-		{"limits: {maxDelayedRequests: -1}", "route: limits.maxDelayedRequests: must not be negative, got -1"},
+		{"limits: {maxFaultDelay: -1s}\nroutes: []", "route: limits.maxFaultDelay: must not be negative, got -1s"},
+		{"limits: {maxDelayedRequests: -1}\nroutes: []", "route: limits.maxDelayedRequests: must not be negative, got -1"},
 		{"routes: [{fault: {abort: {percent: 101}}}]", "route: routes[0].fault.abort.percent: must be a percentage from 0 to 100, got 101"},
 	} {
 		_, err := route.ParseConfig([]byte(tc.doc))

@@ -162,14 +162,21 @@ func (m *valueMatcher) describe(kind string) string {
 // Redacted stands for a credential-like value in [Route.MatchString].
 const Redacted = "[redacted]"
 
-// credentialLike reports whether a header or query parameter name usually carries a secret.
+// credentialWords are the parts of a header or query parameter name that usually mean it
+// carries a secret.
+var credentialWords = []string{"auth", "cookie", "key", "token", "secret", "pass", "pwd", "sig", "jwt", "session", "credential", "bearer"}
+
+// credentialLike reports whether a header or query parameter name usually carries a secret:
+// it contains one of credentialWords, whatever its case and surrounding spaces. Erring
+// towards redaction costs a status page reader a value; the other way costs a credential.
 func credentialLike(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "authorization", "proxy-authorization", "cookie", "set-cookie":
-		return true
+	n := strings.ToLower(strings.TrimSpace(name))
+	for _, w := range credentialWords {
+		if strings.Contains(n, w) {
+			return true
+		}
 	}
-	return strings.HasSuffix(n, "key") || strings.HasSuffix(n, "token") || strings.HasSuffix(n, "secret")
+	return false
 }
 
 // quoteIfNeeded quotes s (Go syntax) when it is empty or holds spaces, quotes, backslashes or

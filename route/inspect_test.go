@@ -3,6 +3,7 @@ package route_test
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,4 +253,39 @@ routes:
 	if got := none.Config(); got.Delay != nil || got.Abort != nil {
 		t.Errorf("nil injector: %+v", got)
 	}
+}
+
+// Values of header and query conditions whose names usually carry a secret are redacted in
+// MatchString, whatever the name's case and surrounding spaces; other values are shown.
+func TestMatchStringRedactsCredentialLikeNames(t *testing.T) {
+	for _, name := range []string{"X-Password", "X-Api-Keys", "X-Auth", "X-Amz-Signature", "X-Jwt", "X-Access-Token-V2", "X-Session-Id", "X-Credentials"} {
+		tbl := mustCompileInspect(t, "routes: [{name: r, match: {headers: [{name: "+name+", exact: s3cr3t}]}, destination: {service: a}}]")
+		got := tbl.Route("r").MatchString()
+		if strings.Contains(got, "s3cr3t") || !strings.Contains(got, route.Redacted) {
+			t.Errorf("header %s: %s", name, got)
+		}
+	}
+	for _, name := range []string{"password", "sig", "apikey"} {
+		tbl := mustCompileInspect(t, "routes: [{name: r, match: {query: [{name: "+name+", exact: s3cr3t}]}, destination: {service: a}}]")
+		if got := tbl.Route("r").MatchString(); strings.Contains(got, "s3cr3t") {
+			t.Errorf("query %s: %s", name, got)
+		}
+	}
+	tbl := mustCompileInspect(t, "routes: [{name: r, match: {headers: [{name: X-Env, exact: staging}]}, destination: {service: a}}]")
+	if got := tbl.Route("r").MatchString(); !strings.Contains(got, "staging") {
+		t.Errorf("an ordinary value is hidden: %s", got)
+	}
+}
+
+func mustCompileInspect(t *testing.T, doc string) *route.Table {
+	t.Helper()
+	cfg, err := route.ParseConfig([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := route.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
 }

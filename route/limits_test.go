@@ -2,6 +2,7 @@ package route_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -127,7 +128,10 @@ func TestReloadRefusesAnEmptyDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, doc := range []string{"", " \n\t", "# nothing yet\n"} {
+	// Blank documents, and documents that decode to nothing ("null", "{}", a YAML document
+	// marker, a file cut off after "routes:"): none of them says "no routes".
+	for _, doc := range []string{"", " \n\t", "# nothing yet\n", "---\n", "--- \n...\n", "~", "null", "{}",
+		"routes:", "routes: ~", `{"routes":null}`} {
 		if err := r.Load([]byte(doc)); err == nil || !strings.Contains(err.Error(), "route: empty document") {
 			t.Errorf("%q: err %v", doc, err)
 		}
@@ -173,7 +177,7 @@ func TestRegexProgramSizeIsBounded(t *testing.T) {
 		{`routes: [{match: {path: {regex: "x{1000}"}}}]`, "route: routes[0].match.path.regex: compiled program of 1004 instructions is over limits.maxRegexProgramSize (100)"},
 		{`routes: [{match: {headers: [{name: a, regex: "(a+){50}"}]}}]`, "route: routes[0].match.headers[0].regex: compiled program of"},
 		{`routes: [{rewrite: {regex: "[a-z]{200}", substitution: x}}]`, "route: routes[0].rewrite.regex: compiled program of"},
-		{"limits: {maxRegexProgramSize: -1}", "route: limits.maxRegexProgramSize: must not be negative"},
+		{"limits: {maxRegexProgramSize: -1}\nroutes: []", "route: limits.maxRegexProgramSize: must not be negative"},
 	} {
 		_, err := route.ParseConfig([]byte(tc.doc))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -202,5 +206,33 @@ func TestHeaderValuesFollowHTTPRules(t *testing.T) {
 	}
 	if _, err := route.ParseConfig([]byte("routes: [{requestHeaders: {set: {x-a: \"tab\\tand utf-8 é\"}}}]")); err != nil {
 		t.Errorf("a valid value: %v", err)
+	}
+}
+
+// A document may loosen its own limits only up to fixed ceilings, and an expression over the
+// program limit is refused before regexp builds its matcher (which costs far more than the
+// program's size).
+func TestDocumentLimitsHaveCeilings(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"limits: {maxRegexProgramSize: 100000000}\nroutes: []", "route: limits.maxRegexProgramSize: must be at most"},
+		{"limits: {maxFaultDelay: 1000000h}\nroutes: []", "route: limits.maxFaultDelay: must be at most"},
+		{"limits: {maxDelayedRequests: 1000000000}\nroutes: []", "route: limits.maxDelayedRequests: must be at most"},
+	} {
+		_, err := route.ParseConfig([]byte(tc.doc))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %s", tc.doc, err, tc.want)
+		}
+	}
+	big := strings.Repeat(`\\pL{1000}`, 450) // 4 KiB of source, 450,000 instructions
+	doc := "routes: [{match: {path: {regex: \"" + big + "\"}}}]"
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := route.ParseConfig([]byte(doc))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "maxRegexProgramSize") {
+		t.Fatalf("err %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("refusing the expression allocated %d bytes", grew)
 	}
 }
