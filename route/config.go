@@ -212,11 +212,14 @@ type CanaryOverride struct {
 // request wins, in this order: Key, Header, Cookie; a request with none is drawn at random.
 // Exactly one source must be configured, or Key together with a Header or Cookie fallback.
 type Sticky struct {
-	// Key uses the caller-supplied [Request].Key (for example the JWT subject).
+	// Key uses [Request].Key, which the application sets (for example to the verified JWT
+	// subject).
 	Key bool `json:"key,omitempty" yaml:"key,omitempty"`
-	// Header hashes this header's first value.
+	// Header hashes this header's first value. The caller writes it, so it counts only for
+	// callers the trust predicate admits (see [WithTrust]); others are split at random, so
+	// that no one chooses its arm (the canary's, say) by choosing the value.
 	Header string `json:"header,omitempty" yaml:"header,omitempty"`
-	// Cookie hashes this cookie's value.
+	// Cookie hashes this cookie's value, for trusted callers only, as Header.
 	Cookie string `json:"cookie,omitempty" yaml:"cookie,omitempty"`
 }
 

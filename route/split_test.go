@@ -212,7 +212,9 @@ routes:
       weight: %d
 `, weight)
 	}
-	t10, t50 := mustCompile(t, doc(10)), mustCompile(t, doc(50))
+	// The cookie below is caller-written: it is honoured for trusted callers only.
+	trustAll := route.WithTrust(func(*route.Request) bool { return true })
+	t10, t50 := mustCompile(t, doc(10), trustAll), mustCompile(t, doc(50), trustAll)
 	const users = 5000
 	on10, on50 := 0, 0
 	for u := range users {
@@ -258,12 +260,14 @@ routes:
 }
 
 func TestSplitStickyHeader(t *testing.T) {
-	tbl := mustCompile(t, `
+	const doc = `
 routes:
   - match: {}
     sticky: {header: x-user}
     split: [{service: a, weight: 1}, {service: b, weight: 1}, {service: c, weight: 1}]
-`)
+`
+	// A sticky header is the caller's to write: it is honoured for trusted callers only.
+	tbl := mustCompile(t, doc, route.WithTrust(func(*route.Request) bool { return true }))
 	for u := range 200 {
 		var first string
 		for i := range 3 {
@@ -274,6 +278,43 @@ routes:
 			} else if d.Destination.Service != first {
 				t.Fatalf("user %d moved", u)
 			}
+		}
+	}
+}
+
+// An untrusted caller cannot choose its arm by choosing the value of a sticky header or
+// cookie: its requests are split at random, as if it had sent none.
+func TestStickyKeyIgnoredForUntrustedCallers(t *testing.T) {
+	tbl := mustCompile(t, `
+routes:
+  - match: {}
+    sticky: {header: x-user}
+    split: [{service: a, weight: 1}, {service: b, weight: 1}]
+`) // no trust predicate: no caller is trusted
+	seen := map[string]int{}
+	for range 200 {
+		rq := route.Request{Header: map[string][]string{"X-User": {"the-same-user"}}}
+		d, _ := tbl.Lookup(&rq)
+		seen[d.Destination.Service]++
+	}
+	if seen["a"] < 50 || seen["b"] < 50 {
+		t.Fatalf("one header value pinned an untrusted caller's requests: %v", seen)
+	}
+	// The application's own key (Request.Key) still holds a caller to one arm.
+	keyed := mustCompile(t, `
+routes:
+  - match: {}
+    sticky: {key: true}
+    split: [{service: a, weight: 1}, {service: b, weight: 1}]
+`)
+	first := ""
+	for i := range 20 {
+		rq := route.Request{Key: "user-7"}
+		d, _ := keyed.Lookup(&rq)
+		if i == 0 {
+			first = d.Destination.Service
+		} else if d.Destination.Service != first {
+			t.Fatal("Request.Key stickiness changed arm")
 		}
 	}
 }

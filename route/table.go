@@ -300,13 +300,13 @@ func (r *Route) decide(req *Request, trust func(*Request) bool) Decision {
 	d := Decision{Route: r, Destination: r.dest, Arm: -1}
 	switch {
 	case r.split != nil:
-		d.Arm = r.split.pick(r.point(req))
+		d.Arm = r.split.pick(r.point(req, trust))
 		d.Destination = &r.split.dests[d.Arm]
 	case r.canary != nil:
 		c := r.canary
 		side, pinned := c.pinned(req, trust)
 		if !pinned {
-			side = r.point(req)%10_000 < uint64(c.weight())
+			side = r.point(req, trust)%10_000 < uint64(c.weight())
 		}
 		d.Canary, d.Pinned = side, pinned
 		if side {
@@ -322,14 +322,26 @@ func (r *Route) decide(req *Request, trust func(*Request) bool) Decision {
 }
 
 // point returns the request's position for a split choice: a hash of its sticky key, or a
-// random number.
-func (r *Route) point(req *Request) uint64 {
+// random number. A sticky key the caller writes (a header, a cookie) counts only when the
+// trust predicate admits the caller: otherwise a caller could choose its arm (the canary,
+// say) by choosing the value. Request.Key, which the application sets, always counts.
+func (r *Route) point(req *Request, trust func(*Request) bool) uint64 {
 	if s := r.sticky; s != nil {
-		if k := s.keyOf(req); k != "" {
+		if k, callerSet := s.keyOf(req); k != "" && (!callerSet || trustedCopy(req, trust)) {
 			return hashString(k)
 		}
 	}
 	return rand.Uint64()
+}
+
+// trustedCopy asks trust (nil: nobody is trusted) about req's caller, with a copy of req so
+// that the caller's Request stays on its stack.
+func trustedCopy(req *Request, trust func(*Request) bool) bool {
+	if trust == nil {
+		return false
+	}
+	cp := *req
+	return trust(&cp)
 }
 
 func idempotent(method string) bool {
@@ -414,21 +426,23 @@ type sticky struct {
 	cookie       string
 }
 
-func (s *sticky) keyOf(r *Request) string {
+// keyOf returns r's sticky key, and whether the caller wrote it (a header or a cookie) rather
+// than the application (Request.Key).
+func (s *sticky) keyOf(r *Request) (string, bool) {
 	if s.key && r.Key != "" {
-		return r.Key
+		return r.Key, false
 	}
 	if s.canon != "" {
 		if vals := r.headerValues(s.canon, s.lower); len(vals) > 0 && vals[0] != "" {
-			return vals[0]
+			return vals[0], true
 		}
 	}
 	if s.cookie != "" {
 		if v, ok := r.cookie(s.cookie); ok {
-			return v
+			return v, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // hashString is 64-bit FNV-1a followed by a finalizer, so that nearby keys spread evenly.
