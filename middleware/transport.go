@@ -342,12 +342,44 @@ func (t *Transport) follow(d *destination, snap *discovery.Snapshot) {
 		case <-snap.Changed():
 		}
 		next := t.cache.Load(d.service)
-		if next == nil || next == snap {
-			return // the cache closed, or forgot the service
+		if next == nil {
+			// The cache forgot the service: a sweep released another destination of it while
+			// this one was being made from the set it had then. Follow the service afresh,
+			// unless the transport or this destination is done (or the cache closed).
+			var err error
+			if next, err = t.refollow(d); err != nil {
+				return
+			}
+		}
+		if next == snap {
+			return
 		}
 		snap = next
 		d.apply(snap)
 	}
+}
+
+// refollow starts following d's service again and returns its first set; it gives up when the
+// transport closes or d is released.
+func (t *Transport) refollow(d *destination) (*discovery.Snapshot, error) {
+	select {
+	case <-t.stop:
+		return nil, ErrClosed
+	case <-d.stop:
+		return nil, ErrClosed
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-t.stop:
+		case <-d.stop:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return t.cache.Get(ctx, d.service)
 }
 
 // ErrClosed is returned for requests to services after the Transport is closed.
