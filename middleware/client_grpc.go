@@ -289,6 +289,9 @@ func (c *grpcClient) grpcRetryable(err error, o outcome.Outcome, cause outcome.C
 	return int(code) < len(c.retryCodes) && c.retryCodes[code] && code != codes.OK
 }
 
+// Detach returns w: a gRPC attempt's result holds no connection.
+func (u *grpcUnary) Detach(_ *engine.Attempt, w *grpcAttempt) (*grpcAttempt, bool) { return w, true }
+
 // Discard ends the telemetry of an attempt whose result the caller will not get.
 func (u *grpcUnary) Discard(a *engine.Attempt, w *grpcAttempt, _ error) {
 	if w != nil {

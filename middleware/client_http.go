@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -203,6 +204,25 @@ func (c *httpCall) Discard(a *engine.Attempt, resp *http.Response, _ error) {
 	if resp != nil {
 		drain(resp.Body)
 	}
+}
+
+// Detach reads a failed response's body into memory (up to maxDrainBody) and closes it, so
+// that its connection is free for the retry while the response is kept in case the retry is
+// refused. A larger body cannot be kept: it is discarded.
+func (c *httpCall) Detach(a *engine.Attempt, resp *http.Response) (*http.Response, bool) {
+	if resp == nil {
+		return resp, true
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxDrainBody+1))
+	_ = resp.Body.Close()
+	if err != nil || len(buf) > maxDrainBody {
+		ta, _ := attemptTelemetry(a)
+		ta.Discarded()
+		return nil, false
+	}
+	cp := *resp
+	cp.Body = io.NopCloser(bytes.NewReader(buf))
+	return &cp, true
 }
 
 func drain(rc io.ReadCloser) {

@@ -110,3 +110,29 @@ func TestRetryNotWaitedPastDeadline(t *testing.T) {
 		})
 	}
 }
+
+// A failure that is retried does not hold its connection during the backoff and the retry:
+// with a base transport allowed one connection per host, the retry still goes out at once
+// (the 503's body is read and its connection freed before the retry; found by review).
+func TestRetryDoesNotHoldTheFailedConnection(t *testing.T) {
+	b := faultbackend.New(t)
+	b.FailNext(1, faultbackend.Handler(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(make([]byte, 100)) // a body the client must read to free the connection
+	}))
+	b.Set(faultbackend.OK("ok"))
+	base := &http.Transport{MaxConnsPerHost: 1}
+	t.Cleanup(base.CloseIdleConnections)
+	tr, err := middleware.NewTransport(base,
+		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+		middleware.WithoutBreaker())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, tr.Close()) })
+	start := time.Now()
+	resp, err := (&http.Client{Transport: tr, Timeout: 3 * time.Second}).Get("http://svc/")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Less(t, time.Since(start), time.Second)
+	assert.EqualValues(t, 2, b.Attempts())
+}

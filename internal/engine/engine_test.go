@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,8 @@ func (s *scriptSender) Discard(a *engine.Attempt, _ string, _ error) {
 	s.mu.Unlock()
 }
 
+func (s *scriptSender) Detach(_ *engine.Attempt, v string) (string, bool) { return v, true }
+
 func call(s *scriptSender, p engine.Policy) *engine.Call[string] {
 	return &engine.Call[string]{Policy: &p, Budget: engine.NewBudget(1, 1000), Stats: &engine.Stats{}, Sender: s, Hedgeable: true}
 }
@@ -63,15 +66,16 @@ var retry = engine.Retry{MaxRetries: 2, BackoffBase: time.Millisecond, BackoffMa
 // context is done by the time Run returns, and its result is discarded.
 func TestHedgeCancelledBeforeItPicks(t *testing.T) {
 	hedgeStarted := make(chan struct{})
-	release := make(chan struct{})
+	var hedgeReturned atomic.Bool
 	s := &scriptSender{sends: []func(*engine.Attempt) (string, error){
 		func(a *engine.Attempt) (string, error) { // the first attempt answers once the hedge is out
 			<-hedgeStarted
 			return "ok-first", nil
 		},
-		func(a *engine.Attempt) (string, error) { // the hedge, still "picking"
+		func(a *engine.Attempt) (string, error) { // the hedge, still "picking" until cancelled
 			close(hedgeStarted)
-			<-release
+			<-a.Context().Done()
+			defer hedgeReturned.Store(true)
 			return "", a.Context().Err()
 		},
 	}}
@@ -84,7 +88,8 @@ func TestHedgeCancelledBeforeItPicks(t *testing.T) {
 	hedgeCtx := s.ctxs[1]
 	s.mu.Unlock()
 	assert.ErrorIs(t, hedgeCtx.Err(), context.Canceled, "the hedge was cancelled when the first attempt won")
-	close(release)
+	// Run waited for the hedge's Send to return: nothing of the call runs after it.
+	assert.True(t, hedgeReturned.Load(), "a hedge was still sending when Run returned")
 	assert.Eventually(t, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()

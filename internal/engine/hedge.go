@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"time"
 
 	"github.com/proxyless/proxyless/internal/latency"
@@ -25,6 +26,8 @@ type hedged[R any] struct {
 	max                                int // attempts at most: the first, the hedges and the retries
 	launched, pending, hedges, retries int
 	last                               *Result[R] // the failure to return if nothing better comes
+
+	running   sync.WaitGroup   // attempts whose Send has not returned
 
 	hedge     *time.Timer      // fires when the next hedge is due
 	retry     *time.Timer      // a retry waiting its backoff; nil when none
@@ -103,6 +106,7 @@ func (h *hedged[R]) result(hr hedgeResult[R]) (_ Result[R], done bool) {
 	}
 	h.retries++
 	h.hedge.Stop()
+	h.detachLast() // its connection may be what the retry needs
 	h.retry, h.retryWait = time.NewTimer(d), d
 	h.retryC = h.retry.C
 	return Result[R]{}, false
@@ -138,12 +142,14 @@ func (h *hedged[R]) launch(kind tracing.AttemptKind, waited time.Duration) {
 	a := h.s.newAttempt(h.launched, kind, waited, true)
 	h.launched++
 	h.pending++
+	h.running.Add(1)
 	go func() {
 		var hr hedgeResult[R]
 		defer func() {
 			if p := recover(); p != nil {
 				hr = hedgeResult[R]{panicked: true, value: p, res: Result[R]{Attempt: a}}
 			}
+			h.running.Done()
 			h.results <- hr
 		}()
 		hr.res, hr.retry = attempt(h.s, h.c, a)
@@ -161,6 +167,21 @@ func (h *hedged[R]) keep(res Result[R]) {
 	h.last = &res
 }
 
+// detachLast replaces the kept result by a copy that holds no connection, or discards it
+// when it cannot be kept so.
+func (h *hedged[R]) detachLast() {
+	l := h.last
+	if l == nil {
+		return
+	}
+	if v, ok := h.c.Sender.Detach(l.Attempt, l.Value); ok {
+		l.Value = v
+		l.Attempt.cancel()
+		return
+	}
+	h.dropLast()
+}
+
 // dropLast discards the result kept to fall back on, if any.
 func (h *hedged[R]) dropLast() {
 	if l := h.last; l != nil {
@@ -170,7 +191,9 @@ func (h *hedged[R]) dropLast() {
 }
 
 // abandon cancels every attempt but the winner (nil: every one), those that have not picked
-// an endpoint yet included, and discards in the background the results still to come.
+// an endpoint yet included, waits until their Send has returned (cancelled, they return at
+// once), so that no attempt reads the caller's request once the call has returned, and
+// discards in the background the results still to come.
 func (h *hedged[R]) abandon(winner *Attempt) {
 	s := h.s
 	s.mu.Lock()
@@ -181,6 +204,7 @@ func (h *hedged[R]) abandon(winner *Attempt) {
 		}
 	}
 	s.mu.Unlock()
+	h.running.Wait()
 	if h.pending == 0 {
 		return
 	}

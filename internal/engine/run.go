@@ -22,6 +22,11 @@ type Sender[R any] interface {
 	// Discard releases a result that will not reach the caller (a lost hedge, a failure
 	// that is retried): drain and close what it holds, end its telemetry.
 	Discard(a *Attempt, v R, err error)
+	// Detach returns a copy of a failed result that holds no connection (an HTTP response
+	// with its body read into memory), to keep while its retry waits and is sent: returned
+	// if the retry is refused, discarded otherwise. It reports false when v cannot be kept
+	// so (a body over a cap); v is then discarded.
+	Detach(a *Attempt, v R) (R, bool)
 }
 
 // Call is one logical call. Fill it and pass it to Run.
@@ -190,9 +195,19 @@ func runSequential[R any](s *shared, c *Call[R]) Result[R] {
 		if !ok || !withdraw(s, c, tracing.AttemptRetry) {
 			return res
 		}
-		prev, kept = res, true
+		// Keep the failure, detached from its connection (which the retry may need), in case
+		// the retry is refused.
+		if v, ok := c.Sender.Detach(a, res.Value); ok {
+			res.Value = v
+			prev, kept = res, true
+		} else {
+			discard(c, &res)
+		}
+		a.cancel()
 		if !backoff.Sleep(s.ctx, d) {
-			discard(c, &prev)
+			if kept {
+				discard(c, &prev)
+			}
 			return Result[R]{Err: s.ctx.Err(), Outcome: outcome.Outcome{Kind: outcome.Canceled}}
 		}
 		s.stats.Retries.Add(1)
