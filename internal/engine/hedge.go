@@ -27,7 +27,7 @@ type hedged[R any] struct {
 	launched, pending, hedges, retries int
 	last                               *Result[R] // the failure to return if nothing better comes
 
-	running   sync.WaitGroup   // attempts whose Send has not returned
+	running sync.WaitGroup // attempts whose Send has not returned
 
 	hedge     *time.Timer      // fires when the next hedge is due
 	retry     *time.Timer      // a retry waiting its backoff; nil when none
