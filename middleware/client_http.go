@@ -213,11 +213,14 @@ func (c *httpCall) Detach(a *engine.Attempt, resp *http.Response) (*http.Respons
 	if resp == nil {
 		return resp, true
 	}
+	// A retry follows: the attempt's span says its response is discarded, before the body's
+	// close ends the span. (Should every endpoint refuse the retry, this response is what the
+	// caller gets after all; the span keeps the mark.)
+	ta, _ := attemptTelemetry(a)
+	ta.Discarded()
 	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxDrainBody+1))
 	_ = resp.Body.Close()
 	if err != nil || len(buf) > maxDrainBody {
-		ta, _ := attemptTelemetry(a)
-		ta.Discarded()
 		return nil, false
 	}
 	cp := *resp
