@@ -44,12 +44,10 @@ const (
 	defaultMaxRetryAfter  = 2 * time.Second
 	defaultBudgetRatio    = 0.2
 	defaultMinRetriesPerS = 10
-	budgetCapRequests     = 1000 // the budget saves up for at most this many requests' worth
 	defaultMaxBufferBody  = 64 << 10
 	maxDrainBody          = 256 << 10
 	idempotencyKeyHeader  = "Idempotency-Key"
 	retryAfterHeader      = "Retry-After"
-	budgetMilliPerRetry   = 1000
 )
 
 func (p *RetryPolicy) normalize() error {

@@ -3,7 +3,6 @@ package grpcbalancer
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/outcome"
@@ -50,12 +49,10 @@ type Attempt struct {
 	// result. Set it before the attempt starts.
 	Cause func(err error) outcome.Cause
 
-	mu          sync.Mutex
-	endpoint    string        // guarded by mu
-	pickErr     error         // guarded by mu
-	pushback    time.Duration // guarded by mu
-	hasPushback bool          // guarded by mu
-	refused     bool          // guarded by mu: a breaker refused the attempt
+	mu       sync.Mutex
+	endpoint string // guarded by mu
+	pickErr  error  // guarded by mu
+	refused  bool   // guarded by mu: a breaker refused the attempt
 }
 
 // Observer learns what the picker decides for an [Attempt], as it decides it: telemetry uses
@@ -103,14 +100,6 @@ func (a *Attempt) BreakerRefused() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.refused
-}
-
-// Pushback returns the server's grpc-retry-pushback-ms, if its trailer carried one. A negative
-// value means the server asked not to retry (as does a malformed one).
-func (a *Attempt) Pushback() (time.Duration, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.pushback, a.hasPushback
 }
 
 type ctxKey struct{}

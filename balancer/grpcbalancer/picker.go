@@ -127,11 +127,6 @@ func (d done) done(info grpcbalancer.DoneInfo) {
 	}
 	now := time.Now()
 	o := grpcoutcome.FromError(info.Err, info.Trailer, d.cause(info.Err))
-	if d.att != nil && o.HasRetryAfter {
-		d.att.mu.Lock()
-		d.att.pushback, d.att.hasPushback = o.RetryAfter, true
-		d.att.mu.Unlock()
-	}
 	di := balancer.DoneInfo{Now: now, Outcome: o.Kind.Balancer()}
 	if info.Err == nil && d.att != nil && d.att.call.stream {
 		di.Outcome = balancer.OutcomeIgnore
