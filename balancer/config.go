@@ -50,8 +50,8 @@ func (p Policy) valid() bool {
 }
 
 // Config configures a [Balancer]. It is a plain struct so that it loads from YAML or JSON;
-// the zero value of every field means the default stated in its comment, which are the
-// defaults of DESIGN.md. Durations are [time.Duration] (nanoseconds in JSON).
+// the zero value of every field means the default stated in its comment (also exported as
+// the Default* constants below). Durations are [time.Duration] (nanoseconds in JSON).
 type Config struct {
 	// Policy chooses the balancing policy. Default: PolicyPeakEWMA.
 	Policy Policy `json:"policy,omitempty" yaml:"policy,omitempty"`
@@ -64,7 +64,8 @@ type Config struct {
 	Zone ZoneConfig `json:"zone,omitempty" yaml:"zone,omitempty"`
 
 	// Outlier configures passive outlier ejection. Default: on, with Envoy's semantics and
-	// the defaults of DESIGN.md.
+	// the defaults stated on the fields of [OutlierConfig] (5 gateway failures in a row,
+	// 30s base and 300s max ejection time, at most 50% ejected).
 	Outlier OutlierConfig `json:"outlier,omitempty" yaml:"outlier,omitempty"`
 
 	// PanicThreshold is a percentage in [0,100]: when fewer than this share of the endpoints
@@ -191,8 +192,34 @@ func fieldErr(field string, format string, args ...any) error {
 
 func percentOK(p float64) bool { return !math.IsNaN(p) && p >= 0 && p <= 100 }
 
-// normalize validates c and returns a copy with every default filled in.
+// normalize validates c and returns a copy with every default filled in. Sections are
+// checked in field order, so the first invalid field is the one reported.
 func (c Config) normalize() (Config, error) {
+	if err := c.normalizeTop(); err != nil {
+		return c, err
+	}
+	if err := normalizeZone(&c.Zone); err != nil {
+		return c, err
+	}
+	if err := normalizeOutlier(&c.Outlier); err != nil {
+		return c, err
+	}
+	if err := c.normalizeLimits(); err != nil {
+		return c, err
+	}
+	if c.HealthCheck != nil {
+		hc := new(HealthCheck)
+		*hc = *c.HealthCheck
+		c.HealthCheck = hc
+		if err := normalizeHealthCheck(hc); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// normalizeTop validates and defaults Policy and DecayTime.
+func (c *Config) normalizeTop() error {
 	if c.Policy == "" {
 		c.Policy = PolicyPeakEWMA
 	}
@@ -201,18 +228,21 @@ func (c Config) normalize() (Config, error) {
 		for i, p := range policies {
 			names[i] = string(p)
 		}
-		return c, fieldErr("Policy", "must be one of %s, got %q", strings.Join(names, ", "), string(c.Policy))
+		return fieldErr("Policy", "must be one of %s, got %q", strings.Join(names, ", "), string(c.Policy))
 	}
 	if c.DecayTime < 0 {
-		return c, fieldErr("DecayTime", "must not be negative, got %v", c.DecayTime)
+		return fieldErr("DecayTime", "must not be negative, got %v", c.DecayTime)
 	}
 	if c.DecayTime == 0 {
 		c.DecayTime = DefaultDecayTime
 	}
+	return nil
+}
 
-	z := &c.Zone
+// normalizeZone validates and defaults c.Zone in place.
+func normalizeZone(z *ZoneConfig) error {
 	if !percentOK(z.MinHealthyPercent) {
-		return c, fieldErr("Zone.MinHealthyPercent", "must be in (0,100], got %v", z.MinHealthyPercent)
+		return fieldErr("Zone.MinHealthyPercent", "must be in (0,100], got %v", z.MinHealthyPercent)
 	}
 	if z.MinHealthyPercent == 0 {
 		z.MinHealthyPercent = DefaultMinHealthyPercent
@@ -220,45 +250,53 @@ func (c Config) normalize() (Config, error) {
 	seen := map[string]bool{z.Local: true}
 	for i, zone := range z.Failover {
 		if seen[zone] {
-			return c, fieldErr(fmt.Sprintf("Zone.Failover[%d]", i), "repeats zone %q (or names the local zone)", zone)
+			return fieldErr(fmt.Sprintf("Zone.Failover[%d]", i), "repeats zone %q (or names the local zone)", zone)
 		}
 		seen[zone] = true
 	}
+	return nil
+}
 
-	o := &c.Outlier
+// normalizeOutlier validates and defaults c.Outlier in place.
+func normalizeOutlier(o *OutlierConfig) error {
 	if o.ConsecutiveGatewayFailure < 0 {
-		return c, fieldErr("Outlier.ConsecutiveGatewayFailure", "must not be negative, got %d", o.ConsecutiveGatewayFailure)
+		return fieldErr("Outlier.ConsecutiveGatewayFailure", "must not be negative, got %d", o.ConsecutiveGatewayFailure)
 	}
 	if o.ConsecutiveGatewayFailure == 0 {
 		o.ConsecutiveGatewayFailure = DefaultConsecutiveGatewayFailure
 	}
 	if o.ConsecutiveFailure < 0 {
-		return c, fieldErr("Outlier.ConsecutiveFailure", "must not be negative, got %d", o.ConsecutiveFailure)
+		return fieldErr("Outlier.ConsecutiveFailure", "must not be negative, got %d", o.ConsecutiveFailure)
 	}
 	if o.BaseEjectionTime < 0 {
-		return c, fieldErr("Outlier.BaseEjectionTime", "must not be negative, got %v", o.BaseEjectionTime)
+		return fieldErr("Outlier.BaseEjectionTime", "must not be negative, got %v", o.BaseEjectionTime)
 	}
 	if o.BaseEjectionTime == 0 {
 		o.BaseEjectionTime = DefaultBaseEjectionTime
 	}
 	if o.MaxEjectionTime < 0 {
-		return c, fieldErr("Outlier.MaxEjectionTime", "must not be negative, got %v", o.MaxEjectionTime)
+		return fieldErr("Outlier.MaxEjectionTime", "must not be negative, got %v", o.MaxEjectionTime)
 	}
 	if o.MaxEjectionTime == 0 {
 		o.MaxEjectionTime = max(DefaultMaxEjectionTime, o.BaseEjectionTime)
 	}
 	if o.MaxEjectionTime < o.BaseEjectionTime {
-		return c, fieldErr("Outlier.MaxEjectionTime", "must not be below Outlier.BaseEjectionTime (%v), got %v", o.BaseEjectionTime, o.MaxEjectionTime)
+		return fieldErr("Outlier.MaxEjectionTime", "must not be below Outlier.BaseEjectionTime (%v), got %v", o.BaseEjectionTime, o.MaxEjectionTime)
 	}
 	if !percentOK(o.MaxEjectionPercent) {
-		return c, fieldErr("Outlier.MaxEjectionPercent", "must be in [0,100], got %v", o.MaxEjectionPercent)
+		return fieldErr("Outlier.MaxEjectionPercent", "must be in [0,100], got %v", o.MaxEjectionPercent)
 	}
 	if o.MaxEjectionPercent == 0 {
 		o.MaxEjectionPercent = DefaultMaxEjectionPercent
 	}
+	return nil
+}
 
+// normalizeLimits validates and defaults, in this order, PanicThreshold, SlowStart,
+// MaxRetryAfter and MaglevTableSize.
+func (c *Config) normalizeLimits() error {
 	if math.IsNaN(c.PanicThreshold) || c.PanicThreshold > 100 {
-		return c, fieldErr("PanicThreshold", "must be at most 100 (negative turns panic mode off), got %v", c.PanicThreshold)
+		return fieldErr("PanicThreshold", "must be at most 100 (negative turns panic mode off), got %v", c.PanicThreshold)
 	}
 	if c.PanicThreshold == 0 {
 		c.PanicThreshold = DefaultPanicThreshold
@@ -266,75 +304,74 @@ func (c Config) normalize() (Config, error) {
 
 	s := &c.SlowStart
 	if s.Window < 0 {
-		return c, fieldErr("SlowStart.Window", "must not be negative, got %v", s.Window)
+		return fieldErr("SlowStart.Window", "must not be negative, got %v", s.Window)
 	}
 	if !percentOK(s.MinWeightPercent) {
-		return c, fieldErr("SlowStart.MinWeightPercent", "must be in (0,100], got %v", s.MinWeightPercent)
+		return fieldErr("SlowStart.MinWeightPercent", "must be in (0,100], got %v", s.MinWeightPercent)
 	}
 	if s.MinWeightPercent == 0 {
 		s.MinWeightPercent = DefaultSlowStartMinWeightPercent
 	}
 
 	if c.MaxRetryAfter < 0 {
-		return c, fieldErr("MaxRetryAfter", "must not be negative, got %v", c.MaxRetryAfter)
+		return fieldErr("MaxRetryAfter", "must not be negative, got %v", c.MaxRetryAfter)
 	}
 	if c.MaxRetryAfter == 0 {
 		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 
 	if c.MaglevTableSize < 0 || (c.MaglevTableSize > 0 && !isPrime(c.MaglevTableSize)) {
-		return c, fieldErr("MaglevTableSize", "must be a prime, got %d", c.MaglevTableSize)
+		return fieldErr("MaglevTableSize", "must be a prime, got %d", c.MaglevTableSize)
 	}
 	if c.MaglevTableSize == 0 {
 		c.MaglevTableSize = DefaultMaglevTableSize
 	}
+	return nil
+}
 
-	if c.HealthCheck != nil {
-		hc := new(HealthCheck)
-		*hc = *c.HealthCheck
-		c.HealthCheck = hc
-		if hc.Path == "" {
-			hc.Path = DefaultHealthCheckPath
-		}
-		if !strings.HasPrefix(hc.Path, "/") {
-			return c, fieldErr("HealthCheck.Path", "must start with '/', got %q", hc.Path)
-		}
-		switch hc.Scheme {
-		case "":
-			hc.Scheme = "http"
-		case "http", "https":
-		default:
-			return c, fieldErr("HealthCheck.Scheme", "must be \"http\" or \"https\", got %q", hc.Scheme)
-		}
-		if hc.Interval < 0 {
-			return c, fieldErr("HealthCheck.Interval", "must not be negative, got %v", hc.Interval)
-		}
-		if hc.Interval == 0 {
-			hc.Interval = DefaultHealthCheckInterval
-		}
-		if hc.Timeout < 0 {
-			return c, fieldErr("HealthCheck.Timeout", "must not be negative, got %v", hc.Timeout)
-		}
-		if hc.Timeout == 0 {
-			hc.Timeout = min(DefaultHealthCheckTimeout, hc.Interval/2)
-		}
-		if hc.Timeout >= hc.Interval {
-			return c, fieldErr("HealthCheck.Timeout", "must be below HealthCheck.Interval (%v), got %v", hc.Interval, hc.Timeout)
-		}
-		if hc.HealthyThreshold < 0 {
-			return c, fieldErr("HealthCheck.HealthyThreshold", "must not be negative, got %d", hc.HealthyThreshold)
-		}
-		if hc.HealthyThreshold == 0 {
-			hc.HealthyThreshold = DefaultHealthyThreshold
-		}
-		if hc.UnhealthyThreshold < 0 {
-			return c, fieldErr("HealthCheck.UnhealthyThreshold", "must not be negative, got %d", hc.UnhealthyThreshold)
-		}
-		if hc.UnhealthyThreshold == 0 {
-			hc.UnhealthyThreshold = DefaultUnhealthyThreshold
-		}
+// normalizeHealthCheck validates and defaults hc in place; hc must be the caller's own copy.
+func normalizeHealthCheck(hc *HealthCheck) error {
+	if hc.Path == "" {
+		hc.Path = DefaultHealthCheckPath
 	}
-	return c, nil
+	if !strings.HasPrefix(hc.Path, "/") {
+		return fieldErr("HealthCheck.Path", "must start with '/', got %q", hc.Path)
+	}
+	switch hc.Scheme {
+	case "":
+		hc.Scheme = "http"
+	case "http", "https":
+	default:
+		return fieldErr("HealthCheck.Scheme", "must be \"http\" or \"https\", got %q", hc.Scheme)
+	}
+	if hc.Interval < 0 {
+		return fieldErr("HealthCheck.Interval", "must not be negative, got %v", hc.Interval)
+	}
+	if hc.Interval == 0 {
+		hc.Interval = DefaultHealthCheckInterval
+	}
+	if hc.Timeout < 0 {
+		return fieldErr("HealthCheck.Timeout", "must not be negative, got %v", hc.Timeout)
+	}
+	if hc.Timeout == 0 {
+		hc.Timeout = min(DefaultHealthCheckTimeout, hc.Interval/2)
+	}
+	if hc.Timeout >= hc.Interval {
+		return fieldErr("HealthCheck.Timeout", "must be below HealthCheck.Interval (%v), got %v", hc.Interval, hc.Timeout)
+	}
+	if hc.HealthyThreshold < 0 {
+		return fieldErr("HealthCheck.HealthyThreshold", "must not be negative, got %d", hc.HealthyThreshold)
+	}
+	if hc.HealthyThreshold == 0 {
+		hc.HealthyThreshold = DefaultHealthyThreshold
+	}
+	if hc.UnhealthyThreshold < 0 {
+		return fieldErr("HealthCheck.UnhealthyThreshold", "must not be negative, got %d", hc.UnhealthyThreshold)
+	}
+	if hc.UnhealthyThreshold == 0 {
+		hc.UnhealthyThreshold = DefaultUnhealthyThreshold
+	}
+	return nil
 }
 
 func isPrime(n int) bool {

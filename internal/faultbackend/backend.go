@@ -296,6 +296,16 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.attempts.Add(1)
 	b.notify()
 
+	b.record(r, bh)
+	if !b.wait(r.Context(), bh) {
+		return
+	}
+	respond(w, r, bh)
+}
+
+// record reads r's body, appends a [Request] describing r to b.requests, and
+// replaces r.Body with a reader over the bytes read, for the handler.
+func (b *Backend) record(r *http.Request, bh Behavior) {
 	body, err := io.ReadAll(r.Body)
 	rec := Request{
 		Method:     r.Method,
@@ -314,29 +324,39 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.requests = append(b.requests, rec)
 	b.mu.Unlock()
 	r.Body = io.NopCloser(bytes.NewReader(body))
+}
 
-	ctx := r.Context()
-	if bh.delay > 0 || bh.fault == faultHang {
-		var wait <-chan time.Time // nil: wait forever
-		if bh.fault != faultHang {
-			t := time.NewTimer(bh.delay)
-			defer t.Stop()
-			wait = t.C
-		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), errClosed) {
-				// Close: drop the connection rather than let net/http
-				// finish the response with an empty 200.
-				panic(http.ErrAbortHandler)
-			}
-			b.cancellations.Add(1)
-			b.notify()
-			return
-		}
+// wait applies bh's delay, or hangs for faultHang, and reports whether to go
+// on and answer. When the client cancels first it counts a cancellation and
+// returns false; when the backend closes first it aborts the connection.
+func (b *Backend) wait(ctx context.Context, bh Behavior) bool {
+	if bh.delay <= 0 && bh.fault != faultHang {
+		return true
 	}
+	var wait <-chan time.Time // nil: wait forever
+	if bh.fault != faultHang {
+		t := time.NewTimer(bh.delay)
+		defer t.Stop()
+		wait = t.C
+	}
+	select {
+	case <-wait:
+		return true
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errClosed) {
+			// Close: drop the connection rather than let net/http
+			// finish the response with an empty 200.
+			panic(http.ErrAbortHandler)
+		}
+		b.cancellations.Add(1)
+		b.notify()
+		return false
+	}
+}
 
+// respond answers r as bh says: with bh's handler, a connection fault, or
+// bh's status, headers and body.
+func respond(w http.ResponseWriter, r *http.Request, bh Behavior) {
 	switch bh.fault {
 	case faultHandler:
 		bh.handler(w, r)
