@@ -159,6 +159,7 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 	return t, nil
 }
 
+// route compiles the route rc at path, or records the first error and returns nil.
 func (c *compiler) route(rc RouteConfig, path, defName string, o *options, prev *Table) *Route {
 	r := &Route{name: rc.Name, timeout: rc.Timeout.Std(), attemptTimeout: rc.AttemptTimeout.Std()}
 	if r.name == "" {
@@ -167,133 +168,174 @@ func (c *compiler) route(rc RouteConfig, path, defName string, o *options, prev 
 	if !c.matcher(rc.Match, path+".match", &r.m) {
 		return nil
 	}
+	if !c.routeTarget(rc, path, r, o, prev) {
+		return nil
+	}
+	if rc.Sticky != nil {
+		if r.sticky = c.stickyPolicy(rc.Sticky, path+".sticky", r); r.sticky == nil {
+			return nil
+		}
+	}
+	if !c.routeOverrides(rc, path, r) {
+		return nil
+	}
+	if !c.routeActions(rc, path, r) {
+		return nil
+	}
+	return r
+}
+
+// routeTarget compiles rc's destination, split or canary (at most one) into r.
+func (c *compiler) routeTarget(rc RouteConfig, path string, r *Route, o *options, prev *Table) bool {
 	set := 0
 	if rc.Destination != nil {
 		set++
 		d := *rc.Destination
 		if !c.destination(&d, path+".destination", true) {
-			return nil
+			return false
 		}
 		r.dest = &d
 	}
 	if len(rc.Split) > 0 {
 		set++
 		if !c.split(rc.Split, path+".split", r) {
-			return nil
+			return false
 		}
 	}
 	if rc.Canary != nil {
 		set++
 		if !c.canary(rc.Canary, path+".canary", r, o, prev) {
-			return nil
+			return false
 		}
 	}
 	if set > 1 {
 		c.fail(path, "set at most one of destination, split and canary")
+		return false
+	}
+	return true
+}
+
+// stickyPolicy compiles s at p for r, whose split or canary must already be compiled.
+func (c *compiler) stickyPolicy(s *Sticky, p string, r *Route) *sticky {
+	if r.split == nil && r.canary == nil {
+		c.fail(p, "needs a split or canary to stick to")
 		return nil
 	}
-	if rc.Sticky != nil {
-		s := rc.Sticky
-		if r.split == nil && r.canary == nil {
-			c.fail(path+".sticky", "needs a split or canary to stick to")
-			return nil
-		}
-		if s.Header == "" && s.Cookie == "" && !s.Key {
-			c.fail(path+".sticky", "set key, header or cookie")
-			return nil
-		}
-		if s.Header != "" && s.Cookie != "" {
-			c.fail(path+".sticky", "set header or cookie, not both")
-			return nil
-		}
-		if s.Header != "" && !validHeaderName(s.Header) {
-			c.fail(path+".sticky.header", "%q is not a valid header name", truncate(s.Header, 64))
-			return nil
-		}
-		if s.Cookie != "" && !validToken(s.Cookie) {
-			c.fail(path+".sticky.cookie", "%q is not a valid cookie name", truncate(s.Cookie, 64))
-			return nil
-		}
-		r.sticky = &sticky{key: s.Key, cookie: s.Cookie}
-		if s.Header != "" {
-			r.sticky.canon = textproto.CanonicalMIMEHeaderKey(s.Header)
-			r.sticky.lower = strings.ToLower(s.Header)
-		}
+	if s.Header == "" && s.Cookie == "" && !s.Key {
+		c.fail(p, "set key, header or cookie")
+		return nil
 	}
+	if s.Header != "" && s.Cookie != "" {
+		c.fail(p, "set header or cookie, not both")
+		return nil
+	}
+	if s.Header != "" && !validHeaderName(s.Header) {
+		c.fail(p+".header", "%q is not a valid header name", truncate(s.Header, 64))
+		return nil
+	}
+	if s.Cookie != "" && !validToken(s.Cookie) {
+		c.fail(p+".cookie", "%q is not a valid cookie name", truncate(s.Cookie, 64))
+		return nil
+	}
+	st := &sticky{key: s.Key, cookie: s.Cookie}
+	if s.Header != "" {
+		st.canon = textproto.CanonicalMIMEHeaderKey(s.Header)
+		st.lower = strings.ToLower(s.Header)
+	}
+	return st
+}
+
+// routeOverrides checks rc's timeouts and compiles its retry and hedge overrides into r.
+func (c *compiler) routeOverrides(rc RouteConfig, path string, r *Route) bool {
 	if rc.Timeout < 0 {
 		c.fail(path+".timeout", "must not be negative, got %v", rc.Timeout)
-		return nil
+		return false
 	}
 	if rc.AttemptTimeout < 0 {
 		c.fail(path+".attemptTimeout", "must not be negative, got %v", rc.AttemptTimeout)
-		return nil
+		return false
 	}
 	if rc.Retry != nil {
-		rp := *rc.Retry
-		rp.Statuses = append([]int(nil), rp.Statuses...)
-		p := path + ".retry"
-		switch {
-		case rp.MaxRetries < 0:
-			c.fail(p+".maxRetries", "must not be negative, got %d", rp.MaxRetries)
-		case rp.BackoffBase < 0:
-			c.fail(p+".backoffBase", "must not be negative, got %v", rp.BackoffBase)
-		case rp.BackoffMax < 0:
-			c.fail(p+".backoffMax", "must not be negative, got %v", rp.BackoffMax)
-		case rp.BackoffMax != 0 && rp.BackoffBase > rp.BackoffMax:
-			c.fail(p+".backoffBase", "%v is above backoffMax %v", rp.BackoffBase, rp.BackoffMax)
+		if r.retry = c.retryOverride(*rc.Retry, path+".retry"); r.retry == nil {
+			return false
 		}
-		for i, s := range rp.Statuses {
-			if s < 100 || s > 599 {
-				c.fail(fmt.Sprintf("%s.statuses[%d]", p, i), "%d is not an HTTP status", s)
-			}
-		}
-		if c.err != nil {
-			return nil
-		}
-		r.retry = &rp
 	}
 	if rc.Hedge != nil {
-		hp := *rc.Hedge
-		p := path + ".hedge"
-		switch {
-		case hp.MaxHedges < 0:
-			c.fail(p+".maxHedges", "must not be negative, got %d", hp.MaxHedges)
-		case hp.Delay < 0:
-			c.fail(p+".delay", "must not be negative, got %v", hp.Delay)
-		case !hp.Disable && hp.Delay == 0:
-			c.fail(p+".delay", "is required unless disable is set")
+		if r.hedge = c.hedgeOverride(*rc.Hedge, path+".hedge"); r.hedge == nil {
+			return false
 		}
-		if c.err != nil {
-			return nil
-		}
-		if hp.MaxHedges == 0 {
-			hp.MaxHedges = 1
-		}
-		r.hedge = &hp
 	}
+	return true
+}
+
+// retryOverride checks the retry override rp at p and returns a copy that owns its statuses.
+func (c *compiler) retryOverride(rp RetryOverride, p string) *RetryOverride {
+	rp.Statuses = append([]int(nil), rp.Statuses...)
+	switch {
+	case rp.MaxRetries < 0:
+		c.fail(p+".maxRetries", "must not be negative, got %d", rp.MaxRetries)
+	case rp.BackoffBase < 0:
+		c.fail(p+".backoffBase", "must not be negative, got %v", rp.BackoffBase)
+	case rp.BackoffMax < 0:
+		c.fail(p+".backoffMax", "must not be negative, got %v", rp.BackoffMax)
+	case rp.BackoffMax != 0 && rp.BackoffBase > rp.BackoffMax:
+		c.fail(p+".backoffBase", "%v is above backoffMax %v", rp.BackoffBase, rp.BackoffMax)
+	}
+	for i, s := range rp.Statuses {
+		if s < 100 || s > 599 {
+			c.fail(fmt.Sprintf("%s.statuses[%d]", p, i), "%d is not an HTTP status", s)
+		}
+	}
+	if c.err != nil {
+		return nil
+	}
+	return &rp
+}
+
+// hedgeOverride checks the hedge override hp at p and returns it with maxHedges defaulted.
+func (c *compiler) hedgeOverride(hp HedgeOverride, p string) *HedgeOverride {
+	switch {
+	case hp.MaxHedges < 0:
+		c.fail(p+".maxHedges", "must not be negative, got %d", hp.MaxHedges)
+	case hp.Delay < 0:
+		c.fail(p+".delay", "must not be negative, got %v", hp.Delay)
+	case !hp.Disable && hp.Delay == 0:
+		c.fail(p+".delay", "is required unless disable is set")
+	}
+	if c.err != nil {
+		return nil
+	}
+	if hp.MaxHedges == 0 {
+		hp.MaxHedges = 1
+	}
+	return &hp
+}
+
+// routeActions compiles rc's header rewrites, path rewrite, shadow and fault into r.
+func (c *compiler) routeActions(rc RouteConfig, path string, r *Route) bool {
 	var ok bool
 	if r.reqHeaders, ok = c.headerRewrite(rc.RequestHeaders, path+".requestHeaders"); !ok {
-		return nil
+		return false
 	}
 	if r.respHeaders, ok = c.headerRewrite(rc.ResponseHeaders, path+".responseHeaders"); !ok {
-		return nil
+		return false
 	}
 	if rc.Rewrite != nil {
 		if !c.rewrite(rc.Rewrite, rc.Match, path+".rewrite", r) {
-			return nil
+			return false
 		}
 	}
 	if rc.Shadow != nil {
 		if r.shadow = c.shadow(rc.Shadow, path+".shadow", r.name); r.shadow == nil {
-			return nil
+			return false
 		}
 	}
 	if rc.Fault != nil {
 		if r.fault = c.fault(rc.Fault, path+".fault"); r.fault == nil {
-			return nil
+			return false
 		}
 	}
-	return r
+	return true
 }
 
 func (c *compiler) matcher(m Match, path string, out *matcher) bool {
@@ -805,89 +847,102 @@ func faultPPM(p *float64) uint32 {
 	return uint32(math.Round(*p * 10_000))
 }
 
+// fault compiles the fault f at path into an Injector, or records the first error and returns nil.
 func (c *compiler) fault(f *Fault, path string) *Injector {
 	if f.Delay == nil && f.Abort == nil {
 		c.fail(path, "set delay, abort or both")
 		return nil
 	}
 	inj := &Injector{gate: c.gate, maxHeld: c.lim.maxHeld}
-	if d := f.Delay; d != nil {
-		p := path + ".delay"
-		n := 0
-		if d.Fixed != 0 {
-			n++
-		}
-		if d.Mean != 0 {
-			n++
-		}
-		if d.Mean == 0 && d.Max != 0 {
-			n++
-		}
-		lim := Duration(c.lim.maxDelay)
-		switch {
-		case d.Percent != nil && !validPercent(*d.Percent):
-			c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", *d.Percent)
-		case d.Fixed < 0:
-			c.fail(p+".fixed", "must not be negative, got %v", d.Fixed)
-		case d.Mean < 0:
-			c.fail(p+".mean", "must not be negative, got %v", d.Mean)
-		case d.Min < 0:
-			c.fail(p+".min", "must not be negative, got %v", d.Min)
-		case d.Max < 0:
-			c.fail(p+".max", "must not be negative, got %v", d.Max)
-		case n != 1:
-			c.fail(p, "set exactly one of fixed, mean (exponential) and max (uniform from min)")
-		case d.Fixed != 0 && (d.Min != 0 || d.Max != 0):
-			c.fail(p+".fixed", "takes no min or max")
-		case d.Mean == 0 && d.Max != 0 && d.Min > d.Max:
-			c.fail(p+".min", "%v is above max %v", d.Min, d.Max)
-		case d.Mean != 0 && d.Min != 0:
-			c.fail(p+".min", "is for the uniform distribution; the exponential one starts at 0")
-		case d.Mean != 0 && d.Max != 0 && d.Max < d.Mean:
-			c.fail(p+".max", "%v is below mean %v", d.Max, d.Mean)
-		case d.Fixed > lim:
-			c.fail(p+".fixed", "%v is over limits.maxFaultDelay (%v)", d.Fixed, lim)
-		case d.Mean > lim:
-			c.fail(p+".mean", "%v is over limits.maxFaultDelay (%v)", d.Mean, lim)
-		case d.Max > lim:
-			c.fail(p+".max", "%v is over limits.maxFaultDelay (%v)", d.Max, lim)
-		}
-		if c.err != nil {
+	if f.Delay != nil {
+		if inj.delay = c.faultDelay(f.Delay, path+".delay"); inj.delay == nil {
 			return nil
 		}
-		dl := &delay{ppm: faultPPM(d.Percent), fixed: d.Fixed.Std(), mean: d.Mean.Std(), min: d.Min.Std(), max: d.Max.Std()}
-		if dl.mean != 0 && dl.max == 0 {
-			dl.max = 10 * dl.mean
-			if dl.max > c.lim.maxDelay {
-				dl.max = c.lim.maxDelay
-			}
-		}
-		inj.delay = dl
 	}
-	if a := f.Abort; a != nil {
-		p := path + ".abort"
-		switch {
-		case a.Percent != nil && !validPercent(*a.Percent):
-			c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", *a.Percent)
-		case a.HTTPStatus != 0 && (a.HTTPStatus < 200 || a.HTTPStatus > 599):
-			c.fail(p+".httpStatus", "%d is not an HTTP status from 200 to 599", a.HTTPStatus)
-		case a.GRPCCode < 0 || a.GRPCCode > 16:
-			c.fail(p+".grpcCode", "%d is not a gRPC code from 1 to 16", a.GRPCCode)
-		}
-		if c.err != nil {
+	if f.Abort != nil {
+		if inj.abort = c.faultAbort(f.Abort, path+".abort"); inj.abort == nil {
 			return nil
 		}
-		ab := &abort{ppm: faultPPM(a.Percent), status: a.HTTPStatus, code: a.GRPCCode}
-		if ab.status == 0 {
-			ab.status = http.StatusServiceUnavailable
-		}
-		if ab.code == 0 {
-			ab.code = 14
-		}
-		ab.err = &AbortError{HTTPStatus: ab.status, GRPCCode: ab.code}
-		inj.abort = ab
 	}
 	return inj
+}
+
+// faultDelay compiles the delay fault d at p, capping an exponential delay's max at limits.maxFaultDelay.
+func (c *compiler) faultDelay(d *DelayFault, p string) *delay {
+	n := 0
+	if d.Fixed != 0 {
+		n++
+	}
+	if d.Mean != 0 {
+		n++
+	}
+	if d.Mean == 0 && d.Max != 0 {
+		n++
+	}
+	lim := Duration(c.lim.maxDelay)
+	switch {
+	case d.Percent != nil && !validPercent(*d.Percent):
+		c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", *d.Percent)
+	case d.Fixed < 0:
+		c.fail(p+".fixed", "must not be negative, got %v", d.Fixed)
+	case d.Mean < 0:
+		c.fail(p+".mean", "must not be negative, got %v", d.Mean)
+	case d.Min < 0:
+		c.fail(p+".min", "must not be negative, got %v", d.Min)
+	case d.Max < 0:
+		c.fail(p+".max", "must not be negative, got %v", d.Max)
+	case n != 1:
+		c.fail(p, "set exactly one of fixed, mean (exponential) and max (uniform from min)")
+	case d.Fixed != 0 && (d.Min != 0 || d.Max != 0):
+		c.fail(p+".fixed", "takes no min or max")
+	case d.Mean == 0 && d.Max != 0 && d.Min > d.Max:
+		c.fail(p+".min", "%v is above max %v", d.Min, d.Max)
+	case d.Mean != 0 && d.Min != 0:
+		c.fail(p+".min", "is for the uniform distribution; the exponential one starts at 0")
+	case d.Mean != 0 && d.Max != 0 && d.Max < d.Mean:
+		c.fail(p+".max", "%v is below mean %v", d.Max, d.Mean)
+	case d.Fixed > lim:
+		c.fail(p+".fixed", "%v is over limits.maxFaultDelay (%v)", d.Fixed, lim)
+	case d.Mean > lim:
+		c.fail(p+".mean", "%v is over limits.maxFaultDelay (%v)", d.Mean, lim)
+	case d.Max > lim:
+		c.fail(p+".max", "%v is over limits.maxFaultDelay (%v)", d.Max, lim)
+	}
+	if c.err != nil {
+		return nil
+	}
+	dl := &delay{ppm: faultPPM(d.Percent), fixed: d.Fixed.Std(), mean: d.Mean.Std(), min: d.Min.Std(), max: d.Max.Std()}
+	if dl.mean != 0 && dl.max == 0 {
+		dl.max = 10 * dl.mean
+		if dl.max > c.lim.maxDelay {
+			dl.max = c.lim.maxDelay
+		}
+	}
+	return dl
+}
+
+// faultAbort compiles the abort fault a at p, defaulting to HTTP 503 and gRPC code 14 (Unavailable).
+func (c *compiler) faultAbort(a *AbortFault, p string) *abort {
+	switch {
+	case a.Percent != nil && !validPercent(*a.Percent):
+		c.fail(p+".percent", "must be a percentage from 0 to 100, got %v", *a.Percent)
+	case a.HTTPStatus != 0 && (a.HTTPStatus < 200 || a.HTTPStatus > 599):
+		c.fail(p+".httpStatus", "%d is not an HTTP status from 200 to 599", a.HTTPStatus)
+	case a.GRPCCode < 0 || a.GRPCCode > 16:
+		c.fail(p+".grpcCode", "%d is not a gRPC code from 1 to 16", a.GRPCCode)
+	}
+	if c.err != nil {
+		return nil
+	}
+	ab := &abort{ppm: faultPPM(a.Percent), status: a.HTTPStatus, code: a.GRPCCode}
+	if ab.status == 0 {
+		ab.status = http.StatusServiceUnavailable
+	}
+	if ab.code == 0 {
+		ab.code = 14
+	}
+	ab.err = &AbortError{HTTPStatus: ab.status, GRPCCode: ab.code}
+	return ab
 }
 
 // validToken reports whether s is an RFC 7230 token (header names, methods, cookie names).
