@@ -41,8 +41,8 @@ type Balancer struct {
 	// gen counts changes of ejection and health state; a view built at an older gen is stale.
 	gen       atomic.Uint64
 	ejections atomic.Uint64
-	// typical is an average of every latency sample of every endpoint (float64 bits, ns):
-	// the cost peak EWMA assumes for an idle endpoint not measured yet.
+	// typical is an average of the latencies of every endpoint's successful requests
+	// (float64 bits, ns): the cost peak EWMA assumes for an idle endpoint not measured yet.
 	typical atomic.Uint64
 
 	mu     sync.Mutex // serializes Update and ejection decisions

@@ -165,9 +165,11 @@ func (p Pick) Done(info DoneInfo) {
 	}
 	e.requests.Add(1)
 	o := &b.cfg.Outlier
-	b.observeTypical(float64(lat))
 	switch info.Outcome {
 	case OutcomeSuccess:
+		// Only answers make the typical latency: a hang's timeout must not make an endpoint
+		// not yet measured look as slow as the hung one.
+		b.observeTypical(float64(lat))
 		if e.consecGateway.Load() != 0 {
 			e.consecGateway.Store(0)
 		}

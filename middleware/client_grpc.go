@@ -239,14 +239,16 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 
 // Classify maps the attempt's status to the outcome vocabulary, and says whether the call may
 // be sent again: see grpcRetryable. The attempt's telemetry records that outcome.
-func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, _ outcome.Cause) (outcome.Outcome, bool) {
+func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
 	if w.att.BreakerRefused() {
 		u.c.stats.BreakerRefusals.Add(1) // once per attempt, however many breakers refused
 	}
-	cause := grpcCause(a, err)
+	if cause == outcome.CauseNone && status.Code(err) == codes.DeadlineExceeded {
+		cause = a.DeadlineCause() // see grpcCause
+	}
 	o := grpcClassify(w.att, err, w.trailer, cause)
 	w.ta.End(o.Kind)
-	return o, o.Kind != outcome.LocalRefusal && u.c.grpcRetryable(err, o, cause, w.headersArrived)
+	return o, o.Kind != outcome.LocalRefusal && u.c.grpcRetryable(err, cause, w.headersArrived)
 }
 
 // grpcClassify maps what an attempt returned to the outcome vocabulary: LocalRefusal when the
@@ -278,7 +280,7 @@ func grpcLocalKind(err error) outcome.Kind {
 // retry codes. A per-attempt timeout ends the attempt with DEADLINE_EXCEEDED: it is retried
 // only when that code is listed (gRPC calls carry no idempotency, and a timed-out call may
 // have been done).
-func (c *grpcClient) grpcRetryable(err error, o outcome.Outcome, cause outcome.Cause, headers bool) bool {
+func (c *grpcClient) grpcRetryable(err error, cause outcome.Cause, headers bool) bool {
 	if err == nil || headers || (cause != outcome.CauseNone && cause != outcome.CauseAttemptTimeout) {
 		return false
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
@@ -187,7 +186,7 @@ func (c *httpCall) classify(a *engine.Attempt, resp *http.Response, err error, c
 	o := outcome.FromHTTP(resp, err, cause, time.Time{})
 	switch {
 	case err == nil:
-		return o, c.idempotent && slices.Contains(c.pol.retry.Statuses, resp.StatusCode)
+		return o, c.idempotent && c.pol.retry.retryableStatus(resp.StatusCode)
 	case o.Kind == outcome.GatewayFailure:
 		var op *net.OpError
 		return o, c.idempotent || (c.replayable && errors.As(err, &op) && op.Op == "dial")

@@ -465,13 +465,9 @@ var (
 // breaker refused (however many endpoints' breakers did); BreakerOpens and Ejections come
 // from the channels' balancers.
 func (g *GRPCClient) Stats() Stats {
-	s := &g.c.stats
-	return Stats{
-		Requests: g.c.bud.Calls(), Attempts: s.Attempts.Load(), Retries: s.Retries.Load(),
-		Hedges: s.Hedges.Load(), HedgeWins: s.HedgeWins.Load(), BudgetRefusals: s.BudgetRefusals.Load(),
-		BreakerRefusals: s.BreakerRefusals.Load(), BreakerOpens: g.mon.BreakerOpens(),
-		Ejections: int64(g.mon.Ejections()),
-	}
+	st := statsOf(&g.c.stats, g.c.bud)
+	st.BreakerOpens, st.Ejections = g.mon.BreakerOpens(), int64(g.mon.Ejections())
+	return st
 }
 
 // Destinations describes each open channel built with the client's options, by the service

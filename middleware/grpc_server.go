@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/telemetry"
+	"github.com/proxyless/proxyless/outcome/grpcoutcome"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/ratelimit/overload"
 	"github.com/proxyless/proxyless/route"
@@ -182,7 +182,7 @@ func (s *grpcServer) limit(ctx context.Context, method string, afterAuth bool, s
 		if !d.Allowed {
 			if d.RetryAfter > 0 {
 				ms := max(1, d.RetryAfter.Milliseconds())
-				_ = setTrailer(metadata.Pairs(grpcbalancer.PushbackKey, strconv.FormatInt(ms, 10)))
+				_ = setTrailer(metadata.Pairs(grpcoutcome.PushbackKey, strconv.FormatInt(ms, 10)))
 			}
 			return &limitError{err: fmt.Errorf("middleware: rate limit for %s: %w", method, d.Err())}
 		}

@@ -156,7 +156,7 @@ func (s *retryStream) attempt(n int, kind tracing.AttemptKind, waited time.Durat
 }
 
 // streamCause says which of a stream attempt's contexts ended, if any; a DEADLINE_EXCEEDED
-// the server sent first is charged to the earliest deadline (see grpcCause).
+// the server sent first is charged to the earliest deadline (engine.DeadlineCauseOf).
 func streamCause(caller, call, attempt context.Context, err error) outcome.Cause {
 	switch {
 	case caller.Err() != nil:
@@ -165,27 +165,17 @@ func streamCause(caller, call, attempt context.Context, err error) outcome.Cause
 		return outcome.CauseOverallTimeout
 	case attempt.Err() != nil:
 		return outcome.CauseAttemptTimeout
-	case status.Code(err) != codes.DeadlineExceeded:
-		return outcome.CauseNone
+	case status.Code(err) == codes.DeadlineExceeded:
+		return engine.DeadlineCauseOf(caller, call, attempt)
 	}
-	dl, ok := attempt.Deadline()
-	if !ok || time.Until(dl) > engine.DeadlineSlack {
-		return outcome.CauseNone // the server's own deadline ran out, not ours
-	}
-	if cdl, ok := caller.Deadline(); ok && !cdl.After(dl) {
-		return outcome.CauseCaller
-	}
-	if odl, ok := call.Deadline(); ok && !odl.After(dl) {
-		return outcome.CauseOverallTimeout
-	}
-	return outcome.CauseAttemptTimeout
+	return outcome.CauseNone
 }
 
 // retryable decides whether a stream attempt that failed with err, classified o (see
 // grpcClassify) under cause, may be followed by another after n retries, and after how long;
 // headers says response headers arrived.
 func (s *retryStream) retryable(err error, o outcome.Outcome, cause outcome.Cause, headers bool, n int) (time.Duration, bool) {
-	if o.Kind == outcome.LocalRefusal || !s.c.grpcRetryable(err, o, cause, headers) {
+	if o.Kind == outcome.LocalRefusal || !s.c.grpcRetryable(err, cause, headers) {
 		return 0, false
 	}
 	return engine.RetryWait(s.ctx, &s.pol.eng.Retry, o, n)

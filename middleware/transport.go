@@ -80,12 +80,18 @@ type Stats struct {
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
-	s := &t.stats
+	st := statsOf(&t.stats, t.bud)
+	st.BreakerOpens, st.Ejections = t.breakerOpens.Load(), t.ejections()
+	return st
+}
+
+// statsOf is what a client's engine counted (its breaker and ejection counts are the
+// caller's to add).
+func statsOf(s *engine.Stats, bud *engine.Budget) Stats {
 	return Stats{
-		Requests: t.bud.Calls(), Attempts: s.Attempts.Load(), Retries: s.Retries.Load(),
+		Requests: bud.Calls(), Attempts: s.Attempts.Load(), Retries: s.Retries.Load(),
 		Hedges: s.Hedges.Load(), HedgeWins: s.HedgeWins.Load(),
 		BudgetRefusals: s.BudgetRefusals.Load(), BreakerRefusals: s.BreakerRefusals.Load(),
-		BreakerOpens: t.breakerOpens.Load(), Ejections: t.ejections(),
 	}
 }
 

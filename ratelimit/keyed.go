@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -119,7 +120,7 @@ func NewKeyed(cfg KeyedConfig) (*Keyed, error) {
 		def:       def,
 		overrides: make(map[string]*gcra, len(cfg.Overrides)),
 		seed:      maphash.MakeSeed(),
-		idle:      int64(orDefault(cfg.IdleTimeout, DefaultIdleTimeout)),
+		idle:      int64(cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)),
 		mask:      uint64(shards - 1),
 		shards:    make([]keyedShard, shards),
 	}
@@ -187,7 +188,7 @@ func (k *Keyed) quota(key string) *gcra {
 }
 
 func (k *Keyed) take(key string, now int64, n int) Decision {
-	q := k.quota(key) // overrides name keys as given
+	raw := key // overrides name keys as given
 	key = BoundKey(key)
 	s := &k.shards[maphash.String(k.seed, key)&k.mask]
 	s.mu.Lock()
@@ -198,6 +199,7 @@ func (k *Keyed) take(key string, now int64, n int) Decision {
 		s.mu.Unlock()
 		return d
 	}
+	q := k.quota(raw)
 	if q.kind != quotaFinite {
 		// Unlimited and deny-all keys need no state.
 		s.mu.Unlock()
@@ -292,15 +294,6 @@ func (s *keyedShard) insert(key string, tat int64, q *gcra, now, idle int64) {
 	s.entries[i] = keyedEntry{key: key, tat: tat, q: q}
 	s.pushFront(i)
 	s.index[key] = i
-}
-
-// orDefault returns v, or def when v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Limiter is a per-key limiter, local or distributed. [Keyed] and the

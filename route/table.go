@@ -134,15 +134,7 @@ func (t *Table) matchIn(r *Request, host string, a, b []*Route) *Route {
 }
 
 // trusted asks the trust predicate about r's caller.
-func (t *Table) trusted(r *Request) bool {
-	if t.trust == nil {
-		return false
-	}
-	// The predicate is opaque to escape analysis: hand it a copy, so that the caller's
-	// Request stays on its stack.
-	cp := *r
-	return t.trust(&cp)
-}
+func (t *Table) trusted(r *Request) bool { return trustedCopy(r, t.trust) }
 
 // candidates returns the routes naming host exactly, to be merged with t.anyHost; all is true
 // when every route must be walked instead (a host too long to lower-case on the stack).
@@ -334,8 +326,8 @@ func (r *Route) point(req *Request, trust func(*Request) bool) uint64 {
 	return rand.Uint64()
 }
 
-// trustedCopy asks trust (nil: nobody is trusted) about req's caller, with a copy of req so
-// that the caller's Request stays on its stack.
+// trustedCopy asks trust (nil: nobody is trusted) about req's caller. The predicate is opaque
+// to escape analysis: it gets a copy, so that the caller's Request stays on its stack.
 func trustedCopy(req *Request, trust func(*Request) bool) bool {
 	if trust == nil {
 		return false
@@ -408,13 +400,7 @@ func (c *canary) pinned(req *Request, trust func(*Request) bool) (canarySide, ok
 	if !found || (v != o.canaryValue && v != o.stableValue) {
 		return false, false
 	}
-	if trust == nil {
-		return false, false
-	}
-	// The predicate is opaque to escape analysis: hand it a copy, so that only requests that
-	// carry an override pay for a heap copy and the caller's Request stays on its stack.
-	cp := *req
-	if !trust(&cp) {
+	if !trustedCopy(req, trust) { // only requests that carry an override pay for the copy
 		return false, false
 	}
 	return v == o.canaryValue, true

@@ -14,10 +14,6 @@ import (
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
 )
 
-// PushbackKey is the trailer in which a server asks a client to wait before retrying
-// (gRFC A6): milliseconds, or a negative value for "do not retry".
-const PushbackKey = grpcoutcome.PushbackKey
-
 // picker picks among the READY endpoints through the core, skipping endpoints whose breaker
 // refuses, and delegates to the endpoint's pick_first picker. It is immutable.
 type picker struct {

@@ -109,21 +109,25 @@ func (a *Attempt) Cause() outcome.Cause {
 }
 
 // DeadlineCause returns the cause that ended the attempt if its deadline is (all but)
-// reached: its own timeout when it has one earlier than the call's, else the overall timeout
-// or the caller's deadline, whichever comes first; CauseNone without a deadline, or with one
-// more than DeadlineSlack away. A transport that propagates deadlines (gRPC) uses it to tell
-// whose deadline a server's DEADLINE_EXCEEDED was: the server's clock may run out a moment
-// before ours, but not seconds before.
-func (a *Attempt) DeadlineCause() outcome.Cause {
-	s := a.s
-	dl, ok := a.ctx.Deadline()
+// reached: see DeadlineCauseOf.
+func (a *Attempt) DeadlineCause() outcome.Cause { return DeadlineCauseOf(a.s.caller, a.s.ctx, a.ctx) }
+
+// DeadlineCauseOf returns whose deadline ends an attempt that runs in attempt, a context
+// derived from call (the caller's context, call, bounded by the overall timeout), when that
+// deadline is (all but) reached: the attempt's own timeout when it is earlier than the
+// call's, else the overall timeout or the caller's deadline, whichever comes first;
+// CauseNone without a deadline, or with one more than DeadlineSlack away. A transport that
+// propagates deadlines (gRPC) uses it to tell whose deadline a server's DEADLINE_EXCEEDED
+// was: the server's clock may run out a moment before ours, but not seconds before.
+func DeadlineCauseOf(caller, call, attempt context.Context) outcome.Cause {
+	dl, ok := attempt.Deadline()
 	if !ok || time.Until(dl) > DeadlineSlack {
 		return outcome.CauseNone
 	}
-	if cdl, ok := s.caller.Deadline(); ok && !cdl.After(dl) {
+	if cdl, ok := caller.Deadline(); ok && !cdl.After(dl) {
 		return outcome.CauseCaller
 	}
-	if odl, ok := s.ctx.Deadline(); ok && !odl.After(dl) {
+	if odl, ok := call.Deadline(); ok && !odl.After(dl) {
 		return outcome.CauseOverallTimeout
 	}
 	return outcome.CauseAttemptTimeout

@@ -108,5 +108,5 @@ func (b *Budget) Withdraw(now time.Time) bool {
 // Stats counts what a client's calls did. Its zero value is ready; it is safe for concurrent
 // use.
 type Stats struct {
-	Calls, Attempts, Retries, Hedges, HedgeWins, BudgetRefusals, BreakerRefusals atomic.Int64
+	Attempts, Retries, Hedges, HedgeWins, BudgetRefusals, BreakerRefusals atomic.Int64 // calls are Budget.Calls
 }

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -160,14 +161,14 @@ func New(client goredis.UniversalClient, cfg Config) (*Limiter, error) {
 	l := &Limiter{
 		client:    client,
 		script:    goredis.NewScript(gcraScript),
-		prefix:    orDefault(cfg.Prefix, DefaultPrefix),
+		prefix:    cmp.Or(cfg.Prefix, DefaultPrefix),
 		def:       newLimit(def),
 		overrides: make(map[string]*limit, len(cfg.Overrides)),
-		timeout:   orDefault(cfg.Timeout, DefaultTimeout),
-		probe:     orDefault(cfg.ProbeInterval, DefaultProbeInterval),
+		timeout:   cmp.Or(cfg.Timeout, DefaultTimeout),
+		probe:     cmp.Or(cfg.ProbeInterval, DefaultProbeInterval),
 		base:      time.Now(),
 	}
-	share := orDefault(cfg.FallbackShare, 1)
+	share := cmp.Or(cfg.FallbackShare, 1)
 	fb := ratelimit.KeyedConfig{
 		Default:   scaleQuota(cfg.Default, share),
 		Overrides: make(map[string]ratelimit.Quota, len(cfg.Overrides)),
@@ -189,15 +190,6 @@ func New(client goredis.UniversalClient, cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("redis: fallback: %w", err)
 	}
 	return l, nil
-}
-
-// orDefault returns v, or def when v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // scaleQuota is q with rate and burst multiplied by share; a finite burst
