@@ -265,6 +265,12 @@ func (l *Limiter) take(ctx context.Context, key string, n int) (ratelimit.Decisi
 			return ratelimit.Decision{}, 0, cerr // the caller gave up; not Redis's fault
 		}
 		l.downUntil.Store(int64(time.Since(l.base) + l.probe))
+		if cc, ok := l.client.(*goredis.ClusterClient); ok {
+			// After a failover the client keeps sending the slot to the dead
+			// master until it reloads the slot map; ask for that now, once
+			// per failed call (at most one per ProbeInterval while down).
+			cc.ReloadState(ctx)
+		}
 		return l.degraded(key, n), 0, nil
 	}
 	if l.downUntil.Load() != 0 {
