@@ -257,3 +257,32 @@ func sentinelField(out, name string) string {
 	}
 	return ""
 }
+
+// MoveSlots moves n hash slots from the master at from to the master at to,
+// keys and all, with redis-cli --cluster reshard: a live slot migration.
+func (c *Cluster) MoveSlots(from, to string, n int) error {
+	cli, err := redisCLI(c.Nodes[0].bin)
+	if err != nil {
+		return err
+	}
+	id := func(addr string) (string, error) {
+		host, port, _ := strings.Cut(addr, ":")
+		out, err := exec.Command(cli, "-h", host, "-p", port, "cluster", "myid").Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	fromID, err := id(from)
+	if err != nil {
+		return fmt.Errorf("redistest: node id of %s: %w", from, err)
+	}
+	toID, err := id(to)
+	if err != nil {
+		return fmt.Errorf("redistest: node id of %s: %w", to, err)
+	}
+	out, err := exec.Command(cli, "--cluster", "reshard", from,
+		"--cluster-from", fromID, "--cluster-to", toID,
+		"--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("redistest: redis-cli --cluster reshard: %v: %s", err, tail(string(out)))
+	}
+	return nil
+}

@@ -201,3 +201,37 @@ func TestGlobalLimitSentinelFailover(t *testing.T) {
 	})
 	checkFailover(t, run, killAt, secs)
 }
+
+// TestGlobalLimitRedisClusterMigration moves every slot of the key's master,
+// the key's among them, to another master mid-run: the move is invisible in
+// the global count (no decision lost to the fallback beyond a few, the total
+// within 5 %).
+func TestGlobalLimitRedisClusterMigration(t *testing.T) {
+	c := redistest.ClusterForTest(t, 3, 0)
+	clients := clusterClients(t, c)
+	master, err := clients[0].(*goredis.ClusterClient).MasterForKey(context.Background(), DefaultPrefix+"global")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := master.Options().Addr
+	to := c.Addrs()[0]
+	if to == from {
+		to = c.Addrs()[1]
+	}
+	const secs = 8
+	run := runGlobal(t, clients, globalConfig(), secs*time.Second, 2*time.Second, func() {
+		start := time.Now()
+		if err := c.MoveSlots(from, to, 16384/3+1); err != nil {
+			t.Error(err)
+		}
+		t.Logf("moved the slots of %s to %s in %v", from, to, time.Since(start))
+	})
+	checkSteady(t, run, secs*time.Second)
+	if _, degraded := run.total(0, secs); degraded > 20 {
+		t.Errorf("%d decisions made locally during a slot migration; want Redis deciding", degraded)
+	}
+	now, err := clients[0].(*goredis.ClusterClient).MasterForKey(context.Background(), DefaultPrefix+"global")
+	if err != nil || now.Options().Addr != to {
+		t.Errorf("the key's master is %v (%v) after the move, want %s", now.Options().Addr, err, to)
+	}
+}

@@ -34,6 +34,9 @@
 // and on a Sentinel group alike (TestGlobalLimitRedisClusterFailover,
 // TestGlobalLimitSentinelFailover).
 //
+// A live slot migration (redis-cli --cluster reshard) costs nothing: go-redis follows the
+// ASK and MOVED redirects, and no decision falls back (TestGlobalLimitRedisClusterMigration).
+//
 // The limiter keeps one "Redis is down" state: while any call fails, requests for every key
 // are decided locally until a probe succeeds, so with a cluster a single failed shard also
 // moves the other shards' keys to the fallback for up to ProbeInterval at a time.
