@@ -9,7 +9,7 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 )
 
-func Example() {
+func ExampleNew() {
 	b, err := balancer.New(balancer.Config{}) // P2C peak EWMA, outlier ejection on
 	if err != nil {
 		panic(err)
