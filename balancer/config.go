@@ -133,6 +133,58 @@ type OutlierConfig struct {
 	// AlwaysEjectOne lets one endpoint be ejected even when that alone exceeds
 	// MaxEjectionPercent (Envoy's always_eject_one_host). Default: false.
 	AlwaysEjectOne bool `json:"alwaysEjectOne,omitempty" yaml:"alwaysEjectOne,omitempty"`
+	// Interval is how often the success-rate and failure-percentage checks run, each over
+	// the requests that ended since the last run. Only those checks use it. Default: 10s.
+	Interval time.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	// SuccessRate configures ejection of endpoints whose success rate is far below the
+	// others'. Default (nil): off.
+	SuccessRate *SuccessRateEjection `json:"successRate,omitempty" yaml:"successRate,omitempty"`
+	// FailurePercentage configures ejection of endpoints whose share of failures is over a
+	// threshold. Default (nil): off.
+	FailurePercentage *FailurePercentageEjection `json:"failurePercentage,omitempty" yaml:"failurePercentage,omitempty"`
+}
+
+// SuccessRateEjection configures success-rate outlier detection, with Envoy's and gRPC's
+// (A50) semantics. Every OutlierConfig.Interval, the endpoints with at least RequestVolume
+// requests in the interval are counted; when there are at least MinimumHosts of them, the
+// mean and the (population) standard deviation of their success rates are computed, and each
+// of them whose success rate is below mean − stdev × StdevFactor/1000 is ejected, with
+// probability EnforcementPercentage/100, within OutlierConfig.MaxEjectionPercent. A request
+// counts as a failure when its Outcome is OutcomeFailure or OutcomeGatewayFailure; requests
+// reported with OutcomeIgnore (the caller cancelled, a local refusal) do not count.
+type SuccessRateEjection struct {
+	// StdevFactor is the number of standard deviations, times 1000, below the mean that
+	// ejects: 1900 means 1.9. Default: 1900.
+	StdevFactor int `json:"stdevFactor,omitempty" yaml:"stdevFactor,omitempty"`
+	// EnforcementPercentage, in [0,100], is the chance that an outlier found is ejected.
+	// Zero means the default. Default: 100.
+	EnforcementPercentage int `json:"enforcementPercentage,omitempty" yaml:"enforcementPercentage,omitempty"`
+	// MinimumHosts is how many endpoints must have RequestVolume requests in the interval
+	// for the check to run. Default: 5.
+	MinimumHosts int `json:"minimumHosts,omitempty" yaml:"minimumHosts,omitempty"`
+	// RequestVolume is how many requests an endpoint needs in the interval to take part.
+	// Default: 100.
+	RequestVolume int `json:"requestVolume,omitempty" yaml:"requestVolume,omitempty"`
+}
+
+// FailurePercentageEjection configures failure-percentage outlier detection, with Envoy's and
+// gRPC's (A50) semantics. Every OutlierConfig.Interval, when at least MinimumHosts endpoints
+// had RequestVolume requests in the interval, each of those whose share of failures is above
+// Threshold percent is ejected, with probability EnforcementPercentage/100, within
+// OutlierConfig.MaxEjectionPercent. Failures are counted as for [SuccessRateEjection].
+type FailurePercentageEjection struct {
+	// Threshold, in [0,100], is the failure percentage above which an endpoint is ejected.
+	// Zero means the default. Default: 85.
+	Threshold int `json:"threshold,omitempty" yaml:"threshold,omitempty"`
+	// EnforcementPercentage, in [0,100], is the chance that an outlier found is ejected.
+	// Zero means the default. Default: 100.
+	EnforcementPercentage int `json:"enforcementPercentage,omitempty" yaml:"enforcementPercentage,omitempty"`
+	// MinimumHosts is how many endpoints must have RequestVolume requests in the interval
+	// for the check to run. Default: 5.
+	MinimumHosts int `json:"minimumHosts,omitempty" yaml:"minimumHosts,omitempty"`
+	// RequestVolume is how many requests an endpoint needs in the interval to take part.
+	// Default: 50.
+	RequestVolume int `json:"requestVolume,omitempty" yaml:"requestVolume,omitempty"`
 }
 
 // SlowStartConfig configures slow start: an endpoint that joins the set (after the first
@@ -178,6 +230,13 @@ const (
 	DefaultPanicThreshold            = 50.0
 	DefaultSlowStartMinWeightPercent = 10.0
 	DefaultMaxRetryAfter             = 60 * time.Second
+	DefaultOutlierInterval           = 10 * time.Second
+	DefaultStdevFactor               = 1900
+	DefaultEnforcementPercentage     = 100
+	DefaultOutlierMinimumHosts       = 5
+	DefaultSuccessRateRequestVolume  = 100
+	DefaultFailurePercentThreshold   = 85
+	DefaultFailurePercentVolume      = 50
 	DefaultMaglevTableSize           = 65537
 	DefaultHealthCheckPath           = "/healthz"
 	DefaultHealthCheckInterval       = 10 * time.Second
@@ -289,7 +348,7 @@ func normalizeOutlier(o *OutlierConfig) error {
 	if o.MaxEjectionPercent == 0 {
 		o.MaxEjectionPercent = DefaultMaxEjectionPercent
 	}
-	return nil
+	return normalizeOutlierSweep(o)
 }
 
 // normalizeLimits validates and defaults, in this order, PanicThreshold, SlowStart,
