@@ -49,8 +49,9 @@ type Balancer struct {
 	mu     sync.Mutex // serializes Update and ejection decisions
 	viewMu sync.Mutex // taken with TryLock by the pick that rebuilds a stale view
 
-	hc *healthChecker // nil without active health checks; immutable
-	sw *sweeper       // nil without interval-based outlier checks; immutable
+	hc  *healthChecker // nil without active health checks; immutable
+	sw  *sweeper       // nil without interval-based outlier checks; immutable
+	lim *Limiter       // nil without limits; immutable
 
 	updates uint64 // count of snapshots built; guarded by mu
 
@@ -113,6 +114,7 @@ func New(cfg Config) (*Balancer, error) {
 		probe, closeIdle := newHTTPProber(*c.HealthCheck)
 		b.hc = newHealthChecker(b, *c.HealthCheck, probe, closeIdle)
 	}
+	b.lim, _ = NewLimiter(c.Limits) // validated by normalize
 	if c.Outlier.sweeps() {
 		b.sw = newSweeper(b)
 	}
@@ -223,6 +225,10 @@ func (b *Balancer) Close() error {
 	}
 	return nil
 }
+
+// Limiter returns the limiter of the balancer's Config.Limits, shared by every caller of
+// this method; nil (which limits nothing) when no limit is set.
+func (b *Balancer) Limiter() *Limiter { return b.lim }
 
 // Ejections returns how many ejections the outlier detector has made since New.
 func (b *Balancer) Ejections() uint64 { return b.ejections.Load() }

@@ -88,6 +88,11 @@ type Config struct {
 
 	// HealthCheck configures active health checks. Default (nil): none.
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty" yaml:"healthCheck,omitempty"`
+
+	// Limits caps the destination's connections, pending requests, requests and retries, as
+	// Envoy's circuit-breaker thresholds; the client enforces them through
+	// [Balancer.Limiter]. Default: no limits.
+	Limits Limits `json:"limits,omitempty" yaml:"limits,omitempty"`
 }
 
 // ZoneConfig configures zone-aware routing. Endpoints are grouped into priority levels: the
@@ -264,6 +269,9 @@ func (c Config) normalize() (Config, error) {
 		return c, err
 	}
 	if err := c.normalizeLimits(); err != nil {
+		return c, err
+	}
+	if err := c.Limits.validate(); err != nil {
 		return c, err
 	}
 	if c.HealthCheck != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/discovery/grpcresolver"
@@ -190,7 +191,8 @@ type grpcClient struct {
 	routePol      routeOverrides       // merged per-route policies, when routed
 	tel           *telemetry.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
-	latency       sync.Map // channel target → *latency.Histogram, for quantile hedging
+	latency       sync.Map   // channel target → *latency.Histogram, for quantile hedging
+	limits        grpcLimits // WithLimits: grpc_limits.go
 }
 
 // grpcDestination is the telemetry handle of the service a channel's target names, kept for
@@ -225,10 +227,14 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 	for _, f := range cfg.retryHTTP {
 		errs = append(errs, fmt.Errorf("middleware: WithRetry: RetryPolicy.%s is an HTTP setting; a gRPC call is retried on the codes of WithGRPCRetryCodes", f))
 	}
+	if err := checkGRPCLimits(cfg.balancer.Limits); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	c := &grpcClient{cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond)}
+	c.limits.lim = cfg.balancer.Limits
 	c.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
 	codesList := cfg.grpc.retryCodes
 	if codesList == nil {
@@ -272,6 +278,7 @@ func grpcServiceConfig(cfg *config) (string, error) {
 	lb := grpcbalancer.Config{Balancer: cfg.balancer, Breaker: cfg.breaker, DisableBreaker: cfg.breakerOff}
 	// HTTP health checks cannot probe a gRPC server; WithGRPCHealthCheck is the gRPC way.
 	lb.Balancer.HealthCheck = nil
+	lb.Balancer.Limits = balancer.Limits{} // the client's interceptors enforce them: grpc_limits.go
 	if err := lb.Validate(); err != nil {
 		return "", fmt.Errorf("middleware: WithBalancer or WithBreaker: %w", err)
 	}
