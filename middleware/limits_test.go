@@ -13,11 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/discovery"
