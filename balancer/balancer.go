@@ -111,8 +111,11 @@ func New(cfg Config) (*Balancer, error) {
 	b.maxTimes = (b.ejectMax+b.ejectBase-1)/b.ejectBase + 1
 	b.publish(b.newSnapshot(nil))
 	if c.HealthCheck != nil {
-		probe, closeIdle := newHTTPProber(*c.HealthCheck)
-		b.hc = newHealthChecker(b, *c.HealthCheck, probe, closeIdle)
+		probe, err := proberOf(c.HealthCheck.Kind)(*c.HealthCheck)
+		if err != nil {
+			return nil, fieldErr("HealthCheck", "%v", err)
+		}
+		b.hc = newHealthChecker(b, *c.HealthCheck, probe)
 	}
 	b.lim, _ = NewLimiter(c.Limits) // validated by normalize
 	if c.Outlier.sweeps() {
@@ -126,6 +129,7 @@ func (b *Balancer) Config() Config {
 	c := b.cfg
 	if c.HealthCheck != nil {
 		hc := *c.HealthCheck
+		hc.ExpectedStatuses = append([]StatusRange(nil), hc.ExpectedStatuses...)
 		c.HealthCheck = &hc
 	}
 	c.Zone.Failover = append([]string(nil), c.Zone.Failover...)

@@ -203,15 +203,29 @@ type SlowStartConfig struct {
 	MinWeightPercent float64 `json:"minWeightPercent,omitempty" yaml:"minWeightPercent,omitempty"`
 }
 
-// HealthCheck configures active HTTP health checks: every Interval, a GET of Path on each
-// endpoint; a 2xx answer within Timeout passes. An endpoint starts healthy, turns unhealthy
-// after UnhealthyThreshold failed checks in a row, and healthy again after HealthyThreshold
-// passed checks in a row. Unhealthy endpoints are left out like ejected ones.
+// HealthCheck configures active health checks: every Interval, a probe of each endpoint of
+// the Kind configured (by default an HTTP GET of Path, which passes on a status of
+// ExpectedStatuses, 2xx by default); a probe that passes within Timeout is a passed check. An
+// endpoint starts healthy, turns unhealthy after UnhealthyThreshold failed checks in a row,
+// and healthy again after HealthyThreshold passed checks in a row. Unhealthy endpoints are
+// left out like ejected ones.
 type HealthCheck struct {
-	// Path is the request path. Default: "/healthz".
+	// Kind is the kind of probe: "http" (a GET of Path), "tcp" (a TCP connection that opens
+	// passes) or "grpc" (grpc.health.v1's Check of GRPCService, which passes on SERVING;
+	// registered by package balancer/grpcbalancer, which must be imported), or a kind
+	// registered with [RegisterProber]. Default: "http".
+	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
+	// Path is the request path of an HTTP check. Default: "/healthz".
 	Path string `json:"path,omitempty" yaml:"path,omitempty"`
-	// Scheme is "http" or "https". Default: "http".
+	// Scheme is "http" or "https" (for a gRPC check: TLS with the system's roots).
+	// Default: "http".
 	Scheme string `json:"scheme,omitempty" yaml:"scheme,omitempty"`
+	// ExpectedStatuses lists the HTTP statuses that pass an HTTP check, as ranges
+	// [Start, End), as in Envoy. Default: [200, 300).
+	ExpectedStatuses []StatusRange `json:"expectedStatuses,omitempty" yaml:"expectedStatuses,omitempty"`
+	// GRPCService is the service name a gRPC check asks about; "" asks about the server as a
+	// whole. Default: "".
+	GRPCService string `json:"grpcService,omitempty" yaml:"grpcService,omitempty"`
 	// Interval is the time between two checks of an endpoint. Default: 10s.
 	Interval time.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
 	// Timeout bounds one check; it must be below Interval. Default: 1s.
@@ -222,6 +236,12 @@ type HealthCheck struct {
 	// UnhealthyThreshold is the number of failed checks in a row that make an endpoint
 	// unhealthy. Default: 3.
 	UnhealthyThreshold int `json:"unhealthyThreshold,omitempty" yaml:"unhealthyThreshold,omitempty"`
+}
+
+// StatusRange is a range of HTTP statuses, Start included and End excluded.
+type StatusRange struct {
+	Start int `json:"start" yaml:"start"`
+	End   int `json:"end" yaml:"end"`
 }
 
 // Defaults.
@@ -398,6 +418,22 @@ func (c *Config) normalizeLimits() error {
 
 // normalizeHealthCheck validates and defaults hc in place; hc must be the caller's own copy.
 func normalizeHealthCheck(hc *HealthCheck) error {
+	if hc.Kind == "" {
+		hc.Kind = HealthCheckHTTP
+	}
+	if proberOf(hc.Kind) == nil {
+		return fieldErr("HealthCheck.Kind", "must be one of %s, got %q (the \"grpc\" kind needs package balancer/grpcbalancer imported)", strings.Join(proberKinds(), ", "), hc.Kind)
+	}
+	if len(hc.ExpectedStatuses) == 0 {
+		hc.ExpectedStatuses = []StatusRange{{Start: 200, End: 300}}
+	} else {
+		hc.ExpectedStatuses = append([]StatusRange(nil), hc.ExpectedStatuses...)
+	}
+	for i, r := range hc.ExpectedStatuses {
+		if r.Start < 100 || r.End > 600 || r.Start >= r.End {
+			return fieldErr(fmt.Sprintf("HealthCheck.ExpectedStatuses[%d]", i), "must be a range [start, end) with 100 <= start < end <= 600, got [%d, %d)", r.Start, r.End)
+		}
+	}
 	if hc.Path == "" {
 		hc.Path = DefaultHealthCheckPath
 	}

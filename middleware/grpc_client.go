@@ -222,7 +222,7 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 	}
 	var errs []error
 	if cfg.balancer.HealthCheck != nil {
-		errs = append(errs, errors.New("middleware: WithBalancer: HealthCheck is an HTTP health check, which a gRPC client cannot run; use WithGRPCHealthCheck"))
+		errs = append(errs, errors.New("middleware: WithBalancer: HealthCheck runs in an HTTP Transport's balancers, not a gRPC client's; use WithGRPCHealthCheck"))
 	}
 	for _, f := range cfg.retryHTTP {
 		errs = append(errs, fmt.Errorf("middleware: WithRetry: RetryPolicy.%s is an HTTP setting; a gRPC call is retried on the codes of WithGRPCRetryCodes", f))
