@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer"
@@ -366,4 +368,52 @@ func TestGRPCLimitMaxRequests(t *testing.T) {
 		_, _ = st.Recv()
 	}
 	assert.Equal(t, map[string]int64{"requests": 7}, app.overflows(t))
+}
+
+// A gRPC client's MaxRetries 5: 10 calls whose first attempt fails UNAVAILABLE are retried,
+// the retries held by the server; exactly 5 retries reach it and the 5 refused calls return
+// the UNAVAILABLE they would have replaced, each refusal counted once.
+func TestGRPCLimitMaxRetries(t *testing.T) {
+	var firsts atomic.Int64
+	failFirst := grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("grpc-previous-rpc-attempts")) == 0 {
+			firsts.Add(1)
+			return nil, status.Error(codes.Unavailable, "first attempt")
+		}
+		return h(ctx, req)
+	})
+	a := newGRPCBackend(t, "a", failFirst)
+	a.set(modeHang)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	f := newGRPCFixture(t, []*grpcBackend{a}, middleware.WithLimits(balancer.Limits{MaxRetries: 5}),
+		middleware.WithMeterProvider(mp), middleware.WithoutBreaker(),
+		middleware.WithBalancer(balancer.Config{Outlier: balancer.OutlierConfig{Disabled: true}}),
+		middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond, BudgetRatio: 1, MinRetriesPerSecond: 1000}))
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := f.client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+			errs <- err
+		}()
+	}
+	for range 5 {
+		select {
+		case err := <-errs:
+			assert.Equal(t, codes.Unavailable, status.Code(err))
+			assert.Contains(t, status.Convert(err).Message(), "first attempt")
+		case <-time.After(10 * time.Second):
+			t.Fatal("no refused retry")
+		}
+	}
+	eventually(t, func() bool { return a.calls.Load() == 5 }, "5 retries reach the server")
+	assert.EqualValues(t, 5, a.calls.Load())
+	assert.EqualValues(t, 10, firsts.Load())
+	assert.Equal(t, map[string]int64{"retries": 5}, (&limitApp{reader: reader}).overflows(t))
+	cancel()
+	for range 5 {
+		<-errs
+	}
 }
