@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/internal/telemetry"
 )
@@ -37,6 +39,22 @@ func (g *grpcLimits) limiter(target string) *balancer.Limiter {
 	made, _ := balancer.NewLimiter(g.lim) // validated by checkGRPCLimits
 	l, _ := g.limiters.LoadOrStore(target, made)
 	return l.(*balancer.Limiter)
+}
+
+// streamSlot takes a request slot of cc's destination for a stream, for its whole life; nil
+// (and no error) when the client has no limits. A refusal is RESOURCE_EXHAUSTED matching
+// balancer.ErrMaxRequests.
+func (c *grpcClient) streamSlot(cc *grpc.ClientConn) (*streamLimits, error) {
+	lim := c.limits.limiter(cc.Target())
+	if lim == nil {
+		return nil, nil
+	}
+	sl := &streamLimits{lim: lim, tel: c.destination(cc)}
+	if err := lim.AcquireRequest(); err != nil {
+		sl.tel.Overflow(balancer.LimitRequests.String())
+		return nil, &limitError{err: err}
+	}
+	return sl, nil
 }
 
 // streamLimits is what a stream holds of its destination's limits: a request slot for its

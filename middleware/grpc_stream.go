@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/internal/engine"
@@ -62,18 +61,13 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		tr.EndGRPC(nil, grpcLocalKind(err), err)
 		return nil, err
 	}
-	var sl *streamLimits // grpc_limits.go
-	if lim := c.limits.limiter(cc.Target()); lim != nil {
-		sl = &streamLimits{lim: lim, tel: c.destination(cc)}
-		if err := lim.AcquireRequest(); err != nil {
-			sl.tel.Overflow(balancer.LimitRequests.String())
-			err = &limitError{err: err}
-			if release != nil {
-				release(outcome.LocalRefusal)
-			}
-			tr.EndGRPC(nil, outcome.LocalRefusal, err)
-			return nil, err
+	sl, err := c.streamSlot(cc) // grpc_limits.go
+	if err != nil {
+		if release != nil {
+			release(outcome.LocalRefusal)
 		}
+		tr.EndGRPC(nil, outcome.LocalRefusal, err)
+		return nil, err
 	}
 	caller, cancel := ctx, context.CancelFunc(func() {})
 	if pol.timeout > 0 {
