@@ -11,8 +11,8 @@ import (
 // Limits caps what one destination (the endpoints one Balancer balances) may have at once, in
 // the manner of Envoy's circuit-breaker thresholds. The zero value of each field means no
 // limit. The balancer does not enforce them itself: the client that sends the requests does,
-// through the balancer's [Limiter] (package middleware does for its HTTP Transport and its
-// gRPC client).
+// through a [Limiter] ([Balancer.Limiter], or one of its own from [NewLimiter]); package
+// middleware does for its HTTP Transport and its gRPC client (middleware.WithLimits).
 type Limits struct {
 	// MaxConnections caps the connections open to the destination's endpoints together. A
 	// request that needs a new connection when there are this many waits as a pending request

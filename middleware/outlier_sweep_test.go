@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"context"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -8,6 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/discovery"
@@ -83,4 +87,39 @@ func TestTransportFailurePercentageEjection(t *testing.T) {
 	tr, _ = sweepApp(t, 3, 2*time.Second, balancer.OutlierConfig{FailurePercentage: &balancer.FailurePercentageEjection{RequestVolume: 10}})
 	assert.Empty(t, ejectedNow(tr))
 	assert.Zero(t, tr.Stats().Ejections)
+}
+
+// A gRPC client runs the same detection in its channel's balancer: of five real gRPC
+// backends, the one answering INTERNAL to 3 of every 10 calls is ejected, and only it.
+func TestGRPCSuccessRateEjection(t *testing.T) {
+	var n atomic.Int64
+	flaky := grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if (n.Add(1)-1)%10 < 3 {
+			return nil, status.Error(codes.Internal, "flaky")
+		}
+		return h(ctx, req)
+	})
+	backends := []*grpcBackend{newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c"), newGRPCBackend(t, "d"), newGRPCBackend(t, "e", flaky)}
+	f := newGRPCFixture(t, backends, middleware.WithoutBreaker(), middleware.WithRetry(middleware.RetryPolicy{Disable: true}),
+		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: balancer.OutlierConfig{
+			Interval: 300 * time.Millisecond, SuccessRate: &balancer.SuccessRateEjection{RequestVolume: 10},
+		}}))
+	f.waitReady(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.gc.Stats().Ejections == 0 && time.Now().Before(deadline) {
+		for range 50 {
+			_, _ = f.call(t, 5*time.Second)
+		}
+	}
+	var ejected []string
+	now := time.Now()
+	for _, d := range f.gc.Destinations() {
+		for _, e := range d.Endpoints {
+			if e.Ejected(now) {
+				ejected = append(ejected, e.Addr)
+			}
+		}
+	}
+	assert.Equal(t, []string{backends[4].addr}, ejected)
+	assert.EqualValues(t, 1, f.gc.Stats().Ejections)
 }
