@@ -219,7 +219,7 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 	if lim == nil {
 		return u.sendAttempt(a)
 	}
-	release, err := acquireAttempt(lim, a.Kind, u.c.destination(u.cc)) // limits.go
+	release, err := acquireAttempt(lim, a.Kind, overflows{tel: u.c.destination(u.cc), n: &u.c.overflows}) // limits.go
 	if err != nil {
 		return &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}, &limitError{err: err}
 	}

@@ -106,7 +106,7 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 	if lim == nil {
 		return c.sendAttempt(a, nil)
 	}
-	release, err := acquireAttempt(lim, a.Kind, c.d.tel) // limits.go
+	release, err := acquireAttempt(lim, a.Kind, c.overflows()) // limits.go
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (c *httpCall) sendAttempt(a *engine.Attempt, lim *balancer.Limiter) (*http.
 		a.Value = ta
 	}
 	if lim.Limits().MaxConnections > 0 {
-		ctx = withDialTicket(ctx, lim, c.d.tel) // limits.go
+		ctx = withDialTicket(ctx, lim, c.overflows()) // limits.go
 	}
 	out := c.req.WithContext(ctx) // the caller's request is never modified
 	u := &c.url                   // the first attempt's; concurrent attempts (hedges) get their own
@@ -170,6 +170,9 @@ func (c *httpCall) sendAttempt(a *engine.Attempt, lim *balancer.Limiter) (*http.
 	}
 	return c.t.base.RoundTrip(out)
 }
+
+// overflows is where the destination's limits record refusals.
+func (c *httpCall) overflows() overflows { return overflows{tel: c.d.tel, n: &c.t.overflows} }
 
 // localKind is the outcome of a request answered or refused before any attempt: a route's
 // injected abort is the status it answers with; a context that ended, Canceled; any other

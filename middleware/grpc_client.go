@@ -191,8 +191,9 @@ type grpcClient struct {
 	routePol      routeOverrides       // merged per-route policies, when routed
 	tel           *telemetry.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
-	latency       sync.Map   // channel target → *latency.Histogram, for quantile hedging
-	limits        grpcLimits // WithLimits: grpc_limits.go
+	latency       sync.Map     // channel target → *latency.Histogram, for quantile hedging
+	limits        grpcLimits   // WithLimits: grpc_limits.go
+	overflows     atomic.Int64 // refusals of the destinations' limits
 }
 
 // grpcDestination is the telemetry handle of the service a channel's target names, kept for
@@ -474,6 +475,7 @@ var (
 func (g *GRPCClient) Stats() Stats {
 	st := statsOf(&g.c.stats, g.c.bud)
 	st.BreakerOpens, st.Ejections = g.mon.BreakerOpens(), int64(g.mon.Ejections())
+	st.Overflows = g.c.overflows.Load()
 	return st
 }
 

@@ -7,7 +7,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/proxyless/proxyless/balancer"
-	"github.com/proxyless/proxyless/internal/telemetry"
 )
 
 // grpcLimits holds a gRPC client's destination limits (WithLimits): one balancer.Limiter per
@@ -49,9 +48,9 @@ func (c *grpcClient) streamSlot(cc *grpc.ClientConn) (*streamLimits, error) {
 	if lim == nil {
 		return nil, nil
 	}
-	sl := &streamLimits{lim: lim, tel: c.destination(cc)}
+	sl := &streamLimits{lim: lim, rec: overflows{tel: c.destination(cc), n: &c.overflows}}
 	if err := lim.AcquireRequest(); err != nil {
-		sl.tel.Overflow(balancer.LimitRequests.String())
+		sl.rec.record(balancer.LimitRequests)
 		return nil, &limitError{err: err}
 	}
 	return sl, nil
@@ -62,7 +61,7 @@ func (c *grpcClient) streamSlot(cc *grpc.ClientConn) (*streamLimits, error) {
 // so one slot of each serves them all).
 type streamLimits struct {
 	lim *balancer.Limiter
-	tel *telemetry.Destination
+	rec overflows
 
 	mu    sync.Mutex
 	retry bool // holds a retry slot; guarded by mu
@@ -84,7 +83,7 @@ func (s *streamLimits) acquireRetry() bool {
 		return true
 	}
 	if s.lim.AcquireRetry() != nil {
-		s.tel.Overflow(balancer.LimitRetries.String())
+		s.rec.record(balancer.LimitRetries)
 		return false
 	}
 	s.retry = true

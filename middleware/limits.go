@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/internal/telemetry"
@@ -33,13 +34,25 @@ func WithLimits(l balancer.Limits) ClientOption {
 	return clientOption(func(c *config) { c.limits = &l })
 }
 
+// overflows records the refusals of a destination's limits: in its telemetry and in the
+// client's count (Stats.Overflows).
+type overflows struct {
+	tel *telemetry.Destination
+	n   *atomic.Int64
+}
+
+func (o overflows) record(l balancer.Limit) {
+	o.n.Add(1)
+	o.tel.Overflow(l.String())
+}
+
 // acquireAttempt takes the request slot (and, for a retry or a hedge, the retry slot) of an
-// attempt from lim, recording a refusal in tel. The returned function gives them back.
-func acquireAttempt(lim *balancer.Limiter, kind tracing.AttemptKind, tel *telemetry.Destination) (func(), error) {
+// attempt from lim, recording a refusal in rec. The returned function gives them back.
+func acquireAttempt(lim *balancer.Limiter, kind tracing.AttemptKind, rec overflows) (func(), error) {
 	retry := kind != tracing.AttemptFirst
 	if retry {
 		if err := lim.AcquireRetry(); err != nil {
-			tel.Overflow(balancer.LimitRetries.String())
+			rec.record(balancer.LimitRetries)
 			return nil, err
 		}
 	}
@@ -47,7 +60,7 @@ func acquireAttempt(lim *balancer.Limiter, kind tracing.AttemptKind, tel *teleme
 		if retry {
 			lim.ReleaseRetry()
 		}
-		tel.Overflow(balancer.LimitRequests.String())
+		rec.record(balancer.LimitRequests)
 		return nil, err
 	}
 	return func() {
@@ -95,7 +108,7 @@ type dialKey struct{}
 // the attempt stops waiting for one.
 type dialTicket struct {
 	lim  *balancer.Limiter
-	tel  *telemetry.Destination
+	rec  overflows
 	req  context.Context // the attempt's
 	got  chan struct{}   // closed once the attempt has a connection
 	once sync.Once
@@ -103,8 +116,8 @@ type dialTicket struct {
 
 // withDialTicket returns the attempt's context carrying its dialTicket, and a client trace
 // that closes the ticket's got once net/http gives the attempt a connection, dialed or idle.
-func withDialTicket(ctx context.Context, lim *balancer.Limiter, tel *telemetry.Destination) context.Context {
-	tk := &dialTicket{lim: lim, tel: tel, req: ctx, got: make(chan struct{})}
+func withDialTicket(ctx context.Context, lim *balancer.Limiter, rec overflows) context.Context {
+	tk := &dialTicket{lim: lim, rec: rec, req: ctx, got: make(chan struct{})}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { tk.once.Do(func() { close(tk.got) }) },
 	})
@@ -130,7 +143,7 @@ func limitedDial(dial func(ctx context.Context, network, addr string) (net.Conn,
 		if err != nil {
 			var oe *balancer.OverflowError
 			if errors.As(err, &oe) {
-				tk.tel.Overflow(oe.Limit.String())
+				tk.rec.record(oe.Limit)
 			}
 			return nil, err
 		}

@@ -67,6 +67,7 @@ func (g *gatedBackend) open() { g.once.Do(func() { close(g.gate) }) }
 // limitApp is a Transport with destination limits over one gated backend, reporting to its
 // own meter provider.
 type limitApp struct {
+	tr     *middleware.Transport
 	client *http.Client
 	reader *sdkmetric.ManualReader
 }
@@ -89,7 +90,7 @@ func newLimitApp(t *testing.T, addr string, lim balancer.Limits, opts ...middlew
 		require.NoError(t, tr.Close())
 		base.CloseIdleConnections()
 	})
-	return &limitApp{client: &http.Client{Transport: tr}, reader: reader}
+	return &limitApp{tr: tr, client: &http.Client{Transport: tr}, reader: reader}
 }
 
 type limitResult struct {
@@ -191,6 +192,7 @@ func TestLimitMaxRequests(t *testing.T) {
 	require.NoError(t, b.Wait(ctxFor(t, 10*time.Second), func(s faultbackend.Stats) bool { return s.Attempts >= 5 }))
 	assert.EqualValues(t, 5, b.Attempts())
 	assert.Equal(t, map[string]int64{"requests": 5}, app.overflows(t))
+	assert.EqualValues(t, 5, app.tr.Stats().Overflows)
 	b.open()
 	checkServed(t, collect(t, out, 5))
 	checkServed(t, collect(t, app.fire(t, 5), 5))
@@ -210,6 +212,7 @@ func TestLimitMaxConnections(t *testing.T) {
 	assert.EqualValues(t, 5, b.Attempts())
 	assert.EqualValues(t, 5, b.NewConnections())
 	assert.Equal(t, map[string]int64{"connections": 5}, app.overflows(t))
+	assert.EqualValues(t, 5, app.tr.Stats().Overflows)
 	b.open()
 	checkServed(t, collect(t, out, 5))
 	checkServed(t, collect(t, app.fire(t, 5), 5))
@@ -368,6 +371,7 @@ func TestGRPCLimitMaxRequests(t *testing.T) {
 		_, _ = st.Recv()
 	}
 	assert.Equal(t, map[string]int64{"requests": 7}, app.overflows(t))
+	assert.EqualValues(t, 7, f.gc.Stats().Overflows)
 }
 
 // A gRPC client's MaxRetries 5: 10 calls whose first attempt fails UNAVAILABLE are retried,

@@ -55,6 +55,7 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
+	overflows    atomic.Int64 // refusals of the destinations' limits (WithLimits)
 	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
 
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
@@ -77,12 +78,14 @@ type Stats struct {
 	BreakerRefusals int64 // attempts refused because every endpoint's breaker was open
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
+	Overflows       int64 // requests, retries and connections a destination's limits refused (WithLimits)
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	st := statsOf(&t.stats, t.bud)
 	st.BreakerOpens, st.Ejections = t.breakerOpens.Load(), t.ejections()
+	st.Overflows = t.overflows.Load()
 	return st
 }
 
