@@ -41,7 +41,8 @@
 //  3. tracing: the request span and metrics;
 //  4. route: inject the route's fault, rewrite the request, mirror a copy to a shadow;
 //  5. ratelimit: the outbound rate and concurrency limits;
-//  6. the attempt engine: the overall timeout, then per attempt: balancer pick (another
+//  6. the attempt engine: the overall timeout, then per attempt: the destination's limits
+//     (requests and retries in flight; connections through the dialer) → balancer pick (another
 //     endpoint than earlier attempts when there is one) → breaker admit → send (an attempt
 //     span) → the result classified once into the outcome vocabulary → feedback to the
 //     balancer, the outlier detector and the breaker; a retryable failure is retried after

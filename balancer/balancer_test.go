@@ -115,8 +115,9 @@ func TestConfigDefaults(t *testing.T) {
 	defer b2.Close()
 	hc := b2.Config().HealthCheck
 	require.NotNil(t, hc)
-	assert.Equal(t, balancer.HealthCheck{Path: "/healthz", Scheme: "http", Interval: 10 * time.Second,
-		Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3}, *hc)
+	assert.Equal(t, balancer.HealthCheck{Kind: "http", Path: "/healthz", Scheme: "http", Interval: 10 * time.Second,
+		Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3,
+		ExpectedStatuses: []balancer.StatusRange{{Start: 200, End: 300}}}, *hc)
 }
 
 func TestConfigValidation(t *testing.T) {

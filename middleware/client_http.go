@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/internal/latency"
@@ -96,8 +98,30 @@ func attemptTelemetry(a *engine.Attempt) (*telemetry.Attempt, bool) {
 	return ta, ok
 }
 
-// Send admits the attempt to an endpoint and sends the request there.
+// Send admits the attempt to an endpoint and sends the request there, within the
+// destination's limits (WithLimits): the attempt holds its request (and retry) slot until its
+// response body is closed.
 func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
+	lim := c.d.bal.Limiter()
+	if lim == nil {
+		return c.sendAttempt(a, nil)
+	}
+	release, err := acquireAttempt(lim, a.Kind, c.overflows()) // limits.go
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.sendAttempt(a, lim)
+	if resp == nil {
+		release()
+		return nil, err
+	}
+	resp.Body = releaseBody(resp, sync.OnceFunc(release))
+	return resp, err
+}
+
+// sendAttempt admits the attempt to an endpoint and sends the request there; lim, when not
+// nil, is the destination's limiter, which counts the connections it dials.
+func (c *httpCall) sendAttempt(a *engine.Attempt, lim *balancer.Limiter) (*http.Response, error) {
 	var refused func(string)
 	if c.tr != nil {
 		refused = c.tr.BreakerRefused
@@ -117,6 +141,9 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 			Breaker: state, NoBreaker: c.d.breakers == nil,
 		})
 		a.Value = ta
+	}
+	if lim.Limits().MaxConnections > 0 {
+		ctx = withDialTicket(ctx, lim, c.overflows()) // limits.go
 	}
 	out := c.req.WithContext(ctx) // the caller's request is never modified
 	u := &c.url                   // the first attempt's; concurrent attempts (hedges) get their own
@@ -143,6 +170,9 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 	}
 	return c.t.base.RoundTrip(out)
 }
+
+// overflows is where the destination's limits record refusals.
+func (c *httpCall) overflows() overflows { return overflows{tel: c.d.tel, n: &c.t.overflows} }
 
 // localKind is the outcome of a request answered or refused before any attempt: a route's
 // injected abort is the status it answers with; a context that ended, Canceled; any other

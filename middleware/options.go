@@ -103,6 +103,7 @@ type config struct {
 	destIdle      time.Duration      // how long an unused destination is kept: destinations.go
 	tel           []telemetry.Option // telemetry providers: telemetry.go
 	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
+	limits        *balancer.Limits   // WithLimits, set into balancer.Limits: limits.go
 }
 
 // newConfig applies opts, each with apply (the method of the constructor's option type), and
@@ -116,6 +117,9 @@ func newConfig[O comparable](opts []O, apply func(O, *config)) (*config, error) 
 			continue
 		}
 		apply(o, c)
+	}
+	if c.limits != nil {
+		c.balancer.Limits = *c.limits
 	}
 	if err := c.retry.normalize(); err != nil {
 		c.errs = append(c.errs, err)

@@ -55,12 +55,14 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
+	overflows    atomic.Int64 // refusals of the destinations' limits (WithLimits)
 	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
 
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
 	pol      policies             // the transport's own policies; immutable
 	routePol routeOverrides       // merged per-route policies, when routed
 	shadower *route.Shadower      // nil unless routed
+	counted  *http.Transport      // the clone of base that counts connections (WithLimits); nil when none
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -76,12 +78,14 @@ type Stats struct {
 	BreakerRefusals int64 // attempts refused because every endpoint's breaker was open
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
+	Overflows       int64 // requests, retries and connections a destination's limits refused (WithLimits)
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	st := statsOf(&t.stats, t.bud)
 	st.BreakerOpens, st.Ejections = t.breakerOpens.Load(), t.ejections()
+	st.Overflows = t.overflows.Load()
 	return st
 }
 
@@ -132,13 +136,17 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 			return nil, fmt.Errorf("middleware: WithBreaker: %w", err)
 		}
 	}
+	var counted *http.Transport
+	if base, counted, err = limitedBase(base, cfg.balancer.Limits); err != nil { // WithLimits: limits.go
+		return nil, err
+	}
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials: auth.go
 		return nil, err
 	}
-	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{})}
+	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted}
 	t.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
 	if cfg.routes != nil {
 		limit := cfg.shadowLimit
@@ -415,6 +423,9 @@ func (t *Transport) Close() error {
 		errs = append(errs, d.bal.Close())
 	}
 	errs = append(errs, t.tel.Close())
+	if t.counted != nil {
+		t.counted.CloseIdleConnections()
+	}
 	return errors.Join(errs...)
 }
 
@@ -429,8 +440,9 @@ func (t *Transport) CloseIdleConnections() {
 // configured. Hosts that are not services pass through to the base transport unchanged. An
 // upstream 5xx is a response; local refusals are errors with a nil response:
 // balancer.ErrNoEndpoints, an error matching breaker.ErrOpen when every endpoint's breaker is
-// open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, or
-// the context's error.
+// open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, one
+// matching balancer.ErrOverflow when a destination's limit does (WithLimits), or the context's
+// error.
 func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
 	rs := t.lookup(req) // routing.go; nil when no route matches
 	var rd *route.Destination

@@ -25,4 +25,8 @@
 // breaker refusal as it happens. A [Monitor] attached to a channel's resolver state
 // ([WithMonitor]) describes the channel's endpoints and breakers and counts breaker openings
 // and ejections, for a client's status page.
+//
+// Importing the package also registers the "grpc" kind of balancer.HealthCheck
+// ([NewHealthProber]): active health checks by grpc.health.v1, for the balancers of any
+// client, an HTTP Transport's included.
 package grpcbalancer
