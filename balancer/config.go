@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,9 +30,17 @@ const (
 	// PolicyMaglev is consistent hashing with a Maglev lookup table keyed by
 	// [PickInfo].Key, for sticky routing. A pick without a key is random.
 	PolicyMaglev Policy = "maglev"
+	// PolicyRingHash is consistent hashing on a hash ring (Envoy's ring_hash, Karger et al.)
+	// keyed by [PickInfo].Key: each endpoint has points on the ring in proportion to its
+	// weight ([RingHashConfig]) and a key goes to the first point at or after it. A pick
+	// without a key is random.
+	PolicyRingHash Policy = "ring_hash"
 )
 
-var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev}
+var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev, PolicyRingHash}
+
+// Hashing reports whether p is a consistent-hashing policy, which reads [PickInfo].Key.
+func (p Policy) Hashing() bool { return p == PolicyMaglev || p == PolicyRingHash }
 
 // String returns the policy's name, with "" read as "peak_ewma".
 func (p Policy) String() string {
@@ -88,6 +98,28 @@ type Config struct {
 
 	// HealthCheck configures active health checks. Default (nil): none.
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty" yaml:"healthCheck,omitempty"`
+
+	// RingHash sizes the ring of PolicyRingHash. Default: Envoy's sizes (see RingHashConfig).
+	RingHash RingHashConfig `json:"ringHash,omitzero" yaml:"ringHash,omitempty"`
+
+	// HashPolicy says how the clients (package middleware's Transport and GRPCClient, and
+	// package balancer/grpcbalancer's picker) make the hash key of a request to the
+	// destination: see [HashPolicy] for the semantics of the list and for trust. Only the
+	// hashing policies (PolicyMaglev, PolicyRingHash) read keys, so it must be empty with any
+	// other; a route's own hashPolicy replaces it for the requests the route matches. At most
+	// MaxHashPolicies. Default empty: no key, picks are random.
+	HashPolicy []HashPolicy `json:"hashPolicy,omitempty" yaml:"hashPolicy,omitempty"`
+}
+
+// RingHashConfig sizes the ring of [PolicyRingHash], as Envoy's ring_hash does: the ring has
+// about MinimumRingSize points, or more when the lightest endpoint would get less than one
+// point, but never more than MaximumRingSize. More points spread keys more evenly and cost
+// memory (12 bytes a point) and a longer binary search.
+type RingHashConfig struct {
+	// MinimumRingSize is the least number of points. Default 1024.
+	MinimumRingSize int `json:"minimumRingSize,omitempty" yaml:"minimumRingSize,omitempty"`
+	// MaximumRingSize caps the number of points; at most 8388608 (8M). Default 8388608.
+	MaximumRingSize int `json:"maximumRingSize,omitempty" yaml:"maximumRingSize,omitempty"`
 }
 
 // ZoneConfig configures zone-aware routing. Endpoints are grouped into priority levels: the
@@ -179,6 +211,8 @@ const (
 	DefaultSlowStartMinWeightPercent = 10.0
 	DefaultMaxRetryAfter             = 60 * time.Second
 	DefaultMaglevTableSize           = 65537
+	DefaultMinimumRingSize           = 1024
+	DefaultMaximumRingSize           = 8 << 20
 	DefaultHealthCheckPath           = "/healthz"
 	DefaultHealthCheckInterval       = 10 * time.Second
 	DefaultHealthCheckTimeout        = time.Second
@@ -205,6 +239,9 @@ func (c Config) normalize() (Config, error) {
 		return c, err
 	}
 	if err := c.normalizeLimits(); err != nil {
+		return c, err
+	}
+	if err := c.normalizeHashing(); err != nil {
 		return c, err
 	}
 	if c.HealthCheck != nil {
@@ -326,6 +363,34 @@ func (c *Config) normalizeLimits() error {
 	if c.MaglevTableSize == 0 {
 		c.MaglevTableSize = DefaultMaglevTableSize
 	}
+	return nil
+}
+
+// normalizeHashing validates and defaults RingHash and HashPolicy.
+func (c *Config) normalizeHashing() error {
+	r := &c.RingHash
+	if r.MinimumRingSize < 0 || r.MinimumRingSize > DefaultMaximumRingSize {
+		return fieldErr("RingHash.MinimumRingSize", "must be in [1,%d], got %d", DefaultMaximumRingSize, r.MinimumRingSize)
+	}
+	if r.MaximumRingSize < 0 || r.MaximumRingSize > DefaultMaximumRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must be in [1,%d], got %d", DefaultMaximumRingSize, r.MaximumRingSize)
+	}
+	if r.MinimumRingSize == 0 {
+		r.MinimumRingSize = DefaultMinimumRingSize
+	}
+	if r.MaximumRingSize == 0 {
+		r.MaximumRingSize = max(DefaultMaximumRingSize, r.MinimumRingSize)
+	}
+	if r.MaximumRingSize < r.MinimumRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must not be below RingHash.MinimumRingSize (%d), got %d", r.MinimumRingSize, r.MaximumRingSize)
+	}
+	if err := ValidateHashPolicies("HashPolicy", c.HashPolicy); err != nil {
+		return errors.New("balancer: " + err.Error())
+	}
+	if len(c.HashPolicy) > 0 && !c.Policy.Hashing() {
+		return fieldErr("HashPolicy", "needs Policy %s or %s (policy %s reads no key)", PolicyMaglev, PolicyRingHash, c.Policy)
+	}
+	c.HashPolicy = slices.Clone(c.HashPolicy)
 	return nil
 }
 
