@@ -157,6 +157,41 @@ func TestGRPCRouteHashPolicyOverridesDestination(t *testing.T) {
 	assert.Greater(t, spread(true, fixedA), 1, "the route ignores x-a")
 	assert.Equal(t, 1, spread(false, fixedA), "unrouted calls hash on the destination's x-a")
 	assert.Greater(t, spread(false, fixedB), 1, "unrouted calls ignore x-b")
+
+	// Streams alike.
+	streamSpread := func(routed bool, vary func(i int) (a, b string)) int {
+		seen := map[string]bool{}
+		for i := range 20 {
+			a, b := vary(i)
+			kv := []string{"x-a", a, "x-b", b}
+			if routed {
+				kv = append(kv, "x-route", "1")
+			}
+			seen[f.streamFrom(t, withMD(kv...))] = true
+		}
+		return len(seen)
+	}
+	assert.Equal(t, 1, streamSpread(true, fixedB), "a routed stream hashes on x-b only")
+	assert.Greater(t, streamSpread(true, fixedA), 1, "a routed stream ignores x-a")
+	assert.Equal(t, 1, streamSpread(false, fixedA), "an unrouted stream hashes on x-a")
+}
+
+// streamFrom opens a server stream in ctx, edited by edit, and returns the name of the
+// backend that sent its first message.
+func (f *grpcFixture) streamFrom(t *testing.T, edit func(context.Context) context.Context) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := f.client.StreamingOutputCall(edit(ctx), &testgrpc.StreamingOutputCallRequest{})
+	require.NoError(t, err)
+	msg, err := st.Recv()
+	require.NoError(t, err)
+	for {
+		if _, err := st.Recv(); err != nil {
+			break
+		}
+	}
+	return string(msg.GetPayload().GetBody())
 }
 
 func TestGRPCClientRefusesHTTPHashPolicies(t *testing.T) {
