@@ -1,9 +1,13 @@
 package middleware
 
 import (
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/peer"
 
 	"github.com/proxyless/proxyless/balancer"
 )
@@ -67,5 +71,43 @@ func TestJoinHeaderBounded(t *testing.T) {
 	v, _ := joinHeader([]string{long, long, long})
 	if len(v) != balancer.MaxHashKeyBytes || !strings.HasPrefix(v, long+",") {
 		t.Errorf("joined %d bytes, want the first %d", len(v), balancer.MaxHashKeyBytes)
+	}
+}
+
+func TestHTTPHashKeySources(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodGet, "http://svc/p?q=1", nil)
+	req.Host = "svc.example"
+	req.Header.Add("X-Multi", "a")
+	req.Header.Add("X-Multi", "b")
+	req.AddCookie(&http.Cookie{Name: "s", Value: "c1"})
+	h := balancer.HashString
+	cases := []struct {
+		name string
+		p    balancer.HashPolicy
+		edit func(*http.Request)
+		want uint64
+	}{
+		{"host", balancer.HashPolicy{Header: "Host"}, nil, h("svc.example")},
+		{"values joined", balancer.HashPolicy{Header: "x-multi"}, nil, h("a,b")},
+		{"cookie", balancer.HashPolicy{Cookie: "s"}, nil, h("c1")},
+		{"no such cookie", balancer.HashPolicy{Cookie: "t"}, nil, 0},
+		{"query", balancer.HashPolicy{QueryParameter: "q"}, nil, h("1")},
+		{"bare IP", balancer.HashPolicy{SourceIP: true}, func(r *http.Request) { r.RemoteAddr = "10.0.0.1" }, h("10.0.0.1")},
+		{"IPv6 with port", balancer.HashPolicy{SourceIP: true}, func(r *http.Request) { r.RemoteAddr = "[::1]:80" }, h("::1")},
+		{"IPv4-mapped", balancer.HashPolicy{SourceIP: true}, func(r *http.Request) { r.RemoteAddr = "[::ffff:10.0.0.1]:80" }, h("10.0.0.1")},
+		{"not an IP", balancer.HashPolicy{SourceIP: true}, func(r *http.Request) { r.RemoteAddr = "@/tmp/sock" }, 0},
+		{"no source", balancer.HashPolicy{SourceIP: true}, nil, 0},
+		{"gRPC peer in context", balancer.HashPolicy{SourceIP: true}, func(r *http.Request) {
+			*r = *r.WithContext(peer.NewContext(r.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 5}}))
+		}, h("10.0.0.2")},
+	}
+	for _, c := range cases {
+		r := req.Clone(req.Context())
+		if c.edit != nil {
+			c.edit(r)
+		}
+		if got := httpHashKey(r, []balancer.HashPolicy{c.p}); got != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, got, c.want)
+		}
 	}
 }
