@@ -384,7 +384,7 @@ func (c *Config) normalizeHashing() error {
 	if r.MaximumRingSize < r.MinimumRingSize {
 		return fieldErr("RingHash.MaximumRingSize", "must not be below RingHash.MinimumRingSize (%d), got %d", r.MinimumRingSize, r.MaximumRingSize)
 	}
-	if err := ValidateHashPolicies("HashPolicy", c.HashPolicy); err != nil {
+	if err := validateHashPolicies("HashPolicy", c.HashPolicy); err != nil {
 		return errors.New("balancer: " + err.Error())
 	}
 	if len(c.HashPolicy) > 0 && !c.Policy.Hashing() {

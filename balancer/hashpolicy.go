@@ -98,9 +98,9 @@ func (p HashPolicy) Validate() error {
 	return nil
 }
 
-// ValidateHashPolicies checks a list of hash policies: at most MaxHashPolicies, each valid.
+// validateHashPolicies checks a list of hash policies: at most MaxHashPolicies, each valid.
 // field names the list in errors, such as "HashPolicy".
-func ValidateHashPolicies(field string, ps []HashPolicy) error {
+func validateHashPolicies(field string, ps []HashPolicy) error {
 	if len(ps) > MaxHashPolicies {
 		return fmt.Errorf("%s: %d policies is over the limit of %d", field, len(ps), MaxHashPolicies)
 	}

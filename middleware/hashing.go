@@ -2,7 +2,9 @@ package middleware
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -95,12 +97,25 @@ func joinHeader(vs []string) (string, bool) {
 // when set, else the peer of the gRPC call being served in req's context.
 func sourceIP(req *http.Request) (string, bool) {
 	if req.RemoteAddr != "" {
-		return grpcbalancer.AddrIP(req.RemoteAddr)
+		return addrIP(req.RemoteAddr)
 	}
 	if p, ok := peer.FromContext(req.Context()); ok && p.Addr != nil {
-		return grpcbalancer.AddrIP(p.Addr.String())
+		return addrIP(p.Addr.String())
 	}
 	return "", false
+}
+
+// addrIP returns the IP address of addr ("ip:port" or a bare IP) in canonical form (an
+// IPv4-mapped IPv6 address as IPv4, without a zone), and false when addr holds none.
+func addrIP(addr string) (string, bool) {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "", false
+	}
+	return ip.Unmap().WithZone("").String(), true
 }
 
 // maxQueryScan bounds the bytes of a raw query scanned for a hash policy's parameter.

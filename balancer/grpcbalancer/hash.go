@@ -71,12 +71,12 @@ func peerIP(ctx context.Context) (string, bool) {
 	if !ok || p.Addr == nil {
 		return "", false
 	}
-	return AddrIP(p.Addr.String())
+	return addrIP(p.Addr.String())
 }
 
-// AddrIP returns the IP address of addr ("ip:port" or a bare IP) in canonical form, and
+// addrIP returns the IP address of addr ("ip:port" or a bare IP) in canonical form, and
 // false when addr holds none (a Unix socket path, say).
-func AddrIP(addr string) (string, bool) {
+func addrIP(addr string) (string, bool) {
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		addr = host
 	}
