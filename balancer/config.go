@@ -113,12 +113,15 @@ type Config struct {
 
 // RingHashConfig sizes the ring of [PolicyRingHash], as Envoy's ring_hash does: the ring has
 // about MinimumRingSize points, or more when the lightest endpoint would get less than one
-// point, but never more than MaximumRingSize. More points spread keys more evenly and cost
-// memory (12 bytes a point) and a longer binary search.
+// point (weights far apart), but never more than MaximumRingSize. More points spread keys
+// more evenly and cost memory (12 bytes a point) and time to build at each endpoint update.
 type RingHashConfig struct {
-	// MinimumRingSize is the least number of points. Default 1024.
+	// MinimumRingSize is the least number of points, at most MaxRingSize. Default 1024.
 	MinimumRingSize int `json:"minimumRingSize,omitempty" yaml:"minimumRingSize,omitempty"`
-	// MaximumRingSize caps the number of points; at most 8388608 (8M). Default 8388608.
+	// MaximumRingSize caps the number of points, at most MaxRingSize (8M). Default 4096 (or
+	// MinimumRingSize when that is larger), as gRPC's ring_hash; Envoy's default is 8M, but
+	// endpoint weights come from discovery, and one endpoint weighing a million times another
+	// must not cost a 100 MB ring.
 	MaximumRingSize int `json:"maximumRingSize,omitempty" yaml:"maximumRingSize,omitempty"`
 }
 
@@ -212,12 +215,15 @@ const (
 	DefaultMaxRetryAfter             = 60 * time.Second
 	DefaultMaglevTableSize           = 65537
 	DefaultMinimumRingSize           = 1024
-	DefaultMaximumRingSize           = 8 << 20
-	DefaultHealthCheckPath           = "/healthz"
-	DefaultHealthCheckInterval       = 10 * time.Second
-	DefaultHealthCheckTimeout        = time.Second
-	DefaultHealthyThreshold          = 2
-	DefaultUnhealthyThreshold        = 3
+	DefaultMaximumRingSize           = 4096
+	// MaxRingSize is the largest MaximumRingSize (and MinimumRingSize) allowed: 8M points,
+	// about 100 MB, as Envoy's limit.
+	MaxRingSize                = 8 << 20
+	DefaultHealthCheckPath     = "/healthz"
+	DefaultHealthCheckInterval = 10 * time.Second
+	DefaultHealthCheckTimeout  = time.Second
+	DefaultHealthyThreshold    = 2
+	DefaultUnhealthyThreshold  = 3
 )
 
 func fieldErr(field string, format string, args ...any) error {
@@ -369,11 +375,11 @@ func (c *Config) normalizeLimits() error {
 // normalizeHashing validates and defaults RingHash and HashPolicy.
 func (c *Config) normalizeHashing() error {
 	r := &c.RingHash
-	if r.MinimumRingSize < 0 || r.MinimumRingSize > DefaultMaximumRingSize {
-		return fieldErr("RingHash.MinimumRingSize", "must be in [1,%d], got %d", DefaultMaximumRingSize, r.MinimumRingSize)
+	if r.MinimumRingSize < 0 || r.MinimumRingSize > MaxRingSize {
+		return fieldErr("RingHash.MinimumRingSize", "must be in [1,%d], got %d", MaxRingSize, r.MinimumRingSize)
 	}
-	if r.MaximumRingSize < 0 || r.MaximumRingSize > DefaultMaximumRingSize {
-		return fieldErr("RingHash.MaximumRingSize", "must be in [1,%d], got %d", DefaultMaximumRingSize, r.MaximumRingSize)
+	if r.MaximumRingSize < 0 || r.MaximumRingSize > MaxRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must be in [1,%d], got %d", MaxRingSize, r.MaximumRingSize)
 	}
 	if r.MinimumRingSize == 0 {
 		r.MinimumRingSize = DefaultMinimumRingSize
