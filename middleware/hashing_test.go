@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/route"
@@ -25,16 +27,20 @@ var hashingPolicies = []balancer.Policy{balancer.PolicyMaglev, balancer.PolicyRi
 type hashRig struct {
 	static  *discovery.Static
 	servers []*httptest.Server
+	failing []atomic.Bool // server i answers 500 while failing[i] is set
 	tr      *middleware.Transport
 	client  *http.Client
 }
 
 func newHashRig(t *testing.T, n int, opts ...middleware.TransportOption) *hashRig {
 	t.Helper()
-	h := &hashRig{static: discovery.NewStatic(nil)}
+	h := &hashRig{static: discovery.NewStatic(nil), failing: make([]atomic.Bool, n)}
 	for i := range n {
 		name := fmt.Sprintf("s%d", i)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if h.failing[i].Load() {
+				w.WriteHeader(http.StatusInternalServerError)
+			}
 			_, _ = io.WriteString(w, name)
 		}))
 		t.Cleanup(srv.Close)
@@ -74,15 +80,18 @@ func (h *hashRig) use(t *testing.T, k int) {
 }
 
 // send sends GET http://svc<path>, edited by edit, and returns the name of the server that
-// answered.
+// answered 200.
 func (h *hashRig) send(t *testing.T, path string, edit func(*http.Request)) string {
 	t.Helper()
-	return h.sendCtx(t, context.Background(), path, edit)
+	name, code := h.sendStatus(t, path, edit)
+	require.Equal(t, http.StatusOK, code, "from %s", name)
+	return name
 }
 
-func (h *hashRig) sendCtx(t *testing.T, ctx context.Context, path string, edit func(*http.Request)) string {
+// sendStatus is send for any status: it returns the server's name and the status.
+func (h *hashRig) sendStatus(t *testing.T, path string, edit func(*http.Request)) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc"+path, nil)
 	require.NoError(t, err)
@@ -94,8 +103,7 @@ func (h *hashRig) sendCtx(t *testing.T, ctx context.Context, path string, edit f
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
-	return string(b)
+	return string(b), resp.StatusCode
 }
 
 func header(name, value string) func(*http.Request) {
@@ -297,6 +305,54 @@ func TestHTTPHashingSkipsDownEndpoint(t *testing.T) {
 			for range 3 {
 				for k := range keys {
 					got := send(k)
+					if before[k] != victim {
+						assert.Equal(t, before[k], got, "key %d", k)
+						continue
+					}
+					assert.NotEqual(t, victim, got)
+					if a, ok := alt[k]; ok {
+						assert.Equal(t, a, got, "key %d sticks to one alternative", k)
+					}
+					alt[k] = got
+				}
+			}
+			assert.NotEmpty(t, alt)
+		})
+	}
+}
+
+// TestHTTPHashingSkipsBreakerOpenEndpoint: once the breaker of a key's endpoint opens (the
+// endpoint answers 500, which neither ejects it nor is retried by default), the key's requests
+// go to the next endpoint of the table or ring, all to one alternative, and the open endpoint
+// gets none; the other keys stay put.
+func TestHTTPHashingSkipsBreakerOpenEndpoint(t *testing.T) {
+	for _, pol := range hashingPolicies {
+		t.Run(string(pol), func(t *testing.T) {
+			h := newHashRig(t, 3, hashing(pol, balancer.HashPolicy{Header: "x-user"}),
+				middleware.WithBreaker(breaker.Config{MinimumVolume: 3, OpenDelay: time.Minute}))
+			const keys = 60
+			before := make([]string, keys)
+			key := func(k int) func(*http.Request) { return header("X-User", fmt.Sprint("user-", k)) }
+			for k := range keys {
+				before[k] = h.send(t, "/", key(k))
+			}
+			victim := before[0]
+			h.failing[victim[1]-'0'].Store(true)
+			// Until the breaker opens, key 0's requests reach the victim and get its 500.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				name, code := h.sendStatus(t, "/", key(0))
+				if code == http.StatusOK {
+					require.NotEqual(t, victim, name)
+					break
+				}
+				require.Equal(t, victim, name)
+				require.True(t, time.Now().Before(deadline), "the breaker never opened")
+			}
+			alt := map[int]string{}
+			for range 3 {
+				for k := range keys {
+					got := h.send(t, "/", key(k))
 					if before[k] != victim {
 						assert.Equal(t, before[k], got, "key %d", k)
 						continue
