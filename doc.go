@@ -11,8 +11,10 @@
 //     (discovery/consul, with blocking queries and registration) or DNS SRV (discovery/dns);
 //     watchers fail static, keeping the last good set when their source fails.
 //   - balancer: picks an endpoint per attempt (P2C over peak-EWMA latency by default; round
-//     robin, weighted, random, least-request, Maglev consistent hashing), zone-aware, with
-//     passive outlier ejection, slow start and optional active health checks.
+//     robin, weighted, random, least-request, Maglev and ring-hash consistent hashing keyed by
+//     hash policies: a header or gRPC metadata, a cookie, a query parameter, the source IP or
+//     a context key), zone-aware, with passive outlier ejection, slow start and optional
+//     active health checks.
 //   - breaker: circuit breakers per endpoint and per destination, on failsafe-go's permit API.
 //   - outcome: the one vocabulary of an attempt's result (success, failure, gateway failure,
 //     local timeout, throttled, local refusal, canceled, TLS failure), computed once from

@@ -32,7 +32,8 @@ type Balancer struct {
 	ejectMax  int64          // immutable
 	maxTimes  int64          // cap of the ejection multiplier; immutable
 	policy    policyCode     // cfg.Policy as a small integer for the pick's switch; immutable
-	draws     bool           // the policy draws random numbers (Maglev only without a key); immutable
+	draws     bool           // the policy draws random numbers (hashing ones only without a key); immutable
+	hashing   bool           // the policy reads PickInfo.Key (Maglev, ring hash); immutable
 	zoneRank  map[string]int // failover zone -> priority level; immutable
 
 	snap atomic.Pointer[snapshot]
@@ -68,6 +69,7 @@ const (
 	codeWeightedRoundRobin
 	codeRandom
 	codeMaglev
+	codeRingHash
 )
 
 func policyCodeOf(p Policy) policyCode {
@@ -82,6 +84,8 @@ func policyCodeOf(p Policy) policyCode {
 		return codeRandom
 	case PolicyMaglev:
 		return codeMaglev
+	case PolicyRingHash:
+		return codeRingHash
 	}
 	return codePeakEWMA
 }
@@ -106,6 +110,7 @@ func New(cfg Config) (*Balancer, error) {
 		ejectMax:  int64(c.Outlier.MaxEjectionTime),
 		policy:    policyCodeOf(c.Policy),
 		draws:     c.Policy != PolicyRoundRobin && c.Policy != PolicyWeightedRoundRobin,
+		hashing:   c.Policy.Hashing(),
 		zoneRank:  failoverRank(c.Zone),
 	}
 	b.maxTimes = (b.ejectMax+b.ejectBase-1)/b.ejectBase + 1
@@ -141,6 +146,7 @@ func (b *Balancer) Config() Config {
 		cp := *fp
 		c.Outlier.FailurePercentage = &cp
 	}
+	c.HashPolicy = slices.Clone(c.HashPolicy)
 	return c
 }
 
@@ -173,7 +179,7 @@ func (b *Balancer) publish(s *snapshot) {
 func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	// Seed the random stream of the policies that draw (see random.go).
 	var rng pickRand
-	needRand := b.draws && (info.Key == 0 || b.policy != codeMaglev)
+	needRand := b.draws && (info.Key == 0 || !b.hashing)
 	if needRand {
 		rng.s = b.rand64()
 	}
@@ -189,8 +195,8 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 		v = b.refresh(v, now)
 	}
 	var sl *slot
-	if b.policy == codeMaglev {
-		sl = b.pickMaglev(v, &info, now, &rng)
+	if b.hashing {
+		sl = b.pickHashed(v, &info, now, &rng)
 	} else {
 		lv := &v.levels[0]
 		if len(v.levels) > 1 {
@@ -313,6 +319,7 @@ type snapshot struct {
 	all     []slot    // every endpoint, in order
 	levels  [][]int32 // endpoint indexes per zone priority level; empty levels left out
 	maglev  []int32   // Maglev lookup table, PolicyMaglev only
+	ring    ring      // hash ring, PolicyRingHash only
 }
 
 // newSnapshot builds a snapshot of eps, keeping endpoint state by address. Called under b.mu
@@ -376,6 +383,9 @@ func (b *Balancer) newSnapshot(eps []discovery.Endpoint) *snapshot {
 	s.levels = zoneLevels(s.eps, b.cfg.Zone, b.zoneRank)
 	if b.policy == codeMaglev && len(s.eps) > 0 {
 		s.maglev = buildMaglev(s, b.cfg.MaglevTableSize)
+	}
+	if b.policy == codeRingHash && len(s.eps) > 0 {
+		s.ring = buildRing(s, b.cfg.RingHash)
 	}
 	return s
 }

@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,9 +30,17 @@ const (
 	// PolicyMaglev is consistent hashing with a Maglev lookup table keyed by
 	// [PickInfo].Key, for sticky routing. A pick without a key is random.
 	PolicyMaglev Policy = "maglev"
+	// PolicyRingHash is consistent hashing on a hash ring (Envoy's ring_hash, Karger et al.)
+	// keyed by [PickInfo].Key: each endpoint has points on the ring in proportion to its
+	// weight ([RingHashConfig]) and a key goes to the first point at or after it. A pick
+	// without a key is random.
+	PolicyRingHash Policy = "ring_hash"
 )
 
-var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev}
+var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev, PolicyRingHash}
+
+// Hashing reports whether p is a consistent-hashing policy, which reads [PickInfo].Key.
+func (p Policy) Hashing() bool { return p == PolicyMaglev || p == PolicyRingHash }
 
 // String returns the policy's name, with "" read as "peak_ewma".
 func (p Policy) String() string {
@@ -93,6 +103,31 @@ type Config struct {
 	// Envoy's circuit-breaker thresholds; the client enforces them through
 	// [Balancer.Limiter]. Default: no limits.
 	Limits Limits `json:"limits,omitempty" yaml:"limits,omitempty"`
+
+	// RingHash sizes the ring of PolicyRingHash. Default: Envoy's sizes (see RingHashConfig).
+	RingHash RingHashConfig `json:"ringHash,omitzero" yaml:"ringHash,omitempty"`
+
+	// HashPolicy says how the clients (package middleware's Transport and GRPCClient, and
+	// package balancer/grpcbalancer's picker) make the hash key of a request to the
+	// destination: see [HashPolicy] for the semantics of the list and for trust. Only the
+	// hashing policies (PolicyMaglev, PolicyRingHash) read keys, so it must be empty with any
+	// other; a route's own hashPolicy replaces it for the requests the route matches. At most
+	// MaxHashPolicies. Default empty: no key, picks are random.
+	HashPolicy []HashPolicy `json:"hashPolicy,omitempty" yaml:"hashPolicy,omitempty"`
+}
+
+// RingHashConfig sizes the ring of [PolicyRingHash], as Envoy's ring_hash does: the ring has
+// about MinimumRingSize points, or more when the lightest endpoint would get less than one
+// point (weights far apart), but never more than MaximumRingSize. More points spread keys
+// more evenly and cost memory (12 bytes a point) and time to build at each endpoint update.
+type RingHashConfig struct {
+	// MinimumRingSize is the least number of points, at most MaxRingSize. Default 1024.
+	MinimumRingSize int `json:"minimumRingSize,omitempty" yaml:"minimumRingSize,omitempty"`
+	// MaximumRingSize caps the number of points, at most MaxRingSize (8M). Default 4096 (or
+	// MinimumRingSize when that is larger), as gRPC's ring_hash; Envoy's default is 8M, but
+	// endpoint weights come from discovery, and one endpoint weighing a million times another
+	// must not cost a 100 MB ring.
+	MaximumRingSize int `json:"maximumRingSize,omitempty" yaml:"maximumRingSize,omitempty"`
 }
 
 // ZoneConfig configures zone-aware routing. Endpoints are grouped into priority levels: the
@@ -263,11 +298,16 @@ const (
 	DefaultFailurePercentThreshold   = 85
 	DefaultFailurePercentVolume      = 50
 	DefaultMaglevTableSize           = 65537
-	DefaultHealthCheckPath           = "/healthz"
-	DefaultHealthCheckInterval       = 10 * time.Second
-	DefaultHealthCheckTimeout        = time.Second
-	DefaultHealthyThreshold          = 2
-	DefaultUnhealthyThreshold        = 3
+	DefaultMinimumRingSize           = 1024
+	DefaultMaximumRingSize           = 4096
+	// MaxRingSize is the largest MaximumRingSize (and MinimumRingSize) allowed: 8M points,
+	// about 100 MB, as Envoy's limit.
+	MaxRingSize                = 8 << 20
+	DefaultHealthCheckPath     = "/healthz"
+	DefaultHealthCheckInterval = 10 * time.Second
+	DefaultHealthCheckTimeout  = time.Second
+	DefaultHealthyThreshold    = 2
+	DefaultUnhealthyThreshold  = 3
 )
 
 func fieldErr(field string, format string, args ...any) error {
@@ -292,6 +332,9 @@ func (c Config) normalize() (Config, error) {
 		return c, err
 	}
 	if err := c.Limits.validate(); err != nil {
+		return c, err
+	}
+	if err := c.normalizeHashing(); err != nil {
 		return c, err
 	}
 	if c.HealthCheck != nil {
@@ -413,6 +456,34 @@ func (c *Config) normalizeLimits() error {
 	if c.MaglevTableSize == 0 {
 		c.MaglevTableSize = DefaultMaglevTableSize
 	}
+	return nil
+}
+
+// normalizeHashing validates and defaults RingHash and HashPolicy.
+func (c *Config) normalizeHashing() error {
+	r := &c.RingHash
+	if r.MinimumRingSize < 0 || r.MinimumRingSize > MaxRingSize {
+		return fieldErr("RingHash.MinimumRingSize", "must be in [1,%d], got %d", MaxRingSize, r.MinimumRingSize)
+	}
+	if r.MaximumRingSize < 0 || r.MaximumRingSize > MaxRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must be in [1,%d], got %d", MaxRingSize, r.MaximumRingSize)
+	}
+	if r.MinimumRingSize == 0 {
+		r.MinimumRingSize = DefaultMinimumRingSize
+	}
+	if r.MaximumRingSize == 0 {
+		r.MaximumRingSize = max(DefaultMaximumRingSize, r.MinimumRingSize)
+	}
+	if r.MaximumRingSize < r.MinimumRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must not be below RingHash.MinimumRingSize (%d), got %d", r.MinimumRingSize, r.MaximumRingSize)
+	}
+	if err := validateHashPolicies("HashPolicy", c.HashPolicy); err != nil {
+		return errors.New("balancer: " + err.Error())
+	}
+	if len(c.HashPolicy) > 0 && !c.Policy.Hashing() {
+		return fieldErr("HashPolicy", "needs Policy %s or %s (policy %s reads no key)", PolicyMaglev, PolicyRingHash, c.Policy)
+	}
+	c.HashPolicy = slices.Clone(c.HashPolicy)
 	return nil
 }
 

@@ -161,6 +161,9 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	if u.hedged {
 		u.replyType = pm.ProtoReflect().Type()
 	}
+	if rt.matched {
+		c.routeHashKey(ctx, rt.dec.Route, u.call) // hashing.go
+	}
 	u.run = engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
 		Latency: c.latencyFor(cc, pol),

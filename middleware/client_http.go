@@ -42,7 +42,8 @@ var _ engine.Sender[*http.Response] = (*httpCall)(nil)
 
 // send runs req's attempts through the engine under pol and returns the winning response,
 // whose body, once closed, releases the attempt's and the call's contexts.
-func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
+// key is the request's hash key (0: none).
+func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request, key uint64) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
 	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
 	if c.host == "" {
 		c.host = req.URL.Host
@@ -54,7 +55,7 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
 	cl := &c.call // set field by field: see engine.Run
 	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &pol.eng, t.bud, &t.stats, c, &d.eng
-	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, d.latencyFor(pol), requestCancelled(req)
+	cl.Hedgeable, cl.Latency, cl.CallerGone, cl.HashKey = c.idempotent, d.latencyFor(pol), requestCancelled(req), key
 	if tr != nil {
 		cl.OnBudgetRefused = tr.BudgetRefused
 	}

@@ -32,6 +32,24 @@
 // One WithServerRateLimit serves both servers: its KeyFunc reads an HTTP request and a gRPC
 // call alike through Incoming (KeyByClientIP, KeyByHeader, KeyBySubject).
 //
+// # Consistent hashing
+//
+// A client whose balancer hashes (WithBalancer with balancer.PolicyMaglev or
+// balancer.PolicyRingHash) makes each request's hash key from the hash policies of the route
+// that matched it (route.RouteConfig.HashPolicy), when it has any, else from those of its
+// balancer.Config.HashPolicy: a header (a gRPC call's metadata), a cookie or query parameter
+// (HTTP only; NewGRPCClient refuses them in its balancer config), the source IP, or a key the
+// application put in the context with balancer.WithHashKey. The key picks an endpoint within
+// the destination, sticking a key to one endpoint while the endpoint set stays; an ejected,
+// unhealthy or breaker-open endpoint is passed over for the next one of the table or ring. A
+// request without a key is balanced at random. The source IP of an outbound HTTP request is
+// its RemoteAddr when set (a server request forwarded as it came) or else the peer of the
+// gRPC call being served in its context; a request made with a fresh context while serving an
+// HTTP request has none (put the address in the context with balancer.WithHashKey). The key
+// steers nothing else: not the route, split, canary side, fault or limit; but a caller who
+// sets the hashed header, cookie or parameter can send all its requests to one endpoint, so
+// hash on values the caller cannot choose freely where that matters (see balancer.HashPolicy).
+//
 // # Telemetry
 //
 // Every constructor takes its OpenTelemetry providers once, when it runs: those of

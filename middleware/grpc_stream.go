@@ -20,6 +20,7 @@ import (
 	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
+	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -41,7 +42,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartStream(ctx, c.destination(cc), method)
 	}
-	pol := &c.pol
+	pol, matched := &c.pol, (*route.Route)(nil)
 	if c.cfg.routes != nil {
 		rt, err := c.route(ctx, method, cc, tr)
 		if err != nil {
@@ -49,6 +50,9 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 			return nil, err
 		}
 		pol = rt.pol
+		if rt.matched {
+			matched = rt.dec.Route
+		}
 		if rt.cc != nil { // the route sends the stream to another destination: grpc_routed.go
 			cc, streamer = rt.cc, streamOn
 		}
@@ -79,7 +83,8 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr, caller: caller,
 		onFinish: onFinish, limits: sl,
 	}
-	started = true // from here on, the stream's end runs onFinish
+	c.routeHashKey(ctx, matched, s.call) // hashing.go
+	started = true                       // from here on, the stream's end runs onFinish
 	s.committed.Store(pol.retry.Disable)
 	st, failed, kind, err := s.open(0, 0)
 	if err != nil {

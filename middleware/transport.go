@@ -494,11 +494,13 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 		defer func() { p.done(kind) }()
 	}
-	pol := &t.pol
+	pol, rt := &t.pol, (*route.Route)(nil)
 	if rs != nil {
-		pol = t.routePol.get(t.cfg.routes, rs.dec.Route, &t.pol, true, t.cfg.logger)
+		rt = rs.dec.Route
+		pol = t.routePol.get(t.cfg.routes, rt, &t.pol, true, t.cfg.logger)
 	}
-	resp, winner, kind, err = t.send(rctx, req, d, pol, tr) // client_http.go
+	key := httpHashKey(req, hashPolicies(&t.cfg.balancer, rt))   // hashing.go
+	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, key) // client_http.go
 	return resp, err
 }
 

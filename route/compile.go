@@ -8,11 +8,13 @@ import (
 	"reflect"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/discovery"
 )
 
@@ -265,6 +267,20 @@ func (c *compiler) routeOverrides(rc RouteConfig, path string, r *Route) bool {
 			return false
 		}
 	}
+	return c.hashPolicy(rc.HashPolicy, path+".hashPolicy", r)
+}
+
+// hashPolicy checks the hash policies hp at p and gives r a copy of them.
+func (c *compiler) hashPolicy(hp []balancer.HashPolicy, p string, r *Route) bool {
+	if len(hp) > balancer.MaxHashPolicies {
+		return c.fail(p, "%d policies is over the limit of %d", len(hp), balancer.MaxHashPolicies)
+	}
+	for i, h := range hp {
+		if err := h.Validate(); err != nil {
+			return c.fail(fmt.Sprintf("%s[%d]", p, i), "%v", err)
+		}
+	}
+	r.hashPolicy = slices.Clone(hp)
 	return true
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/proxyless/proxyless/balancer"
 )
 
 // Config is a whole route table as users write it in YAML or JSON. It is a plain value; the
@@ -84,6 +86,13 @@ type RouteConfig struct {
 	Retry *RetryOverride `json:"retry,omitempty" yaml:"retry,omitempty"`
 	// Hedge overrides the transport's hedging policy. Default nil: the transport's.
 	Hedge *HedgeOverride `json:"hedge,omitempty" yaml:"hedge,omitempty"`
+	// HashPolicy replaces, for matched requests, the hash policies of the destination's
+	// balancer (balancer.Config.HashPolicy): how the request's hash key is made, for the
+	// consistent-hashing balancer policies (maglev, ring_hash; others read no key), with
+	// the semantics of [balancer.HashPolicy]. It chooses an endpoint within the destination
+	// the route chose, never the destination, and counts for every caller. At most
+	// balancer.MaxHashPolicies. Default empty: the destination's own.
+	HashPolicy []balancer.HashPolicy `json:"hashPolicy,omitempty" yaml:"hashPolicy,omitempty"`
 
 	// RequestHeaders changes the headers of matched requests. Default: unchanged.
 	RequestHeaders HeaderRewrite `json:"requestHeaders,omitempty" yaml:"requestHeaders,omitempty"`

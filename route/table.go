@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/proxyless/proxyless/balancer"
 )
 
 // Option configures [Compile] and [NewRouter].
@@ -180,6 +182,7 @@ type Route struct {
 	timeout, attemptTimeout time.Duration
 	retry                   *RetryOverride
 	hedge                   *HedgeOverride
+	hashPolicy              []balancer.HashPolicy
 	reqHeaders, respHeaders *headerOps
 	rewrite                 *pathRewrite
 	shadow                  *ShadowPolicy
@@ -206,6 +209,11 @@ func (r *Route) Retry() *RetryOverride { return r.retry }
 // Hedge returns the route's hedging override, or nil to keep the transport's policy. The
 // caller must not modify it.
 func (r *Route) Hedge() *HedgeOverride { return r.hedge }
+
+// HashPolicy returns the route's hash policies, which replace those of the destination's
+// balancer for the requests the route takes, or nil to keep the destination's. The caller
+// must not modify them.
+func (r *Route) HashPolicy() []balancer.HashPolicy { return r.hashPolicy }
 
 // Shadow returns the route's shadowing policy, or nil when it mirrors nothing.
 func (r *Route) Shadow() *ShadowPolicy { return r.shadow }

@@ -28,7 +28,7 @@ func PolicyName(p balancer.Policy) string { return Name + "_" + p.String() }
 
 var allPolicies = []balancer.Policy{
 	balancer.PolicyPeakEWMA, balancer.PolicyRoundRobin, balancer.PolicyWeightedRoundRobin,
-	balancer.PolicyRandom, balancer.PolicyLeastRequest, balancer.PolicyMaglev,
+	balancer.PolicyRandom, balancer.PolicyLeastRequest, balancer.PolicyMaglev, balancer.PolicyRingHash,
 }
 
 func init() {
@@ -65,6 +65,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("grpcbalancer: %w", err)
 	}
 	_ = b.Close()
+	if err := validateHashPolicies(c.Balancer.HashPolicy); err != nil {
+		return err
+	}
 	if !c.DisableBreaker {
 		if err := c.Breaker.Validate(); err != nil {
 			return fmt.Errorf("grpcbalancer: %w", err)

@@ -29,6 +29,7 @@ type shared struct {
 	stats         *Stats
 	dest          *Dest
 	policy        *Policy
+	key           uint64 // the balancer's hash key: Call.HashKey
 
 	mu       sync.Mutex     // guards tried and attempts
 	tried    balancer.Tried // endpoints already used
@@ -151,7 +152,7 @@ func (a *Attempt) Admit(refused func(addr string)) error {
 	defer s.mu.Unlock()
 	var lastOpen error
 	for range balancer.MaxTried + 1 {
-		pick, err := d.Balancer.Pick(balancer.PickInfo{Now: a.Start, Tried: s.tried})
+		pick, err := d.Balancer.Pick(balancer.PickInfo{Now: a.Start, Key: s.key, Tried: s.tried})
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,9 @@ type Call[R any] struct {
 	Sender Sender[R]
 	// Dest is what Attempt.Admit picks from; nil when the transport picks itself.
 	Dest *Dest
+	// HashKey is the request's hash key, which Attempt.Admit passes to the balancer
+	// (balancer.PickInfo.Key); 0: none.
+	HashKey uint64
 	// Hedgeable says attempts may run at once (the call may be sent more than once).
 	Hedgeable bool
 	// Latency, when set, is the destination's latency history: successful attempts are
@@ -84,7 +87,7 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 	s := &c.s // fresh, as a Call is used once: set field by field (a struct copy into the heap
 	// would take the write barrier for every pointer field, set or not)
 	s.caller, s.ctx, s.cancelOverall = ctx, ctx, noop
-	s.stats, s.dest, s.policy, s.callerGone = c.Stats, c.Dest, c.Policy, c.CallerGone
+	s.stats, s.dest, s.policy, s.callerGone, s.key = c.Stats, c.Dest, c.Policy, c.CallerGone, c.HashKey
 	if to := c.Policy.Timeout; to > 0 {
 		s.ctx, s.cancelOverall = context.WithTimeout(ctx, to)
 	}
