@@ -13,7 +13,12 @@ import (
 	"github.com/proxyless/proxyless/balancer"
 )
 
-func ExampleLimiter() {
+func ExampleNewLimiter() {
+	// A Balancer makes its own from Config.Limits (Balancer.Limiter); NewLimiter makes one
+	// apart.
+	lone, _ := balancer.NewLimiter(balancer.Limits{MaxRequests: 1})
+	fmt.Println(lone.AcquireRequest(), lone.AcquireRequest() != nil)
+
 	b, _ := balancer.New(balancer.Config{Limits: balancer.Limits{MaxRequests: 2}})
 	defer b.Close()
 	lim := b.Limiter()
@@ -23,6 +28,7 @@ func ExampleLimiter() {
 	lim.ReleaseRequest()
 	fmt.Println(lim.AcquireRequest())
 	// Output:
+	// <nil> true
 	// <nil> <nil>
 	// balancer: destination's maximum requests reached true true
 	// <nil>
