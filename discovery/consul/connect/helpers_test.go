@@ -234,3 +234,7 @@ func handshakeErr(addr string, cfg *tls.Config) error {
 }
 
 func hostport(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+func consulRegistration(ln net.Listener) consul.Registration {
+	return consul.Registration{Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
+}
