@@ -236,6 +236,8 @@ type Status struct {
 	LeafExpires time.Time
 	// TrustDomain is the trust domain of the current roots.
 	TrustDomain string
+	// RootIDs are the IDs of the trusted roots, the agent's (every root in its bundle).
+	RootIDs []string
 }
 
 // PartStatus is the state of one followed part.
@@ -256,7 +258,7 @@ func (m *Mesh) Status() Status {
 	l, r := m.leaf.Load(), m.roots.Load()
 	return Status{
 		Leaf: m.status[partLeaf].get(), Roots: m.status[partRoots].get(), Intentions: m.status[partIntentions].get(),
-		LeafExpires: l.notAfter, TrustDomain: r.trustDomain,
+		LeafExpires: l.notAfter, TrustDomain: r.trustDomain, RootIDs: append([]string(nil), r.ids...),
 	}
 }
 
