@@ -31,7 +31,7 @@ type Config struct {
 	Service string
 	// DefaultPolicy decides a request that no intention matches: "allow" or "deny". Default
 	// (""): the agent's, as Consul decides it: allow when the agent has ACLs disabled, else
-	// its ACL default policy (read from /v1/agent/self, which needs agent:read).
+	// its ACL default policy (read once, by New, from /v1/agent/self, which needs agent:read).
 	DefaultPolicy string
 	// MeterProvider receives the denial counter. Default: the global provider, taken at New.
 	MeterProvider metric.MeterProvider
@@ -170,8 +170,8 @@ func (m *Mesh) defaultAllow(ctx context.Context) (bool, error) {
 	case "deny":
 		return false, nil
 	}
-	self, err := m.client.Agent().Self()
-	_ = ctx // api's Self takes no options
+	var self map[string]map[string]any
+	_, err := m.client.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return false, fmt.Errorf("connect: reading the agent's ACL default policy from /v1/agent/self (or set Config.DefaultPolicy): %w", err)
 	}

@@ -23,6 +23,7 @@ func (m *Mesh) Transport(base *http.Transport) http.RoundTripper {
 	}
 	mesh := base.Clone()
 	mesh.TLSClientConfig = nil
+	mesh.Proxy = nil // mesh endpoints are dialled directly, never through an HTTP proxy
 	mesh.ForceAttemptHTTP2 = false
 	mesh.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
 	dialer := &net.Dialer{}
