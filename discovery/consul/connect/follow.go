@@ -35,7 +35,7 @@ func (m *Mesh) start(ctx context.Context) {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.follow(ctx, p.part, p.fetch, p.index)
+			m.follow(ctx, partName[p.part], &m.status[p.part], p.fetch, p.index)
 		}()
 	}
 }
@@ -44,7 +44,7 @@ func (m *Mesh) start(ctx context.Context) {
 // agent's value changes (or WaitTime passes). A failure keeps the last good value, marks the
 // part stale, and is retried with backoff; the index starts again from 0, since the agent may
 // have restarted.
-func (m *Mesh) follow(ctx context.Context, part int, fetch func(*api.QueryOptions) error, index func() uint64) {
+func (m *Mesh) follow(ctx context.Context, name string, st *partStatus, fetch func(*api.QueryOptions) error, index func() uint64) {
 	c := &m.cfg.Consul
 	wait := cmpOr(c.WaitTime, defaultWaitTime)
 	qps := c.MaxQueryRate
@@ -65,8 +65,8 @@ func (m *Mesh) follow(ctx context.Context, part int, fetch func(*api.QueryOption
 		}
 		if err != nil {
 			failures++
-			m.status[part].fail(err, time.Now())
-			c.Logger.Warn("connect: query failed; keeping the last good value", "part", partName[part], "error", err, "failures", failures)
+			st.fail(err, time.Now())
+			c.Logger.Warn("connect: query failed; keeping the last good value", "part", name, "error", err, "failures", failures)
 			idx = 0
 			if !backoff.Sleep(ctx, backoff.HalfJitter(rmin, rmax, failures)) {
 				return
