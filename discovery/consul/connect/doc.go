@@ -4,8 +4,9 @@
 // (ServerTLS, ClientTLS, Transport) with Consul's SPIFFE identities and server names,
 // discovery of mesh endpoints (/v1/health/connect/<service>: sidecars and Connect-native
 // instances), authorization by intentions (service-intentions config entries, evaluated
-// locally per request with Consul's precedence, L4 and L7) and registration as a
-// Connect-native instance.
+// locally per request with Consul's precedence, L4 and L7), registration as a
+// Connect-native instance, and traffic rules from the compiled discovery chain
+// (Mesh.FollowChains, published into a route.Router).
 //
 // Joining the mesh takes a Mesh and a few lines of middleware:
 //
