@@ -14,7 +14,9 @@
 // It calls across in both directions, then flips the intention shop => payments from allow to
 // deny and back while shop keeps one connection open (payments refuses on that very
 // connection, per request), and does the same for web => legacy (the sidecar refuses new
-// connections only). It prints what happens and exits by itself.
+// connections only). Last, web follows payments' discovery chain (connect.Mesh.FollowChains)
+// while a service-splitter moves from 90/10 to 50/50 between its versions v1 and v2. It prints
+// what happens and exits by itself.
 //
 //	go run ./examples/consulmesh
 package main
@@ -95,6 +97,7 @@ type summary struct {
 	shopAgain                   int  // status after the allow
 	webRefusedBySidecar         bool // the sidecar refused web's new connection after the deny
 	webAgain                    int
+	v2Share                     [2]float64 // the share of payments v2 under the 90/10, then the 50/50 splitter
 }
 
 // world is what a run starts, closed in reverse.
@@ -126,8 +129,10 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 	if err != nil {
 		return summary{}, err
 	}
-	if err := w.servePayments(ctx, payments, out); err != nil {
-		return summary{}, err
+	for _, version := range []string{"v1", "v2"} {
+		if err := w.servePayments(ctx, payments, version, out); err != nil {
+			return summary{}, err
+		}
 	}
 	upstream, err := w.startSidecars(ctx, o.consulBin, out)
 	if err != nil {
@@ -162,11 +167,12 @@ func (w *world) join(ctx context.Context, service string) (*connect.Mesh, error)
 	return m, nil
 }
 
-// servePayments runs payments, Connect-native: the mesh's TLS, intentions per request.
-func (w *world) servePayments(ctx context.Context, m *connect.Mesh, out io.Writer) error {
+// servePayments runs an instance of payments, Connect-native (the mesh's TLS, intentions per
+// request), with the metadata version=<version>.
+func (w *world) servePayments(ctx context.Context, m *connect.Mesh, version string, out io.Writer) error {
 	hello := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		p, _ := auth.PeerFromContext(r.Context()) // the authorizer put the caller there
-		fmt.Fprintf(rw, "payments: hello %s", p.SPIFFEID)
+		fmt.Fprintf(rw, "payments %s: hello %s", version, p.SPIFFEID)
 	})
 	h, err := middleware.NewHandler(hello, middleware.WithAuthorizer(m))
 	if err != nil {
@@ -182,12 +188,13 @@ func (w *world) servePayments(ctx context.Context, m *connect.Mesh, out io.Write
 	w.closers = append(w.closers, func() { _ = srv.Close() })
 	port := ln.Addr().(*net.TCPAddr).Port
 	dereg, err := m.Register(ctx, consul.Registration{Address: "127.0.0.1", Port: port,
+		Meta:  map[string]string{"version": version},
 		Check: &consul.Check{TCP: ln.Addr().String(), Interval: time.Second}})
 	if err != nil {
 		return err
 	}
 	w.closers = append(w.closers, func() { _ = dereg(context.Background()) })
-	fmt.Fprintf(out, "payments  proxyless, Connect-native, https://%s as %s\n", ln.Addr(), m.Identity().URI())
+	fmt.Fprintf(out, "payments  %s: proxyless, Connect-native, https://%s as %s\n", version, ln.Addr(), m.Identity().URI())
 	return nil
 }
 

@@ -37,7 +37,10 @@ func TestExampleSmoke(t *testing.T) {
 	assert.Equal(t, 200, s.shopAgain)
 	assert.True(t, s.webRefusedBySidecar)
 	assert.Equal(t, 200, s.webAgain)
-	for _, want := range []string{"Connect-native", "consul connect proxy", "403 after", "refused by the sidecar"} {
+	// 400 requests a split: a standard deviation of 1.5 (90/10) and 2.5 (50/50) points.
+	assert.InDelta(t, 0.10, s.v2Share[0], 0.07, "90/10")
+	assert.InDelta(t, 0.50, s.v2Share[1], 0.10, "50/50")
+	for _, want := range []string{"Connect-native", "consul connect proxy", "403 after", "refused by the sidecar", "splitter payments v1/v2 50/50"} {
 		assert.Contains(t, out.String(), want)
 	}
 }

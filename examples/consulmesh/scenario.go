@@ -42,7 +42,10 @@ func (w *world) scenario(ctx context.Context, web *connect.Mesh, upstream string
 	if body, err = waitFor(ctx, func() (int, string, error) { return get(ctx, shopClient, shopURL) }); err != nil {
 		return s, fmt.Errorf("shop -> payments: %w", err)
 	}
-	s.shopToPayments, s.shopIdentity = http.StatusOK, strings.TrimPrefix(body, "payments: hello ")
+	s.shopToPayments = http.StatusOK
+	if _, id, ok := strings.Cut(body, ": hello "); ok {
+		s.shopIdentity = id
+	}
 	fmt.Fprintf(out, "shop (sidecar) -> payments (proxyless):          200 %q\n", body)
 
 	if err := w.flipShop(ctx, shopClient, shopURL, &s, out); err != nil {
@@ -51,7 +54,7 @@ func (w *world) scenario(ctx context.Context, web *connect.Mesh, upstream string
 	if err := w.flipWeb(ctx, webClient, &s, out); err != nil {
 		return s, err
 	}
-	return s, nil
+	return s, w.split(ctx, web, &s, out)
 }
 
 // flipShop denies shop => payments while shop's connection stays open, then allows it again.
