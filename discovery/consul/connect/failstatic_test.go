@@ -1,8 +1,10 @@
 package connect_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/proxyless/proxyless/discovery/consul/connect"
 	"github.com/proxyless/proxyless/internal/consultest"
+	"github.com/proxyless/proxyless/middleware"
 )
 
 // With the agent down, traffic keeps flowing, on new connections too, on the last good
@@ -47,6 +50,7 @@ func TestFailStaticThroughAgentRestart(t *testing.T) {
 		}
 		return nil
 	})
+	assertStatusPage(t, srv, true)
 	st := srv.Status()
 	assert.Error(t, st.Leaf.Err)
 	assert.False(t, st.Leaf.Since.IsZero())
@@ -68,4 +72,31 @@ func TestFailStaticThroughAgentRestart(t *testing.T) {
 		return nil
 	})
 	eventually(t, 20*time.Second, "calls under the new CA", call)
+	assertStatusPage(t, srv, false)
+}
+
+// assertStatusPage reads middleware.StatusHandler's JSON for m's status source and checks
+// that the leaf, roots and intentions show with the staleness wanted.
+func assertStatusPage(t *testing.T, m *connect.Mesh, stale bool) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	middleware.StatusHandler(m.StatusSource()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?format=json", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	var page struct {
+		Transports []struct {
+			Destinations []struct {
+				Service string `json:"service"`
+				Stale   bool   `json:"stale"`
+			} `json:"destinations"`
+		} `json:"transports"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &page))
+	require.Len(t, page.Transports, 1)
+	got := map[string]bool{}
+	for _, d := range page.Transports[0].Destinations {
+		got[d.Service] = d.Stale
+	}
+	assert.Equal(t, map[string]bool{
+		"consul connect: leaf certificate": stale, "consul connect: CA roots": stale, "consul connect: intentions": stale,
+	}, got)
 }
