@@ -62,8 +62,12 @@ func (m *Mesh) Source(cs *tls.ConnectionState) (Identity, error) {
 
 // Authorize decides a request from the source service by the current intentions whose
 // destination is this service (or "*"), in Consul's precedence order, and the default
-// policy. req is read only when an intention with L7 permissions applies.
+// policy. req is read only when an intention with L7 permissions applies; a nil req is an
+// empty request (no path, method or header matches it).
 func (m *Mesh) Authorize(source string, req *Request) Decision {
+	if req == nil {
+		req = &Request{}
+	}
 	return m.rules.Load().decide(source, func() *Request { return req })
 }
 

@@ -87,6 +87,11 @@ func TestMalformedEntryKeepsLastGood(t *testing.T) {
 	assert.ErrorContains(t, st.Err, "HTTP.PathRegex")
 	assert.False(t, m.AllowedL4("mfweb"), "the last good deny still applies")
 	assert.Equal(t, "mfweb => mfapi", m.Authorize("mfweb", nil).Reason)
+	idx = setIntentions(t, c, "mfapi", &api.SourceIntention{Name: "mfweb", Permissions: []*api.IntentionPermission{
+		{Action: api.IntentionActionAllow, HTTP: &api.IntentionHTTPPermission{PathPrefix: "/ok"}}}})
+	waitIntentions(t, idx, m)
+	assert.True(t, m.Authorize("mfweb", &connect.Request{Path: "/ok/x"}).Allowed)
+	assert.True(t, m.Authorize("mfweb", nil).L7, "a nil request is an empty one")
 
 	idx = setIntentions(t, c, "mfapi", allow("mfweb"))
 	waitIntentions(t, idx, m)
