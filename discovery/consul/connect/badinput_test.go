@@ -63,6 +63,7 @@ func TestDefaultPolicyDeny(t *testing.T) {
 func TestMalformedEntryKeepsLastGood(t *testing.T) {
 	a := shared.Agent(t)
 	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceDefaults, "mfapi"}, [2]string{api.ServiceIntentions, "mfapi"})
 	m := newMesh(t, a, "mfapi")
 	_, _, err := c.ConfigEntries().Set(&api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: "mfapi", Protocol: "http"}, nil)
 	require.NoError(t, err)

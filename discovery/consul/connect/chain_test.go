@@ -73,6 +73,8 @@ func shares(t *testing.T, c *http.Client, url string, n int) map[string]float64 
 func TestDiscoveryChainFollowedLive(t *testing.T) {
 	a := shared.Agent(t)
 	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceDefaults, "chainapi"}, [2]string{api.ServiceResolver, "chainapi"},
+		[2]string{api.ServiceSplitter, "chainapi"}, [2]string{api.ServiceRouter, "chainapi"})
 	srv := newMesh(t, a, "chainapi")
 	serveVersion(t, srv, "v1")
 	serveVersion(t, srv, "v2")

@@ -238,3 +238,16 @@ func hostport(port int) string { return net.JoinHostPort("127.0.0.1", strconv.It
 func consulRegistration(ln net.Listener) consul.Registration {
 	return consul.Registration{Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
 }
+
+// cleanEntries deletes the config entries (kind, name) now and at the test's end, so that a
+// test on the shared agent starts from none and leaves none, also under -count.
+func cleanEntries(t *testing.T, c *api.Client, kindName ...[2]string) {
+	t.Helper()
+	del := func() {
+		for i := len(kindName) - 1; i >= 0; i-- { // routers and splitters before resolvers
+			_, _ = c.ConfigEntries().Delete(kindName[i][0], kindName[i][1], nil)
+		}
+	}
+	del()
+	t.Cleanup(del)
+}

@@ -97,6 +97,7 @@ func plainServer(t *testing.T, body string) int {
 func TestProxylessClientToSidecar(t *testing.T) {
 	a := shared.Agent(t)
 	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceIntentions, "sidecarred"})
 	backend := plainServer(t, "legacy says hi")
 	registerWithSidecar(t, c, "sidecarred-1", "sidecarred", backend, freePort(t), nil)
 	logs := startProxy(t, a, "sidecarred-1")
@@ -141,6 +142,7 @@ func TestProxylessClientToSidecar(t *testing.T) {
 func TestSidecarClientToProxylessServer(t *testing.T) {
 	a := shared.Agent(t)
 	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceIntentions, "nativeapi"})
 	srv := newMesh(t, a, "nativeapi")
 	serveMesh(t, srv, whoami)
 	upstream := freePort(t)

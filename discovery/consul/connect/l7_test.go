@@ -35,6 +35,7 @@ func TestL7PermissionsPerPathMethodHeader(t *testing.T) {
 	c := apiClient(t, a)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	cleanEntries(t, c, [2]string{api.ServiceDefaults, "l7api"}, [2]string{api.ServiceIntentions, "l7api"})
 	srv := newMesh(t, a, "l7api", func(cfg *connect.Config) { cfg.MeterProvider = mp })
 	web := newMesh(t, a, "l7web")
 	other := newMesh(t, a, "l7other")
@@ -112,6 +113,7 @@ func denials(t *testing.T, r *sdkmetric.ManualReader, source string) int64 {
 func TestGRPCAuthorizedByIntentions(t *testing.T) {
 	a := shared.Agent(t)
 	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceDefaults, "grpcapi"}, [2]string{api.ServiceIntentions, "grpcapi"})
 	srv := newMesh(t, a, "grpcapi")
 	cli := newMesh(t, a, "grpcweb")
 	gs, err := middleware.NewGRPCServer(middleware.WithAuthorizer(srv))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -63,6 +64,7 @@ func TestNativeToNativeMTLS(t *testing.T) {
 func TestDenyAppliesToOpenConnections(t *testing.T) {
 	a := shared.Agent(t)
 	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceIntentions, "api2"})
 	srv := newMesh(t, a, "api2")
 	cli := newMesh(t, a, "web2")
 	serveMesh(t, srv, whoami)
