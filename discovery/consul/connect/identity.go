@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -177,6 +176,7 @@ type IdentityError struct {
 	Want, Got string // SPIFFE URIs
 }
 
+// Error says which identity the server had and which was wanted.
 func (e *IdentityError) Error() string {
 	return "connect: server identity " + e.Got + " is not the service dialled, " + e.Want
 }
@@ -184,10 +184,4 @@ func (e *IdentityError) Error() string {
 // sni returns the server name Consul assigns a service: <service>.<namespace>.<dc>.internal.<trust domain>.
 func sni(service, namespace, dc, trustDomain string) string {
 	return service + "." + namespace + "." + dc + ".internal." + trustDomain
-}
-
-// spiffeURL parses a SPIFFE URI for a certificate template (tests).
-func spiffeURL(id Identity) *url.URL {
-	u, _ := url.Parse(id.URI())
-	return u
 }

@@ -171,3 +171,9 @@ func TestParseRootsRefusesBadBundles(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "td.consul", rs.trustDomain)
 }
+
+// spiffeURL is id's SPIFFE URI for a certificate template.
+func spiffeURL(id Identity) *url.URL {
+	u, _ := url.Parse(id.URI())
+	return u
+}

@@ -6,6 +6,9 @@ import (
 	"github.com/proxyless/proxyless/middleware"
 )
 
+// The Mesh is the authorizer middleware.WithAuthorizer takes.
+var _ middleware.Authorizer = (*Mesh)(nil)
+
 // StatusSource returns a source for middleware.StatusHandler that shows what the Mesh (and
 // chains, when given) follow from the agent, each as a "destination" without endpoints named
 // "consul connect: leaf certificate", "... CA roots", "... intentions" and "... discovery
