@@ -31,6 +31,7 @@ type serverConfig struct {
 	shed       overload.Limiter     // nil when load is not shed
 	jwt        *auth.Guard          // nil when tokens are not checked: auth.go
 	peers      *auth.PeerAuthorizer // nil when mTLS peers are not checked: auth.go
+	authz      Authorizer           // nil when no authorizer is set: authorizer.go
 	faults     *route.Router        // nil when no faults are injected
 	tel        *telemetry.Telemetry // built by NewHandler
 }
@@ -167,6 +168,7 @@ type stage struct {
 var handlerStages = []stage{
 	{"telemetry", buildTelemetry},
 	{"peer", buildPeer},
+	{"authorizer", buildAuthorizer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
 	{"ratelimit-subject", buildSubjectRateLimit},
@@ -186,7 +188,7 @@ const serverOperation = "proxyless.server"
 //     providers of WithTracerProvider and WithMeterProvider or the global ones as they are
 //     when NewHandler runs, and costing almost nothing while they record nothing;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
-//     client certificate;
+//     client certificate; then the Authorizer of WithAuthorizer (Consul intentions): 403;
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
 //     KeyByClientIP, KeyByHeader, the peer identity...): 429;
 //  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;

@@ -171,7 +171,11 @@ func (w *Watcher) run(ctx context.Context) {
 			WaitIndex:  index,
 			WaitTime:   wait,
 		}).WithContext(ctx)
-		entries, meta, err := w.r.client.Health().ServiceMultipleTags(w.service, tags, !cfg.IncludeUnhealthy, q)
+		query := w.r.client.Health().ServiceMultipleTags
+		if cfg.Connect {
+			query = w.r.client.Health().ConnectMultipleTags
+		}
+		entries, meta, err := query(w.service, tags, !cfg.IncludeUnhealthy, q)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -46,8 +46,9 @@ type Agent struct {
 	// DNSAddr is the DNS server address, "127.0.0.1:port" (UDP and TCP).
 	DNSAddr string
 
-	bin   string // immutable
-	ports ports  // immutable
+	bin   string   // immutable
+	hcl   []string // immutable: extra -hcl arguments
+	ports ports    // immutable
 	logs  *logBuffer
 
 	mu     sync.Mutex
@@ -70,7 +71,11 @@ type process struct {
 // leader and registered its node in the catalog, so services can be
 // registered at once. On failure the error includes the end of the agent's
 // output. Call Close when done.
-func Start(bin string) (*Agent, error) {
+func Start(bin string) (*Agent, error) { return StartHCL(bin) }
+
+// StartHCL is Start with extra agent configuration, each string given to the agent with
+// -hcl (for example "connect { enabled = false }").
+func StartHCL(bin string, hcl ...string) (*Agent, error) {
 	var errs []error
 	for range startAttempts {
 		p, err := testenv.FreePorts(5)
@@ -81,6 +86,7 @@ func Start(bin string) (*Agent, error) {
 			HTTPAddr: addr(p[0]),
 			DNSAddr:  addr(p[1]),
 			bin:      bin,
+			hcl:      append([]string(nil), hcl...),
 			ports:    ports{http: p[0], dns: p[1], serfLAN: p[2], serfWAN: p[3], server: p[4]},
 			logs:     &logBuffer{max: maxLogBytes},
 		}
@@ -100,7 +106,7 @@ func Start(bin string) (*Agent, error) {
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 func (a *Agent) args() []string {
-	return []string{
+	args := []string{
 		"agent", "-dev",
 		"-node", "proxyless-test",
 		"-bind", "127.0.0.1",
@@ -115,6 +121,10 @@ func (a *Agent) args() []string {
 		"-log-level", "info",
 		"-hcl", "disable_update_check = true",
 	}
+	for _, h := range a.hcl {
+		args = append(args, "-hcl", h)
+	}
+	return args
 }
 
 // start launches the process and waits until it is ready; on failure the
