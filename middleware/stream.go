@@ -85,6 +85,7 @@ type idleBody struct {
 
 	readAt atomic.Int64 // nanoseconds since base when the read in progress started; 0: none
 	fired  atomic.Bool  // cut has been called
+	done   atomic.Bool  // the body ended or was closed: the timer stops for good
 	timer  *time.Timer
 	once   sync.Once
 }
@@ -97,6 +98,9 @@ func newIdleBody(rc io.ReadCloser, idle time.Duration, cut, release func()) *idl
 
 // check runs on the timer's goroutine.
 func (b *idleBody) check() {
+	if b.done.Load() {
+		return
+	}
 	start := b.readAt.Load()
 	if start == 0 {
 		b.timer.Reset(b.idle)
@@ -119,13 +123,19 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		if b.fired.Load() {
 			err = &idleError{b.idle}
 		}
-		b.timer.Stop() // the stream has ended, one way or another
+		b.stop() // the stream has ended, one way or another
 	}
 	return n, err
 }
 
-func (b *idleBody) Close() error {
+// stop stops the timer; should check be running, it returns without setting it again.
+func (b *idleBody) stop() {
+	b.done.Store(true)
 	b.timer.Stop()
+}
+
+func (b *idleBody) Close() error {
+	b.stop()
 	err := b.rc.Close()
 	b.once.Do(b.release)
 	return err

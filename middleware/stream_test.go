@@ -100,7 +100,8 @@ func echo(t *testing.T, rwc io.ReadWriteCloser, msg string) {
 
 // A WebSocket-style upgrade passes through the Transport under each timeout, hedging, retries
 // and routes: the 101 body is an io.ReadWriteCloser, it echoes both ways, and it still does
-// well after every timeout of the Transport has passed. The handshake is never hedged.
+// well after every timeout of the Transport has passed. The handshake is never hedged (nor
+// mirrored).
 func TestUpgradeThroughEveryOption(t *testing.T) {
 	const to = 300 * time.Millisecond
 	routes := func(t *testing.T) middleware.TransportOption {
@@ -110,6 +111,7 @@ routes:
     timeout: 250ms
     attemptTimeout: 200ms
     hedge: {delay: 1ms, maxHedges: 2}
+    shadow: {destination: {service: svc}, percent: 100}
 `))
 		require.NoError(t, err)
 		router, err := route.NewRouter(cfg)
@@ -321,17 +323,22 @@ routes:
 	for _, tc := range []struct {
 		name, path string
 		opts       []middleware.TransportOption
+		plain      bool // no hedging, retries or attempt timeout
 	}{
-		{"transport", "/events", []middleware.TransportOption{middleware.WithStreamIdleTimeout(200 * time.Millisecond)}},
-		{"route", "/routed", []middleware.TransportOption{middleware.WithRoutes(router), middleware.WithStreamIdleTimeout(time.Hour)}},
+		{"transport", "/events", []middleware.TransportOption{middleware.WithStreamIdleTimeout(200 * time.Millisecond)}, false},
+		{"route", "/routed", []middleware.TransportOption{middleware.WithRoutes(router), middleware.WithStreamIdleTimeout(time.Hour)}, false},
+		{"alone", "/events", []middleware.TransportOption{middleware.WithStreamIdleTimeout(200 * time.Millisecond)}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newSSEServer(t, 10, 3, 20*time.Millisecond)
-			opts := append([]middleware.TransportOption{
-				middleware.WithAttemptTimeout(time.Second),
-				middleware.WithHedge(middleware.HedgePolicy{Delay: 150 * time.Millisecond, MaxHedges: 2}),
-				middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 3, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}),
-			}, tc.opts...)
+			opts := tc.opts
+			if !tc.plain {
+				opts = append([]middleware.TransportOption{
+					middleware.WithAttemptTimeout(time.Second),
+					middleware.WithHedge(middleware.HedgePolicy{Delay: 150 * time.Millisecond, MaxHedges: 2}),
+					middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 3, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}),
+				}, tc.opts...)
+			}
 			tr, client := streamClient(t, srv.addr(), opts...)
 			resp := getSSE(t, client, tc.path)
 			events, last, err := readEvents(resp.Body)

@@ -534,7 +534,7 @@ func (t *Transport) routeBefore(reqp **http.Request, rctx context.Context, rs *r
 		rt.RewriteRequest(req)
 		*reqp = req
 	}
-	if rs.dec.Mirror && t.shadower != nil {
+	if rs.dec.Mirror && t.shadower != nil && !isUpgrade(req) { // a mirrored handshake would open a connection
 		mreq := req
 		if rctx != req.Context() {
 			mreq = req.WithContext(rctx)
