@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/middleware"
@@ -139,7 +140,10 @@ routes:
 				middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 3, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond})}
 		}},
 		{name: "everything", failFirst: 1, retries: 1, opts: func(t *testing.T) []middleware.TransportOption {
+			tp := sdktrace.NewTracerProvider() // spans recorded: otelhttp wraps the 101 body
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 			return []middleware.TransportOption{routes(t), hedge, middleware.WithTimeout(to), middleware.WithAttemptTimeout(to),
+				middleware.WithTracerProvider(tp),
 				middleware.WithStreamIdleTimeout(50 * time.Millisecond),
 				middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 3, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond})}
 		}},
