@@ -61,7 +61,9 @@
 // On the server, middleware.NewHandler applies, in order: tracing (the incoming trace context
 // is continued), mTLS peer authorization, JWT validation (claims go into the context, where
 // rate-limit keys and routes can read them), per-key rate limits (429 with Retry-After and
-// RateLimit-* headers), server-side fault injection and load shedding. middleware.NewGRPCServer
+// RateLimit-* headers), the client's deadline (the time left that a proxyless Transport sends,
+// capped and trusted as configured) as the request context's, server-side fault injection and
+// load shedding. middleware.NewGRPCServer
 // does the same for gRPC, and first refuses work whose deadline has already passed.
 //
 // The core packages (discovery, balancer, breaker, ratelimit, ratelimit/overload, route) do not

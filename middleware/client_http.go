@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -55,7 +54,8 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
 	cl := &c.call // set field by field: see engine.Run
 	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &pol.eng, t.bud, &t.stats, c, &d.eng
-	cl.Hedgeable, cl.Latency, cl.CallerGone, cl.HashKey = c.idempotent, d.latencyFor(pol), requestCancelled(req), key
+	// An upgrade is never hedged: two handshakes would open two connections.
+	cl.Hedgeable, cl.Latency, cl.CallerGone, cl.HashKey = c.idempotent && !isUpgrade(req), d.latencyFor(pol), requestCancelled(req), key
 	if tr != nil {
 		cl.OnBudgetRefused = tr.BudgetRefused
 	}
@@ -66,8 +66,13 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 		c.body.close()
 		return nil, ta, res.Outcome.Kind, res.Err
 	}
-	if res.NeedsRelease() {
-		res.Value.Body = releaseBody(res.Value, res.Release)
+	switch {
+	case res.Value.StatusCode == http.StatusSwitchingProtocols:
+		// The handshake is done and the connection is the caller's: no timeout of ours
+		// applies to it any more (stream.go).
+		res.Release()
+	case res.NeedsRelease():
+		res.Value.Body = streamBody(res.Value, pol.idle, res.Release) // stream.go
 	}
 	return res.Value, ta, res.Outcome.Kind, nil
 }
@@ -159,8 +164,12 @@ func (c *httpCall) sendAttempt(a *engine.Attempt, lim *balancer.Limiter) (*http.
 		if out.Header == nil {
 			out.Header = http.Header{}
 		}
-		left := time.Until(deadline)
-		out.Header.Set(TimeoutHeader, strconv.FormatInt(max(left.Milliseconds(), 0), 10))
+		out.Header[TimeoutHeader] = []string{formatTimeout(time.Until(deadline))} // deadline.go
+	} else if _, ok := c.req.Header[TimeoutHeader]; ok {
+		// Not ours (a header copied from an incoming request, say): the deadline is the
+		// context's, and this request has none.
+		out.Header = c.req.Header.Clone()
+		delete(out.Header, TimeoutHeader)
 	}
 	body, err := c.body.forAttempt(a.N)
 	if err != nil {
@@ -217,7 +226,8 @@ func (c *httpCall) classify(a *engine.Attempt, resp *http.Response, err error, c
 	o := outcome.FromHTTP(resp, err, cause, time.Time{})
 	switch {
 	case err == nil:
-		return o, c.idempotent && c.pol.retry.retryableStatus(resp.StatusCode)
+		// A switch of protocols has happened: never sent again.
+		return o, c.idempotent && resp.StatusCode != http.StatusSwitchingProtocols && c.pol.retry.retryableStatus(resp.StatusCode)
 	case o.Kind == outcome.GatewayFailure:
 		var op *net.OpError
 		return o, c.idempotent || (c.replayable && errors.As(err, &op) && op.Op == "dial")
@@ -231,7 +241,11 @@ func (c *httpCall) classify(a *engine.Attempt, resp *http.Response, err error, c
 func (c *httpCall) Discard(a *engine.Attempt, resp *http.Response, _ error) {
 	ta, _ := attemptTelemetry(a)
 	ta.Discarded()
-	if resp != nil {
+	switch {
+	case resp == nil:
+	case resp.StatusCode == http.StatusSwitchingProtocols:
+		_ = resp.Body.Close() // an upgraded connection: reading it would wait on its peer
+	default:
 		drain(resp.Body)
 	}
 }

@@ -10,14 +10,15 @@
 // that honour them, so that an option given to a constructor that would ignore it does not
 // compile:
 //
-//	TransportOption   NewTransport                 WithResolver, WithShadowLimit, WithMaxDestinations, WithDestinationIdleTimeout
+//	TransportOption   NewTransport                 WithResolver, WithShadowLimit, WithMaxDestinations, WithDestinationIdleTimeout,
+//	                                               WithStreamIdleTimeout
 //	GRPCClientOption  NewGRPCClient                WithTLS, WithGRPCRetryCodes, WithGRPCHealthCheck
 //	ClientOption      both clients                 WithBalancer, WithBreaker, WithoutBreaker,
 //	                                               WithRetry, WithTimeout, WithAttemptTimeout,
 //	                                               WithHedge, WithLogger, WithRateLimit,
 //	                                               WithRateLimiter, WithConcurrencyLimit,
 //	                                               WithCredentials, WithRoutes
-//	HandlerOption     NewHandler                   (only the shared types below)
+//	HandlerOption     NewHandler                   WithMaxServerDeadline, WithDeadlineTrust
 //	GRPCServerOption  NewGRPCServer                (only the shared types below)
 //	ServerOption      both servers                 WithJWT, WithPeerAuthorization,
 //	                                               WithServerRateLimit, WithServerFaults,

@@ -59,6 +59,7 @@ type Option interface {
 type (
 	transportOption  func(*config)
 	grpcClientOption func(*config)
+	handlerOption    func(*config)
 	clientOption     func(*config)
 	grpcServerOption func(*config)
 	serverOption     func(*config)
@@ -70,6 +71,7 @@ func (f transportOption) applyTransport(c *config)   { f(c) }
 func (f grpcClientOption) applyGRPCClient(c *config) { f(c) }
 func (f clientOption) applyTransport(c *config)      { f(c) }
 func (f clientOption) applyGRPCClient(c *config)     { f(c) }
+func (f handlerOption) applyHandler(c *config)       { f(c) }
 func (f grpcServerOption) applyGRPCServer(c *config) { f(c) }
 func (f serverOption) applyHandler(c *config)        { f(c) }
 func (f serverOption) applyGRPCServer(c *config)     { f(c) }
@@ -89,6 +91,7 @@ type config struct {
 	retryHTTP     []string // the HTTP-only RetryPolicy fields WithRetry set, which gRPC refuses
 	timeout       time.Duration
 	attemptTO     time.Duration
+	streamIdle    time.Duration // WithStreamIdleTimeout: stream.go
 	hedge         HedgePolicy
 	logger        *slog.Logger
 	errs          []error
@@ -192,6 +195,9 @@ func WithRetry(p RetryPolicy) ClientOption {
 }
 
 // WithTimeout bounds a whole request, retries and backoff included, by a context deadline.
+// For the Transport that includes reading the response body, as a gRPC deadline bounds a
+// whole call (a stream that may run long wants none, and an idle timeout:
+// WithStreamIdleTimeout), but not an upgraded (101) connection after its handshake.
 // Default: none beyond the caller's context.
 //
 // Taken by NewTransport and NewGRPCClient.
@@ -204,9 +210,12 @@ func WithTimeout(d time.Duration) ClientOption {
 	})
 }
 
-// WithAttemptTimeout bounds each attempt by a context deadline (never past the overall one).
-// An attempt that runs out counts as a failure of its endpoint and may be retried.
-// Default: none.
+// WithAttemptTimeout bounds each attempt (never past the overall deadline). An attempt that
+// runs out counts as a failure of its endpoint and may be retried. For the Transport it
+// bounds the wait for the response headers only: once they arrive the body may stream for as
+// long as it takes (see WithStreamIdleTimeout), and the response is never retried nor hedged.
+// For a gRPC client it bounds each attempt of a unary call whole. A route can override it
+// (attemptTimeout) or turn it off (disableAttemptTimeout). Default: none.
 //
 // Taken by NewTransport and NewGRPCClient.
 func WithAttemptTimeout(d time.Duration) ClientOption {

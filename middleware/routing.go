@@ -60,6 +60,7 @@ type policies struct {
 	hedge     HedgePolicy
 	timeout   time.Duration
 	attemptTO time.Duration
+	idle      time.Duration // the HTTP stream idle timeout: stream.go
 	eng       engine.Policy // the same, as the engine reads them
 }
 
@@ -92,7 +93,8 @@ type routePolicies struct {
 // route overrides nothing. http says whether the HTTP-only retry settings (Statuses,
 // RetryNonIdempotent) apply.
 func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policies, http bool, logger *slog.Logger) *policies {
-	if rt == nil || (rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0) {
+	if rt == nil || (rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0 &&
+		!rt.AttemptTimeoutDisabled() && (!http || (rt.IdleTimeout() == 0 && !rt.IdleTimeoutDisabled()))) {
 		return own
 	}
 	v := router.Version()
@@ -105,7 +107,11 @@ func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policie
 		return p.(*policies)
 	}
 	p := mergeRoute(*own, rt, http, logger)
+	idle := p.idle
 	*p = newPolicies(p.retry, p.hedge, p.timeout, p.attemptTO)
+	if http {
+		p.forHTTP(idle)
+	}
 	cache.m.Store(rt, p)
 	return p
 }
@@ -119,6 +125,15 @@ func mergeRoute(p policies, rt *route.Route, http bool, logger *slog.Logger) *po
 	}
 	if rt.AttemptTimeout() > 0 {
 		p.attemptTO = rt.AttemptTimeout()
+	}
+	if rt.AttemptTimeoutDisabled() {
+		p.attemptTO = 0
+	}
+	if http && rt.IdleTimeout() > 0 {
+		p.idle = rt.IdleTimeout()
+	}
+	if http && rt.IdleTimeoutDisabled() {
+		p.idle = 0
 	}
 	if o := rt.Retry(); o != nil {
 		r := p.retry

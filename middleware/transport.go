@@ -22,8 +22,12 @@ import (
 	"github.com/proxyless/proxyless/route"
 )
 
-// TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
-// it, so that the server can give up when the client will have.
+// TimeoutHeader carries, on every attempt whose request has a deadline (the caller's
+// context's, or the overall timeout's: WithTimeout, a route's timeout), the whole
+// milliseconds left before it (1 to 8 decimal digits), so that the server can give up when
+// the client will have: NewHandler makes it the request context's deadline. The attempt
+// timeout is not in it, since it bounds only the wait for the response headers. A request
+// without a deadline is sent without the header, even if its caller set one.
 const TimeoutHeader = "X-Proxyless-Timeout-Ms"
 
 // Transport is an http.RoundTripper that makes an http.Client a mesh client: the host of a
@@ -148,6 +152,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	}
 	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted}
 	t.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
+	t.pol.forHTTP(cfg.streamIdle) // stream.go
 	if cfg.routes != nil {
 		limit := cfg.shadowLimit
 		if limit == 0 {
@@ -543,7 +548,7 @@ func (t *Transport) routeBefore(reqp **http.Request, rctx context.Context, rs *r
 		rt.RewriteRequest(req)
 		*reqp = req
 	}
-	if rs.dec.Mirror && t.shadower != nil {
+	if rs.dec.Mirror && t.shadower != nil && !isUpgrade(req) { // a mirrored handshake would open a connection
 		mreq := req
 		if rctx != req.Context() {
 			mreq = req.WithContext(rctx)

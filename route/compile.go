@@ -163,7 +163,8 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 
 // route compiles the route rc at path, or records the first error and returns nil.
 func (c *compiler) route(rc RouteConfig, path, defName string, o *options, prev *Table) *Route {
-	r := &Route{name: rc.Name, timeout: rc.Timeout.Std(), attemptTimeout: rc.AttemptTimeout.Std()}
+	r := &Route{name: rc.Name, timeout: rc.Timeout.Std(), attemptTimeout: rc.AttemptTimeout.Std(),
+		noAttemptTimeout: rc.DisableAttemptTimeout, idleTimeout: rc.IdleTimeout.Std(), noIdleTimeout: rc.DisableIdleTimeout}
 	if r.name == "" {
 		r.name = defName
 	}
@@ -255,6 +256,18 @@ func (c *compiler) routeOverrides(rc RouteConfig, path string, r *Route) bool {
 	}
 	if rc.AttemptTimeout < 0 {
 		c.fail(path+".attemptTimeout", "must not be negative, got %v", rc.AttemptTimeout)
+		return false
+	}
+	if rc.AttemptTimeout > 0 && rc.DisableAttemptTimeout {
+		c.fail(path+".disableAttemptTimeout", "cannot be set with attemptTimeout")
+		return false
+	}
+	if rc.IdleTimeout < 0 {
+		c.fail(path+".idleTimeout", "must not be negative, got %v", rc.IdleTimeout)
+		return false
+	}
+	if rc.IdleTimeout > 0 && rc.DisableIdleTimeout {
+		c.fail(path+".disableIdleTimeout", "cannot be set with idleTimeout")
 		return false
 	}
 	if rc.Retry != nil {

@@ -82,6 +82,18 @@ type RouteConfig struct {
 	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// AttemptTimeout overrides the transport's per-attempt timeout. Default 0: the transport's.
 	AttemptTimeout Duration `json:"attemptTimeout,omitempty" yaml:"attemptTimeout,omitempty"`
+	// DisableAttemptTimeout turns the transport's per-attempt timeout off for matched
+	// requests (with an HTTP client, the attempt timeout bounds only the wait for the response
+	// headers; a slow-to-start stream may need it off). It cannot be set with AttemptTimeout.
+	// Default false.
+	DisableAttemptTimeout bool `json:"disableAttemptTimeout,omitempty" yaml:"disableAttemptTimeout,omitempty"`
+	// IdleTimeout overrides the HTTP transport's stream idle timeout: a response body whose
+	// read waits this long without a byte is cut (server-sent events, long downloads). gRPC
+	// clients ignore it. Default 0: the transport's.
+	IdleTimeout Duration `json:"idleTimeout,omitempty" yaml:"idleTimeout,omitempty"`
+	// DisableIdleTimeout turns the transport's stream idle timeout off for matched requests.
+	// It cannot be set with IdleTimeout. Default false.
+	DisableIdleTimeout bool `json:"disableIdleTimeout,omitempty" yaml:"disableIdleTimeout,omitempty"`
 	// Retry overrides the transport's retry policy. Default nil: the transport's.
 	Retry *RetryOverride `json:"retry,omitempty" yaml:"retry,omitempty"`
 	// Hedge overrides the transport's hedging policy. Default nil: the transport's.

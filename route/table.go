@@ -180,6 +180,9 @@ type Route struct {
 	sticky    *sticky
 
 	timeout, attemptTimeout time.Duration
+	idleTimeout             time.Duration
+	noAttemptTimeout        bool
+	noIdleTimeout           bool
 	retry                   *RetryOverride
 	hedge                   *HedgeOverride
 	hashPolicy              []balancer.HashPolicy
@@ -201,6 +204,15 @@ func (r *Route) Timeout() time.Duration { return r.timeout }
 
 // AttemptTimeout returns the route's per-attempt timeout, or 0 to keep the transport's.
 func (r *Route) AttemptTimeout() time.Duration { return r.attemptTimeout }
+
+// AttemptTimeoutDisabled reports whether the route turns the per-attempt timeout off.
+func (r *Route) AttemptTimeoutDisabled() bool { return r.noAttemptTimeout }
+
+// IdleTimeout returns the route's stream idle timeout, or 0 to keep the transport's.
+func (r *Route) IdleTimeout() time.Duration { return r.idleTimeout }
+
+// IdleTimeoutDisabled reports whether the route turns the stream idle timeout off.
+func (r *Route) IdleTimeoutDisabled() bool { return r.noIdleTimeout }
 
 // Retry returns the route's retry override, or nil to keep the transport's policy. The
 // caller must not modify it.

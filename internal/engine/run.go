@@ -118,6 +118,17 @@ func attempt[R any](s *shared, c *Call[R], a *Attempt) (Result[R], bool) {
 		}
 	}()
 	v, err := c.Sender.Send(a)
+	if !a.sent() {
+		if err == nil {
+			// The attempt timeout fired as Send returned: its context is cancelled, so what
+			// Send returned cannot be read (a response whose body would fail).
+			c.Sender.Discard(a, v, nil)
+			var zero R
+			v = zero
+		}
+		// Say so: the transport saw only a cancelled context.
+		err = &AttemptTimeoutError{After: s.policy.AttemptTimeout}
+	}
 	lat := time.Since(a.Start)
 	cause := a.Cause()
 	o, retry := c.Sender.Classify(a, v, err, cause)
