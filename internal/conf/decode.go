@@ -86,6 +86,9 @@ func Parse(data []byte) (root *yaml.Node, isJSON bool, err error) {
 	if len(data) > MaxBytes {
 		return nil, false, &Error{Err: fmt.Errorf("document of %d bytes is over the %d-byte limit", len(data), MaxBytes)}
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, false, ErrEmpty
+	}
 	if IsJSON(data) {
 		root, err = parseJSON(data)
 		return root, true, err

@@ -76,7 +76,7 @@ func collect(t reflect.Type, index []int, all *[]field, visiting map[reflect.Typ
 			r, n := utf8.DecodeRuneInString(sf.Name)
 			name = string(unicode.ToLower(r)) + sf.Name[n:]
 		}
-		*all = append(*all, field{name: name, index: idx, omitEmpty: strings.Contains(opts, "omitempty")})
+		*all = append(*all, field{name: name, index: idx, omitEmpty: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")})
 	}
 }
 

@@ -157,7 +157,7 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 	case err != nil:
 		return nil, yamlSyntax(data, err)
 	}
-	e := &Error{Err: errors.New("more than one YAML document (a line \"---\" starts another)")}
+	e := &Error{Err: errors.New("more than one document (a line \"---\" starts another)")}
 	if len(extra.Content) > 0 {
 		e.Line = extra.Content[0].Line
 	}
