@@ -197,6 +197,17 @@ func (c *Config) Update(doc Document) error {
 	return nil
 }
 
+// Destinations returns the destination policies in force, as the document wrote them. The
+// caller may modify the map it gets; the policies' pointers are shared and must not be.
+func (c *Config) Destinations() map[string]DestinationPolicy {
+	t := c.cur.Load()
+	m := make(map[string]DestinationPolicy, len(t.m))
+	for svc, e := range t.m {
+		m[svc] = e.spec
+	}
+	return m
+}
+
 // destTable is one document's destination policies, validated; immutable.
 type destTable struct {
 	m map[string]*destEntry
