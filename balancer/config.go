@@ -61,7 +61,8 @@ func (p Policy) valid() bool {
 
 // Config configures a [Balancer]. It is a plain struct so that it loads from YAML or JSON;
 // the zero value of every field means the default stated in its comment (also exported as
-// the Default* constants below). Durations are [time.Duration] (nanoseconds in JSON).
+// the Default* constants below). In YAML and JSON keys are camelCase and durations strings
+// such as "30s" (see [Config.UnmarshalJSON]).
 type Config struct {
 	// Policy chooses the balancing policy. Default: PolicyPeakEWMA.
 	Policy Policy `json:"policy,omitempty" yaml:"policy,omitempty"`

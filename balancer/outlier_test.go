@@ -171,7 +171,7 @@ func TestOutlierSweepConfig(t *testing.T) {
 
 	// camelCase keys, as the other fields.
 	var cfg balancer.Config
-	require.NoError(t, json.Unmarshal([]byte(`{"outlier":{"interval":5000000000,
+	require.NoError(t, json.Unmarshal([]byte(`{"outlier":{"interval":"5s",
 		"successRate":{"stdevFactor":1000,"enforcementPercentage":50,"minimumHosts":3,"requestVolume":20},
 		"failurePercentage":{"threshold":60,"enforcementPercentage":40,"minimumHosts":2,"requestVolume":10}}}`), &cfg))
 	assert.Equal(t, 5*time.Second, cfg.Outlier.Interval)

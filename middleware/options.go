@@ -101,6 +101,7 @@ type config struct {
 	server        serverConfig       // the servers' stages: handler.go
 	grpc          grpcConfig         // gRPC-only settings: grpc_options.go
 	routes        *route.Router      // nil when requests are not routed: routing.go
+	dynamic       *Config            // WithConfig's document, nil when none: dynamic.go
 	shadowLimit   int                // mirrored requests in flight at most: routing.go
 	maxDests      int                // destinations followed at most: destinations.go
 	destIdle      time.Duration      // how long an unused destination is kept: destinations.go

@@ -86,7 +86,14 @@ type routeOverrides struct {
 // routePolicies caches the merged policies of each route of one table version.
 type routePolicies struct {
 	version uint64
-	m       sync.Map // *route.Route → *policies
+	m       sync.Map // routeKey → *policies
+}
+
+// routeKey names one merge: a route's overrides over one set of owner's policies (the
+// transport's, or a destination's of WithConfig).
+type routeKey struct {
+	rt  *route.Route
+	own *policies
 }
 
 // get returns the policies for a request routed by rt of router's current table: own when the
@@ -103,7 +110,8 @@ func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policie
 		cache = &routePolicies{version: v}
 		o.cache.Store(cache) // a racing request may build it again: harmless
 	}
-	if p, ok := cache.m.Load(rt); ok {
+	key := routeKey{rt, own}
+	if p, ok := cache.m.Load(key); ok {
 		return p.(*policies)
 	}
 	p := mergeRoute(*own, rt, http, logger)
@@ -112,7 +120,7 @@ func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policie
 	if http {
 		p.forHTTP(idle)
 	}
-	cache.m.Store(rt, p)
+	cache.m.Store(key, p)
 	return p
 }
 

@@ -65,6 +65,7 @@ type Transport struct {
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
 	pol      policies             // the transport's own policies; immutable
 	routePol routeOverrides       // merged per-route policies, when routed
+	dyn      dynamicPolicies      // merged per-destination policies of WithConfig: dynamic_transport.go
 	shadower *route.Shadower      // nil unless routed
 	counted  *http.Transport      // the clone of base that counts connections (WithLimits); nil when none
 }
@@ -199,6 +200,7 @@ type destination struct {
 	tel      *telemetry.Destination // always set; StartRequest gives a nil Request while telemetry is off
 	eng      engine.Dest            // what the engine admits attempts from
 	stop     chan struct{}          // closed when the destination is released
+	build    *destBuild             // the WithConfig settings it was made from; nil: the transport's
 	epoch    atomic.Int64           // the transport's sweep epoch when a request last used it
 }
 
@@ -304,24 +306,19 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 			return d, nil
 		}
 	}
-	bal, err := balancer.New(t.cfg.balancer)
+	d := &destination{service: service, subset: subset, tel: t.tel.Destination(key), stop: make(chan struct{}), build: t.buildOf(service)}
+	d.epoch.Store(t.epoch.Load())
+	onChange := breaker.OnStateChange(func(c breaker.StateChange) {
+		if c.To == breaker.StateOpen {
+			t.breakerOpens.Add(1)
+		}
+		d.tel.BreakerTransition(c.Key, c.From, c.To)
+	})
+	bal, set, err := t.newBalancer(d.build, onChange) // dynamic_transport.go
 	if err != nil {
 		return nil, err
 	}
-	d := &destination{service: service, subset: subset, bal: bal, tel: t.tel.Destination(key), stop: make(chan struct{})}
-	d.epoch.Store(t.epoch.Load())
-	if !t.cfg.breakerOff {
-		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
-			if c.To == breaker.StateOpen {
-				t.breakerOpens.Add(1)
-			}
-			d.tel.BreakerTransition(c.Key, c.From, c.To)
-		})
-		if d.breakers, err = breaker.NewSet(t.cfg.breaker, onChange); err != nil {
-			_ = bal.Close()
-			return nil, err
-		}
-	}
+	d.bal, d.breakers = bal, set
 	d.eng = engine.Dest{Balancer: bal, Breakers: d.breakers}
 	d.apply(snap)
 	t.wg.Add(1)
@@ -455,6 +452,9 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		rd = rs.dec.Destination
 	}
 	d, err := t.destination(req, rd)
+	if err == nil && d != nil {
+		d, err = t.current(req, rd, d) // WithConfig: dynamic_transport.go
+	}
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -499,10 +499,19 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 		defer func() { p.done(kind) }()
 	}
-	pol, rt := &t.pol, (*route.Route)(nil)
+	if dl := t.destLimits(d.service); dl != nil { // WithConfig's limits: dynamic_transport.go
+		p, lerr := dl.admit(req, d.service)
+		recordOutbound(rctx, t.tel, lerr)
+		if lerr != nil {
+			kind = localKind(nil, lerr)
+			return nil, lerr
+		}
+		defer func() { p.done(kind) }()
+	}
+	pol, rt := t.ownPolicies(d.service), (*route.Route)(nil)
 	if rs != nil {
 		rt = rs.dec.Route
-		pol = t.routePol.get(t.cfg.routes, rt, &t.pol, true, t.cfg.logger)
+		pol = t.routePol.get(t.cfg.routes, rt, pol, true, t.cfg.logger)
 	}
 	key := httpHashKey(req, hashPolicies(&t.cfg.balancer, rt))   // hashing.go
 	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, key) // client_http.go

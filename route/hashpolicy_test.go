@@ -64,7 +64,7 @@ func TestHashPolicyConfigErrors(t *testing.T) {
 		{"routes: [{hashPolicy: [{metadata: x-bin}]}]", `route: routes[0].hashPolicy[0]: metadata: "x-bin" must be lower case and not a binary (-bin) key`},
 		{"routes: [{hashPolicy: [{queryParameter: \"a&b\"}]}]", `route: routes[0].hashPolicy[0]: queryParameter: "a&b" is not a valid name`},
 		{"default: {hashPolicy: [{sourceIP: true}, {sourceIP: true}, {sourceIP: true}, {sourceIP: true}, {sourceIP: true}, {sourceIP: true}, {sourceIP: true}, {sourceIP: true}, {sourceIP: true}]}", "route: default.hashPolicy: 9 policies is over the limit of 8"},
-		{"routes: [{hashPolicy: [{headers: x}]}]", "field headers not found"},
+		{"routes: [{hashPolicy: [{headers: x}]}]", `route: routes[0].hashPolicy[0].headers: unknown field "headers" (line 1, column 25)`},
 	}
 	for _, c := range cases {
 		_, err := route.ParseConfig([]byte(c.doc))
