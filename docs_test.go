@@ -1,0 +1,185 @@
+package proxyless
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/route"
+)
+
+// docBlock is one fenced code block of a page under docs/.
+type docBlock struct {
+	file string // "docs/routing.md"
+	line int    // the line of the opening fence, from 1
+	info string // what follows the opening fence: "go", "yaml", "yaml balancer.Config"
+	body string
+}
+
+func (b docBlock) String() string { return fmt.Sprintf("%s:%d (```%s)", b.file, b.line, b.info) }
+
+// docBlocks returns the fenced blocks of every docs/*.md page, in order.
+func docBlocks(t *testing.T) []docBlock {
+	t.Helper()
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages under docs/ (err %v)", err)
+	}
+	var blocks []docBlock
+	for _, page := range pages {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, err := fencedBlocks(filepath.ToSlash(page), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks = append(blocks, bs...)
+	}
+	return blocks
+}
+
+// fencedBlocks splits a Markdown page into its ``` blocks (fences at the start of a line).
+func fencedBlocks(file string, data []byte) ([]docBlock, error) {
+	var out []docBlock
+	var cur *docBlock
+	var body strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "```") {
+			if cur != nil {
+				body.WriteString(line)
+				body.WriteByte('\n')
+			}
+			continue
+		}
+		if cur == nil {
+			cur = &docBlock{file: file, line: n, info: strings.TrimSpace(strings.TrimPrefix(line, "```"))}
+			body.Reset()
+			continue
+		}
+		cur.body = body.String()
+		out = append(out, *cur)
+		cur = nil
+	}
+	if cur != nil {
+		return nil, fmt.Errorf("%s: unclosed code block", cur)
+	}
+	return out, sc.Err()
+}
+
+// TestDocsGoSnippetsCompile builds every ```go block of docs/*.md. Each must be a whole
+// program (package main): the blocks are written as packages of a scratch directory inside
+// this module, so that they build against the code as it is, and built by one go build. A
+// //line directive makes the compiler's errors point into the page.
+func TestDocsGoSnippetsCompile(t *testing.T) {
+	goBin := goCommand(t)
+	dir, err := os.MkdirTemp(".", "_docsnippets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var pkgs []string
+	for _, b := range docBlocks(t) {
+		if b.info != "go" {
+			continue
+		}
+		if !strings.HasPrefix(strings.TrimSpace(b.body), "package main") {
+			t.Errorf("%s: a go block must be a whole program starting with \"package main\"", b)
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(b.file), ".md")
+		pkg := filepath.Join(dir, fmt.Sprintf("%s_%d", strings.ReplaceAll(name, "-", "_"), b.line))
+		if err := os.Mkdir(pkg, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src := fmt.Sprintf("//line %s:%d\n%s", b.file, b.line+1, b.body)
+		if err := os.WriteFile(filepath.Join(pkg, "main.go"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, "./"+filepath.ToSlash(pkg))
+	}
+	if len(pkgs) == 0 {
+		t.Fatal("docs/*.md hold no go blocks")
+	}
+	cmd := exec.Command(goBin, append([]string{"build", "-o", os.DevNull}, pkgs...)...)
+	if len(pkgs) > 1 {
+		cmd = exec.Command(goBin, append([]string{"build"}, pkgs...)...) // several mains: built, not written
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the go blocks of docs/*.md do not build (%v):\n%s", err, out)
+	}
+	t.Logf("built %d go blocks", len(pkgs))
+}
+
+// docSchemas are the configuration types a ```yaml block may name after "yaml ", each checked
+// strictly (unknown fields refused) and validated by its package's constructor.
+var docSchemas = map[string]func(data []byte) error{
+	"balancer.Config": func(data []byte) error {
+		var c balancer.Config
+		if err := strictYAML(data, &c); err != nil {
+			return err
+		}
+		b, err := balancer.New(c)
+		if err != nil {
+			return err
+		}
+		return b.Close()
+	},
+	"breaker.Config": func(data []byte) error {
+		var c breaker.Config
+		if err := strictYAML(data, &c); err != nil {
+			return err
+		}
+		return c.Validate()
+	},
+}
+
+func strictYAML(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+// TestDocsConfigSnippetsParse checks every ```yaml and ```json block of docs/*.md: a plain
+// one is a route document and must pass route.ParseConfig (strict: unknown fields refused,
+// then validated as Compile would); one whose info names a type ("yaml balancer.Config")
+// must decode strictly into it and validate.
+func TestDocsConfigSnippetsParse(t *testing.T) {
+	n := 0
+	for _, b := range docBlocks(t) {
+		lang, schema, _ := strings.Cut(b.info, " ")
+		if lang != "yaml" && lang != "json" {
+			continue
+		}
+		n++
+		var err error
+		switch {
+		case schema == "":
+			_, err = route.ParseConfig([]byte(b.body))
+		case lang == "yaml" && docSchemas[schema] != nil:
+			err = docSchemas[schema]([]byte(b.body))
+		default:
+			err = errors.New("unknown schema " + schema)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", b, err)
+		}
+	}
+	if n == 0 {
+		t.Fatal("docs/*.md hold no yaml or json blocks")
+	}
+}
