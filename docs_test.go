@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/route"
 )
 
@@ -82,7 +84,7 @@ func fencedBlocks(file string, data []byte) ([]docBlock, error) {
 }
 
 // TestDocsGoSnippetsCompile builds every ```go block of docs/*.md. Each must be a whole
-// program (package main): the blocks are written as packages of a scratch directory inside
+// program (package main), gofmt-formatted: the blocks are written as packages of a scratch directory inside
 // this module, so that they build against the code as it is, and built by one go build. A
 // //line directive makes the compiler's errors point into the page.
 func TestDocsGoSnippetsCompile(t *testing.T) {
@@ -100,6 +102,9 @@ func TestDocsGoSnippetsCompile(t *testing.T) {
 		if !strings.HasPrefix(strings.TrimSpace(b.body), "package main") {
 			t.Errorf("%s: a go block must be a whole program starting with \"package main\"", b)
 			continue
+		}
+		if formatted, err := format.Source([]byte(b.body)); err == nil && string(formatted) != b.body {
+			t.Errorf("%s: not gofmt-formatted; gofmt would write:\n%s", b, formatted)
 		}
 		name := strings.TrimSuffix(filepath.Base(b.file), ".md")
 		pkg := filepath.Join(dir, fmt.Sprintf("%s_%d", strings.ReplaceAll(name, "-", "_"), b.line))
@@ -138,6 +143,16 @@ var docSchemas = map[string]func(data []byte) error{
 			return err
 		}
 		return b.Close()
+	},
+	// KeyedConfig's tags become camelCase with the configuration convention change (h5-config);
+	// until it is merged, the camelCase block of docs/ratelimit.md fails here, as it should.
+	"ratelimit.KeyedConfig": func(data []byte) error {
+		var c ratelimit.KeyedConfig
+		if err := strictYAML(data, &c); err != nil {
+			return err
+		}
+		_, err := ratelimit.NewKeyed(c)
+		return err
 	},
 	"breaker.Config": func(data []byte) error {
 		var c breaker.Config
