@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -197,4 +199,85 @@ func TestDocsConfigSnippetsParse(t *testing.T) {
 	if n == 0 {
 		t.Fatal("docs/*.md hold no yaml or json blocks")
 	}
+}
+
+// TestDocsLinks checks the relative links of README.md and docs/*.md: each names a file or
+// directory of the repository and, after '#', a heading of the Markdown page it names. Pages
+// under docs/ link nowhere outside the repository.
+func TestDocsLinks(t *testing.T) {
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, page := range append(pages, "README.md") {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(withoutCode(string(data)), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				if strings.HasPrefix(page, "docs") {
+					t.Errorf("%s: link %q points outside the repository", page, target)
+				}
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			path := page
+			if file != "" {
+				path = filepath.Join(filepath.Dir(page), file)
+				if _, err := os.Stat(path); err != nil {
+					t.Errorf("%s: link %q: %v", page, target, err)
+					continue
+				}
+			}
+			if anchor != "" && strings.HasSuffix(path, ".md") && !hasHeading(t, path, anchor) {
+				t.Errorf("%s: link %q: %s has no heading #%s", page, target, path, anchor)
+			}
+		}
+	}
+}
+
+// withoutCode drops fenced code blocks, whose brackets are not links.
+func withoutCode(s string) string {
+	var b strings.Builder
+	in := false
+	for line := range strings.Lines(s) {
+		if strings.HasPrefix(line, "```") {
+			in = !in
+			continue
+		}
+		if !in {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// hasHeading reports whether the Markdown page has a heading whose GitHub anchor is anchor.
+func hasHeading(t *testing.T, page, anchor string) bool {
+	data, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(withoutCode(string(data))) {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var slug strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ' || r == '-':
+				slug.WriteRune('-')
+			case r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				slug.WriteRune(r)
+			}
+		}
+		if slug.String() == anchor {
+			return true
+		}
+	}
+	return false
 }
