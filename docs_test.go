@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -280,4 +281,51 @@ func hasHeading(t *testing.T, page, anchor string) bool {
 		}
 	}
 	return false
+}
+
+// TestRoutingDocCoversEveryField fails when a field of the route document (route.Config and
+// every type under it, by its YAML name) is not named in docs/routing.md, inside `code`.
+func TestRoutingDocCoversEveryField(t *testing.T) {
+	data, err := os.ReadFile("docs/routing.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(withoutCode(string(data)), -1) {
+		for _, w := range strings.FieldsFunc(m[1], func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			named[w] = true
+		}
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type, path string)
+	walk = func(typ reflect.Type, path string) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] || typ.PkgPath() != reflect.TypeFor[route.Config]().PkgPath() {
+			return
+		}
+		seen[typ] = true
+		for f := range typ.Fields() {
+			if !f.IsExported() {
+				continue
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if strings.Contains(opts, "inline") {
+				walk(f.Type, path)
+				continue
+			}
+			if name == "" || name == "-" {
+				continue
+			}
+			if !named[name] {
+				t.Errorf("docs/routing.md does not name the field %s%s", path, name)
+			}
+			walk(f.Type, path+name+".")
+		}
+	}
+	walk(reflect.TypeFor[route.Config](), "")
+	if len(seen) < 10 {
+		t.Fatalf("walked %d types of the route document; want its whole tree", len(seen))
+	}
 }
