@@ -129,6 +129,16 @@ type StatusReporter interface {
 // "not a service" and pass the request through.
 var ErrUnknownService = errors.New("discovery: unknown service")
 
+// Knower is implemented by resolvers that know, without the network, every service they serve
+// (as [Static] does). Knows reports whether the resolver serves service: a false answer means a
+// Watch of it fails with [ErrUnknownService]. Middleware asks it when routes load, so that a
+// route to a service the resolver does not know is refused then rather than failing each
+// request. Resolvers that learn their services from a network source (Consul, DNS) do not
+// implement it.
+type Knower interface {
+	Knows(service string) bool
+}
+
 // ErrClosed is returned by Next after the watcher (or cache) is closed.
 var ErrClosed = errors.New("discovery: watcher closed")
 

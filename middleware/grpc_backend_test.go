@@ -233,7 +233,7 @@ func newGRPCFixtureWith(t testing.TB, backends []*grpcBackend, extra []grpc.Dial
 	for i, b := range backends {
 		eps[i] = b.endpoint()
 	}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps})
 	opts = append([]middleware.GRPCClientOption{middleware.WithGRPCStatsHandler(nil)}, opts...)
 	f := &grpcFixture{static: static, backends: backends}
 	f.gc = newGRPCClient(t, static, opts...)

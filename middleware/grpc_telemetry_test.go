@@ -136,7 +136,7 @@ func newTelFixture(t *testing.T, n int, opts ...middleware.GRPCClientOption) *te
 		f.servers = append(f.servers, s)
 		eps[i] = discovery.Endpoint{Addr: s.addr}
 	}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps})
 	dopts := append(dialOptions(t, static, append([]middleware.GRPCClientOption{middleware.WithTracerProvider(f.sdk.tp), middleware.WithMeterProvider(f.sdk.mp)}, opts...)...),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	conn, err := grpc.NewClient("proxyless:///svc", dopts...)
