@@ -132,6 +132,9 @@ func NewGRPCClient(r discovery.Resolver, opts ...GRPCClientOption) (*GRPCClient,
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRoutedServices(c.cfg.routes, r); err != nil { // servicecheck.go
+		return nil, err
+	}
 	mon := grpcbalancer.NewMonitor()
 	dopts := []grpc.DialOption{
 		grpc.WithResolvers(grpcresolver.NewBuilder(r, grpcresolver.WithAttributes(grpcbalancer.WithMonitor(nil, mon)))),

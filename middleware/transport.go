@@ -152,6 +152,9 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		t.shadower.OnMismatch(t.shadowMismatch) // telemetry.go
 	}
 	if cfg.resolver != nil {
+		if err := checkRoutedServices(cfg.routes, cfg.resolver); err != nil { // servicecheck.go
+			return nil, err
+		}
 		if t.cache, err = discovery.NewCache(cfg.resolver, discovery.WithLogger(cfg.logger)); err != nil {
 			return nil, err
 		}
@@ -172,6 +175,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	if t.cache != nil {
 		t.wg.Add(1)
 		go t.sweeper(cfg.destIdle / 2) // destinations.go
+		t.warnUnservedRoutes()          // servicecheck.go
 	}
 	return t, nil
 }
