@@ -175,7 +175,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	if t.cache != nil {
 		t.wg.Add(1)
 		go t.sweeper(cfg.destIdle / 2) // destinations.go
-		t.warnUnservedRoutes()          // servicecheck.go
+		t.warnUnservedRoutes()         // servicecheck.go
 	}
 	return t, nil
 }
