@@ -212,7 +212,7 @@ func (c *compiler) routeTarget(rc RouteConfig, path string, r *Route, o *options
 		c.fail(path, "set at most one of destination, split and canary")
 		return false
 	}
-	return true
+	return c.fallbackTarget(rc, path, r) // fallback.go
 }
 
 // stickyPolicy compiles s at p for r, whose split or canary must already be compiled.

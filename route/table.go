@@ -176,6 +176,7 @@ type Route struct {
 	canary    *canary
 	canaryCfg *Canary
 	sticky    *sticky
+	fallback  *Destination // the stable destination; nil without one (fallback.go)
 
 	timeout, attemptTimeout time.Duration
 	retry                   *RetryOverride
@@ -265,6 +266,13 @@ type Decision struct {
 	Pinned bool
 	// Mirror is true when the request should be shadowed (see [Shadower]).
 	Mirror bool
+	// Fallback is where to send the request instead when no endpoint of Destination can take
+	// it (none at all, or every breaker open): the route's stable destination (see
+	// [RouteConfig].Fallback). It is nil when the route has no fallback, when Destination is
+	// the fallback already, and for a request a trusted caller pinned to a side. A request
+	// sent there is reported with Done as a failure (Outcome.Failed) of the side first chosen.
+	// The caller must not modify it.
+	Fallback *Destination
 }
 
 // Outcome is what the caller learned from one routed request, for canary analysis.
@@ -307,6 +315,7 @@ func (r *Route) decide(req *Request, trust func(*Request) bool) Decision {
 			d.Arm, d.Destination = 0, &c.stable
 		}
 	}
+	d.Fallback = r.fallbackFor(&d)
 	if s := r.shadow; s != nil {
 		d.Mirror = (s.nonIdempotent || idempotent(req.Method)) && sampled(s.ppm)
 	}
