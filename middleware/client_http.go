@@ -39,8 +39,10 @@ type httpCall struct {
 var _ engine.Sender[*http.Response] = (*httpCall)(nil)
 
 // send runs req's attempts through the engine under pol and returns the winning response,
-// whose body, once closed, releases the attempt's and the call's contexts.
-func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
+// whose body, once closed, releases the attempt's and the call's contexts. When every
+// endpoint of d refuses the request and its route has a fallback (rs, when routed), the
+// request goes there instead: fallback.go.
+func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request, rs *routeState) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
 	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
 	if c.host == "" {
 		c.host = req.URL.Host
@@ -50,13 +52,16 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	}
 	c.replayable = !pol.retry.Disable && c.body.replayable()
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
-	cl := &c.call // set field by field: see engine.Run
-	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &pol.eng, t.bud, &t.stats, c, &d.eng
-	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, d.latencyFor(pol), requestCancelled(req)
-	if tr != nil {
-		cl.OnBudgetRefused = tr.BudgetRefused
-	}
+	c.prepare(false)
 	res := engine.Run(ctx, &c.call)
+	if res.Err != nil && rs != nil {
+		if fd := t.fallback(req, rs, res.Outcome.Kind, res.Err); fd != nil {
+			res.Release()
+			c.d, c.call = fd, engine.Call[*http.Response]{}
+			c.prepare(true)
+			res = engine.Run(ctx, &c.call)
+		}
+	}
 	ta, _ := attemptTelemetry(res.Attempt)
 	if res.Err != nil {
 		res.Release()
@@ -67,6 +72,18 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 		res.Value.Body = releaseBody(res.Value, res.Release)
 	}
 	return res.Value, ta, res.Outcome.Kind, nil
+}
+
+// prepare fills the engine call for c's destination; continued says it carries on a call
+// every endpoint refused.
+func (c *httpCall) prepare(continued bool) {
+	cl := &c.call // set field by field: see engine.Run
+	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &c.pol.eng, c.t.bud, &c.t.stats, c, &c.d.eng
+	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, c.d.latencyFor(c.pol), requestCancelled(c.req)
+	cl.Continued = continued
+	if c.tr != nil {
+		cl.OnBudgetRefused = c.tr.BudgetRefused
+	}
 }
 
 // requestCancelled returns a function that reports whether the caller cancelled req through

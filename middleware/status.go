@@ -145,6 +145,15 @@ type statsView struct {
 	BreakerRefusals int64 `json:"breaker_refusals"`
 	BreakerOpens    int64 `json:"breaker_opens"`
 	Ejections       int64 `json:"ejections"`
+	Fallbacks       int64 `json:"fallbacks"`
+}
+
+func statsViewOf(st Stats) statsView {
+	return statsView{
+		Requests: st.Requests, Attempts: st.Attempts, Retries: st.Retries, Hedges: st.Hedges,
+		HedgeWins: st.HedgeWins, BudgetRefusals: st.BudgetRefusals, BreakerRefusals: st.BreakerRefusals,
+		BreakerOpens: st.BreakerOpens, Ejections: st.Ejections, Fallbacks: st.Fallbacks,
+	}
 }
 
 type destinationView struct {
@@ -178,7 +187,7 @@ func (h *statusHandler) page() statusPage {
 	p := statusPage{Time: now.UTC(), Transports: make([]transportStatus, 0, len(h.sources))}
 	for _, s := range h.sources {
 		st := s.Stats()
-		ts := transportStatus{Kind: sourceKind(s), Stats: statsView(st), Destinations: []destinationView{}}
+		ts := transportStatus{Kind: sourceKind(s), Stats: statsViewOf(st), Destinations: []destinationView{}}
 		if rs, ok := s.(RouteSource); ok {
 			if r := rs.Router(); r != nil {
 				ts.Routes = routeTableOf(r)

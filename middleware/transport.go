@@ -55,6 +55,7 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
+	fallbacks    atomic.Int64 // requests sent to their route's fallback: fallback.go
 	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
 
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
@@ -76,12 +77,15 @@ type Stats struct {
 	BreakerRefusals int64 // attempts refused because every endpoint's breaker was open
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
+	// Fallbacks counts requests sent to their route's stable destination because every
+	// endpoint of the split arm or canary side chosen refused them (route.RouteConfig.Fallback).
+	Fallbacks int64
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	st := statsOf(&t.stats, t.bud)
-	st.BreakerOpens, st.Ejections = t.breakerOpens.Load(), t.ejections()
+	st.BreakerOpens, st.Ejections, st.Fallbacks = t.breakerOpens.Load(), t.ejections(), t.fallbacks.Load()
 	return st
 }
 
@@ -490,7 +494,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if rs != nil {
 		pol = t.routePol.get(t.cfg.routes, rs.dec.Route, &t.pol, true, t.cfg.logger)
 	}
-	resp, winner, kind, err = t.send(rctx, req, d, pol, tr) // client_http.go
+	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, rs) // client_http.go
 	return resp, err
 }
 

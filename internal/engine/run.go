@@ -47,6 +47,9 @@ type Call[R any] struct {
 	CallerGone func() bool
 	// OnBudgetRefused, when set, learns each retry or hedge the budget refused.
 	OnBudgetRefused func(tracing.AttemptKind)
+	// Continued says the call carries on a call of the same request that every endpoint
+	// refused (sent on to a fallback destination): the budget does not count it again.
+	Continued bool
 
 	s shared // what the call's attempts share, the first attempt among it: one allocation
 }
@@ -94,7 +97,9 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 			panic(p)
 		}
 	}()
-	c.Budget.Deposit()
+	if !c.Continued {
+		c.Budget.Deposit()
+	}
 	if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
 		res = runHedged(s, c)
 	} else {
