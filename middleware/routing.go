@@ -163,7 +163,7 @@ func mergeRoute(p policies, rt *route.Route, http bool, logger *slog.Logger) *po
 
 // routeState is what a routed request carries from its lookup to its end.
 type routeState struct {
-	dec     route.Decision
+	dec      route.Decision
 	pending  *route.Pending // the shadow copy, if one was sent
 	start    time.Time
 	fellBack bool // sent to the route's fallback: fallback.go
