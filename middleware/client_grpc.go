@@ -242,6 +242,7 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
 	if w.att.BreakerRefused() {
 		u.c.stats.BreakerRefusals.Add(1) // once per attempt, however many breakers refused
+		w.ta.AttemptRefused()
 	}
 	if cause == outcome.CauseNone && status.Code(err) == codes.DeadlineExceeded {
 		cause = a.DeadlineCause() // see grpcCause

@@ -120,6 +120,9 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 		refused = c.tr.BreakerRefused
 	}
 	if err := a.Admit(refused); err != nil {
+		if errors.Is(err, breaker.ErrOpen) {
+			c.tr.AttemptRefused() // once, as Stats.BreakerRefusals
+		}
 		return nil, err
 	}
 	ctx := a.Context()

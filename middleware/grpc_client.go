@@ -254,14 +254,16 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 }
 
 // attemptDone counts attempt a once it is over: as sent when the picker gave it an endpoint,
-// and as one breaker refusal when a breaker refused it, however many did.
-func (c *grpcClient) attemptDone(a *grpcbalancer.Attempt) {
+// and as one breaker refusal when a breaker refused it, however many did; refused says so.
+func (c *grpcClient) attemptDone(a *grpcbalancer.Attempt) (refused bool) {
 	if a.Endpoint() != "" {
 		c.stats.Attempts.Add(1)
 	}
 	if a.BreakerRefused() {
 		c.stats.BreakerRefusals.Add(1)
+		return true
 	}
+	return false
 }
 
 // budgetRefused counts a retry or hedge the budget refused, in the stats and telemetry.

@@ -108,7 +108,7 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 		metric.WithDescription("Retries and hedges the retry budget refused."))
 	check(err)
 	ins.breakerRefusals, err = m.Int64Counter(tracing.MetricBreakerRefusals, metric.WithUnit("{attempt}"),
-		metric.WithDescription("Endpoints skipped because their circuit breaker refused."))
+		metric.WithDescription("Attempts not sent because the circuit breaker of every endpoint tried refused, counted once each."))
 	check(err)
 	ins.breakerTrans, err = m.Int64Counter(tracing.MetricBreakerTrans, metric.WithUnit("{transition}"),
 		metric.WithDescription("Circuit breaker transitions, by the state entered."))

@@ -262,17 +262,23 @@ func (r *Request) Route(route, split string) {
 }
 
 // BreakerRefused records that the breaker of endpoint addr refused an attempt, so that
-// another endpoint was tried (or the request failed): a span event and a count.
+// another endpoint was tried (or the attempt refused): a span event. It counts nothing: an
+// attempt every breaker refused is counted once, by AttemptRefused.
 func (r *Request) BreakerRefused(addr string) {
-	if r == nil {
+	if r == nil || r.span == nil {
 		return
 	}
-	if r.span != nil {
-		r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(tracing.KeyEndpoint.String(addr)))
+	r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(tracing.KeyEndpoint.String(addr)))
+}
+
+// AttemptRefused counts an attempt that was not sent because every endpoint's breaker
+// refused it, once however many endpoints were skipped: proxyless.breaker.refusals, by
+// destination, as the client's Stats.BreakerRefusals counts.
+func (r *Request) AttemptRefused() {
+	if r == nil || !r.s.metrics {
+		return
 	}
-	if r.s.metrics {
-		r.s.ins.breakerRefusals.Add(context.Background(), 1, r.d.endpoint(addr).optsSet...)
-	}
+	r.s.ins.breakerRefusals.Add(context.Background(), 1, r.d.optsDest...)
 }
 
 // BudgetRefused records that the retry budget refused a retry or a hedge.
