@@ -79,6 +79,9 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 func (c *httpCall) prepare(continued bool) {
 	cl := &c.call // set field by field: see engine.Run
 	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &c.pol.eng, c.t.bud, &c.t.stats, c, &c.d.eng
+	if c.d.shadow { // a mirrored copy: counted apart, and paying its retries from a budget of its own
+		cl.Budget, cl.Stats = c.t.shadow.bud, &c.t.shadow.stats
+	}
 	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, c.d.latencyFor(c.pol), requestCancelled(c.req)
 	cl.Continued = continued
 	if c.tr != nil {

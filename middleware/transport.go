@@ -55,8 +55,9 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
-	fallbacks    atomic.Int64 // requests sent to their route's fallback: fallback.go
-	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
+	fallbacks    atomic.Int64   // requests sent to their route's fallback: fallback.go
+	shadow       shadowCounters // the mirrored copies', apart: shadow.go
+	epoch        atomic.Int64   // the destination sweep's current epoch: destinations.go
 
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
 	pol      policies             // the transport's own policies; immutable
@@ -80,12 +81,16 @@ type Stats struct {
 	// Fallbacks counts requests sent to their route's stable destination because every
 	// endpoint of the split arm or canary side chosen refused them (route.RouteConfig.Fallback).
 	Fallbacks int64
+	// Shadow counts the copies routes mirrored, apart from the counts above, which are the
+	// transport's own requests only. Zero for a gRPC client and a transport without routes.
+	Shadow ShadowStats
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	st := statsOf(&t.stats, t.bud)
-	st.BreakerOpens, st.Ejections, st.Fallbacks = t.breakerOpens.Load(), t.ejections(), t.fallbacks.Load()
+	st.BreakerOpens, st.Ejections, st.Fallbacks = t.breakerOpens.Load(), t.ejections(false), t.fallbacks.Load()
+	st.Shadow = t.shadowStats() // shadow.go
 	return st
 }
 
@@ -99,9 +104,13 @@ func statsOf(s *engine.Stats, bud *engine.Budget) Stats {
 	}
 }
 
-func (t *Transport) ejections() (n int64) {
+// ejections sums the outlier ejections of the transport's own destinations, or (shadow) of
+// the destinations of mirrored copies.
+func (t *Transport) ejections(shadow bool) (n int64) {
 	for _, d := range *t.dests.Load() {
-		n += int64(d.bal.Ejections())
+		if d.shadow == shadow {
+			n += int64(d.bal.Ejections())
+		}
 	}
 	return n
 }
@@ -154,6 +163,8 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		// routed (and mirrored) again.
 		t.shadower = route.NewShadower(t, limit)
 		t.shadower.OnMismatch(t.shadowMismatch) // telemetry.go
+		t.shadower.OnResult(t.shadowResult)     // shadow.go
+		t.shadow.bud = engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond)
 	}
 	if cfg.resolver != nil {
 		if err := checkRoutedServices(cfg.routes, cfg.resolver); err != nil { // servicecheck.go
@@ -188,6 +199,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 type destination struct {
 	service  string
 	subset   *route.Subset // nil: every endpoint of the service
+	shadow   bool          // it takes mirrored copies only: shadow.go
 	bal      *balancer.Balancer
 	breakers *breaker.Set           // nil when breakers are off
 	latency  latency.Histogram      // attempt latencies, kept only for quantile hedging
@@ -213,6 +225,10 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 			subset = &rd.Subset
 		}
 	}
+	shadow := route.IsShadow(req.Context())
+	if shadow { // mirrored copies have destinations of their own: shadow.go
+		key = shadowKeyPrefix + key
+	}
 	if d := (*t.dests.Load())[key]; d != nil {
 		t.touch(d)
 		return d, nil
@@ -227,7 +243,7 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 		}
 		return nil, err
 	}
-	return t.addDestination(key, service, subset, snap)
+	return t.addDestination(key, service, subset, shadow, snap)
 }
 
 // defaultDiscoveryWait bounds the wait for a service's first endpoint set when the transport
@@ -273,7 +289,7 @@ func isServiceName(host string) bool {
 	return true
 }
 
-func (t *Transport) addDestination(key, service string, subset *route.Subset, snap *discovery.Snapshot) (*destination, error) {
+func (t *Transport) addDestination(key, service string, subset *route.Subset, shadow bool, snap *discovery.Snapshot) (*destination, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed.Load() {
@@ -303,11 +319,13 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 	if err != nil {
 		return nil, err
 	}
-	d := &destination{service: service, subset: subset, bal: bal, tel: t.tel.Destination(key), stop: make(chan struct{})}
+	d := &destination{service: service, subset: subset, shadow: shadow, bal: bal, tel: t.tel.Destination(key), stop: make(chan struct{})}
 	d.epoch.Store(t.epoch.Load())
 	if !t.cfg.breakerOff {
 		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
-			if c.To == breaker.StateOpen {
+			if c.To == breaker.StateOpen && shadow {
+				t.shadow.breakerOpens.Add(1)
+			} else if c.To == breaker.StateOpen {
 				t.breakerOpens.Add(1)
 			}
 			d.tel.BreakerTransition(c.Key, c.From, c.To)

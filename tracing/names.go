@@ -28,6 +28,7 @@ const (
 	KeyLimitDecision = attribute.Key("proxyless.ratelimit.decision")
 	KeyLimitWait     = attribute.Key("proxyless.ratelimit.wait") // seconds the limiter made the request wait
 	KeyShadow        = attribute.Key("proxyless.shadow.destination")
+	KeyShadowResult  = attribute.Key("proxyless.shadow.result") // matched, mismatched, shadow_failed, unpaired (route.ShadowResult)
 )
 
 // AttemptKind says why an attempt was made: the value of [KeyAttemptKind] is its String().
@@ -76,5 +77,6 @@ const (
 	MetricLimitWait        = "proxyless.ratelimit.wait.duration"
 	MetricConcurrencyLimit = "proxyless.concurrency.limit"
 	MetricShadowMismatches = "proxyless.shadow.mismatches"
+	MetricShadowResults    = "proxyless.shadow.results"
 	MetricCanaryWeight     = "proxyless.canary.weight"
 )

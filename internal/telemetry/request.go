@@ -643,6 +643,18 @@ func (t *Telemetry) ShadowMismatch(route, shadow string) {
 	s.ins.shadowMismatch.Add(context.Background(), 1, metric.WithAttributes(tracing.KeyRoute.String(route), tracing.KeyShadow.String(shadow)))
 }
 
+// ShadowResult counts the result of comparing a shadow's answer with the primary's (one of
+// route.ShadowResult's names: matched, mismatched, shadow_failed, unpaired), for the route
+// that mirrored the request and the shadow destination. Like ShadowMismatch it is a count.
+func (t *Telemetry) ShadowResult(route, shadow, result string) {
+	s := t.load()
+	if !s.metrics {
+		return
+	}
+	s.ins.shadowResults.Add(context.Background(), 1, metric.WithAttributes(tracing.KeyRoute.String(route),
+		tracing.KeyShadow.String(shadow), tracing.KeyShadowResult.String(result)))
+}
+
 // publishWith stores in p a copy of old, p's current map, with k set to v: the copy-on-write
 // update of the maps that requests read without a lock. Writers must be serialised.
 func publishWith[K comparable, V any](p *atomic.Pointer[map[K]V], old map[K]V, k K, v V) {
