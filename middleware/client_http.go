@@ -39,9 +39,8 @@ type httpCall struct {
 var _ engine.Sender[*http.Response] = (*httpCall)(nil)
 
 // send runs req's attempts through the engine under pol and returns the winning response,
-// whose body, once closed, releases the attempt's and the call's contexts. When every
-// endpoint of d refuses the request and its route has a fallback (rs, when routed), the
-// request goes there instead: fallback.go.
+// whose body, once closed, releases the attempt's and the call's contexts. When its route
+// (rs, when routed) has a fallback, attempts d cannot take go there: fallback.go.
 func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request, rs *routeState) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
 	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
 	if c.host == "" {
@@ -52,16 +51,11 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	}
 	c.replayable = !pol.retry.Disable && c.body.replayable()
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
-	c.prepare(false)
-	res := engine.Run(ctx, &c.call)
-	if res.Err != nil && rs != nil {
-		if fd := t.fallback(req, rs, res.Outcome.Kind, res.Err); fd != nil {
-			res.Release()
-			c.d, c.call = fd, engine.Call[*http.Response]{}
-			c.prepare(true)
-			res = engine.Run(ctx, &c.call)
-		}
+	c.prepare()
+	if rs != nil {
+		t.withFallback(&c.call, req, rs) // fallback.go
 	}
+	res := engine.Run(ctx, &c.call)
 	ta, _ := attemptTelemetry(res.Attempt)
 	if res.Err != nil {
 		res.Release()
@@ -74,16 +68,14 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	return res.Value, ta, res.Outcome.Kind, nil
 }
 
-// prepare fills the engine call for c's destination; continued says it carries on a call
-// every endpoint refused.
-func (c *httpCall) prepare(continued bool) {
+// prepare fills the engine call for c's destination.
+func (c *httpCall) prepare() {
 	cl := &c.call // set field by field: see engine.Run
 	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &c.pol.eng, c.t.bud, &c.t.stats, c, &c.d.eng
 	if c.d.shadow { // a mirrored copy: counted apart, and paying its retries from a budget of its own
 		cl.Budget, cl.Stats = c.t.shadow.bud, &c.t.shadow.stats
 	}
 	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, c.d.latencyFor(c.pol), requestCancelled(c.req)
-	cl.Continued = continued
 	if c.tr != nil {
 		cl.OnBudgetRefused = c.tr.BudgetRefused
 	}

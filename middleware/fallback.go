@@ -1,32 +1,30 @@
 package middleware
 
 import (
-	"errors"
 	"net/http"
 
-	"github.com/proxyless/proxyless/balancer"
-	"github.com/proxyless/proxyless/breaker"
-	"github.com/proxyless/proxyless/outcome"
+	"github.com/proxyless/proxyless/internal/engine"
 )
 
-// fallback returns the destination a routed request goes to when every endpoint of the one
-// its route chose refused it (kind and err are the engine's refusal): the route's stable
-// destination (route.Decision.Fallback), or nil when there is none, the refusal was of
-// another kind (a limit, the caller), or the fallback cannot be resolved. It marks rs, so
-// that the canary analysis counts the request against the side first chosen, and counts the
-// fallback in Stats.Fallbacks.
-func (t *Transport) fallback(req *http.Request, rs *routeState, kind outcome.Kind, err error) *destination {
+// withFallback gives the call of a routed request its route's fallback (the stable
+// destination, route.Decision.Fallback), when it has one that resolves: the engine sends
+// there the attempts the chosen destination cannot take (every breaker open, no endpoint, or
+// a retry or hedge with no endpoint left that the request did not use). When that happens,
+// the request is marked, so that the canary analysis counts it against the side first
+// chosen, and counted in Stats.Fallbacks.
+func (t *Transport) withFallback(cl *engine.Call[*http.Response], req *http.Request, rs *routeState) {
 	fb := rs.dec.Fallback
-	if fb == nil || kind != outcome.LocalRefusal || req.Context().Err() != nil ||
-		!(errors.Is(err, breaker.ErrOpen) || errors.Is(err, balancer.ErrNoEndpoints)) {
-		return nil
+	if fb == nil {
+		return
 	}
-	d, derr := t.destination(req, fb)
-	if derr != nil || d == nil {
-		t.cfg.logger.Warn("middleware: route fallback unavailable", "route", rs.dec.Route.Name(), "fallback", fb.Key(), "error", derr)
-		return nil
+	d, err := t.destination(req, fb)
+	if err != nil || d == nil {
+		t.cfg.logger.Warn("middleware: route fallback unavailable", "route", rs.dec.Route.Name(), "fallback", fb.Key(), "error", err)
+		return
 	}
-	rs.fellBack = true
-	t.fallbacks.Add(1)
-	return d
+	cl.Fallback = &d.eng
+	cl.OnFallback = func() {
+		rs.fellBack.Store(true)
+		t.fallbacks.Add(1)
+	}
 }

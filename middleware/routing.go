@@ -166,7 +166,7 @@ type routeState struct {
 	dec      route.Decision
 	pending  *route.Pending // the shadow copy, if one was sent
 	start    time.Time
-	fellBack bool // sent to the route's fallback: fallback.go
+	fellBack atomic.Bool // attempts went to the route's fallback: fallback.go
 }
 
 // finish reports the primary's result to the shadow comparison and the canary analysis, and
@@ -181,7 +181,7 @@ func (s *routeState) finish(resp *http.Response, err error, kind outcome.Kind) {
 	if resp != nil {
 		s.dec.Route.RewriteResponse(resp.Header)
 	}
-	if s.fellBack { // the side chosen could take none: its failure, whatever the fallback did
+	if s.fellBack.Load() { // the side chosen could take none: its failure, whatever the fallback did
 		s.dec.Done(route.Outcome{Latency: time.Since(s.start), Failed: true})
 	} else if failed, counted := kind.CanaryFailed(); counted {
 		s.dec.Done(route.Outcome{Latency: time.Since(s.start), Failed: failed})

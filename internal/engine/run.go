@@ -47,9 +47,11 @@ type Call[R any] struct {
 	CallerGone func() bool
 	// OnBudgetRefused, when set, learns each retry or hedge the budget refused.
 	OnBudgetRefused func(tracing.AttemptKind)
-	// Continued says the call carries on a call of the same request that every endpoint
-	// refused (sent on to a fallback destination): the budget does not count it again.
-	Continued bool
+	// Fallback, when set, is where attempts go once Dest can take them no more: see
+	// Attempt.Admit. OnFallback, when set, learns of the switch, once, from the goroutine of
+	// the attempt that made it.
+	Fallback   *Dest
+	OnFallback func()
 
 	s shared // what the call's attempts share, the first attempt among it: one allocation
 }
@@ -88,6 +90,7 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 	// would take the write barrier for every pointer field, set or not)
 	s.caller, s.ctx, s.cancelOverall = ctx, ctx, noop
 	s.stats, s.dest, s.policy, s.callerGone = c.Stats, c.Dest, c.Policy, c.CallerGone
+	s.fallback, s.onFallback = c.Fallback, c.OnFallback
 	if to := c.Policy.Timeout; to > 0 {
 		s.ctx, s.cancelOverall = context.WithTimeout(ctx, to)
 	}
@@ -97,9 +100,7 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 			panic(p)
 		}
 	}()
-	if !c.Continued {
-		c.Budget.Deposit()
-	}
+	c.Budget.Deposit()
 	if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
 		res = runHedged(s, c)
 	} else {
