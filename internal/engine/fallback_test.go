@@ -47,7 +47,7 @@ func (s *pickingSender) Classify(a *engine.Attempt, v string, err error, _ outco
 	return outcome.Outcome{}, false
 }
 
-func (s *pickingSender) Discard(*engine.Attempt, string, error)               {}
+func (s *pickingSender) Discard(*engine.Attempt, string, error)            {}
 func (s *pickingSender) Detach(_ *engine.Attempt, v string) (string, bool) { return v, true }
 
 func newDest(t *testing.T, addrs ...string) *engine.Dest {
