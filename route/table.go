@@ -266,9 +266,9 @@ type Decision struct {
 	Pinned bool
 	// Mirror is true when the request should be shadowed (see [Shadower]).
 	Mirror bool
-	// Fallback is where to send the request instead when no endpoint of Destination can take
-	// it (none at all, or every breaker open): the route's stable destination (see
-	// [RouteConfig].Fallback). It is nil when the route has no fallback, when Destination is
+	// Fallback is where to send the attempts Destination cannot take (no endpoint, every
+	// breaker open, or no endpoint left that the request did not use): the route's stable
+	// destination (see [RouteConfig].Fallback). It is nil when the route has no fallback, when Destination is
 	// the fallback already, and for a request a trusted caller pinned to a side. A request
 	// sent there is reported with Done as a failure (Outcome.Failed) of the side first chosen.
 	// The caller must not modify it.
