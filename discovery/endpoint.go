@@ -139,6 +139,18 @@ type Knower interface {
 	Knows(service string) bool
 }
 
+// CheckKnown returns a check that refuses, with an error wrapping [ErrUnknownService], a
+// service k does not know: for route.WithServiceCheck, so that a route table (and every
+// reload of it) naming such a service is refused when it loads.
+func CheckKnown(k Knower) func(service string) error {
+	return func(service string) error {
+		if !k.Knows(service) {
+			return fmt.Errorf("%w: %q", ErrUnknownService, service)
+		}
+		return nil
+	}
+}
+
 // ErrClosed is returned by Next after the watcher (or cache) is closed.
 var ErrClosed = errors.New("discovery: watcher closed")
 

@@ -48,3 +48,12 @@ func TestStaticRefusesBadAddresses(t *testing.T) {
 
 	assert.Panics(t, func() { discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "x"}}}) })
 }
+
+func TestCheckKnown(t *testing.T) {
+	s := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": nil})
+	check := discovery.CheckKnown(s)
+	require.NoError(t, check("svc"))
+	err := check("ghost")
+	require.ErrorIs(t, err, discovery.ErrUnknownService)
+	assert.Contains(t, err.Error(), `"ghost"`)
+}

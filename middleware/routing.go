@@ -29,6 +29,13 @@ import (
 // and without WithTLS, such a call fails with FAILED_PRECONDITION rather than go where the
 // route did not say. Shadowing, header and path rewrites and the HTTP-only retry settings are
 // not carried out for gRPC calls.
+//
+// Services the routes name are checked when the transport or client is made: against a
+// resolver that knows its services (a discovery.Knower, such as discovery.Static) a route to
+// one it does not know is an error naming the route and field; with other resolvers (Consul,
+// DNS) the transport looks them up in the background and logs (WithLogger) those it finds
+// without endpoints. To check every reload too, build the router with
+// route.WithServiceCheck(discovery.CheckKnown(static)).
 func WithRoutes(r *route.Router) ClientOption {
 	return clientOption(func(c *config) {
 		if r == nil {

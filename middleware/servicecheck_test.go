@@ -43,6 +43,11 @@ func TestRouteToUnknownServiceRefusedAtLoad(t *testing.T) {
 	_, err = middleware.NewGRPCClient(static, middleware.WithRoutes(router))
 	require.ErrorIs(t, err, discovery.ErrUnknownService)
 
+	// A router checked against the resolver refuses the route itself, at load and at reload.
+	_, err = route.NewRouter(cfg, route.WithServiceCheck(discovery.CheckKnown(static)))
+	require.ErrorIs(t, err, discovery.ErrUnknownService)
+	assert.Contains(t, err.Error(), "routes[0].canary.canary.service")
+
 	// Once the resolver knows it, the same routes load.
 	require.NoError(t, static.Set("ghost", []discovery.Endpoint{{Addr: "127.0.0.1:2"}}))
 	tr, err := middleware.NewTransport(nil, middleware.WithResolver(static), middleware.WithRoutes(router))

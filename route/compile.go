@@ -28,6 +28,8 @@ type compiler struct {
 	err  error
 	lim  limits
 	gate *delayGate // shared by the injectors of the table (and of the tables before it)
+
+	checkService func(service string) error // WithServiceCheck's; nil: none
 }
 
 // limits are a Config's Limits with their defaults filled in.
@@ -102,6 +104,7 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
+	c.checkService = o.checkService
 	t := &Table{trust: o.trust, cfg: cfg, byHost: map[string][]*Route{}, gate: c.gate}
 	if len(cfg.Routes) > maxRoutes {
 		c.fail("routes", "%d routes is over the limit of %d", len(cfg.Routes), maxRoutes)
@@ -556,6 +559,10 @@ func (c *compiler) destination(d *Destination, path string, required bool) bool 
 		}
 	} else if err := validService(d.Service); err != nil {
 		return c.fail(path+".service", "%v", err)
+	} else if c.checkService != nil {
+		if err := c.checkService(d.Service); err != nil {
+			return c.fail(path+".service", "%w", err) // errors.Is finds the check's error
+		}
 	}
 	for i, tag := range d.Subset.Tags {
 		if tag == "" {

@@ -78,3 +78,42 @@ func TestFallbackOnlyWithSplitOrCanary(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// WithServiceCheck refuses, at load and at every reload, a table naming a service the check
+// refuses, naming its path; the table in force stays.
+func TestServiceCheckAtLoadAndReload(t *testing.T) {
+	known := map[string]bool{"a": true, "b": true}
+	check := route.WithServiceCheck(func(s string) error {
+		if !known[s] {
+			return errors.New("unknown service " + s)
+		}
+		return nil
+	})
+	good := "routes:\n  - canary: {stable: {service: a}, canary: {service: b}, weight: 5}\n"
+	bad := "routes:\n  - canary: {stable: {service: a}, canary: {service: ghost}, weight: 5}\n"
+	cfg, err := route.ParseConfig([]byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = route.NewRouter(cfg, check)
+	var ce *route.ConfigError
+	if !errors.As(err, &ce) || ce.Path != "routes[0].canary.canary.service" || !strings.Contains(err.Error(), "unknown service ghost") {
+		t.Fatalf("NewRouter: %v", err)
+	}
+	cfg, _ = route.ParseConfig([]byte(good))
+	r, err := route.NewRouter(cfg, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := r.Version()
+	if err := r.Load([]byte(bad)); !errors.As(err, &ce) || ce.Path != "routes[0].canary.canary.service" {
+		t.Fatalf("reload: %v", err)
+	}
+	if r.Version() != v {
+		t.Fatal("the refused reload replaced the table")
+	}
+	shadow := "routes:\n  - shadow: {destination: {service: nope}}\n"
+	if err := r.Load([]byte(shadow)); !errors.As(err, &ce) || ce.Path != "routes[0].shadow.destination.service" {
+		t.Fatalf("shadow: %v", err)
+	}
+}

@@ -19,8 +19,9 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	trust  func(*Request) bool
-	events func(Event)
+	trust        func(*Request) bool
+	events       func(Event)
+	checkService func(string) error
 }
 
 func newOptions(opts []Option) *options {
@@ -48,6 +49,21 @@ func WithTrust(trusted func(*Request) bool) Option {
 // triggered the event; it should return quickly. Default: events are dropped.
 func WithEvents(fn func(Event)) Option {
 	return optionFunc(func(o *options) { o.events = fn })
+}
+
+// WithServiceCheck sets a check that every service a table names (a destination, a split
+// arm, a canary side, a shadow) must pass when the table compiles: NewRouter, every Update
+// and Load (and so every reload), and Compile. A service it refuses makes the document a
+// *[ConfigError] at that service's path, such as "routes[0].canary.canary.service", and a
+// reload keeps the table in force. Pair it with the resolver the transport uses, for example
+// a discovery.Static:
+//
+//	route.NewRouter(cfg, route.WithServiceCheck(discovery.CheckKnown(static)))
+//
+// Default: no check (middleware.NewTransport still checks the table it is given against a
+// resolver that knows its services).
+func WithServiceCheck(fn func(service string) error) Option {
+	return optionFunc(func(o *options) { o.checkService = fn })
 }
 
 // Table is a compiled, immutable route table. Lookups are lock-free and do not allocate;
