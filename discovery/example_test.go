@@ -41,7 +41,7 @@ func ExampleNewStatic_invalid() {
 	_, err := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {{Addr: "not-an-address"}}})
 	fmt.Println(err)
 	// Output:
-	// discovery: NewStatic: services["payments"][0]: discovery: endpoint address "not-an-address": address not-an-address: missing port in address
+	// discovery: NewStatic: services["payments"][0]: endpoint address "not-an-address": address not-an-address: missing port in address
 }
 
 func ExampleCache() {

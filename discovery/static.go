@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -61,7 +62,7 @@ func validateSet(service string, eps []Endpoint) error {
 	}
 	for i, e := range eps {
 		if err := e.Validate(); err != nil {
-			return fmt.Errorf("services[%q][%d]: %w", service, i, err)
+			return fmt.Errorf("services[%q][%d]: %s", service, i, strings.TrimPrefix(err.Error(), "discovery: "))
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,12 +126,20 @@ func New(cfg Config) (*Resolver, error) {
 // SRVName returns the SRV name looked up for service: Config.Name with service in place of
 // "{service}". It fails when service is empty or the name is not a valid DNS name.
 func (r *Resolver) SRVName(service string) (string, error) {
+	name, err := r.srvName(service)
+	if err != nil {
+		return "", errors.New("dns: " + err.Error())
+	}
+	return name, nil
+}
+
+func (r *Resolver) srvName(service string) (string, error) {
 	if service == "" {
-		return "", errors.New("dns: service name is empty")
+		return "", errors.New("service name is empty")
 	}
 	name := r.prefix + service + r.suffix
 	if err := discovery.ValidateHost(trimDot(name)); err != nil {
-		return "", fmt.Errorf("dns: service %q: SRV name %q: %w", truncate(service), truncate(name), err)
+		return "", fmt.Errorf("service %q: SRV name %q: %s", truncate(service), truncate(name), strings.TrimPrefix(err.Error(), "discovery: "))
 	}
 	return name, nil
 }
@@ -139,7 +148,7 @@ func (r *Resolver) SRVName(service string) (string, error) {
 // [Resolver.SRVName]), and returns at once; the first call to Next waits for the first
 // lookup.
 func (r *Resolver) Watch(_ context.Context, service string) (discovery.Watcher, error) {
-	name, err := r.SRVName(service)
+	name, err := r.srvName(service)
 	if err != nil {
 		return nil, fmt.Errorf("dns: Watch: %w", err)
 	}
