@@ -130,17 +130,7 @@ routes:
 	app := newMetricsApp(t, static, middleware.WithRoutes(router), middleware.WithMeterProvider(mp), middleware.WithShadowLimit(1000),
 		middleware.WithBreaker(breaker.Config{MinimumVolume: 5, OpenDelay: time.Hour}))
 
-	settled := func(want int64) middleware.ShadowStats {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			sh := app.tr.Stats().Shadow
-			if sh.Matched+sh.Mismatched+sh.Failed+sh.Unpaired >= want || time.Now().After(deadline) {
-				return sh
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	settled := func(want int64) middleware.ShadowStats { return shadowSettled(app.tr, want) }
 	// Phase 1: the shadow answers as the primary does.
 	const n1, n2 = 30, 40
 	for range n1 {
@@ -194,8 +184,27 @@ routes:
 	assert.Zero(t, counterSum(t, reader, tracing.MetricBreakerRefusals, tracing.KeyDestination.String("svc")))
 	assert.Equal(t, sh.BreakerRefusals, counterSum(t, reader, tracing.MetricBreakerRefusals, tracing.KeyDestination.String("shadow:mirror")))
 
+	checkShadowOnStatusPage(t, app.tr, sh, n1+n2)
+}
+
+// shadowSettled polls tr's shadow counts, for up to 10 s, until want comparisons are made.
+func shadowSettled(tr *middleware.Transport, want int64) middleware.ShadowStats {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sh := tr.Stats().Shadow
+		if sh.Matched+sh.Mismatched+sh.Failed+sh.Unpaired >= want || time.Now().After(deadline) {
+			return sh
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkShadowOnStatusPage checks the status page of tr: the shadow comparison sh, the
+// transport's own requests, and the shadow's destination of its own.
+func checkShadowOnStatusPage(t *testing.T, tr *middleware.Transport, sh middleware.ShadowStats, requests int64) {
+	t.Helper()
 	// The status page: the comparison, and the shadow's destination of its own.
-	srv := httptest.NewServer(middleware.StatusHandler(app.tr))
+	srv := httptest.NewServer(middleware.StatusHandler(tr))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + "/?format=json")
 	require.NoError(t, err)
@@ -223,7 +232,7 @@ routes:
 	require.Len(t, page.Transports, 1)
 	ps := page.Transports[0].Stats
 	require.NotNil(t, ps.Shadow)
-	assert.EqualValues(t, n1+n2, ps.Requests)
+	assert.Equal(t, requests, ps.Requests)
 	assert.Zero(t, ps.BreakerOpens)
 	assert.Equal(t, sh.Mirrored, ps.Shadow.Mirrored)
 	assert.Equal(t, sh.Matched, ps.Shadow.Matched)
