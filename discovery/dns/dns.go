@@ -21,7 +21,7 @@ import (
 // Config says which DNS server to ask and how often. The zero value asks the system's
 // resolver every 30 seconds.
 type Config struct {
-	// Name maps a service name to the SRV name looked up for it: every other character is
+	// NameTemplate maps a service name to the SRV name looked up for it: every other character is
 	// kept, and "{service}" (which must appear exactly once) stands for the service name, so
 	// that a mesh client can address http://payments/ and have "payments" looked up as, for
 	// example:
@@ -32,7 +32,7 @@ type Config struct {
 	// The result must be a valid DNS name (a trailing dot makes it absolute, so the system's
 	// search domains are not tried). Default "{service}": the service name is the SRV name
 	// itself.
-	Name string
+	NameTemplate string
 	// Server is the host:port of the DNS server to ask, over UDP with TCP fallback.
 	// Default: the system's resolver (/etc/resolv.conf).
 	Server string
@@ -58,7 +58,7 @@ type Config struct {
 // returns runs one until closed.
 type Resolver struct {
 	cfg            Config // immutable after New
-	prefix, suffix string // Config.Name around "{service}"; immutable
+	prefix, suffix string // Config.NameTemplate around "{service}"; immutable
 	net            *net.Resolver
 }
 
@@ -77,7 +77,7 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.EmptyAnswers < 0 {
 		return nil, fmt.Errorf("dns: Config.EmptyAnswers must not be negative, got %d", cfg.EmptyAnswers)
 	}
-	prefix, suffix, err := ParseName(cfg.Name)
+	prefix, suffix, err := ParseNameTemplate(cfg.NameTemplate)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func New(cfg Config) (*Resolver, error) {
 	return r, nil
 }
 
-// SRVName returns the SRV name looked up for service: Config.Name with service in place of
+// SRVName returns the SRV name looked up for service: Config.NameTemplate with service in place of
 // "{service}". It fails when service is empty or the name is not a valid DNS name.
 func (r *Resolver) SRVName(service string) (string, error) {
 	name, err := r.srvName(service)
@@ -144,7 +144,7 @@ func (r *Resolver) srvName(service string) (string, error) {
 	return name, nil
 }
 
-// Watch starts following service, through the SRV name Config.Name maps it to (see
+// Watch starts following service, through the SRV name Config.NameTemplate maps it to (see
 // [Resolver.SRVName]), and returns at once; the first call to Next waits for the first
 // lookup.
 func (r *Resolver) Watch(_ context.Context, service string) (discovery.Watcher, error) {

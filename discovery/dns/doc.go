@@ -1,12 +1,12 @@
 // Package dns follows services through DNS SRV records.
 //
 // [Resolver] implements discovery.Resolver: each watched service is mapped to an SRV name by
-// Config.Name, a template in which "{service}" stands for the service name (for example
+// Config.NameTemplate, a template in which "{service}" stands for the service name (for example
 // "{service}.service.consul." for Consul's DNS interface, or "_http._tcp.{service}.example.com."),
 // looked up every Config.Interval, its SRV targets resolved to addresses, and a changed set
 // published. With a template the resolver serves a mesh client on its own:
 //
-//	r, err := dns.New(dns.Config{Name: "{service}.service.consul.", Server: "127.0.0.1:8600"})
+//	r, err := dns.New(dns.Config{NameTemplate: "{service}.service.consul.", Server: "127.0.0.1:8600"})
 //	tr, err := middleware.NewTransport(nil, middleware.WithResolver(r))
 //	// http://payments/ is looked up as payments.service.consul.
 //

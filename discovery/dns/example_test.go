@@ -6,18 +6,18 @@ import (
 	"github.com/proxyless/proxyless/discovery/dns"
 )
 
-// Config.Name maps the service a client addresses (http://payments/) to its SRV name.
+// Config.NameTemplate maps the service a client addresses (http://payments/) to its SRV name.
 func ExampleResolver_SRVName() {
-	r, err := dns.New(dns.Config{Name: "_http._tcp.{service}.example.internal."})
+	r, err := dns.New(dns.Config{NameTemplate: "_http._tcp.{service}.example.internal."})
 	if err != nil {
 		panic(err)
 	}
 	name, _ := r.SRVName("payments")
 	fmt.Println(name)
 
-	_, err = dns.New(dns.Config{Name: "payments.example.internal."})
+	_, err = dns.New(dns.Config{NameTemplate: "payments.example.internal."})
 	fmt.Println(err)
 	// Output:
 	// _http._tcp.payments.example.internal.
-	// dns: Config.Name "payments.example.internal." must contain {service}
+	// dns: Config.NameTemplate "payments.example.internal." must contain {service}
 }

@@ -28,7 +28,7 @@ func TestNameTemplate(t *testing.T) {
 		{"_http._tcp.{service}.example.internal", "payments", "_http._tcp.payments.example.internal"},
 		{"_grpc._tcp.{service}", "orders", "_grpc._tcp.orders"},
 	} {
-		r, err := dns.New(dns.Config{Name: tc.tmpl})
+		r, err := dns.New(dns.Config{NameTemplate: tc.tmpl})
 		require.NoError(t, err, tc.tmpl)
 		got, err := r.SRVName(tc.service)
 		require.NoError(t, err, tc.tmpl)
@@ -45,13 +45,13 @@ func TestNameTemplate(t *testing.T) {
 		{"{service}.bad name", "invalid character"},
 		{"{service}." + strings.Repeat("a", 300), "over"},
 	} {
-		_, err := dns.New(dns.Config{Name: tc.tmpl})
+		_, err := dns.New(dns.Config{NameTemplate: tc.tmpl})
 		require.Error(t, err, tc.tmpl)
-		assert.Contains(t, err.Error(), "dns: Config.Name", tc.tmpl)
+		assert.Contains(t, err.Error(), "dns: Config.NameTemplate", tc.tmpl)
 		assert.Contains(t, err.Error(), tc.want, tc.tmpl)
 	}
 	// A service that makes an invalid name is refused by Watch.
-	r, err := dns.New(dns.Config{Name: "{service}.service.consul."})
+	r, err := dns.New(dns.Config{NameTemplate: "{service}.service.consul."})
 	require.NoError(t, err)
 	for _, bad := range []string{"", "a b", "x..y", "-x", strings.Repeat("a", 64)} {
 		_, err := r.Watch(context.Background(), bad)
@@ -59,21 +59,21 @@ func TestNameTemplate(t *testing.T) {
 	}
 }
 
-func FuzzParseName(f *testing.F) {
+func FuzzParseNameTemplate(f *testing.F) {
 	for _, s := range []string{"", "{service}", "{service}.service.consul.", "_http._tcp.{service}.example.internal", "{service}{service}", "}{", "{service}..", "x{service}"} {
 		f.Add(s, "payments")
 	}
 	f.Fuzz(func(t *testing.T, tmpl, service string) {
-		prefix, suffix, err := dns.ParseName(tmpl)
+		prefix, suffix, err := dns.ParseNameTemplate(tmpl)
 		if err != nil {
 			return
 		}
 		if tmpl != "" && prefix+"{service}"+suffix != tmpl {
-			t.Fatalf("ParseName(%q) = %q, %q", tmpl, prefix, suffix)
+			t.Fatalf("ParseNameTemplate(%q) = %q, %q", tmpl, prefix, suffix)
 		}
-		r, err := dns.New(dns.Config{Name: tmpl})
+		r, err := dns.New(dns.Config{NameTemplate: tmpl})
 		if err != nil {
-			t.Fatalf("New refused a template ParseName accepted: %v", err)
+			t.Fatalf("New refused a template ParseNameTemplate accepted: %v", err)
 		}
 		if name, err := r.SRVName(service); err == nil && !strings.Contains(name, service) {
 			t.Fatalf("SRVName(%q) = %q", service, name)
@@ -91,7 +91,7 @@ func TestTemplateResolverWithTransport(t *testing.T) {
 		_, port := splitPort(t, b.Addr())
 		t.Cleanup(registerAt(t, a, "dnsweb", port))
 	}
-	r, err := dns.New(dns.Config{Server: a.DNSAddr, Name: "{service}.service.consul.", Interval: 100 * time.Millisecond, Timeout: time.Second})
+	r, err := dns.New(dns.Config{Server: a.DNSAddr, NameTemplate: "{service}.service.consul.", Interval: 100 * time.Millisecond, Timeout: time.Second})
 	require.NoError(t, err)
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
