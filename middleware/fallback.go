@@ -9,7 +9,7 @@ import (
 // withFallback gives the call of a routed request its route's fallback (the stable
 // destination, route.Decision.Fallback), when it has one that resolves: the engine sends
 // there the attempts the chosen destination cannot take (every breaker open, no endpoint, or
-// a retry or hedge with no endpoint left that the request did not use). When that happens,
+// a retry with no endpoint left that the request did not use). When that happens,
 // the request is marked, so that the canary analysis counts it against the side first
 // chosen, and counted in Stats.Fallbacks.
 func (t *Transport) withFallback(cl *engine.Call[*http.Response], req *http.Request, rs *routeState) {

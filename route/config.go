@@ -77,7 +77,7 @@ type RouteConfig struct {
 	// Fallback sends the attempts of a request that its chosen split arm or canary side cannot
 	// take to the stable destination instead: the canary's Stable, or the split's heaviest arm
 	// (the first of the heaviest). An arm cannot take an attempt when it has no endpoint, when
-	// every endpoint's breaker is open, or, for a retry or hedge, when it has no endpoint the
+	// every endpoint's breaker is open, or, for a retry, when it has no endpoint the
 	// request did not use already (a one-endpoint canary that failed: the retry goes to
 	// stable). Such a request counts as a failure of the canary in its analysis, whatever
 	// stable answered. A request a trusted caller pinned to a side does not fall back. Only

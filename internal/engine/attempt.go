@@ -150,8 +150,8 @@ const DeadlineSlack = 20 * time.Millisecond
 // each endpoint skipped.
 //
 // With a Call.Fallback, the attempt (and every later one of the call) picks from the fallback
-// instead when the destination refuses it so, or when a retry or hedge would go back to an
-// endpoint of the destination the call already used.
+// instead when the destination refuses it so, or when a retry would go back to an endpoint
+// of the destination the call already used (a hedge may: it races the attempt it hedges).
 func (a *Attempt) Admit(refused func(addr string)) error {
 	s := a.s
 	s.mu.Lock()
@@ -168,11 +168,11 @@ func (a *Attempt) Admit(refused func(addr string)) error {
 	return a.admitFrom(s.dest, refused, false)
 }
 
-// errOnlyTried says a retry or hedge would go back to an endpoint the call used.
+// errOnlyTried says a retry would go back to an endpoint the call used.
 var errOnlyTried = errors.New("engine: only endpoints already tried")
 
-// admitFrom is Admit's pick from d, under s.mu. With onlyNew, a retry or hedge that would go
-// back to an endpoint already used fails with errOnlyTried.
+// admitFrom is Admit's pick from d, under s.mu. With onlyNew, a retry that would go back to
+// an endpoint already used fails with errOnlyTried.
 func (a *Attempt) admitFrom(d *Dest, refused func(addr string), onlyNew bool) error {
 	s := a.s
 	var lastOpen error
@@ -181,7 +181,7 @@ func (a *Attempt) admitFrom(d *Dest, refused func(addr string), onlyNew bool) er
 		if err != nil {
 			return err
 		}
-		if onlyNew && a.N > 0 && s.tried.Contains(pick) {
+		if onlyNew && a.Kind == tracing.AttemptRetry && s.tried.Contains(pick) {
 			pick.Done(balancer.DoneInfo{Now: a.Start, Outcome: balancer.OutcomeIgnore})
 			return errOnlyTried
 		}
