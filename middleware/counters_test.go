@@ -187,12 +187,13 @@ routes:
 	checkShadowOnStatusPage(t, app.tr, sh, n1+n2)
 }
 
-// shadowSettled polls tr's shadow counts, for up to 10 s, until want comparisons are made.
+// shadowSettled polls tr's shadow counts, for up to 10 s, until want comparisons are made
+// and no copy is in flight (its result counted everywhere).
 func shadowSettled(tr *middleware.Transport, want int64) middleware.ShadowStats {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		sh := tr.Stats().Shadow
-		if sh.Matched+sh.Mismatched+sh.Failed+sh.Unpaired >= want || time.Now().After(deadline) {
+		if (sh.InFlight == 0 && sh.Matched+sh.Mismatched+sh.Failed+sh.Unpaired >= want) || time.Now().After(deadline) {
 			return sh
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -19,6 +19,7 @@ const shadowKeyPrefix = "shadow:"
 type ShadowStats struct {
 	Mirrored int64 // copies sent
 	Dropped  int64 // copies not sent: a concurrency cap was reached, or the body could not be copied
+	InFlight int64 // copies in flight now (their comparison not yet counted)
 
 	Requests        int64 // copies that reached the shadow's destination (those refused before it, too)
 	Attempts        int64 // their attempts sent, retries included
@@ -48,7 +49,7 @@ func (t *Transport) shadowStats() ShadowStats {
 	own := statsOf(&t.shadow.stats, t.shadow.bud)
 	ss := t.shadower.Stats()
 	return ShadowStats{
-		Mirrored: ss.Mirrored, Dropped: ss.Dropped + ss.TooLarge,
+		Mirrored: ss.Mirrored, Dropped: ss.Dropped + ss.TooLarge, InFlight: ss.InFlight,
 		Requests: own.Requests, Attempts: own.Attempts, Retries: own.Retries,
 		BreakerRefusals: own.BreakerRefusals, BreakerOpens: t.shadow.breakerOpens.Load(), Ejections: t.ejections(true),
 		Matched: ss.Matches, Mismatched: ss.Mismatches, Failed: ss.Errors, Unpaired: ss.Unpaired,

@@ -157,6 +157,7 @@ type statsView struct {
 type shadowStatsView struct {
 	Mirrored        int64 `json:"mirrored"`
 	Dropped         int64 `json:"dropped"`
+	InFlight        int64 `json:"in_flight"`
 	Requests        int64 `json:"requests"`
 	Attempts        int64 `json:"attempts"`
 	Retries         int64 `json:"retries"`
@@ -177,7 +178,7 @@ func statsViewOf(st Stats) statsView {
 	}
 	if sh := st.Shadow; sh != (ShadowStats{}) {
 		v.Shadow = &shadowStatsView{
-			Mirrored: sh.Mirrored, Dropped: sh.Dropped, Requests: sh.Requests, Attempts: sh.Attempts,
+			Mirrored: sh.Mirrored, Dropped: sh.Dropped, InFlight: sh.InFlight, Requests: sh.Requests, Attempts: sh.Attempts,
 			Retries: sh.Retries, BreakerRefusals: sh.BreakerRefusals, BreakerOpens: sh.BreakerOpens,
 			Ejections: sh.Ejections, Matched: sh.Matched, Mismatched: sh.Mismatched, Failed: sh.Failed,
 			Unpaired: sh.Unpaired,
@@ -488,7 +489,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <span>fallbacks {{$t.Stats.Fallbacks}}</span>
 </p>
 {{with $t.Stats.Shadow}}<p class="stats shadow"><strong>shadow</strong>
-<span>mirrored {{.Mirrored}}</span><span>dropped {{.Dropped}}</span>
+<span>mirrored {{.Mirrored}}</span><span>dropped {{.Dropped}}</span><span>in flight {{.InFlight}}</span>
 <span class="{{if .Matched}}ok{{end}}">matched {{.Matched}}</span><span class="{{if .Mismatched}}warn{{end}}">mismatched {{.Mismatched}}</span>
 <span class="{{if .Failed}}bad{{end}}">shadow failed {{.Failed}}</span><span>unpaired {{.Unpaired}}</span>
 <span>requests {{.Requests}}</span><span>attempts {{.Attempts}}</span><span>retries {{.Retries}}</span>
