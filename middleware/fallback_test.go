@@ -168,3 +168,25 @@ routes:
 	assert.GreaterOrEqual(t, ev.Canary.Failures, int64(20), "over half of 40 canary requests failed")
 	assert.Zero(t, ev.Stable.Failures, "a fallback is not the stable side's")
 }
+
+// A canary subset with no endpoint at all: its share goes to the stable version.
+func TestCanaryWithoutEndpointsFallsBack(t *testing.T) {
+	r := newCanaryRig(t, `
+routes:
+  - name: shop
+    match: {hosts: [shop]}
+    canary:
+      stable: {service: shop, subset: {meta: {version: v1}}}
+      canary: {service: shop, subset: {meta: {version: v3}}}
+      weight: 50
+`)
+	const n = 200
+	ok := r.run(t, n)
+	st := r.tr.Stats()
+	assert.Equal(t, n, ok, "every request answered by stable")
+	assert.Greater(t, st.Fallbacks, int64(n/4), "about half fell back")
+	assert.Zero(t, st.BreakerRefusals, "no breaker refused: there was no endpoint")
+	assert.Zero(t, r.canary.Attempts())
+	assert.EqualValues(t, n, r.s1.Attempts()+r.s2.Attempts())
+	assert.EqualValues(t, n, st.Requests)
+}
