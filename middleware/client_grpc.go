@@ -134,6 +134,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		defer func() { tr.EndGRPC(winner, kind, err) }()
 	}
 	pol, rt := &c.pol, grpcRoute{}
+	ownCC, ownInvoker := cc, invoker
 	if c.cfg.routes != nil {
 		if rt, err = c.route(ctx, method, cc, tr); err != nil {
 			return err
@@ -168,6 +169,11 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		u.run.OnBudgetRefused = tr.BudgetRefused
 	}
 	res := engine.Run(ctx, &u.run)
+	if fcc := c.fallbackConn(&rt, ownCC, res); fcc != nil { // grpc_fallback.go
+		res.Release()
+		u = u.to(fcc, ownCC, ownInvoker)
+		res = engine.Run(ctx, &u.run)
+	}
 	res.Release()
 	rt.done(res.Outcome.Kind)
 	kind = res.Outcome.Kind

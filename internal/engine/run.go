@@ -52,6 +52,10 @@ type Call[R any] struct {
 	// the attempt that made it.
 	Fallback   *Dest
 	OnFallback func()
+	// Continued says the call carries on one of the same request that every endpoint
+	// refused, sent to another destination (a gRPC route's fallback): the budget does not
+	// count it again.
+	Continued bool
 
 	s shared // what the call's attempts share, the first attempt among it: one allocation
 }
@@ -100,7 +104,9 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 			panic(p)
 		}
 	}()
-	c.Budget.Deposit()
+	if !c.Continued {
+		c.Budget.Deposit()
+	}
 	if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
 		res = runHedged(s, c)
 	} else {
