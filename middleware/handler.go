@@ -33,6 +33,7 @@ type serverConfig struct {
 	peers      *auth.PeerAuthorizer // nil when mTLS peers are not checked: auth.go
 	faults     *route.Router        // nil when no faults are injected
 	tel        *telemetry.Telemetry // built by NewHandler
+	edge       edgeConfig           // NewHandler's edge stages: edge_headers.go
 }
 
 type serverRateLimit struct {
@@ -166,10 +167,12 @@ type stage struct {
 // does.
 var handlerStages = []stage{
 	{"telemetry", buildTelemetry},
+	{"cors", buildCORS}, // before authentication: preflights carry no credentials
 	{"peer", buildPeer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
 	{"ratelimit-subject", buildSubjectRateLimit},
+	{"edge", buildEdge}, // body limit and header transforms, on requests the limits admitted
 	{"fault", buildFault},
 	{"shed", buildShed},
 }
@@ -185,12 +188,15 @@ const serverOperation = "proxyless.server"
 //     traceparent (a malformed one is ignored and a new trace begins), reported to the
 //     providers of WithTracerProvider and WithMeterProvider or the global ones as they are
 //     when NewHandler runs, and costing almost nothing while they record nothing;
+//     then CORS (WithCORS): preflights answered (204, or 403), CORS headers on answers;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
 //     client certificate;
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
 //     KeyByClientIP, KeyByHeader, the peer identity...): 429;
 //  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;
 //  5. the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit): 429;
+//     then the body limit (WithMaxRequestBody, a route's edge.maxBodyBytes): 413, and the
+//     route's request and response header transforms (WithEdgeRoutes);
 //  6. fault injection (WithServerFaults);
 //  7. load shedding (WithLoadShedding): 503.
 //
