@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync/atomic"
+	"time"
 )
 
 // WithMaxRequestBody makes NewHandler refuse request bodies over n bytes with 413 Content Too
@@ -36,15 +38,52 @@ func WithMaxRequestBody(n int64) HandlerOption {
 // errBodyTooLarge is what a handler's writes return once its answer has become 413.
 var errBodyTooLarge = errors.New("middleware: the request body is over the limit: the answer is 413")
 
+// tooLargeBody is the text of a 413 answer.
+const tooLargeBody = "Request Entity Too Large\n"
+
 // refuseTooLarge answers 413, asking net/http to close an HTTP/1 connection afterwards rather
-// than read the rest of the body.
+// than read the rest of the body. The answer has a Content-Length, so that a client reads it
+// whole without waiting for the connection to end.
 func refuseTooLarge(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Del("Content-Encoding")
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Content-Length", strconv.Itoa(len(tooLargeBody)))
 	if r.ProtoMajor == 1 {
 		hd.Set("Connection", "close")
 	}
-	http.Error(w, http.StatusText(http.StatusRequestEntityTooLarge), http.StatusRequestEntityTooLarge)
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_, _ = io.WriteString(w, tooLargeBody)
+}
+
+// lingerAfter413 is how long an abandoned connection stays open for reading after its write
+// side is closed, as net/http lingers before closing a connection it did not read to the end
+// (so that the client reads the answer before its unread bytes make the kernel reset it).
+const lingerAfter413 = 500 * time.Millisecond
+
+// abandonBody takes an HTTP/1 connection whose request body is left unread from net/http,
+// which would otherwise read up to 256 KiB more of it after the handler (looking for its end,
+// although the connection is closing), and closes it: the answer flushed, the write side shut
+// at once, the socket after lingerAfter413. w must be the writer the 413 went through. HTTP/2
+// resets the stream by itself and is left alone.
+func abandonBody(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 1 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		return
+	}
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		return // not hijackable: net/http drains and closes as it does
+	}
+	_ = brw.Flush()
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	time.AfterFunc(lingerAfter413, func() { _ = conn.Close() })
 }
 
 // limitedBody is http.MaxBytesReader's cut, with a flag the stage and the gateway can read
@@ -139,12 +178,14 @@ func (g *bodyGuard) Flush() { _ = g.FlushError() }
 // Unwrap returns the ResponseWriter underneath (for http.ResponseController).
 func (g *bodyGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
-// finish answers 413 when the handler returned without writing and its body went over.
-func (g *bodyGuard) finish() {
+// finish answers 413 when the handler returned without writing and its body went over, and
+// reports whether the answer is 413.
+func (g *bodyGuard) finish() bool {
 	if !g.wrote && g.body.exceeded.Load() {
 		g.wrote, g.refused = true, true
 		refuseTooLarge(g.ResponseWriter, g.r)
 	}
+	return g.refused
 }
 
 // bodyOverLimit reports whether r's body was cut by a limit of this package (for the

@@ -66,6 +66,7 @@ func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if limit > 0 {
 		if r.ContentLength > limit {
 			refuseTooLarge(w, r)
+			abandonBody(w, r)
 			return
 		}
 		// A known length within the limit is enforced by net/http's own reader.
@@ -85,8 +86,8 @@ func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.next.ServeHTTP(w, r)
-	if guard != nil {
-		guard.finish()
+	if guard != nil && guard.finish() {
+		abandonBody(guard.ResponseWriter, r)
 	}
 }
 
