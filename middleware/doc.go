@@ -17,7 +17,7 @@
 //	                                               WithHedge, WithLogger, WithRateLimit,
 //	                                               WithRateLimiter, WithConcurrencyLimit,
 //	                                               WithCredentials, WithRoutes
-//	HandlerOption     NewHandler                   (only the shared types below)
+//	HandlerOption     NewHandler, NewGateway       WithCORS, WithMaxRequestBody, WithEdgeRoutes
 //	GRPCServerOption  NewGRPCServer                (only the shared types below)
 //	ServerOption      both servers                 WithJWT, WithPeerAuthorization,
 //	                                               WithServerRateLimit, WithServerFaults,
@@ -28,6 +28,10 @@
 // A ClientOption is a TransportOption and a GRPCClientOption; a ServerOption a HandlerOption
 // and a GRPCServerOption; an Option all four. Each constructor validates its options and
 // returns an error naming a bad one; options never panic.
+//
+// NewGateway (and NewReverseProxy) put NewHandler's stages, the edge ones included, in front
+// of an httputil.ReverseProxy over a Transport: an edge gateway whose upstreams are the mesh's
+// services.
 //
 // One WithServerRateLimit serves both servers: its KeyFunc reads an HTTP request and a gRPC
 // call alike through Incoming (KeyByClientIP, KeyByHeader, KeyBySubject).
