@@ -1,7 +1,6 @@
 package middleware
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,8 +16,8 @@ import (
 //     of its body, and its connection is closed after the answer (HTTP/1);
 //   - a body of unknown length (chunked, or HTTP/2 without Content-Length) is cut at n: the
 //     read that would go past it fails with an *http.MaxBytesError, and if the handler has
-//     not written its status by then, its answer becomes 413 (what it writes is dropped and
-//     its writes fail); a handler that has already written keeps its status and sees the
+//     not written its status by then, its answer becomes 413 (what it writes then is
+//     dropped); a handler that has already written keeps its status and sees the
 //     error. A gateway (NewGateway) turns the error into 413 itself.
 //
 // A route may set its own limit (route.Edge's MaxBodyBytes, with WithEdgeRoutes), which
@@ -26,7 +25,7 @@ import (
 //
 // Taken by NewHandler.
 func WithMaxRequestBody(n int64) HandlerOption {
-	return serverOption(func(c *config) {
+	return handlerOption(func(c *config) {
 		if n <= 0 {
 			c.errs = append(c.errs, fmt.Errorf("middleware: WithMaxRequestBody must be positive, got %d", n))
 			return
@@ -34,9 +33,6 @@ func WithMaxRequestBody(n int64) HandlerOption {
 		c.server.edge.maxBody = n
 	})
 }
-
-// errBodyTooLarge is what a handler's writes return once its answer has become 413.
-var errBodyTooLarge = errors.New("middleware: the request body is over the limit: the answer is 413")
 
 // tooLargeBody is the text of a 413 answer.
 const tooLargeBody = "Request Entity Too Large\n"
@@ -156,7 +152,7 @@ func (g *bodyGuard) Write(p []byte) (int, error) {
 		g.WriteHeader(http.StatusOK)
 	}
 	if g.refused {
-		return 0, errBodyTooLarge
+		return len(p), nil // dropped: a writer error would make a proxy abort the connection
 	}
 	return g.ResponseWriter.Write(p)
 }

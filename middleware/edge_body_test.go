@@ -256,6 +256,14 @@ func TestEdgeRoutes(t *testing.T) {
 }
 
 func TestEdgeOptionErrors(t *testing.T) {
+	// The edge options are NewHandler's only: not even a type assertion hands them to gRPC.
+	for _, opt := range []middleware.HandlerOption{
+		middleware.WithCORS(middleware.CORSConfig{AllowedOrigins: []string{"*"}}), middleware.WithMaxRequestBody(1), middleware.WithEdgeRoutes(nil),
+	} {
+		if _, ok := opt.(middleware.GRPCServerOption); ok {
+			t.Errorf("%T is a GRPCServerOption", opt)
+		}
+	}
 	for _, opt := range []middleware.HandlerOption{middleware.WithMaxRequestBody(0), middleware.WithMaxRequestBody(-5), middleware.WithEdgeRoutes(nil)} {
 		if _, err := middleware.NewHandler(http.NotFoundHandler(), opt); err == nil {
 			t.Errorf("option accepted")

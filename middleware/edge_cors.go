@@ -101,7 +101,7 @@ const (
 //
 // Taken by NewHandler.
 func WithCORS(cfg CORSConfig) HandlerOption {
-	return serverOption(func(c *config) {
+	return handlerOption(func(c *config) {
 		p, err := compileCORS(cfg)
 		if err != nil {
 			c.errs = append(c.errs, err)

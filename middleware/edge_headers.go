@@ -27,7 +27,7 @@ type edgeConfig struct {
 //
 // Taken by NewHandler.
 func WithEdgeRoutes(r *route.Router) HandlerOption {
-	return serverOption(func(c *config) {
+	return handlerOption(func(c *config) {
 		if r == nil {
 			c.errs = append(c.errs, errors.New("middleware: WithEdgeRoutes: router is nil"))
 			return

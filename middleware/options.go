@@ -61,6 +61,7 @@ type (
 	grpcClientOption func(*config)
 	clientOption     func(*config)
 	grpcServerOption func(*config)
+	handlerOption    func(*config)
 	serverOption     func(*config)
 	grpcOption       func(*config)
 	option           func(*config)
@@ -71,6 +72,7 @@ func (f grpcClientOption) applyGRPCClient(c *config) { f(c) }
 func (f clientOption) applyTransport(c *config)      { f(c) }
 func (f clientOption) applyGRPCClient(c *config)     { f(c) }
 func (f grpcServerOption) applyGRPCServer(c *config) { f(c) }
+func (f handlerOption) applyHandler(c *config)       { f(c) }
 func (f serverOption) applyHandler(c *config)        { f(c) }
 func (f serverOption) applyGRPCServer(c *config)     { f(c) }
 func (f grpcOption) applyGRPCClient(c *config)       { f(c) }
