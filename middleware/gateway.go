@@ -33,12 +33,14 @@ type GatewayConfig struct {
 	// Trust says which callers are proxies whose forwarding headers are believed: such a
 	// caller's X-Forwarded-For gets the caller's address appended, and its X-Forwarded-Host
 	// and X-Forwarded-Proto are kept. Any other caller's X-Forwarded-For, X-Forwarded-Host,
-	// X-Forwarded-Proto, Forwarded and X-Real-Ip are removed and replaced by what the gateway
-	// saw: X-Forwarded-For is the caller's address alone, X-Forwarded-Host the Host it sent,
-	// X-Forwarded-Proto "http" or "https". The predicate sees the caller's address
+	// X-Forwarded-Proto and X-Real-Ip are removed and replaced by what the gateway saw:
+	// X-Forwarded-For is the caller's address alone, X-Forwarded-Host the Host it sent,
+	// X-Forwarded-Proto "http" or "https". Forwarded (RFC 7239) is removed from every
+	// request: the gateway speaks X-Forwarded-*. The predicate sees the caller's address
 	// (route.Request.RemoteAddr) and, with WithPeerAuthorization, its verified SPIFFE ID
-	// (Identity); route.TrustPrefixes and route.TrustIdentities build one. Default nil: no
-	// caller is trusted.
+	// (Identity); route.TrustPrefixes and route.TrustIdentities build one. KeyByClientIP
+	// keeps its own list (ratelimit.ClientIPConfig.TrustedProxies): give both the same
+	// proxies. Default nil: no caller is trusted.
 	Trust func(*route.Request) bool
 	// Logger receives what the proxy has to say (upstream errors, a body copy cut short).
 	// Default: discard.

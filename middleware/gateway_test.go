@@ -442,3 +442,38 @@ func TestGatewayErrors(t *testing.T) {
 		t.Error("nil transport accepted")
 	}
 }
+
+// TestGatewayCORSOwnsHeaders checks that with WithCORS the gateway's policy is the only one a
+// browser sees: an upstream's permissive CORS headers are removed, so a refused origin gets
+// none and an allowed one gets exactly the gateway's.
+func TestGatewayCORSOwnsHeaders(t *testing.T) {
+	permissive := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Access-Control-Expose-Headers", "X-Secret")
+		_, _ = io.WriteString(w, "ok")
+	})
+	for _, k := range gatewayKinds {
+		t.Run(k.name, func(t *testing.T) {
+			gw, _ := startGateway(t, k, permissive, middleware.GatewayConfig{},
+				middleware.WithCORS(middleware.CORSConfig{AllowedOrigins: []string{"https://app.example.com"}}))
+			for origin, want := range map[string][]string{"https://evil.example": nil, "https://app.example.com": {"https://app.example.com"}} {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.URL+"/", nil)
+				req.Header.Set("Origin", origin)
+				resp, err := http.DefaultClient.Do(req)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = resp.Body.Close()
+				if got := resp.Header.Values("Access-Control-Allow-Origin"); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("origin %s: Allow-Origin %q, want %q", origin, got, want)
+				}
+				if got := resp.Header.Get("Access-Control-Allow-Credentials") + resp.Header.Get("Access-Control-Expose-Headers"); got != "" {
+					t.Errorf("origin %s: the upstream's CORS headers came through: %q", origin, got)
+				}
+			}
+		})
+	}
+}
