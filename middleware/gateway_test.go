@@ -477,3 +477,56 @@ func TestGatewayCORSOwnsHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayCanaryTrust checks that the mesh's trust predicate judges the gateway's caller:
+// a canary pin in a header from a caller the route table does not trust is ignored (the
+// request goes to the stable side), and honoured for a trusted one.
+func TestGatewayCanaryTrust(t *testing.T) {
+	answer := func(s string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, s) }))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	stable, canary := answer("stable"), answer("canary")
+	res := discovery.NewStatic(map[string][]discovery.Endpoint{
+		"web": {{Addr: stable.Listener.Addr().String()}}, "web-canary": {{Addr: canary.Listener.Addr().String()}},
+	})
+	cfg := route.Config{Routes: []route.RouteConfig{{Canary: &route.Canary{
+		Stable: route.Destination{Service: "web"}, Canary: route.Destination{Service: "web-canary"},
+		Override: &route.CanaryOverride{Header: "X-Canary"},
+	}}}}
+	for _, tc := range []struct {
+		name, trusted, want string
+	}{{"untrusted caller", "10.0.0.0/8", "stable"}, {"trusted caller", "127.0.0.0/8", "canary"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			routes, err := route.NewRouter(cfg, route.WithTrust(route.TrustPrefixes(netip.MustParsePrefix(tc.trusted))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := middleware.NewTransport(&http.Transport{}, middleware.WithResolver(res), middleware.WithRoutes(routes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			h, err := middleware.NewGateway(tr, middleware.GatewayConfig{Service: "web"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gw := httptest.NewServer(h)
+			defer gw.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.URL+"/", nil)
+			req.Header.Set("X-Canary", "canary")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+			_ = resp.Body.Close()
+			if string(body) != tc.want {
+				t.Errorf("pinned to the canary by a header: served by %q, want %q", body, tc.want)
+			}
+		})
+	}
+}
