@@ -32,10 +32,10 @@ type GatewayConfig struct {
 	Scheme string
 	// Trust says which callers are proxies whose forwarding headers are believed: such a
 	// caller's X-Forwarded-For gets the caller's address appended, and its X-Forwarded-Host
-	// and X-Forwarded-Proto are kept. Any other caller's X-Forwarded-For, X-Forwarded-Host,
-	// X-Forwarded-Proto and X-Real-Ip are removed and replaced by what the gateway saw:
-	// X-Forwarded-For is the caller's address alone, X-Forwarded-Host the Host it sent,
-	// X-Forwarded-Proto "http" or "https". Forwarded (RFC 7239) is removed from every
+	// and X-Forwarded-Proto are kept. Any other caller's X-Forwarded-* headers (all of them:
+	// -Port, -Prefix... too), X-Real-Ip, X-Client-Ip and True-Client-Ip are removed, and
+	// the gateway sets what it saw: X-Forwarded-For is the caller's address alone,
+	// X-Forwarded-Host the Host it sent, X-Forwarded-Proto "http" or "https". Forwarded (RFC 7239) is removed from every
 	// request: the gateway speaks X-Forwarded-*. The predicate sees the caller's address
 	// (route.Request.RemoteAddr) and, with WithPeerAuthorization, its verified SPIFFE ID
 	// (Identity); route.TrustPrefixes and route.TrustIdentities build one. KeyByClientIP
@@ -139,7 +139,7 @@ func (g *gatewayGlue) rewrite(pr *httputil.ProxyRequest) {
 			out.Header[hdrXFF] = slices.Clone(v) // SetXForwarded appends the caller
 		}
 	} else {
-		delete(out.Header, hdrXReal)
+		stripClientAddressHeaders(out.Header)
 	}
 	pr.SetXForwarded()
 	if trusted {
@@ -149,6 +149,20 @@ func (g *gatewayGlue) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
+}
+
+// stripClientAddressHeaders removes the headers an untrusted caller could use to pass itself
+// off as another client: every X-Forwarded-* (-Port, -Prefix, -Ssl... beside the three the
+// gateway sets), X-Real-Ip, X-Client-Ip and True-Client-Ip.
+func stripClientAddressHeaders(h http.Header) {
+	for k := range h {
+		if strings.HasPrefix(k, "X-Forwarded-") {
+			delete(h, k)
+		}
+	}
+	delete(h, hdrXReal)
+	delete(h, "X-Client-Ip")
+	delete(h, "True-Client-Ip")
 }
 
 // trusted asks cfg.Trust about the caller of in.

@@ -114,6 +114,8 @@ func TestGatewayForwardedHeaders(t *testing.T) {
 			"X-Forwarded-Host":  {"spoofed.example"},
 			"X-Forwarded-Proto": {"https"},
 			"X-Real-Ip":         {"6.6.6.6"},
+			"True-Client-Ip":    {"6.6.6.6"},
+			"X-Forwarded-Port":  {"443"},
 			"Forwarded":         {"for=6.6.6.6"},
 			"Connection":        {"X-Hop"},
 			"X-Hop":             {"secret"},
@@ -128,7 +130,7 @@ func TestGatewayForwardedHeaders(t *testing.T) {
 			got := getJSON(t, gw.URL+"/x", spoofed(), "admin")
 			want := map[string][]string{
 				"X-Forwarded-For": {"127.0.0.1"}, "X-Forwarded-Host": {"admin"}, "X-Forwarded-Proto": {"http"},
-				"X-Real-Ip": nil, "Forwarded": nil, "X-Hop": nil, "Keep-Alive": nil, "Proxy-Connection": nil,
+				"X-Real-Ip": nil, "True-Client-Ip": nil, "X-Forwarded-Port": nil, "Forwarded": nil, "X-Hop": nil, "Keep-Alive": nil, "Proxy-Connection": nil,
 				"X-Kept": {"1"}, "Host": {"admin"},
 			}
 			for h, v := range want {
@@ -142,7 +144,7 @@ func TestGatewayForwardedHeaders(t *testing.T) {
 			got = getJSON(t, gw.URL+"/x", spoofed(), "public.example")
 			want = map[string][]string{
 				"X-Forwarded-For": {"6.6.6.6, 7.7.7.7, 127.0.0.1"}, "X-Forwarded-Host": {"spoofed.example"},
-				"X-Forwarded-Proto": {"https"}, "X-Hop": nil,
+				"X-Forwarded-Proto": {"https"}, "X-Forwarded-Port": {"443"}, "X-Hop": nil,
 			}
 			for h, v := range want {
 				if fmt.Sprint(got[h]) != fmt.Sprint(v) {
