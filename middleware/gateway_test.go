@@ -532,3 +532,64 @@ func TestGatewayCanaryTrust(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayHTTP2 checks the gateway served over TLS with HTTP/2: X-Forwarded-Proto is
+// "https", and a streamed body of unknown length over the limit is answered 413 with the
+// service reading nothing past the limit (HTTP/2 resets the stream; no connection is taken).
+func TestGatewayHTTP2(t *testing.T) {
+	backend := &bodyReader{}
+	mux := http.NewServeMux()
+	mux.Handle("/up", backend)
+	mux.Handle("/", echoHeaders)
+	be := httptest.NewServer(mux)
+	defer be.Close()
+	h, err := middleware.NewGateway(&http.Transport{}, middleware.GatewayConfig{Service: be.Listener.Addr().String()}, middleware.WithMaxRequestBody(bodyLimit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := httptest.NewUnstartedServer(h)
+	gw.EnableHTTP2 = true
+	gw.StartTLS()
+	defer gw.Close()
+	client := gw.Client()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.URL+"/", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got http.Header
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&got)
+	_ = resp.Body.Close()
+	if resp.ProtoMajor != 2 || got.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("proto %s, X-Forwarded-Proto %q: want HTTP/2 and https", resp.Proto, got.Get("X-Forwarded-Proto"))
+	}
+
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 8<<10)
+		for sent := 0; sent < 16*bodyLimit; sent += len(chunk) {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		_ = pw.Close()
+	}()
+	defer pr.Close()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, gw.URL+"/up", pr)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("streamed body over the limit: status %d, want 413", resp.StatusCode)
+	}
+	gw.Close()
+	be.Close()
+	if n := backend.got.Load(); n > bodyLimit {
+		t.Errorf("the service read %d bytes, more than the limit %d", n, bodyLimit)
+	}
+}
