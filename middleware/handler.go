@@ -36,6 +36,7 @@ type serverConfig struct {
 	maxDeadline   time.Duration             // WithMaxServerDeadline; 0: no cap: deadline.go
 	deadlineTrust func(*route.Request) bool // WithDeadlineTrust; nil: every caller
 	tel           *telemetry.Telemetry      // built by NewHandler
+	edge          edgeConfig                // NewHandler's edge stages: edge_headers.go
 }
 
 type serverRateLimit struct {
@@ -171,12 +172,14 @@ type stage struct {
 // that its permits cover only work the server actually does.
 var handlerStages = []stage{
 	{"telemetry", buildTelemetry},
+	{"cors", buildCORS}, // before authentication: preflights carry no credentials
 	{"peer", buildPeer},
 	{"authorizer", buildAuthorizer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
 	{"ratelimit-subject", buildSubjectRateLimit},
 	{"deadline", buildDeadline},
+	{"edge", buildEdge}, // body limit and header transforms, on requests the limits admitted
 	{"fault", buildFault},
 	{"shed", buildShed},
 }
@@ -192,6 +195,7 @@ const serverOperation = "proxyless.server"
 //     traceparent (a malformed one is ignored and a new trace begins), reported to the
 //     providers of WithTracerProvider and WithMeterProvider or the global ones as they are
 //     when NewHandler runs, and costing almost nothing while they record nothing;
+//     then CORS (WithCORS): preflights answered (204, or 403), CORS headers on answers;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
 //     client certificate; then the Authorizer of WithAuthorizer (Consul intentions): 403;
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
@@ -202,8 +206,10 @@ const serverOperation = "proxyless.server"
 //     proxyless Transport sends in TimeoutHeader (a malformed value is ignored), capped by
 //     WithMaxServerDeadline and believed only from the callers WithDeadlineTrust admits, so
 //     that the Transport calls the handler makes with r.Context() carry what is left of it;
-//  7. fault injection (WithServerFaults);
-//  8. load shedding (WithLoadShedding): 503.
+//  7. the body limit (WithMaxRequestBody, a route's edge.maxBodyBytes): 413, and the route's
+//     request and response header transforms (WithEdgeRoutes);
+//  8. fault injection (WithServerFaults);
+//  9. load shedding (WithLoadShedding): 503.
 //
 // With no options at all it wraps next in the deadline stage alone (no telemetry: give
 // WithTracerProvider or any option to have it). It validates every option and returns an error naming the bad ones. It takes the options of

@@ -352,6 +352,9 @@ func (c *compiler) routeActions(rc RouteConfig, path string, r *Route) bool {
 	if r.respHeaders, ok = c.headerRewrite(rc.ResponseHeaders, path+".responseHeaders"); !ok {
 		return false
 	}
+	if rc.Edge != nil && !c.edge(rc.Edge, path+".edge", r) {
+		return false
+	}
 	if rc.Rewrite != nil {
 		if !c.rewrite(rc.Rewrite, rc.Match, path+".rewrite", r) {
 			return false

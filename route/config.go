@@ -123,6 +123,9 @@ type RouteConfig struct {
 	Shadow *Shadow `json:"shadow,omitempty" yaml:"shadow,omitempty"`
 	// Fault injects delays and aborts into matched requests. Default nil: none.
 	Fault *Fault `json:"fault,omitempty" yaml:"fault,omitempty"`
+	// Edge is what an edge server does to matched requests before its handler sees them (a
+	// body limit, header transforms): see [Edge]. Default nil: nothing.
+	Edge *Edge `json:"edge,omitempty" yaml:"edge,omitempty"`
 }
 
 // Match selects requests. Every condition that is set must hold; an empty Match matches

@@ -208,6 +208,8 @@ type Route struct {
 	shadow                  *ShadowPolicy
 	fault                   *Injector
 	untrusted               *Route // this route without its fault, for untrusted callers; nil when the fault is for all
+
+	edge *EdgePolicy // nil when the route has no edge settings: edge.go
 }
 
 // Name returns the route's name.
