@@ -31,6 +31,7 @@ type serverConfig struct {
 	shed       overload.Limiter     // nil when load is not shed
 	jwt        *auth.Guard          // nil when tokens are not checked: auth.go
 	peers      *auth.PeerAuthorizer // nil when mTLS peers are not checked: auth.go
+	consumers  *consumerStage       // nil without WithConsumers: consumers.go
 	faults     *route.Router        // nil when no faults are injected
 	tel        *telemetry.Telemetry // built by NewHandler
 }
@@ -169,6 +170,7 @@ var handlerStages = []stage{
 	{"peer", buildPeer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
+	{"consumers", buildConsumers}, // API keys or verified subjects, plans' routes and quotas
 	{"ratelimit-subject", buildSubjectRateLimit},
 	{"fault", buildFault},
 	{"shed", buildShed},
@@ -190,6 +192,7 @@ const serverOperation = "proxyless.server"
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
 //     KeyByClientIP, KeyByHeader, the peer identity...): 429;
 //  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;
+//     then the consumers (WithConsumers): 401 or 403, the plan's routes (403) and quotas (429);
 //  5. the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit): 429;
 //  6. fault injection (WithServerFaults);
 //  7. load shedding (WithLoadShedding): 503.
