@@ -189,8 +189,8 @@ func (c *Consumers) swap(t *consumerTable) {
 // Version counts the documents the registry took, starting at 1 for NewConsumers'.
 func (c *Consumers) Version() uint64 { return c.version.Load() }
 
-// Config returns the document the registry serves. The caller must not modify it.
-func (c *Consumers) Config() ConsumersConfig { return c.cur.Load().cfg }
+// Config returns a copy of the document the registry serves.
+func (c *Consumers) Config() ConsumersConfig { return cloneConsumers(c.cur.Load().cfg) }
 
 // ByKey returns the consumer whose API key presented is. The key is hashed (SHA-256) and
 // looked up; it is never kept. A key that is empty, longer than MaxAPIKeyBytes or belongs
