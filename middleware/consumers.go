@@ -302,10 +302,7 @@ func (h *consumerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSONError(w, http.StatusForbidden, `{"error":"forbidden"}`)
 			return
 		}
-		hd := w.Header()
-		hd["Www-Authenticate"] = s.challenge
-		hd.Set("Cache-Control", "no-store")
-		writeJSONError(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
+		s.unauthorized(w)
 		return
 	}
 	if !s.routeAllowed(r, c) {
@@ -316,8 +313,7 @@ func (h *consumerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pl := s.limitsFor(c.Plan)
 	if pl == nil { // the plan left the registry since the lookup: the consumer did too
 		s.tel.RateLimited(ctx, "consumer.unknown", 0, false)
-		w.Header()["Www-Authenticate"] = s.challenge
-		writeJSONError(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
+		s.unauthorized(w)
 		return
 	}
 	shown, refused, err := s.admit(ctx, pl, c.Name)
@@ -335,6 +331,14 @@ func (h *consumerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[RateLimitPolicyHeader] = []string{shown.q.policy}
 	}
 	h.next.ServeHTTP(w, s.forward(r, c))
+}
+
+// unauthorized answers 401 with the stage's challenges.
+func (s *consumerStage) unauthorized(w http.ResponseWriter) {
+	hd := w.Header()
+	hd["Www-Authenticate"] = s.challenge
+	hd.Set("Cache-Control", "no-store")
+	writeJSONError(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
 }
 
 // identify returns the request's consumer, or the telemetry policy of its refusal.
