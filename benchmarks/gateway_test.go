@@ -67,7 +67,7 @@ func BenchmarkGateway(b *testing.B) {
 	})
 	run("gateway+mesh", func(b *testing.B, base *http.Transport) http.Handler {
 		routes := edgeRoutes(b)
-		res := discovery.NewStatic(map[string][]discovery.Endpoint{"web": {{Addr: addr}}})
+		res := discovery.MustNewStatic(map[string][]discovery.Endpoint{"web": {{Addr: addr}}})
 		tr, err := middleware.NewTransport(base, middleware.WithResolver(res), middleware.WithRoutes(routes))
 		if err != nil {
 			b.Fatal(err)

@@ -19,7 +19,7 @@
 //	                                               WithRateLimiter, WithConcurrencyLimit,
 //	                                               WithCredentials, WithRoutes
 //	HandlerOption     NewHandler, NewGateway       WithMaxServerDeadline, WithDeadlineTrust, WithCORS, WithMaxRequestBody,
-//	                                               WithEdgeRoutes
+//	                                               WithEdgeRoutes, WithConsumers
 //	GRPCServerOption  NewGRPCServer                (only the shared types below)
 //	ServerOption      both servers                 WithJWT, WithPeerAuthorization,
 //	                                               WithServerRateLimit, WithServerFaults,

@@ -18,7 +18,7 @@ func ExampleNewGateway() {
 		fmt.Fprintf(w, "web saw X-Forwarded-For %s", r.Header.Get("X-Forwarded-For"))
 	}))
 	defer web.Close()
-	resolver := discovery.NewStatic(map[string][]discovery.Endpoint{"web": {{Addr: web.Listener.Addr().String()}}})
+	resolver := discovery.MustNewStatic(map[string][]discovery.Endpoint{"web": {{Addr: web.Listener.Addr().String()}}})
 	routes, err := route.NewRouter(route.Config{Routes: []route.RouteConfig{{
 		Name:  "api",
 		Match: route.Match{Path: &route.StringMatch{Prefix: "/api/"}},

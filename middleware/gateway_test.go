@@ -50,7 +50,7 @@ func startGateway(t *testing.T, k gatewayKind, backend http.Handler, cfg middlew
 	var rt http.RoundTripper = base
 	cfg.Service = "web"
 	if k.mesh {
-		res := discovery.NewStatic(map[string][]discovery.Endpoint{
+		res := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 			"web": {{Addr: be.Listener.Addr().String()}}, "admin": {{Addr: admin.Listener.Addr().String()}},
 		})
 		tr, err := middleware.NewTransport(base, middleware.WithResolver(res))
@@ -416,7 +416,7 @@ func TestGatewayErrors(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	_ = ln.Close()
-	res := discovery.NewStatic(map[string][]discovery.Endpoint{"empty": {}, "dead": {{Addr: dead}}})
+	res := discovery.MustNewStatic(map[string][]discovery.Endpoint{"empty": {}, "dead": {{Addr: dead}}})
 	tr, err := middleware.NewTransport(&http.Transport{}, middleware.WithResolver(res), middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
 	if err != nil {
 		t.Fatal(err)
@@ -490,7 +490,7 @@ func TestGatewayCanaryTrust(t *testing.T) {
 		return srv
 	}
 	stable, canary := answer("stable"), answer("canary")
-	res := discovery.NewStatic(map[string][]discovery.Endpoint{
+	res := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"web": {{Addr: stable.Listener.Addr().String()}}, "web-canary": {{Addr: canary.Listener.Addr().String()}},
 	})
 	cfg := route.Config{Routes: []route.RouteConfig{{Canary: &route.Canary{

@@ -37,6 +37,7 @@ type serverConfig struct {
 	deadlineTrust func(*route.Request) bool // WithDeadlineTrust; nil: every caller
 	tel           *telemetry.Telemetry      // built by NewHandler
 	edge          edgeConfig                // NewHandler's edge stages: edge_headers.go
+	consumers     *consumerStage            // nil without WithConsumers: consumers.go
 }
 
 type serverRateLimit struct {
@@ -177,6 +178,7 @@ var handlerStages = []stage{
 	{"authorizer", buildAuthorizer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
+	{"consumers", buildConsumers}, // API keys or verified subjects, plans' routes and quotas
 	{"ratelimit-subject", buildSubjectRateLimit},
 	{"deadline", buildDeadline},
 	{"edge", buildEdge}, // body limit and header transforms, on requests the limits admitted
@@ -201,6 +203,7 @@ const serverOperation = "proxyless.server"
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
 //     KeyByClientIP, KeyByHeader, the peer identity...): 429;
 //  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;
+//     then the consumers (WithConsumers): 401 or 403, the plan's routes (403) and quotas (429);
 //  5. the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit): 429;
 //  6. the deadline: the request's context gets the client's deadline, the time left that a
 //     proxyless Transport sends in TimeoutHeader (a malformed value is ignored), capped by
