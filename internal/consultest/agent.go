@@ -46,9 +46,10 @@ type Agent struct {
 	// DNSAddr is the DNS server address, "127.0.0.1:port" (UDP and TCP).
 	DNSAddr string
 
-	bin   string // immutable
-	ports ports  // immutable
-	logs  *logBuffer
+	bin    string  // immutable
+	ports  ports   // immutable
+	member *member // immutable; nil for a dev agent, else a cluster member's settings
+	logs   *logBuffer
 
 	mu     sync.Mutex
 	proc   *process // guarded by mu; nil when stopped
@@ -100,6 +101,9 @@ func Start(bin string) (*Agent, error) {
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 func (a *Agent) args() []string {
+	if a.member != nil {
+		return a.member.args(a.ports)
+	}
 	return []string{
 		"agent", "-dev",
 		"-node", "proxyless-test",
@@ -169,7 +173,13 @@ func (a *Agent) waitReady(ctx context.Context, p *process) error {
 		if last == nil && leader == "" {
 			last = errors.New("no leader yet")
 		}
-		if last == nil {
+		if last == nil && a.member != nil {
+			var node json.RawMessage
+			last = getJSON(ctx, client, base+"/v1/catalog/node/"+a.member.name, &node)
+			if last == nil && (len(node) == 0 || string(node) == "null") {
+				last = fmt.Errorf("node %s not in the catalog yet", a.member.name)
+			}
+		} else if last == nil {
 			last = getJSON(ctx, client, base+"/v1/catalog/nodes", &nodes)
 			if last == nil && len(nodes) == 0 {
 				last = errors.New("node not in the catalog yet")
