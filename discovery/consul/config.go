@@ -29,6 +29,12 @@ type Config struct {
 	// Filter is a Consul filter expression applied by the server, for example
 	// `Service.Meta.version == "v2"`. Default: none.
 	Filter string
+	// AllowStale lets any server answer, not only the leader (Consul's "stale" consistency
+	// mode): reads spread over the servers and go on during an election, at the price of
+	// answers that may lag the leader. How far they lag is reported by
+	// [Watcher.WatchStatus] (LastContact, KnownLeader). Default false: every query is
+	// answered by the leader, and fails while there is none.
+	AllowStale bool
 	// IncludeUnhealthy also returns instances whose checks are not passing. Default false:
 	// passing instances only.
 	IncludeUnhealthy bool
@@ -40,8 +46,10 @@ type Config struct {
 	// MaxQueryRate caps queries per second for each watched service (a token bucket with a
 	// burst of 2), so that an agent answering at once cannot cause a busy loop. Default 5.
 	MaxQueryRate float64
-	// RetryMin and RetryMax bound the exponential backoff (with full jitter) after an error.
-	// Defaults 250 ms and 15 s.
+	// RetryMin and RetryMax bound the exponential backoff after an error: the n-th failure in
+	// a row waits a delay drawn from [e/2, e], e = min(RetryMin·2^(n-1), RetryMax) (equal
+	// jitter; see the Resolver's documentation for what it bounds). RetryMax is also how long
+	// an update may wait, at most, after the agent comes back. Defaults 250 ms and 15 s.
 	RetryMin, RetryMax time.Duration
 	// EmptyAnswers is how many answers in a row, with distinct indexes, must say a service has
 	// no instances before a watcher that had some believes it. Default 3.
