@@ -382,4 +382,3 @@ func histogram(ts []time.Time, start time.Time, d time.Duration, n int) []int {
 	}
 	return out
 }
-
