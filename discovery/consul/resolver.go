@@ -33,9 +33,11 @@ import (
 // the servers. What a watcher does when the cluster misbehaves:
 //
 //   - The leader dies: a blocking query without Near is answered from the agent's streaming
-//     view (Consul 1.10 and later), which survives the election unseen. A query a server
-//     answers over RPC (Near set, or an agent without streaming) waits or fails while there is
-//     no leader, unless Config.AllowStale lets a follower answer it. Either way the watcher
+//     view (Consul 1.10 and later), which mostly survives the election unseen; while the
+//     agent's stream is not ready (it ran to the dead server), the agent asks a server over
+//     RPC instead. A query a server answers over RPC (Near set, an agent without streaming,
+//     or that fallback) waits or fails while there is no leader, unless Config.AllowStale
+//     lets a follower answer it. Either way the watcher
 //     fails static: requests go on to the last good set, and an update made after the
 //     election arrives as soon as the watcher's next query does.
 //   - The agent goes away (restart, crash): every watcher fails at the same moment. Each

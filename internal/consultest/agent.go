@@ -118,6 +118,9 @@ func (a *Agent) args() []string {
 		"-grpc-tls-port", "-1",
 		"-log-level", "info",
 		"-hcl", "disable_update_check = true",
+		// Room for the scale benchmarks' concurrent blocking queries (one connection each;
+		// Consul's default is 200 per client address).
+		"-hcl", "limits { http_max_conns_per_client = 16384 }",
 	}
 }
 
