@@ -2,6 +2,9 @@ package consultest
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,12 +54,42 @@ func TestClusterLeaderLossAndRestarts(t *testing.T) {
 		t.Fatalf("restarting the client agent: %v", err)
 	}
 	register(t, c.Client, "web3")
+	var pids []int
+	for _, a := range c.members() {
+		a.mu.Lock()
+		pids = append(pids, a.proc.cmd.Process.Pid)
+		a.mu.Unlock()
+	}
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	for _, a := range c.members() {
-		if a.Running() {
-			t.Errorf("%s still running after Close", a.Name())
+	for i, a := range c.members() {
+		if a.Running() || alive(pids[i]) {
+			t.Errorf("%s (pid %d) still running after Close", a.Name(), pids[i])
 		}
+	}
+	if _, err := os.Stat(c.dir); !os.IsNotExist(err) {
+		t.Errorf("data directory %s left behind: %v", c.dir, err)
+	}
+}
+
+func TestStartClusterFailureReportsOutput(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fake-consul")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'bind: address already in use' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "consultest-cluster-*"))
+	c, err := StartCluster(bin)
+	if err == nil {
+		c.Close()
+		t.Fatal("StartCluster succeeded with a binary that exits")
+	}
+	var exited *exitedError
+	if !errors.As(err, &exited) || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "server-1") {
+		t.Errorf("err = %v; want an exitedError naming the member, with its output", err)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "consultest-cluster-*"))
+	if len(after) > len(before) {
+		t.Errorf("data directories left behind: %v", after)
 	}
 }
