@@ -68,7 +68,7 @@ func scaleTransport(b *testing.B, a *consultest.Agent) (*middleware.Transport, *
 		b.Fatal(err)
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	tr, err := middleware.NewTransport(base, middleware.WithResolver(r), middleware.WithoutBreaker())
+	tr, err := middleware.NewTransport(base, middleware.WithResolver(r)) // the defaults: breakers on
 	if err != nil {
 		b.Fatal(err)
 	}
