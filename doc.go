@@ -11,8 +11,10 @@
 //     (discovery/consul, with blocking queries and registration) or DNS SRV (discovery/dns);
 //     watchers fail static, keeping the last good set when their source fails.
 //   - balancer: picks an endpoint per attempt (P2C over peak-EWMA latency by default; round
-//     robin, weighted, random, least-request, Maglev consistent hashing), zone-aware, with
-//     passive outlier ejection, slow start and optional active health checks.
+//     robin, weighted, random, least-request, Maglev and ring-hash consistent hashing keyed by
+//     hash policies: a header or gRPC metadata, a cookie, a query parameter, the source IP or
+//     a context key), zone-aware, with passive outlier ejection, slow start and optional
+//     active health checks.
 //   - breaker: circuit breakers per endpoint and per destination, on failsafe-go's permit API.
 //   - outcome: the one vocabulary of an attempt's result (success, failure, gateway failure,
 //     local timeout, throttled, local refusal, canceled, TLS failure), computed once from
@@ -41,7 +43,8 @@
 //  3. tracing: the request span and metrics;
 //  4. route: inject the route's fault, rewrite the request, mirror a copy to a shadow;
 //  5. ratelimit: the outbound rate and concurrency limits;
-//  6. the attempt engine: the overall timeout, then per attempt: balancer pick (another
+//  6. the attempt engine: the overall timeout, then per attempt: the destination's limits
+//     (requests and retries in flight; connections through the dialer) → balancer pick (another
 //     endpoint than earlier attempts when there is one) → breaker admit → send (an attempt
 //     span) → the result classified once into the outcome vocabulary → feedback to the
 //     balancer, the outlier detector and the breaker; a retryable failure is retried after
@@ -58,7 +61,9 @@
 // On the server, middleware.NewHandler applies, in order: tracing (the incoming trace context
 // is continued), mTLS peer authorization, JWT validation (claims go into the context, where
 // rate-limit keys and routes can read them), per-key rate limits (429 with Retry-After and
-// RateLimit-* headers), server-side fault injection and load shedding. middleware.NewGRPCServer
+// RateLimit-* headers), the client's deadline (the time left that a proxyless Transport sends,
+// capped and trusted as configured) as the request context's, server-side fault injection and
+// load shedding. middleware.NewGRPCServer
 // does the same for gRPC, and first refuses work whose deadline has already passed.
 //
 // The core packages (discovery, balancer, breaker, ratelimit, ratelimit/overload, route) do not

@@ -29,7 +29,7 @@ func exampleToken(key ed25519.PrivateKey, claims map[string]any) string {
 	return s
 }
 
-func ExampleValidator_Validate() {
+func ExampleNewValidator() {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	v, err := auth.NewValidator([]auth.Issuer{{
 		Issuer:     "https://idp.example",
@@ -56,7 +56,7 @@ func ExampleValidator_Validate() {
 	// auth: invalid token: bad signature
 }
 
-func ExampleGuard_Handler() {
+func ExampleNewGuard() {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	v, _ := auth.NewValidator([]auth.Issuer{{
 		Issuer: "https://idp.example", Audiences: []string{"payments"}, Algorithms: []string{"EdDSA"},

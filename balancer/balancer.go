@@ -18,7 +18,8 @@ import (
 //
 // Pick and Done allocate nothing and are lock-free, except that a Done that makes an endpoint
 // reach its ejection threshold takes a short lock for the ejection decision; Update, Pick, Done
-// and the introspection methods are safe for concurrent use. A Balancer with active health checks runs goroutines
+// and the introspection methods are safe for concurrent use. A Balancer with active health
+// checks or interval-based outlier checks (success rate, failure percentage) runs goroutines
 // until [Balancer.Close]; Close is idempotent and harmless without health checks, so always
 // calling it is the simplest rule. The zero Balancer is not usable.
 type Balancer struct {
@@ -31,7 +32,8 @@ type Balancer struct {
 	ejectMax  int64          // immutable
 	maxTimes  int64          // cap of the ejection multiplier; immutable
 	policy    policyCode     // cfg.Policy as a small integer for the pick's switch; immutable
-	draws     bool           // the policy draws random numbers (Maglev only without a key); immutable
+	draws     bool           // the policy draws random numbers (hashing ones only without a key); immutable
+	hashing   bool           // the policy reads PickInfo.Key (Maglev, ring hash); immutable
 	zoneRank  map[string]int // failover zone -> priority level; immutable
 
 	snap atomic.Pointer[snapshot]
@@ -48,7 +50,9 @@ type Balancer struct {
 	mu     sync.Mutex // serializes Update and ejection decisions
 	viewMu sync.Mutex // taken with TryLock by the pick that rebuilds a stale view
 
-	hc *healthChecker // nil without active health checks; immutable
+	hc  *healthChecker // nil without active health checks; immutable
+	sw  *sweeper       // nil without interval-based outlier checks; immutable
+	lim *Limiter       // nil without limits; immutable
 
 	updates uint64 // count of snapshots built; guarded by mu
 
@@ -65,6 +69,7 @@ const (
 	codeWeightedRoundRobin
 	codeRandom
 	codeMaglev
+	codeRingHash
 )
 
 func policyCodeOf(p Policy) policyCode {
@@ -79,14 +84,17 @@ func policyCodeOf(p Policy) policyCode {
 		return codeRandom
 	case PolicyMaglev:
 		return codeMaglev
+	case PolicyRingHash:
+		return codeRingHash
 	}
 	return codePeakEWMA
 }
 
 // New returns a balancer configured by cfg, with an empty endpoint set. It validates cfg and
 // returns an error naming the first bad field. When cfg.HealthCheck is set, New starts the
-// health checker, which does not touch the network until endpoints arrive; call Close to stop
-// it.
+// health checker, which does not touch the network until endpoints arrive, and when
+// cfg.Outlier asks for success-rate or failure-percentage checks, a goroutine that runs them
+// every Outlier.Interval; call Close to stop them.
 func New(cfg Config) (*Balancer, error) {
 	c, err := cfg.normalize()
 	if err != nil {
@@ -102,13 +110,21 @@ func New(cfg Config) (*Balancer, error) {
 		ejectMax:  int64(c.Outlier.MaxEjectionTime),
 		policy:    policyCodeOf(c.Policy),
 		draws:     c.Policy != PolicyRoundRobin && c.Policy != PolicyWeightedRoundRobin,
+		hashing:   c.Policy.Hashing(),
 		zoneRank:  failoverRank(c.Zone),
 	}
 	b.maxTimes = (b.ejectMax+b.ejectBase-1)/b.ejectBase + 1
 	b.publish(b.newSnapshot(nil))
 	if c.HealthCheck != nil {
-		probe, closeIdle := newHTTPProber(*c.HealthCheck)
-		b.hc = newHealthChecker(b, *c.HealthCheck, probe, closeIdle)
+		probe, err := proberOf(c.HealthCheck.Kind)(*c.HealthCheck)
+		if err != nil {
+			return nil, fieldErr("HealthCheck", "%v", err)
+		}
+		b.hc = newHealthChecker(b, *c.HealthCheck, probe)
+	}
+	b.lim, _ = NewLimiter(c.Limits) // validated by normalize
+	if c.Outlier.sweeps() {
+		b.sw = newSweeper(b)
 	}
 	return b, nil
 }
@@ -118,9 +134,19 @@ func (b *Balancer) Config() Config {
 	c := b.cfg
 	if c.HealthCheck != nil {
 		hc := *c.HealthCheck
+		hc.ExpectedStatuses = append([]StatusRange(nil), hc.ExpectedStatuses...)
 		c.HealthCheck = &hc
 	}
 	c.Zone.Failover = append([]string(nil), c.Zone.Failover...)
+	if sr := c.Outlier.SuccessRate; sr != nil {
+		cp := *sr
+		c.Outlier.SuccessRate = &cp
+	}
+	if fp := c.Outlier.FailurePercentage; fp != nil {
+		cp := *fp
+		c.Outlier.FailurePercentage = &cp
+	}
+	c.HashPolicy = slices.Clone(c.HashPolicy)
 	return c
 }
 
@@ -153,7 +179,7 @@ func (b *Balancer) publish(s *snapshot) {
 func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	// Seed the random stream of the policies that draw (see random.go).
 	var rng pickRand
-	needRand := b.draws && (info.Key == 0 || b.policy != codeMaglev)
+	needRand := b.draws && (info.Key == 0 || !b.hashing)
 	if needRand {
 		rng.s = b.rand64()
 	}
@@ -169,8 +195,8 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 		v = b.refresh(v, now)
 	}
 	var sl *slot
-	if b.policy == codeMaglev {
-		sl = b.pickMaglev(v, &info, now, &rng)
+	if b.hashing {
+		sl = b.pickHashed(v, &info, now, &rng)
 	} else {
 		lv := &v.levels[0]
 		if len(v.levels) > 1 {
@@ -197,14 +223,22 @@ func (b *Balancer) Pick(info PickInfo) (Pick, error) {
 	return Pick{Endpoint: &v.s.eps[sl.i], state: e, start: info.Now}, nil
 }
 
-// Close stops the active health checks, if any, and waits for their goroutines. It is
-// idempotent and always returns nil. Picks still work after Close.
+// Close stops the active health checks and the interval-based outlier checks, if any, and
+// waits for their goroutines. It is idempotent and always returns nil. Picks still work after
+// Close.
 func (b *Balancer) Close() error {
 	if b.hc != nil {
 		b.hc.close()
 	}
+	if b.sw != nil {
+		b.sw.close()
+	}
 	return nil
 }
+
+// Limiter returns the limiter of the balancer's Config.Limits, shared by every caller of
+// this method; nil (which limits nothing) when no limit is set.
+func (b *Balancer) Limiter() *Limiter { return b.lim }
 
 // Ejections returns how many ejections the outlier detector has made since New.
 func (b *Balancer) Ejections() uint64 { return b.ejections.Load() }
@@ -268,36 +302,12 @@ func (b *Balancer) tryEject(e *endpointState, now int64) {
 		return
 	}
 	s := b.snap.Load()
-	member, ejected := false, 0
 	for _, x := range s.states {
 		if x == e {
-			member = true
-		}
-		if x.ejected(now) {
-			ejected++
+			b.ejectLocked(s, e, now)
+			return
 		}
 	}
-	if !member {
-		return
-	}
-	pct := 100 * float64(ejected+1) / float64(len(s.states))
-	if pct > b.cfg.Outlier.MaxEjectionPercent && !(b.cfg.Outlier.AlwaysEjectOne && ejected == 0) {
-		return
-	}
-	times := e.timesEjected.Load()
-	if last := e.ejectedUntil.Load(); times > 0 && last > 0 {
-		// The multiplier drops by one for each base ejection time spent in rotation.
-		times = max(0, times-(now-last)/b.ejectBase)
-	}
-	times = min(times+1, b.maxTimes)
-	until := now + min(b.ejectBase*times, b.ejectMax)
-	e.timesEjected.Store(times)
-	e.ejectedUntil.Store(until)
-	if b.ssWindow > 0 {
-		e.slowStart.Store(until)
-	}
-	b.ejections.Add(1)
-	b.gen.Add(1)
 }
 
 // snapshot is an immutable endpoint set with its precomputed structure. Its views (which
@@ -309,6 +319,7 @@ type snapshot struct {
 	all     []slot    // every endpoint, in order
 	levels  [][]int32 // endpoint indexes per zone priority level; empty levels left out
 	maglev  []int32   // Maglev lookup table, PolicyMaglev only
+	ring    ring      // hash ring, PolicyRingHash only
 }
 
 // newSnapshot builds a snapshot of eps, keeping endpoint state by address. Called under b.mu
@@ -372,6 +383,9 @@ func (b *Balancer) newSnapshot(eps []discovery.Endpoint) *snapshot {
 	s.levels = zoneLevels(s.eps, b.cfg.Zone, b.zoneRank)
 	if b.policy == codeMaglev && len(s.eps) > 0 {
 		s.maglev = buildMaglev(s, b.cfg.MaglevTableSize)
+	}
+	if b.policy == codeRingHash && len(s.eps) > 0 {
+		s.ring = buildRing(s, b.cfg.RingHash)
 	}
 	return s
 }

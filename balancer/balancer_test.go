@@ -115,8 +115,9 @@ func TestConfigDefaults(t *testing.T) {
 	defer b2.Close()
 	hc := b2.Config().HealthCheck
 	require.NotNil(t, hc)
-	assert.Equal(t, balancer.HealthCheck{Path: "/healthz", Scheme: "http", Interval: 10 * time.Second,
-		Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3}, *hc)
+	assert.Equal(t, balancer.HealthCheck{Kind: "http", Path: "/healthz", Scheme: "http", Interval: 10 * time.Second,
+		Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3,
+		ExpectedStatuses: []balancer.StatusRange{{Start: 200, End: 300}}}, *hc)
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -125,7 +126,7 @@ func TestConfigValidation(t *testing.T) {
 		cfg  balancer.Config
 		want string
 	}{
-		{"policy", balancer.Config{Policy: "fastest"}, `balancer: Policy must be one of peak_ewma, round_robin, weighted_round_robin, random, least_request, maglev, got "fastest"`},
+		{"policy", balancer.Config{Policy: "fastest"}, `balancer: Policy must be one of peak_ewma, round_robin, weighted_round_robin, random, least_request, maglev, ring_hash, got "fastest"`},
 		{"max ejection percent", balancer.Config{Outlier: balancer.OutlierConfig{MaxEjectionPercent: 140}}, "balancer: Outlier.MaxEjectionPercent must be in [0,100], got 140"},
 		{"negative ejection", balancer.Config{Outlier: balancer.OutlierConfig{BaseEjectionTime: -time.Second}}, "balancer: Outlier.BaseEjectionTime must not be negative, got -1s"},
 		{"max below base", balancer.Config{Outlier: balancer.OutlierConfig{BaseEjectionTime: time.Minute, MaxEjectionTime: time.Second}}, "balancer: Outlier.MaxEjectionTime must not be below"},
@@ -173,7 +174,7 @@ func TestNoEndpoints(t *testing.T) {
 
 var allPolicies = []balancer.Policy{
 	balancer.PolicyPeakEWMA, balancer.PolicyRoundRobin, balancer.PolicyWeightedRoundRobin,
-	balancer.PolicyRandom, balancer.PolicyLeastRequest, balancer.PolicyMaglev,
+	balancer.PolicyRandom, balancer.PolicyLeastRequest, balancer.PolicyMaglev, balancer.PolicyRingHash,
 }
 
 func TestDistribution(t *testing.T) {

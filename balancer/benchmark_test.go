@@ -43,6 +43,7 @@ var benchPolicies = []balancer.Policy{
 	balancer.PolicyWeightedRoundRobin,
 	balancer.PolicyRandom,
 	balancer.PolicyMaglev,
+	balancer.PolicyRingHash,
 }
 
 func newBench(b *testing.B, cfg balancer.Config, n int) *balancer.Balancer {
@@ -167,7 +168,7 @@ func BenchmarkPickDoneParallel(b *testing.B) {
 // BenchmarkUpdate is the cost of publishing a new endpoint set of n endpoints that keeps the
 // previous ones' state (the set alternates between two lists sharing all addresses but one).
 func BenchmarkUpdate(b *testing.B) {
-	for _, p := range []balancer.Policy{balancer.PolicyPeakEWMA, balancer.PolicyMaglev} {
+	for _, p := range []balancer.Policy{balancer.PolicyPeakEWMA, balancer.PolicyMaglev, balancer.PolicyRingHash} {
 		for _, n := range []int{10, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/n=%d", p, n), func(b *testing.B) {
 				bal := newBench(b, balancer.Config{Policy: p}, n)

@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -28,9 +30,17 @@ const (
 	// PolicyMaglev is consistent hashing with a Maglev lookup table keyed by
 	// [PickInfo].Key, for sticky routing. A pick without a key is random.
 	PolicyMaglev Policy = "maglev"
+	// PolicyRingHash is consistent hashing on a hash ring (Envoy's ring_hash, Karger et al.)
+	// keyed by [PickInfo].Key: each endpoint has points on the ring in proportion to its
+	// weight ([RingHashConfig]) and a key goes to the first point at or after it. A pick
+	// without a key is random.
+	PolicyRingHash Policy = "ring_hash"
 )
 
-var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev}
+var policies = []Policy{PolicyPeakEWMA, PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastRequest, PolicyMaglev, PolicyRingHash}
+
+// Hashing reports whether p is a consistent-hashing policy, which reads [PickInfo].Key.
+func (p Policy) Hashing() bool { return p == PolicyMaglev || p == PolicyRingHash }
 
 // String returns the policy's name, with "" read as "peak_ewma".
 func (p Policy) String() string {
@@ -51,7 +61,8 @@ func (p Policy) valid() bool {
 
 // Config configures a [Balancer]. It is a plain struct so that it loads from YAML or JSON;
 // the zero value of every field means the default stated in its comment (also exported as
-// the Default* constants below). Durations are [time.Duration] (nanoseconds in JSON).
+// the Default* constants below). In YAML and JSON keys are camelCase and durations strings
+// such as "30s" (see [Config.UnmarshalJSON]).
 type Config struct {
 	// Policy chooses the balancing policy. Default: PolicyPeakEWMA.
 	Policy Policy `json:"policy,omitempty" yaml:"policy,omitempty"`
@@ -88,6 +99,36 @@ type Config struct {
 
 	// HealthCheck configures active health checks. Default (nil): none.
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty" yaml:"healthCheck,omitempty"`
+
+	// Limits caps the destination's connections, pending requests, requests and retries, as
+	// Envoy's circuit-breaker thresholds; the client enforces them through
+	// [Balancer.Limiter]. Default: no limits.
+	Limits Limits `json:"limits,omitempty" yaml:"limits,omitempty"`
+
+	// RingHash sizes the ring of PolicyRingHash. Default: Envoy's sizes (see RingHashConfig).
+	RingHash RingHashConfig `json:"ringHash,omitzero" yaml:"ringHash,omitempty"`
+
+	// HashPolicy says how the clients (package middleware's Transport and GRPCClient, and
+	// package balancer/grpcbalancer's picker) make the hash key of a request to the
+	// destination: see [HashPolicy] for the semantics of the list and for trust. Only the
+	// hashing policies (PolicyMaglev, PolicyRingHash) read keys, so it must be empty with any
+	// other; a route's own hashPolicy replaces it for the requests the route matches. At most
+	// MaxHashPolicies. Default empty: no key, picks are random.
+	HashPolicy []HashPolicy `json:"hashPolicy,omitempty" yaml:"hashPolicy,omitempty"`
+}
+
+// RingHashConfig sizes the ring of [PolicyRingHash], as Envoy's ring_hash does: the ring has
+// about MinimumRingSize points, or more when the lightest endpoint would get less than one
+// point (weights far apart), but never more than MaximumRingSize. More points spread keys
+// more evenly and cost memory (12 bytes a point) and time to build at each endpoint update.
+type RingHashConfig struct {
+	// MinimumRingSize is the least number of points, at most MaxRingSize. Default 1024.
+	MinimumRingSize int `json:"minimumRingSize,omitempty" yaml:"minimumRingSize,omitempty"`
+	// MaximumRingSize caps the number of points, at most MaxRingSize (8M). Default 4096 (or
+	// MinimumRingSize when that is larger), as gRPC's ring_hash; Envoy's default is 8M, but
+	// endpoint weights come from discovery, and one endpoint weighing a million times another
+	// must not cost a 100 MB ring.
+	MaximumRingSize int `json:"maximumRingSize,omitempty" yaml:"maximumRingSize,omitempty"`
 }
 
 // ZoneConfig configures zone-aware routing. Endpoints are grouped into priority levels: the
@@ -133,6 +174,58 @@ type OutlierConfig struct {
 	// AlwaysEjectOne lets one endpoint be ejected even when that alone exceeds
 	// MaxEjectionPercent (Envoy's always_eject_one_host). Default: false.
 	AlwaysEjectOne bool `json:"alwaysEjectOne,omitempty" yaml:"alwaysEjectOne,omitempty"`
+	// Interval is how often the success-rate and failure-percentage checks run, each over
+	// the requests that ended since the last run. Only those checks use it. Default: 10s.
+	Interval time.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	// SuccessRate configures ejection of endpoints whose success rate is far below the
+	// others'. Default (nil): off.
+	SuccessRate *SuccessRateEjection `json:"successRate,omitempty" yaml:"successRate,omitempty"`
+	// FailurePercentage configures ejection of endpoints whose share of failures is over a
+	// threshold. Default (nil): off.
+	FailurePercentage *FailurePercentageEjection `json:"failurePercentage,omitempty" yaml:"failurePercentage,omitempty"`
+}
+
+// SuccessRateEjection configures success-rate outlier detection, with Envoy's and gRPC's
+// (A50) semantics. Every OutlierConfig.Interval, the endpoints with at least RequestVolume
+// requests in the interval are counted; when there are at least MinimumHosts of them, the
+// mean and the (population) standard deviation of their success rates are computed, and each
+// of them whose success rate is below mean − stdev × StdevFactor/1000 is ejected, with
+// probability EnforcementPercentage/100, within OutlierConfig.MaxEjectionPercent. A request
+// counts as a failure when its Outcome is OutcomeFailure or OutcomeGatewayFailure; requests
+// reported with OutcomeIgnore (the caller cancelled, a local refusal) do not count.
+type SuccessRateEjection struct {
+	// StdevFactor is the number of standard deviations, times 1000, below the mean that
+	// ejects: 1900 means 1.9. Default: 1900.
+	StdevFactor int `json:"stdevFactor,omitempty" yaml:"stdevFactor,omitempty"`
+	// EnforcementPercentage, in [0,100], is the chance that an outlier found is ejected.
+	// Zero means the default. Default: 100.
+	EnforcementPercentage int `json:"enforcementPercentage,omitempty" yaml:"enforcementPercentage,omitempty"`
+	// MinimumHosts is how many endpoints must have RequestVolume requests in the interval
+	// for the check to run. Default: 5.
+	MinimumHosts int `json:"minimumHosts,omitempty" yaml:"minimumHosts,omitempty"`
+	// RequestVolume is how many requests an endpoint needs in the interval to take part.
+	// Default: 100.
+	RequestVolume int `json:"requestVolume,omitempty" yaml:"requestVolume,omitempty"`
+}
+
+// FailurePercentageEjection configures failure-percentage outlier detection, with Envoy's and
+// gRPC's (A50) semantics. Every OutlierConfig.Interval, when at least MinimumHosts endpoints
+// had RequestVolume requests in the interval, each of those whose share of failures is above
+// Threshold percent is ejected, with probability EnforcementPercentage/100, within
+// OutlierConfig.MaxEjectionPercent. Failures are counted as for [SuccessRateEjection].
+type FailurePercentageEjection struct {
+	// Threshold, in [0,100], is the failure percentage above which an endpoint is ejected.
+	// Zero means the default. Default: 85.
+	Threshold int `json:"threshold,omitempty" yaml:"threshold,omitempty"`
+	// EnforcementPercentage, in [0,100], is the chance that an outlier found is ejected.
+	// Zero means the default. Default: 100.
+	EnforcementPercentage int `json:"enforcementPercentage,omitempty" yaml:"enforcementPercentage,omitempty"`
+	// MinimumHosts is how many endpoints must have RequestVolume requests in the interval
+	// for the check to run. Default: 5.
+	MinimumHosts int `json:"minimumHosts,omitempty" yaml:"minimumHosts,omitempty"`
+	// RequestVolume is how many requests an endpoint needs in the interval to take part.
+	// Default: 50.
+	RequestVolume int `json:"requestVolume,omitempty" yaml:"requestVolume,omitempty"`
 }
 
 // SlowStartConfig configures slow start: an endpoint that joins the set (after the first
@@ -146,15 +239,29 @@ type SlowStartConfig struct {
 	MinWeightPercent float64 `json:"minWeightPercent,omitempty" yaml:"minWeightPercent,omitempty"`
 }
 
-// HealthCheck configures active HTTP health checks: every Interval, a GET of Path on each
-// endpoint; a 2xx answer within Timeout passes. An endpoint starts healthy, turns unhealthy
-// after UnhealthyThreshold failed checks in a row, and healthy again after HealthyThreshold
-// passed checks in a row. Unhealthy endpoints are left out like ejected ones.
+// HealthCheck configures active health checks: every Interval, a probe of each endpoint of
+// the Kind configured (by default an HTTP GET of Path, which passes on a status of
+// ExpectedStatuses, 2xx by default); a probe that passes within Timeout is a passed check. An
+// endpoint starts healthy, turns unhealthy after UnhealthyThreshold failed checks in a row,
+// and healthy again after HealthyThreshold passed checks in a row. Unhealthy endpoints are
+// left out like ejected ones.
 type HealthCheck struct {
-	// Path is the request path. Default: "/healthz".
+	// Kind is the kind of probe: "http" (a GET of Path), "tcp" (a TCP connection that opens
+	// passes) or "grpc" (grpc.health.v1's Check of GRPCService, which passes on SERVING;
+	// registered by package balancer/grpcbalancer, which must be imported), or a kind
+	// registered with [RegisterProber]. Default: "http".
+	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
+	// Path is the request path of an HTTP check. Default: "/healthz".
 	Path string `json:"path,omitempty" yaml:"path,omitempty"`
-	// Scheme is "http" or "https". Default: "http".
+	// Scheme is "http" or "https" (for a gRPC check: TLS with the system's roots).
+	// Default: "http".
 	Scheme string `json:"scheme,omitempty" yaml:"scheme,omitempty"`
+	// ExpectedStatuses lists the HTTP statuses that pass an HTTP check, as ranges
+	// [Start, End), as in Envoy. Default: [200, 300).
+	ExpectedStatuses []StatusRange `json:"expectedStatuses,omitempty" yaml:"expectedStatuses,omitempty"`
+	// GRPCService is the service name a gRPC check asks about; "" asks about the server as a
+	// whole. Default: "".
+	GRPCService string `json:"grpcService,omitempty" yaml:"grpcService,omitempty"`
 	// Interval is the time between two checks of an endpoint. Default: 10s.
 	Interval time.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
 	// Timeout bounds one check; it must be below Interval. Default: 1s.
@@ -165,6 +272,12 @@ type HealthCheck struct {
 	// UnhealthyThreshold is the number of failed checks in a row that make an endpoint
 	// unhealthy. Default: 3.
 	UnhealthyThreshold int `json:"unhealthyThreshold,omitempty" yaml:"unhealthyThreshold,omitempty"`
+}
+
+// StatusRange is a range of HTTP statuses, Start included and End excluded.
+type StatusRange struct {
+	Start int `json:"start" yaml:"start"`
+	End   int `json:"end" yaml:"end"`
 }
 
 // Defaults.
@@ -178,12 +291,24 @@ const (
 	DefaultPanicThreshold            = 50.0
 	DefaultSlowStartMinWeightPercent = 10.0
 	DefaultMaxRetryAfter             = 60 * time.Second
+	DefaultOutlierInterval           = 10 * time.Second
+	DefaultStdevFactor               = 1900
+	DefaultEnforcementPercentage     = 100
+	DefaultOutlierMinimumHosts       = 5
+	DefaultSuccessRateRequestVolume  = 100
+	DefaultFailurePercentThreshold   = 85
+	DefaultFailurePercentVolume      = 50
 	DefaultMaglevTableSize           = 65537
-	DefaultHealthCheckPath           = "/healthz"
-	DefaultHealthCheckInterval       = 10 * time.Second
-	DefaultHealthCheckTimeout        = time.Second
-	DefaultHealthyThreshold          = 2
-	DefaultUnhealthyThreshold        = 3
+	DefaultMinimumRingSize           = 1024
+	DefaultMaximumRingSize           = 4096
+	// MaxRingSize is the largest MaximumRingSize (and MinimumRingSize) allowed: 8M points,
+	// about 100 MB, as Envoy's limit.
+	MaxRingSize                = 8 << 20
+	DefaultHealthCheckPath     = "/healthz"
+	DefaultHealthCheckInterval = 10 * time.Second
+	DefaultHealthCheckTimeout  = time.Second
+	DefaultHealthyThreshold    = 2
+	DefaultUnhealthyThreshold  = 3
 )
 
 func fieldErr(field string, format string, args ...any) error {
@@ -205,6 +330,12 @@ func (c Config) normalize() (Config, error) {
 		return c, err
 	}
 	if err := c.normalizeLimits(); err != nil {
+		return c, err
+	}
+	if err := c.Limits.validate(); err != nil {
+		return c, err
+	}
+	if err := c.normalizeHashing(); err != nil {
 		return c, err
 	}
 	if c.HealthCheck != nil {
@@ -289,7 +420,7 @@ func normalizeOutlier(o *OutlierConfig) error {
 	if o.MaxEjectionPercent == 0 {
 		o.MaxEjectionPercent = DefaultMaxEjectionPercent
 	}
-	return nil
+	return normalizeOutlierSweep(o)
 }
 
 // normalizeLimits validates and defaults, in this order, PanicThreshold, SlowStart,
@@ -329,8 +460,52 @@ func (c *Config) normalizeLimits() error {
 	return nil
 }
 
+// normalizeHashing validates and defaults RingHash and HashPolicy.
+func (c *Config) normalizeHashing() error {
+	r := &c.RingHash
+	if r.MinimumRingSize < 0 || r.MinimumRingSize > MaxRingSize {
+		return fieldErr("RingHash.MinimumRingSize", "must be in [1,%d], got %d", MaxRingSize, r.MinimumRingSize)
+	}
+	if r.MaximumRingSize < 0 || r.MaximumRingSize > MaxRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must be in [1,%d], got %d", MaxRingSize, r.MaximumRingSize)
+	}
+	if r.MinimumRingSize == 0 {
+		r.MinimumRingSize = DefaultMinimumRingSize
+	}
+	if r.MaximumRingSize == 0 {
+		r.MaximumRingSize = max(DefaultMaximumRingSize, r.MinimumRingSize)
+	}
+	if r.MaximumRingSize < r.MinimumRingSize {
+		return fieldErr("RingHash.MaximumRingSize", "must not be below RingHash.MinimumRingSize (%d), got %d", r.MinimumRingSize, r.MaximumRingSize)
+	}
+	if err := validateHashPolicies("HashPolicy", c.HashPolicy); err != nil {
+		return errors.New("balancer: " + err.Error())
+	}
+	if len(c.HashPolicy) > 0 && !c.Policy.Hashing() {
+		return fieldErr("HashPolicy", "needs Policy %s or %s (policy %s reads no key)", PolicyMaglev, PolicyRingHash, c.Policy)
+	}
+	c.HashPolicy = slices.Clone(c.HashPolicy)
+	return nil
+}
+
 // normalizeHealthCheck validates and defaults hc in place; hc must be the caller's own copy.
 func normalizeHealthCheck(hc *HealthCheck) error {
+	if hc.Kind == "" {
+		hc.Kind = HealthCheckHTTP
+	}
+	if proberOf(hc.Kind) == nil {
+		return fieldErr("HealthCheck.Kind", "must be one of %s, got %q (the \"grpc\" kind needs package balancer/grpcbalancer imported)", strings.Join(proberKinds(), ", "), hc.Kind)
+	}
+	if len(hc.ExpectedStatuses) == 0 {
+		hc.ExpectedStatuses = []StatusRange{{Start: 200, End: 300}}
+	} else {
+		hc.ExpectedStatuses = append([]StatusRange(nil), hc.ExpectedStatuses...)
+	}
+	for i, r := range hc.ExpectedStatuses {
+		if r.Start < 100 || r.End > 600 || r.Start >= r.End {
+			return fieldErr(fmt.Sprintf("HealthCheck.ExpectedStatuses[%d]", i), "must be a range [start, end) with 100 <= start < end <= 600, got [%d, %d)", r.Start, r.End)
+		}
+	}
 	if hc.Path == "" {
 		hc.Path = DefaultHealthCheckPath
 	}

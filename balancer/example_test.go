@@ -1,6 +1,7 @@
 package balancer_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -9,7 +10,7 @@ import (
 	"github.com/proxyless/proxyless/discovery"
 )
 
-func Example() {
+func ExampleNew() {
 	b, err := balancer.New(balancer.Config{}) // P2C peak EWMA, outlier ejection on
 	if err != nil {
 		panic(err)
@@ -79,4 +80,57 @@ func ExampleHashString() {
 	p2.Done(balancer.DoneInfo{})
 	fmt.Println(p1.Endpoint.Addr == p2.Endpoint.Addr)
 	// Output: true
+}
+
+func ExampleHashRequest() {
+	// Hash on the x-user-id header when the request has it, else on the session cookie: every
+	// policy but the last is terminal, so the first that yields a value makes the key.
+	policies := []balancer.HashPolicy{
+		{Header: "x-user-id", Terminal: true},
+		{Cookie: "session"},
+	}
+	request := map[string]string{"cookie:session": "s-1"} // what an adapter reads of a request
+	value := func(p *balancer.HashPolicy) (string, bool) {
+		if p.Header != "" {
+			v, ok := request["header:"+p.Header]
+			return v, ok
+		}
+		v, ok := request["cookie:"+p.Cookie]
+		return v, ok
+	}
+	ctx := context.Background()
+	fmt.Println("cookie only:", balancer.HashRequest(ctx, policies, value) == balancer.HashString("s-1"))
+	request["header:x-user-id"] = "u-7"
+	fmt.Println("header wins:", balancer.HashRequest(ctx, policies, value) == balancer.HashString("u-7"))
+	// The context key: a value the application trusts, such as a verified user id.
+	kctx := balancer.WithHashKey(ctx, "u-7")
+	fmt.Println("context key:", balancer.HashRequest(kctx, []balancer.HashPolicy{{ContextKey: true}}, value) == balancer.HashString("u-7"))
+	fmt.Println("no value, no key:", balancer.HashRequest(ctx, []balancer.HashPolicy{{Header: "x-none"}}, value))
+	// Output:
+	// cookie only: true
+	// header wins: true
+	// context key: true
+	// no value, no key: 0
+}
+
+func ExamplePolicy_ringHash() {
+	b, _ := balancer.New(balancer.Config{Policy: balancer.PolicyRingHash, RingHash: balancer.RingHashConfig{MinimumRingSize: 4096}})
+	defer b.Close()
+	b.Update([]discovery.Endpoint{{Addr: "10.0.0.1:8080"}, {Addr: "10.0.0.2:8080", Weight: 2}, {Addr: "10.0.0.3:8080"}})
+	fmt.Println("points:", b.RingSize())
+	key := balancer.HashString("cart-42")
+	first := ""
+	same := true
+	for i := range 5 {
+		p, _ := b.Pick(balancer.PickInfo{Key: key})
+		p.Done(balancer.DoneInfo{})
+		if i == 0 {
+			first = p.Endpoint.Addr
+		}
+		same = same && p.Endpoint.Addr == first
+	}
+	fmt.Println("sticky:", same)
+	// Output:
+	// points: 4096
+	// sticky: true
 }

@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -9,17 +11,63 @@ import (
 // healthCheckConcurrency bounds the probes in flight at once.
 const healthCheckConcurrency = 16
 
-// prober checks one endpoint; a nil error means it passed.
-type prober func(ctx context.Context, addr string) error
+// Prober probes endpoints for active health checks. Probe checks one endpoint, within ctx
+// (which carries HealthCheck.Timeout): a nil error means it passed. Probes of different
+// endpoints run at once; Close, called once when the balancer closes, releases what the
+// prober holds (idle connections).
+type Prober interface {
+	Probe(ctx context.Context, addr string) error
+	Close() error
+}
+
+// ProberBuilder makes the prober of a health check kind for the validated configuration hc.
+type ProberBuilder func(hc HealthCheck) (Prober, error)
+
+// Health check kinds built in; package balancer/grpcbalancer registers HealthCheckGRPC.
+const (
+	HealthCheckHTTP = "http"
+	HealthCheckTCP  = "tcp"
+	HealthCheckGRPC = "grpc"
+)
+
+var (
+	probersMu sync.RWMutex
+	probers   = map[string]ProberBuilder{HealthCheckHTTP: newHTTPProber, HealthCheckTCP: newTCPProber}
+)
+
+// RegisterProber makes kind a HealthCheck.Kind, probed by the probers build makes. It is
+// meant to be called from an init function (package balancer/grpcbalancer registers
+// "grpc"); a later registration of a kind replaces the earlier one.
+func RegisterProber(kind string, build ProberBuilder) {
+	probersMu.Lock()
+	defer probersMu.Unlock()
+	probers[kind] = build
+}
+
+func proberOf(kind string) ProberBuilder {
+	probersMu.RLock()
+	defer probersMu.RUnlock()
+	return probers[kind]
+}
+
+func proberKinds() []string {
+	probersMu.RLock()
+	defer probersMu.RUnlock()
+	kinds := make([]string, 0, len(probers))
+	for k := range probers {
+		kinds = append(kinds, strconv.Quote(k))
+	}
+	slices.Sort(kinds)
+	return kinds
+}
 
 // healthChecker runs active health checks over the balancer's current endpoints, in rounds
 // every Interval (and soon after each Update), and flips their unhealthy flags by the
-// thresholds. It is transport-agnostic; healthcheck_http.go supplies the HTTP prober.
+// thresholds. It is transport-agnostic; healthcheck_http.go supplies the HTTP and TCP probers.
 type healthChecker struct {
-	b         *Balancer   // immutable
-	cfg       HealthCheck // immutable
-	probe     prober      // immutable
-	closeIdle func()      // immutable; releases the prober's idle connections
+	b     *Balancer   // immutable
+	cfg   HealthCheck // immutable
+	probe Prober      // immutable
 
 	wake      chan struct{} // buffered 1: run a round now
 	cancel    context.CancelFunc
@@ -27,9 +75,9 @@ type healthChecker struct {
 	closeOnce sync.Once
 }
 
-func newHealthChecker(b *Balancer, cfg HealthCheck, probe prober, closeIdle func()) *healthChecker {
+func newHealthChecker(b *Balancer, cfg HealthCheck, probe Prober) *healthChecker {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &healthChecker{b: b, cfg: cfg, probe: probe, closeIdle: closeIdle, wake: make(chan struct{}, 1), cancel: cancel}
+	h := &healthChecker{b: b, cfg: cfg, probe: probe, wake: make(chan struct{}, 1), cancel: cancel}
 	h.wg.Add(1)
 	go h.run(ctx)
 	return h
@@ -47,9 +95,7 @@ func (h *healthChecker) close() {
 	h.closeOnce.Do(func() {
 		h.cancel()
 		h.wg.Wait()
-		if h.closeIdle != nil {
-			h.closeIdle()
-		}
+		_ = h.probe.Close()
 	})
 }
 
@@ -86,7 +132,7 @@ func (h *healthChecker) round(ctx context.Context) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-			err := h.probe(pctx, addr)
+			err := h.probe.Probe(pctx, addr)
 			cancel()
 			if ctx.Err() != nil {
 				return // closing: a probe cut short says nothing about the endpoint

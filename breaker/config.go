@@ -24,7 +24,7 @@ const (
 )
 
 // Config holds the settings of a circuit breaker. It is a plain struct meant to be loaded from a
-// file (YAML or JSON; durations are time.Duration, so nanoseconds in JSON). The zero value of
+// file (YAML or JSON, camelCase keys, durations as strings such as "5s"). The zero value of
 // every field means its default, so the zero Config is a valid configuration.
 //
 // The breaker opens when the rolling window (the last MinimumVolume calls, or the calls of the

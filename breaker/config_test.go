@@ -90,13 +90,22 @@ func TestConfigJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{
 		"failureRateThreshold": 30,
 		"minimumVolume": 8,
-		"window": 30000000000,
-		"openDelay": 2000000000,
+		"window": "30s",
+		"openDelay": "2s",
 		"halfOpenProbes": 2
 	}`), &cfg))
 	require.Equal(t, Config{FailureRateThreshold: 30, MinimumVolume: 8, Window: 30 * time.Second,
 		OpenDelay: 2 * time.Second, HalfOpenProbes: 2}, cfg)
 	require.NoError(t, cfg.Validate())
+	b, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"failureRateThreshold":30,"minimumVolume":8,"window":"30s","openDelay":"2s","halfOpenProbes":2}`, string(b))
+	var back Config
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, cfg, back)
+	err = json.Unmarshal([]byte(`{"openDelay": 2000000000}`), &back)
+	require.ErrorContains(t, err, `breaker: openDelay: want a duration string such as "250ms"`)
+	require.ErrorContains(t, json.Unmarshal([]byte(`{"open_delay": "1s"}`), &back), `unknown field "open_delay" (did you mean "openDelay"?)`)
 
 	var o Outcome
 	require.NoError(t, json.Unmarshal([]byte(`"failure"`), &o))

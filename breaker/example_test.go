@@ -12,7 +12,7 @@ import (
 	"github.com/proxyless/proxyless/outcome"
 )
 
-func Example() {
+func ExampleNew() {
 	b, err := breaker.New(breaker.Config{MinimumVolume: 4, FailureRateThreshold: 50})
 	if err != nil {
 		panic(err)
@@ -31,7 +31,7 @@ func Example() {
 	// Output: open true
 }
 
-func ExampleSet() {
+func ExampleNewSet() {
 	s, err := breaker.NewSet(breaker.Config{MinimumVolume: 1},
 		breaker.OnStateChange(func(c breaker.StateChange) {
 			fmt.Printf("%s: %s -> %s\n", c.Key, c.From, c.To)

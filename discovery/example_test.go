@@ -31,7 +31,7 @@ func ExampleNewStatic() {
 	// 127.0.0.1:8083
 }
 
-func ExampleCache() {
+func ExampleNewCache() {
 	r := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {{Addr: "127.0.0.1:8081"}}})
 	cache, err := discovery.NewCache(r)
 	if err != nil {

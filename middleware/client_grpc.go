@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/internal/telemetry"
@@ -160,6 +161,9 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	if u.hedged {
 		u.replyType = pm.ProtoReflect().Type()
 	}
+	if rt.matched {
+		c.routeHashKey(ctx, rt.dec.Route, u.call) // hashing.go
+	}
 	u.run = engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
 		Latency: c.latencyFor(cc, pol),
@@ -211,8 +215,23 @@ func (u *grpcUnary) callerError(ctx context.Context, res engine.Result[*grpcAtte
 	return res.Err
 }
 
-// Send invokes one attempt; the channel's picker chooses its endpoint.
+// Send invokes one attempt, within the destination's limits (WithLimits); the channel's
+// picker chooses its endpoint.
 func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
+	lim := u.c.limits.limiter(u.cc.Target())
+	if lim == nil {
+		return u.sendAttempt(a)
+	}
+	release, err := acquireAttempt(lim, a.Kind, overflows{tel: u.c.destination(u.cc), n: &u.c.overflows}) // limits.go
+	if err != nil {
+		return &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}, &limitError{err: err}
+	}
+	defer release()
+	return u.sendAttempt(a)
+}
+
+// sendAttempt invokes one attempt; the channel's picker chooses its endpoint.
+func (u *grpcUnary) sendAttempt(a *engine.Attempt) (*grpcAttempt, error) {
 	w := &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}
 	w.att.Cause = func(err error) outcome.Cause { return grpcCause(a, err) }
 	ctx := a.Context()
@@ -242,6 +261,10 @@ func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
 func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
 	if w.att.BreakerRefused() {
 		u.c.stats.BreakerRefusals.Add(1) // once per attempt, however many breakers refused
+	}
+	if errors.Is(err, balancer.ErrOverflow) { // a destination's limit refused it: nothing was sent
+		w.ta.End(outcome.LocalRefusal)
+		return outcome.Outcome{Kind: outcome.LocalRefusal}, false
 	}
 	if cause == outcome.CauseNone && status.Code(err) == codes.DeadlineExceeded {
 		cause = a.DeadlineCause() // see grpcCause

@@ -9,9 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
+	"sync"
 	"time"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/internal/engine"
 	"github.com/proxyless/proxyless/internal/latency"
@@ -40,7 +41,8 @@ var _ engine.Sender[*http.Response] = (*httpCall)(nil)
 
 // send runs req's attempts through the engine under pol and returns the winning response,
 // whose body, once closed, releases the attempt's and the call's contexts.
-func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
+// key is the request's hash key (0: none).
+func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request, key uint64) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
 	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
 	if c.host == "" {
 		c.host = req.URL.Host
@@ -52,7 +54,8 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
 	cl := &c.call // set field by field: see engine.Run
 	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &pol.eng, t.bud, &t.stats, c, &d.eng
-	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent, d.latencyFor(pol), requestCancelled(req)
+	// An upgrade is never hedged: two handshakes would open two connections.
+	cl.Hedgeable, cl.Latency, cl.CallerGone, cl.HashKey = c.idempotent && !isUpgrade(req), d.latencyFor(pol), requestCancelled(req), key
 	if tr != nil {
 		cl.OnBudgetRefused = tr.BudgetRefused
 	}
@@ -63,8 +66,13 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 		c.body.close()
 		return nil, ta, res.Outcome.Kind, res.Err
 	}
-	if res.NeedsRelease() {
-		res.Value.Body = releaseBody(res.Value, res.Release)
+	switch {
+	case res.Value.StatusCode == http.StatusSwitchingProtocols:
+		// The handshake is done and the connection is the caller's: no timeout of ours
+		// applies to it any more (stream.go).
+		res.Release()
+	case res.NeedsRelease():
+		res.Value.Body = streamBody(res.Value, pol.idle, res.Release) // stream.go
 	}
 	return res.Value, ta, res.Outcome.Kind, nil
 }
@@ -96,8 +104,30 @@ func attemptTelemetry(a *engine.Attempt) (*telemetry.Attempt, bool) {
 	return ta, ok
 }
 
-// Send admits the attempt to an endpoint and sends the request there.
+// Send admits the attempt to an endpoint and sends the request there, within the
+// destination's limits (WithLimits): the attempt holds its request (and retry) slot until its
+// response body is closed.
 func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
+	lim := c.d.bal.Limiter()
+	if lim == nil {
+		return c.sendAttempt(a, nil)
+	}
+	release, err := acquireAttempt(lim, a.Kind, c.overflows()) // limits.go
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.sendAttempt(a, lim)
+	if resp == nil {
+		release()
+		return nil, err
+	}
+	resp.Body = releaseBody(resp, sync.OnceFunc(release))
+	return resp, err
+}
+
+// sendAttempt admits the attempt to an endpoint and sends the request there; lim, when not
+// nil, is the destination's limiter, which counts the connections it dials.
+func (c *httpCall) sendAttempt(a *engine.Attempt, lim *balancer.Limiter) (*http.Response, error) {
 	var refused func(string)
 	if c.tr != nil {
 		refused = c.tr.BreakerRefused
@@ -118,6 +148,9 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 		})
 		a.Value = ta
 	}
+	if lim.Limits().MaxConnections > 0 {
+		ctx = withDialTicket(ctx, lim, c.overflows()) // limits.go
+	}
 	out := c.req.WithContext(ctx) // the caller's request is never modified
 	u := &c.url                   // the first attempt's; concurrent attempts (hedges) get their own
 	if a.N > 0 {
@@ -131,8 +164,12 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 		if out.Header == nil {
 			out.Header = http.Header{}
 		}
-		left := time.Until(deadline)
-		out.Header.Set(TimeoutHeader, strconv.FormatInt(max(left.Milliseconds(), 0), 10))
+		out.Header[TimeoutHeader] = []string{formatTimeout(time.Until(deadline))} // deadline.go
+	} else if _, ok := c.req.Header[TimeoutHeader]; ok {
+		// Not ours (a header copied from an incoming request, say): the deadline is the
+		// context's, and this request has none.
+		out.Header = c.req.Header.Clone()
+		delete(out.Header, TimeoutHeader)
 	}
 	body, err := c.body.forAttempt(a.N)
 	if err != nil {
@@ -143,6 +180,9 @@ func (c *httpCall) Send(a *engine.Attempt) (*http.Response, error) {
 	}
 	return c.t.base.RoundTrip(out)
 }
+
+// overflows is where the destination's limits record refusals.
+func (c *httpCall) overflows() overflows { return overflows{tel: c.d.tel, n: &c.t.overflows} }
 
 // localKind is the outcome of a request answered or refused before any attempt: a route's
 // injected abort is the status it answers with; a context that ended, Canceled; any other
@@ -186,7 +226,8 @@ func (c *httpCall) classify(a *engine.Attempt, resp *http.Response, err error, c
 	o := outcome.FromHTTP(resp, err, cause, time.Time{})
 	switch {
 	case err == nil:
-		return o, c.idempotent && c.pol.retry.retryableStatus(resp.StatusCode)
+		// A switch of protocols has happened: never sent again.
+		return o, c.idempotent && resp.StatusCode != http.StatusSwitchingProtocols && c.pol.retry.retryableStatus(resp.StatusCode)
 	case o.Kind == outcome.GatewayFailure:
 		var op *net.OpError
 		return o, c.idempotent || (c.replayable && errors.As(err, &op) && op.Op == "dial")
@@ -200,7 +241,11 @@ func (c *httpCall) classify(a *engine.Attempt, resp *http.Response, err error, c
 func (c *httpCall) Discard(a *engine.Attempt, resp *http.Response, _ error) {
 	ta, _ := attemptTelemetry(a)
 	ta.Discarded()
-	if resp != nil {
+	switch {
+	case resp == nil:
+	case resp.StatusCode == http.StatusSwitchingProtocols:
+		_ = resp.Body.Close() // an upgraded connection: reading it would wait on its peer
+	default:
 		drain(resp.Body)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/balancer/grpcbalancer"
 	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/discovery/grpcresolver"
@@ -190,7 +191,9 @@ type grpcClient struct {
 	routePol      routeOverrides       // merged per-route policies, when routed
 	tel           *telemetry.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
-	latency       sync.Map // channel target → *latency.Histogram, for quantile hedging
+	latency       sync.Map     // channel target → *latency.Histogram, for quantile hedging
+	limits        grpcLimits   // WithLimits: grpc_limits.go
+	overflows     atomic.Int64 // refusals of the destinations' limits
 }
 
 // grpcDestination is the telemetry handle of the service a channel's target names, kept for
@@ -220,15 +223,19 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 	}
 	var errs []error
 	if cfg.balancer.HealthCheck != nil {
-		errs = append(errs, errors.New("middleware: WithBalancer: HealthCheck is an HTTP health check, which a gRPC client cannot run; use WithGRPCHealthCheck"))
+		errs = append(errs, errors.New("middleware: WithBalancer: HealthCheck runs in an HTTP Transport's balancers, not a gRPC client's; use WithGRPCHealthCheck"))
 	}
 	for _, f := range cfg.retryHTTP {
 		errs = append(errs, fmt.Errorf("middleware: WithRetry: RetryPolicy.%s is an HTTP setting; a gRPC call is retried on the codes of WithGRPCRetryCodes", f))
+	}
+	if err := checkGRPCLimits(cfg.balancer.Limits); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	c := &grpcClient{cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond)}
+	c.limits.lim = cfg.balancer.Limits
 	c.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
 	codesList := cfg.grpc.retryCodes
 	if codesList == nil {
@@ -272,6 +279,7 @@ func grpcServiceConfig(cfg *config) (string, error) {
 	lb := grpcbalancer.Config{Balancer: cfg.balancer, Breaker: cfg.breaker, DisableBreaker: cfg.breakerOff}
 	// HTTP health checks cannot probe a gRPC server; WithGRPCHealthCheck is the gRPC way.
 	lb.Balancer.HealthCheck = nil
+	lb.Balancer.Limits = balancer.Limits{} // the client's interceptors enforce them: grpc_limits.go
 	if err := lb.Validate(); err != nil {
 		return "", fmt.Errorf("middleware: WithBalancer or WithBreaker: %w", err)
 	}
@@ -467,6 +475,7 @@ var (
 func (g *GRPCClient) Stats() Stats {
 	st := statsOf(&g.c.stats, g.c.bud)
 	st.BreakerOpens, st.Ejections = g.mon.BreakerOpens(), int64(g.mon.Ejections())
+	st.Overflows = g.c.overflows.Load()
 	return st
 }
 

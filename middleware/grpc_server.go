@@ -40,7 +40,8 @@ type GRPCServer struct {
 //  1. refuse a call whose deadline has already passed with DEADLINE_EXCEEDED (work the
 //     client has given up on);
 //  2. authorize the mTLS peer (WithPeerAuthorization), refusing with UNAUTHENTICATED or
-//     PERMISSION_DENIED, the peer's identity in the handler's context;
+//     PERMISSION_DENIED, the peer's identity in the handler's context; then the Authorizer
+//     of WithAuthorizer (Consul intentions);
 //  3. apply the rate limits whose key is known before authentication (WithServerRateLimit
 //     with KeyByClientIP, KeyByHeader, the peer identity...), refusing with
 //     RESOURCE_EXHAUSTED and a grpc-retry-pushback-ms trailer;
@@ -89,6 +90,10 @@ func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
 	if p := s.cfg.server.peers; p != nil {
 		unary = append(unary, p.UnaryServerInterceptor())
 		stream = append(stream, p.StreamServerInterceptor())
+	}
+	if a := s.cfg.server.authz; a != nil { // WithAuthorizer: authorizer.go
+		unary = append(unary, a.UnaryServerInterceptor())
+		stream = append(stream, a.StreamServerInterceptor())
 	}
 	if len(s.cfg.server.limitsFor(false)) > 0 { // limits keyed before authentication
 		unary = append(unary, s.unaryLimit)

@@ -20,6 +20,7 @@ import (
 	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
+	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -41,7 +42,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartStream(ctx, c.destination(cc), method)
 	}
-	pol := &c.pol
+	pol, matched := &c.pol, (*route.Route)(nil)
 	if c.cfg.routes != nil {
 		rt, err := c.route(ctx, method, cc, tr)
 		if err != nil {
@@ -49,6 +50,9 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 			return nil, err
 		}
 		pol = rt.pol
+		if rt.matched {
+			matched = rt.dec.Route
+		}
 		if rt.cc != nil { // the route sends the stream to another destination: grpc_routed.go
 			cc, streamer = rt.cc, streamOn
 		}
@@ -61,6 +65,14 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		tr.EndGRPC(nil, grpcLocalKind(err), err)
 		return nil, err
 	}
+	sl, err := c.streamSlot(cc) // grpc_limits.go
+	if err != nil {
+		if release != nil {
+			release(outcome.LocalRefusal)
+		}
+		tr.EndGRPC(nil, outcome.LocalRefusal, err)
+		return nil, err
+	}
 	caller, cancel := ctx, context.CancelFunc(func() {})
 	if pol.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, pol.timeout)
@@ -69,9 +81,10 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	s := &retryStream{
 		c: c, pol: pol, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
 		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr, caller: caller,
-		onFinish: onFinish,
+		onFinish: onFinish, limits: sl,
 	}
-	started = true // from here on, the stream's end runs onFinish
+	c.routeHashKey(ctx, matched, s.call) // hashing.go
+	started = true                       // from here on, the stream's end runs onFinish
 	s.committed.Store(pol.retry.Disable)
 	st, failed, kind, err := s.open(0, 0)
 	if err != nil {
@@ -79,7 +92,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		return nil, err
 	}
 	s.cur.Store(st)
-	if tr != nil || release != nil {
+	if tr != nil || release != nil || sl != nil {
 		// A caller may end a stream by cancelling its context rather than reading it to its
 		// end: finish it then too, so that its span ends and its outbound slot is released.
 		s.stop = context.AfterFunc(ctx, func() {
@@ -117,6 +130,7 @@ type retryStream struct {
 	opts     []grpc.CallOption
 	call     *grpcbalancer.Call
 	release  func(outcome.Kind) // outbound limits; nil when none
+	limits   *streamLimits      // the destination's limits (WithLimits); nil when none
 	onFinish []func(error)      // the caller's grpc.OnFinish callbacks, run once at the end
 	cancel   context.CancelFunc // the overall timeout's
 	tr       *telemetry.Request // the stream's telemetry; nil without
@@ -229,6 +243,9 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 			s.c.budgetRefused(s.tr, tracing.AttemptRetry)
 			return nil, ta, o.Kind, localError(err, a)
 		}
+		if !s.limits.acquireRetry() {
+			return nil, ta, o.Kind, localError(err, a)
+		}
 		if !backoff.Sleep(s.ctx, wait) {
 			err := status.FromContextError(s.ctx.Err()).Err() // as gRPC's own retries
 			return nil, ta, s.ctxKind(err), err
@@ -262,6 +279,7 @@ func (s *retryStream) end(err error, ta *telemetry.Attempt, kind outcome.Kind) {
 		if s.release != nil {
 			s.release(kind)
 		}
+		s.limits.release()
 		if s.tr != nil {
 			if ta == nil && st != nil {
 				ta = st.ta
@@ -376,6 +394,9 @@ func (s *retryStream) retry(st *streamAttempt, err error, o outcome.Outcome, cau
 	}
 	if !s.c.bud.Withdraw(time.Now()) {
 		s.c.budgetRefused(s.tr, tracing.AttemptRetry)
+		return false, err
+	}
+	if !s.limits.acquireRetry() {
 		return false, err
 	}
 	if !backoff.Sleep(s.ctx, wait) {

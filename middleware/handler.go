@@ -27,12 +27,15 @@ const (
 
 // serverConfig holds what the servers' options set: NewHandler's and NewGRPCServer's.
 type serverConfig struct {
-	rateLimits []serverRateLimit    // applied in the order given
-	shed       overload.Limiter     // nil when load is not shed
-	jwt        *auth.Guard          // nil when tokens are not checked: auth.go
-	peers      *auth.PeerAuthorizer // nil when mTLS peers are not checked: auth.go
-	faults     *route.Router        // nil when no faults are injected
-	tel        *telemetry.Telemetry // built by NewHandler
+	rateLimits    []serverRateLimit         // applied in the order given
+	shed          overload.Limiter          // nil when load is not shed
+	jwt           *auth.Guard               // nil when tokens are not checked: auth.go
+	peers         *auth.PeerAuthorizer      // nil when mTLS peers are not checked: auth.go
+	authz         Authorizer                // nil when no authorizer is set: authorizer.go
+	faults        *route.Router             // nil when no faults are injected
+	maxDeadline   time.Duration             // WithMaxServerDeadline; 0: no cap: deadline.go
+	deadlineTrust func(*route.Request) bool // WithDeadlineTrust; nil: every caller
+	tel           *telemetry.Telemetry      // built by NewHandler
 }
 
 type serverRateLimit struct {
@@ -161,15 +164,19 @@ type stage struct {
 // handshake verified the certificate) and comes next, so that limits can key by the peer;
 // the limits whose key is known without a token come before token validation, so that a
 // flood of forged tokens costs a map lookup each, not a signature check; the per-subject
-// limits come after it. Faults come after the limits, so that an injected abort does not
-// hide a 429; shedding comes last so that its permits cover only work the server actually
-// does.
+// limits come after it. The client's deadline is set once the caller is known (its peer
+// identity and token subject are what a deadline trust predicate reads), before the work that
+// it should bound: an injected delay, waiting for a shedding permit, the handler. Faults come
+// after the limits, so that an injected abort does not hide a 429; shedding comes last so
+// that its permits cover only work the server actually does.
 var handlerStages = []stage{
 	{"telemetry", buildTelemetry},
 	{"peer", buildPeer},
+	{"authorizer", buildAuthorizer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
 	{"ratelimit-subject", buildSubjectRateLimit},
+	{"deadline", buildDeadline},
 	{"fault", buildFault},
 	{"shed", buildShed},
 }
@@ -186,16 +193,20 @@ const serverOperation = "proxyless.server"
 //     providers of WithTracerProvider and WithMeterProvider or the global ones as they are
 //     when NewHandler runs, and costing almost nothing while they record nothing;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
-//     client certificate;
+//     client certificate; then the Authorizer of WithAuthorizer (Consul intentions): 403;
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
 //     KeyByClientIP, KeyByHeader, the peer identity...): 429;
 //  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;
 //  5. the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit): 429;
-//  6. fault injection (WithServerFaults);
-//  7. load shedding (WithLoadShedding): 503.
+//  6. the deadline: the request's context gets the client's deadline, the time left that a
+//     proxyless Transport sends in TimeoutHeader (a malformed value is ignored), capped by
+//     WithMaxServerDeadline and believed only from the callers WithDeadlineTrust admits, so
+//     that the Transport calls the handler makes with r.Context() carry what is left of it;
+//  7. fault injection (WithServerFaults);
+//  8. load shedding (WithLoadShedding): 503.
 //
-// With no options at all it returns next itself: nothing to do, not even telemetry. It
-// validates every option and returns an error naming the bad ones. It takes the options of
+// With no options at all it wraps next in the deadline stage alone (no telemetry: give
+// WithTracerProvider or any option to have it). It validates every option and returns an error naming the bad ones. It takes the options of
 // type HandlerOption: ServerOption (shared with NewGRPCServer) and Option; a client option
 // does not compile here. TLS itself is the http.Server's: see auth.ServerTLS.
 //
@@ -209,7 +220,8 @@ func NewHandler(next http.Handler, opts ...HandlerOption) (http.Handler, error) 
 		return nil, err
 	}
 	if len(opts) == 0 {
-		return next, nil
+		// Nothing configured but the default every server gets: the client's deadline.
+		return buildDeadline(cfg, next), nil
 	}
 	if cfg.server.tel, err = telemetry.New(cfg.tel...); err != nil {
 		return nil, fmt.Errorf("middleware: telemetry: %w", err)

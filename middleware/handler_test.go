@@ -322,11 +322,24 @@ type countingHandler struct{ n int }
 
 func (h *countingHandler) ServeHTTP(http.ResponseWriter, *http.Request) { h.n++ }
 
-func TestNewHandlerWithoutOptionsIsNext(t *testing.T) {
-	next := &countingHandler{}
-	h, err := middleware.NewHandler(next)
+// With no options the handler still gives requests the client's deadline, and does nothing
+// else.
+func TestNewHandlerWithoutOptionsKeepsTheDeadline(t *testing.T) {
+	var deadline time.Time
+	var ok bool
+	h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		deadline, ok = r.Context().Deadline()
+	}))
 	require.NoError(t, err)
-	assert.Same(t, next, h)
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set(middleware.TimeoutHeader, "2000")
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.True(t, ok, "no deadline from the client's header")
+	assert.WithinDuration(t, start.Add(2*time.Second), deadline, 50*time.Millisecond)
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Empty(t, rec.Header(), "headers added with no options")
 }
 
 func TestHandlerClientGone(t *testing.T) {

@@ -204,6 +204,15 @@ func TestEveryDeclaredMetricIsEmitted(t *testing.T) {
 	_, err = breaking.get(t, "http://breaker/")
 	require.ErrorIs(t, err, breaker.ErrOpen)
 
+	// A destination's connection limit: one connection, to the first endpoint, stays open
+	// (idle); the second endpoint needs another, which is refused.
+	limited := newMetricsApp(t, static, withMP, roundRobin, middleware.WithRetry(middleware.RetryPolicy{Disable: true}),
+		middleware.WithLimits(balancer.Limits{MaxConnections: 1, MaxPendingRequests: -1}))
+	_, err = limited.get(t, "http://hedged/")
+	require.NoError(t, err)
+	_, err = limited.get(t, "http://hedged/")
+	require.ErrorIs(t, err, balancer.ErrMaxConnections)
+
 	// Outbound limits (a rate limit and an adaptive concurrency limit) and a route with a
 	// canary that mirrors to a shadow answering 500 where the primary answers 200.
 	cfg, err := route.ParseConfig([]byte(`

@@ -59,6 +59,7 @@ type Option interface {
 type (
 	transportOption  func(*config)
 	grpcClientOption func(*config)
+	handlerOption    func(*config)
 	clientOption     func(*config)
 	grpcServerOption func(*config)
 	serverOption     func(*config)
@@ -70,6 +71,7 @@ func (f transportOption) applyTransport(c *config)   { f(c) }
 func (f grpcClientOption) applyGRPCClient(c *config) { f(c) }
 func (f clientOption) applyTransport(c *config)      { f(c) }
 func (f clientOption) applyGRPCClient(c *config)     { f(c) }
+func (f handlerOption) applyHandler(c *config)       { f(c) }
 func (f grpcServerOption) applyGRPCServer(c *config) { f(c) }
 func (f serverOption) applyHandler(c *config)        { f(c) }
 func (f serverOption) applyGRPCServer(c *config)     { f(c) }
@@ -89,6 +91,7 @@ type config struct {
 	retryHTTP     []string // the HTTP-only RetryPolicy fields WithRetry set, which gRPC refuses
 	timeout       time.Duration
 	attemptTO     time.Duration
+	streamIdle    time.Duration // WithStreamIdleTimeout: stream.go
 	hedge         HedgePolicy
 	logger        *slog.Logger
 	errs          []error
@@ -98,11 +101,13 @@ type config struct {
 	server        serverConfig       // the servers' stages: handler.go
 	grpc          grpcConfig         // gRPC-only settings: grpc_options.go
 	routes        *route.Router      // nil when requests are not routed: routing.go
+	dynamic       *Config            // WithConfig's document, nil when none: dynamic.go
 	shadowLimit   int                // mirrored requests in flight at most: routing.go
 	maxDests      int                // destinations followed at most: destinations.go
 	destIdle      time.Duration      // how long an unused destination is kept: destinations.go
 	tel           []telemetry.Option // telemetry providers: telemetry.go
 	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
+	limits        *balancer.Limits   // WithLimits, set into balancer.Limits: limits.go
 }
 
 // newConfig applies opts, each with apply (the method of the constructor's option type), and
@@ -116,6 +121,9 @@ func newConfig[O comparable](opts []O, apply func(O, *config)) (*config, error) 
 			continue
 		}
 		apply(o, c)
+	}
+	if c.limits != nil {
+		c.balancer.Limits = *c.limits
 	}
 	if err := c.retry.normalize(); err != nil {
 		c.errs = append(c.errs, err)
@@ -188,6 +196,9 @@ func WithRetry(p RetryPolicy) ClientOption {
 }
 
 // WithTimeout bounds a whole request, retries and backoff included, by a context deadline.
+// For the Transport that includes reading the response body, as a gRPC deadline bounds a
+// whole call (a stream that may run long wants none, and an idle timeout:
+// WithStreamIdleTimeout), but not an upgraded (101) connection after its handshake.
 // Default: none beyond the caller's context.
 //
 // Taken by NewTransport and NewGRPCClient.
@@ -200,9 +211,12 @@ func WithTimeout(d time.Duration) ClientOption {
 	})
 }
 
-// WithAttemptTimeout bounds each attempt by a context deadline (never past the overall one).
-// An attempt that runs out counts as a failure of its endpoint and may be retried.
-// Default: none.
+// WithAttemptTimeout bounds each attempt (never past the overall deadline). An attempt that
+// runs out counts as a failure of its endpoint and may be retried. For the Transport it
+// bounds the wait for the response headers only: once they arrive the body may stream for as
+// long as it takes (see WithStreamIdleTimeout), and the response is never retried nor hedged.
+// For a gRPC client it bounds each attempt of a unary call whole. A route can override it
+// (attemptTimeout) or turn it off (disableAttemptTimeout). Default: none.
 //
 // Taken by NewTransport and NewGRPCClient.
 func WithAttemptTimeout(d time.Duration) ClientOption {

@@ -60,6 +60,7 @@ type policies struct {
 	hedge     HedgePolicy
 	timeout   time.Duration
 	attemptTO time.Duration
+	idle      time.Duration // the HTTP stream idle timeout: stream.go
 	eng       engine.Policy // the same, as the engine reads them
 }
 
@@ -85,14 +86,22 @@ type routeOverrides struct {
 // routePolicies caches the merged policies of each route of one table version.
 type routePolicies struct {
 	version uint64
-	m       sync.Map // *route.Route → *policies
+	m       sync.Map // routeKey → *policies
+}
+
+// routeKey names one merge: a route's overrides over one set of owner's policies (the
+// transport's, or a destination's of WithConfig).
+type routeKey struct {
+	rt  *route.Route
+	own *policies
 }
 
 // get returns the policies for a request routed by rt of router's current table: own when the
 // route overrides nothing. http says whether the HTTP-only retry settings (Statuses,
 // RetryNonIdempotent) apply.
 func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policies, http bool, logger *slog.Logger) *policies {
-	if rt == nil || (rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0) {
+	if rt == nil || (rt.Retry() == nil && rt.Hedge() == nil && rt.Timeout() == 0 && rt.AttemptTimeout() == 0 &&
+		!rt.AttemptTimeoutDisabled() && (!http || (rt.IdleTimeout() == 0 && !rt.IdleTimeoutDisabled()))) {
 		return own
 	}
 	v := router.Version()
@@ -101,12 +110,17 @@ func (o *routeOverrides) get(router *route.Router, rt *route.Route, own *policie
 		cache = &routePolicies{version: v}
 		o.cache.Store(cache) // a racing request may build it again: harmless
 	}
-	if p, ok := cache.m.Load(rt); ok {
+	key := routeKey{rt, own}
+	if p, ok := cache.m.Load(key); ok {
 		return p.(*policies)
 	}
 	p := mergeRoute(*own, rt, http, logger)
+	idle := p.idle
 	*p = newPolicies(p.retry, p.hedge, p.timeout, p.attemptTO)
-	cache.m.Store(rt, p)
+	if http {
+		p.forHTTP(idle)
+	}
+	cache.m.Store(key, p)
 	return p
 }
 
@@ -119,6 +133,15 @@ func mergeRoute(p policies, rt *route.Route, http bool, logger *slog.Logger) *po
 	}
 	if rt.AttemptTimeout() > 0 {
 		p.attemptTO = rt.AttemptTimeout()
+	}
+	if rt.AttemptTimeoutDisabled() {
+		p.attemptTO = 0
+	}
+	if http && rt.IdleTimeout() > 0 {
+		p.idle = rt.IdleTimeout()
+	}
+	if http && rt.IdleTimeoutDisabled() {
+		p.idle = 0
 	}
 	if o := rt.Retry(); o != nil {
 		r := p.retry

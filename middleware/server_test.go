@@ -669,6 +669,7 @@ func TestServerOptionErrors(t *testing.T) {
 		{middleware.WithJWT(newIDP(t).v, auth.WithRule(auth.Rule{Scopes: []string{"a b"}})), "middleware: WithJWT: auth: invalid Rule.Scopes[0]"},
 		{middleware.WithPeerAuthorization(nil), "middleware: WithPeerAuthorization: authorizer is nil"},
 		{middleware.WithServerFaults(nil), "middleware: WithServerFaults: router is nil"},
+		{middleware.WithAuthorizer(nil), "middleware: WithAuthorizer: authorizer is nil"},
 	} {
 		_, err := middleware.NewHandler(okHandler, tc.opt)
 		require.Error(t, err, tc.want)

@@ -145,6 +145,7 @@ type statsView struct {
 	BreakerRefusals int64 `json:"breaker_refusals"`
 	BreakerOpens    int64 `json:"breaker_opens"`
 	Ejections       int64 `json:"ejections"`
+	Overflows       int64 `json:"overflows"`
 }
 
 type destinationView struct {
@@ -444,7 +445,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <span>requests {{$t.Stats.Requests}}</span><span>attempts {{$t.Stats.Attempts}}</span>
 <span>retries {{$t.Stats.Retries}}</span><span>hedges {{$t.Stats.Hedges}} (won {{$t.Stats.HedgeWins}})</span>
 <span>budget refusals {{$t.Stats.BudgetRefusals}}</span><span>breaker refusals {{$t.Stats.BreakerRefusals}}</span>
-<span>breaker opens {{$t.Stats.BreakerOpens}}</span><span>ejections {{$t.Stats.Ejections}}</span>
+<span>breaker opens {{$t.Stats.BreakerOpens}}</span><span>ejections {{$t.Stats.Ejections}}</span><span>limit overflows {{$t.Stats.Overflows}}</span>
 </p>
 {{with $t.Routes}}
 <h3>routes <small>table version {{.Version}}</small></h3>

@@ -22,8 +22,12 @@ import (
 	"github.com/proxyless/proxyless/route"
 )
 
-// TimeoutHeader carries, on every attempt that has a deadline, the milliseconds left before
-// it, so that the server can give up when the client will have.
+// TimeoutHeader carries, on every attempt whose request has a deadline (the caller's
+// context's, or the overall timeout's: WithTimeout, a route's timeout), the whole
+// milliseconds left before it (1 to 8 decimal digits), so that the server can give up when
+// the client will have: NewHandler makes it the request context's deadline. The attempt
+// timeout is not in it, since it bounds only the wait for the response headers. A request
+// without a deadline is sent without the header, even if its caller set one.
 const TimeoutHeader = "X-Proxyless-Timeout-Ms"
 
 // Transport is an http.RoundTripper that makes an http.Client a mesh client: the host of a
@@ -55,12 +59,15 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
+	overflows    atomic.Int64 // refusals of the destinations' limits (WithLimits)
 	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
 
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
 	pol      policies             // the transport's own policies; immutable
 	routePol routeOverrides       // merged per-route policies, when routed
+	dyn      dynamicPolicies      // merged per-destination policies of WithConfig: dynamic_transport.go
 	shadower *route.Shadower      // nil unless routed
+	counted  *http.Transport      // the clone of base that counts connections (WithLimits); nil when none
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -76,12 +83,14 @@ type Stats struct {
 	BreakerRefusals int64 // attempts refused because every endpoint's breaker was open
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
+	Overflows       int64 // requests, retries and connections a destination's limits refused (WithLimits)
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	st := statsOf(&t.stats, t.bud)
 	st.BreakerOpens, st.Ejections = t.breakerOpens.Load(), t.ejections()
+	st.Overflows = t.overflows.Load()
 	return st
 }
 
@@ -132,14 +141,19 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 			return nil, fmt.Errorf("middleware: WithBreaker: %w", err)
 		}
 	}
+	var counted *http.Transport
+	if base, counted, err = limitedBase(base, cfg.balancer.Limits); err != nil { // WithLimits: limits.go
+		return nil, err
+	}
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials: auth.go
 		return nil, err
 	}
-	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{})}
+	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted}
 	t.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
+	t.pol.forHTTP(cfg.streamIdle) // stream.go
 	if cfg.routes != nil {
 		limit := cfg.shadowLimit
 		if limit == 0 {
@@ -186,6 +200,7 @@ type destination struct {
 	tel      *telemetry.Destination // always set; StartRequest gives a nil Request while telemetry is off
 	eng      engine.Dest            // what the engine admits attempts from
 	stop     chan struct{}          // closed when the destination is released
+	build    *destBuild             // the WithConfig settings it was made from; nil: the transport's
 	epoch    atomic.Int64           // the transport's sweep epoch when a request last used it
 }
 
@@ -291,24 +306,19 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 			return d, nil
 		}
 	}
-	bal, err := balancer.New(t.cfg.balancer)
+	d := &destination{service: service, subset: subset, tel: t.tel.Destination(key), stop: make(chan struct{}), build: t.buildOf(service)}
+	d.epoch.Store(t.epoch.Load())
+	onChange := breaker.OnStateChange(func(c breaker.StateChange) {
+		if c.To == breaker.StateOpen {
+			t.breakerOpens.Add(1)
+		}
+		d.tel.BreakerTransition(c.Key, c.From, c.To)
+	})
+	bal, set, err := t.newBalancer(d.build, onChange) // dynamic_transport.go
 	if err != nil {
 		return nil, err
 	}
-	d := &destination{service: service, subset: subset, bal: bal, tel: t.tel.Destination(key), stop: make(chan struct{})}
-	d.epoch.Store(t.epoch.Load())
-	if !t.cfg.breakerOff {
-		onChange := breaker.OnStateChange(func(c breaker.StateChange) {
-			if c.To == breaker.StateOpen {
-				t.breakerOpens.Add(1)
-			}
-			d.tel.BreakerTransition(c.Key, c.From, c.To)
-		})
-		if d.breakers, err = breaker.NewSet(t.cfg.breaker, onChange); err != nil {
-			_ = bal.Close()
-			return nil, err
-		}
-	}
+	d.bal, d.breakers = bal, set
 	d.eng = engine.Dest{Balancer: bal, Breakers: d.breakers}
 	d.apply(snap)
 	t.wg.Add(1)
@@ -415,6 +425,9 @@ func (t *Transport) Close() error {
 		errs = append(errs, d.bal.Close())
 	}
 	errs = append(errs, t.tel.Close())
+	if t.counted != nil {
+		t.counted.CloseIdleConnections()
+	}
 	return errors.Join(errs...)
 }
 
@@ -429,8 +442,9 @@ func (t *Transport) CloseIdleConnections() {
 // configured. Hosts that are not services pass through to the base transport unchanged. An
 // upstream 5xx is a response; local refusals are errors with a nil response:
 // balancer.ErrNoEndpoints, an error matching breaker.ErrOpen when every endpoint's breaker is
-// open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, or
-// the context's error.
+// open, an error matching ratelimit.ErrLimited when an outbound limit refuses the request, one
+// matching balancer.ErrOverflow when a destination's limit does (WithLimits), or the context's
+// error.
 func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
 	rs := t.lookup(req) // routing.go; nil when no route matches
 	var rd *route.Destination
@@ -438,6 +452,9 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		rd = rs.dec.Destination
 	}
 	d, err := t.destination(req, rd)
+	if err == nil && d != nil {
+		d, err = t.current(req, rd, d) // WithConfig: dynamic_transport.go
+	}
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -482,11 +499,22 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 		defer func() { p.done(kind) }()
 	}
-	pol := &t.pol
-	if rs != nil {
-		pol = t.routePol.get(t.cfg.routes, rs.dec.Route, &t.pol, true, t.cfg.logger)
+	if dl := t.destLimits(d.service); dl != nil { // WithConfig's limits: dynamic_transport.go
+		p, lerr := dl.admit(req, d.service)
+		recordOutbound(rctx, t.tel, lerr)
+		if lerr != nil {
+			kind = localKind(nil, lerr)
+			return nil, lerr
+		}
+		defer func() { p.done(kind) }()
 	}
-	resp, winner, kind, err = t.send(rctx, req, d, pol, tr) // client_http.go
+	pol, rt := t.ownPolicies(d.service), (*route.Route)(nil)
+	if rs != nil {
+		rt = rs.dec.Route
+		pol = t.routePol.get(t.cfg.routes, rt, pol, true, t.cfg.logger)
+	}
+	key := httpHashKey(req, hashPolicies(&t.cfg.balancer, rt))   // hashing.go
+	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, key) // client_http.go
 	return resp, err
 }
 
@@ -529,7 +557,7 @@ func (t *Transport) routeBefore(reqp **http.Request, rctx context.Context, rs *r
 		rt.RewriteRequest(req)
 		*reqp = req
 	}
-	if rs.dec.Mirror && t.shadower != nil {
+	if rs.dec.Mirror && t.shadower != nil && !isUpgrade(req) { // a mirrored handshake would open a connection
 		mreq := req
 		if rctx != req.Context() {
 			mreq = req.WithContext(rctx)

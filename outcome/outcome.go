@@ -106,7 +106,8 @@ func fromCause(c Cause) (Outcome, bool) {
 //
 // The rules, in order:
 //
-//   - an error matching breaker.ErrOpen or balancer.ErrNoEndpoints: LocalRefusal;
+//   - an error matching breaker.ErrOpen, balancer.ErrNoEndpoints or balancer.ErrOverflow (a
+//     destination's limit): LocalRefusal;
 //   - an error that is a TLS verification failure (an x509 error, a
 //     *tls.CertificateVerificationError, a TLS alert from the peer): TLSFailure, whatever the
 //     contexts say;
@@ -154,7 +155,7 @@ func FromStatus(code int, retryAfter string, now time.Time) Outcome {
 func FromError(err error, cause Cause) Outcome { return fromError(err, cause) }
 
 func fromError(err error, cause Cause) Outcome {
-	if errors.Is(err, breaker.ErrOpen) || errors.Is(err, balancer.ErrNoEndpoints) {
+	if errors.Is(err, breaker.ErrOpen) || errors.Is(err, balancer.ErrNoEndpoints) || errors.Is(err, balancer.ErrOverflow) {
 		return Outcome{Kind: LocalRefusal}
 	}
 	if IsTLSFailure(err) {

@@ -17,13 +17,13 @@ type ClientIPConfig struct {
 	// single addresses ("192.0.2.7", "::1"), whose X-Forwarded-For is
 	// believed. Default none: X-Forwarded-For is ignored, since any client
 	// can write it.
-	TrustedProxies []string `json:"trusted_proxies" yaml:"trusted_proxies"`
+	TrustedProxies []string `json:"trustedProxies,omitempty" yaml:"trustedProxies,omitempty"`
 	// IPv6Prefix keys IPv6 clients by their network of that many bits
 	// ("2001:db8:1:2::/64") rather than by address, so that a client cannot
 	// multiply its quota with the 2^64 addresses of its subnet. It must lie
 	// in [0, 128]; 128 keys by the full address. Default 0 means 64: one
 	// /64, what one site or one host is usually given.
-	IPv6Prefix int `json:"ipv6_prefix" yaml:"ipv6_prefix"`
+	IPv6Prefix int `json:"ipv6Prefix,omitempty" yaml:"ipv6Prefix,omitempty"`
 }
 
 // ClientIP returns a key function for per-client limits: it maps a request

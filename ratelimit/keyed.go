@@ -17,26 +17,26 @@ import (
 // override.
 type KeyedConfig struct {
 	// Default is the quota of every key without an override.
-	Default Quota `json:"default" yaml:"default"`
+	Default Quota `json:"default,omitempty" yaml:"default,omitempty"`
 	// Overrides gives chosen keys their own quota: the tier table ("this API
 	// key gets 1,000/s"). The map is copied by NewKeyed.
-	Overrides map[string]Quota `json:"overrides" yaml:"overrides"`
+	Overrides map[string]Quota `json:"overrides,omitempty" yaml:"overrides,omitempty"`
 	// MaxKeys bounds how many keys are tracked at once. Default 100,000.
 	// Past the bound the least recently used key is forgotten, which hands
 	// it a full bucket the next time it is seen. The bound is split evenly
 	// over the shards and keys hash unevenly, so eviction starts a little
 	// before MaxKeys (about 99.4 % full for 100,000 keys in 16 shards):
 	// size it with headroom over the keys that should stay.
-	MaxKeys int `json:"max_keys" yaml:"max_keys"`
+	MaxKeys int `json:"maxKeys,omitempty" yaml:"maxKeys,omitempty"`
 	// IdleTimeout is how long a key's bucket must have been full (the key
 	// unused) before the key may be dropped ahead of the LRU order; such a
 	// key carries no state, so dropping it changes no decision. Default 1
 	// minute.
-	IdleTimeout time.Duration `json:"idle_timeout" yaml:"idle_timeout"`
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty" yaml:"idleTimeout,omitempty"`
 	// Shards is the number of independently locked partitions, rounded up
 	// to a power of two. Default: 8 × GOMAXPROCS, at least 16, at most
 	// MaxKeys.
-	Shards int `json:"shards" yaml:"shards"`
+	Shards int `json:"shards,omitempty" yaml:"shards,omitempty"`
 }
 
 // Defaults of KeyedConfig.

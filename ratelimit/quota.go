@@ -11,10 +11,10 @@ import (
 type Quota struct {
 	// Rate is the sustained number of events per second. math.Inf(1) admits
 	// everything. 0 with Burst 0 admits nothing (a block list entry).
-	Rate float64 `json:"rate" yaml:"rate"`
+	Rate float64 `json:"rate,omitempty" yaml:"rate,omitempty"`
 	// Burst is how many events may happen at once. 0 means one second's
 	// worth of Rate, rounded up, at least 1 (when Rate > 0).
-	Burst int `json:"burst" yaml:"burst"`
+	Burst int `json:"burst,omitempty" yaml:"burst,omitempty"`
 }
 
 type quotaKind = quota.Kind

@@ -8,11 +8,13 @@ import (
 	"reflect"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/discovery"
 )
 
@@ -161,7 +163,8 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 
 // route compiles the route rc at path, or records the first error and returns nil.
 func (c *compiler) route(rc RouteConfig, path, defName string, o *options, prev *Table) *Route {
-	r := &Route{name: rc.Name, timeout: rc.Timeout.Std(), attemptTimeout: rc.AttemptTimeout.Std()}
+	r := &Route{name: rc.Name, timeout: rc.Timeout.Std(), attemptTimeout: rc.AttemptTimeout.Std(),
+		noAttemptTimeout: rc.DisableAttemptTimeout, idleTimeout: rc.IdleTimeout.Std(), noIdleTimeout: rc.DisableIdleTimeout}
 	if r.name == "" {
 		r.name = defName
 	}
@@ -255,6 +258,18 @@ func (c *compiler) routeOverrides(rc RouteConfig, path string, r *Route) bool {
 		c.fail(path+".attemptTimeout", "must not be negative, got %v", rc.AttemptTimeout)
 		return false
 	}
+	if rc.AttemptTimeout > 0 && rc.DisableAttemptTimeout {
+		c.fail(path+".disableAttemptTimeout", "cannot be set with attemptTimeout")
+		return false
+	}
+	if rc.IdleTimeout < 0 {
+		c.fail(path+".idleTimeout", "must not be negative, got %v", rc.IdleTimeout)
+		return false
+	}
+	if rc.IdleTimeout > 0 && rc.DisableIdleTimeout {
+		c.fail(path+".disableIdleTimeout", "cannot be set with idleTimeout")
+		return false
+	}
 	if rc.Retry != nil {
 		if r.retry = c.retryOverride(*rc.Retry, path+".retry"); r.retry == nil {
 			return false
@@ -265,6 +280,20 @@ func (c *compiler) routeOverrides(rc RouteConfig, path string, r *Route) bool {
 			return false
 		}
 	}
+	return c.hashPolicy(rc.HashPolicy, path+".hashPolicy", r)
+}
+
+// hashPolicy checks the hash policies hp at p and gives r a copy of them.
+func (c *compiler) hashPolicy(hp []balancer.HashPolicy, p string, r *Route) bool {
+	if len(hp) > balancer.MaxHashPolicies {
+		return c.fail(p, "%d policies is over the limit of %d", len(hp), balancer.MaxHashPolicies)
+	}
+	for i, h := range hp {
+		if err := h.Validate(); err != nil {
+			return c.fail(fmt.Sprintf("%s[%d]", p, i), "%v", err)
+		}
+	}
+	r.hashPolicy = slices.Clone(hp)
 	return true
 }
 

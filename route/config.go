@@ -1,17 +1,14 @@
 package route
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/proxyless/proxyless/balancer"
+	"github.com/proxyless/proxyless/internal/conf"
 )
 
 // Config is a whole route table as users write it in YAML or JSON. It is a plain value; the
@@ -80,10 +77,29 @@ type RouteConfig struct {
 	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// AttemptTimeout overrides the transport's per-attempt timeout. Default 0: the transport's.
 	AttemptTimeout Duration `json:"attemptTimeout,omitempty" yaml:"attemptTimeout,omitempty"`
+	// DisableAttemptTimeout turns the transport's per-attempt timeout off for matched
+	// requests (with an HTTP client, the attempt timeout bounds only the wait for the response
+	// headers; a slow-to-start stream may need it off). It cannot be set with AttemptTimeout.
+	// Default false.
+	DisableAttemptTimeout bool `json:"disableAttemptTimeout,omitempty" yaml:"disableAttemptTimeout,omitempty"`
+	// IdleTimeout overrides the HTTP transport's stream idle timeout: a response body whose
+	// read waits this long without a byte is cut (server-sent events, long downloads). gRPC
+	// clients ignore it. Default 0: the transport's.
+	IdleTimeout Duration `json:"idleTimeout,omitempty" yaml:"idleTimeout,omitempty"`
+	// DisableIdleTimeout turns the transport's stream idle timeout off for matched requests.
+	// It cannot be set with IdleTimeout. Default false.
+	DisableIdleTimeout bool `json:"disableIdleTimeout,omitempty" yaml:"disableIdleTimeout,omitempty"`
 	// Retry overrides the transport's retry policy. Default nil: the transport's.
 	Retry *RetryOverride `json:"retry,omitempty" yaml:"retry,omitempty"`
 	// Hedge overrides the transport's hedging policy. Default nil: the transport's.
 	Hedge *HedgeOverride `json:"hedge,omitempty" yaml:"hedge,omitempty"`
+	// HashPolicy replaces, for matched requests, the hash policies of the destination's
+	// balancer (balancer.Config.HashPolicy): how the request's hash key is made, for the
+	// consistent-hashing balancer policies (maglev, ring_hash; others read no key), with
+	// the semantics of [balancer.HashPolicy]. It chooses an endpoint within the destination
+	// the route chose, never the destination, and counts for every caller. At most
+	// balancer.MaxHashPolicies. Default empty: the destination's own.
+	HashPolicy []balancer.HashPolicy `json:"hashPolicy,omitempty" yaml:"hashPolicy,omitempty"`
 
 	// RequestHeaders changes the headers of matched requests. Default: unchanged.
 	RequestHeaders HeaderRewrite `json:"requestHeaders,omitempty" yaml:"requestHeaders,omitempty"`
@@ -368,36 +384,25 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
-// UnmarshalJSON reads a duration string such as "1.5s".
+// UnmarshalJSON reads a duration string such as "1.5s"; a bare number is refused.
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"250ms\", got %s", truncate(string(b), 32))
-	}
-	return d.parse(s)
+	return nullOK(conf.UnmarshalJSON(b, (*time.Duration)(d)))
 }
 
 // MarshalYAML writes d as a duration string.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
-// UnmarshalYAML reads a duration string such as "1.5s".
+// UnmarshalYAML reads a duration string such as "1.5s"; a bare number is refused.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration string such as \"250ms\"", n.Line)
-	}
-	if err := d.parse(n.Value); err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	return nil
+	return nullOK(conf.UnmarshalYAML(n, (*time.Duration)(d)))
 }
 
-func (d *Duration) parse(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("bad duration %q", truncate(s, 32))
+// nullOK reads a null (the decoder's ErrEmpty) as "leave the zero value".
+func nullOK(err error) error {
+	if errors.Is(err, conf.ErrEmpty) {
+		return nil
 	}
-	*d = Duration(v)
-	return nil
+	return err
 }
 
 func truncate(s string, n int) string {
@@ -411,14 +416,21 @@ func truncate(s string, n int) string {
 // "routes[2].match.path.regex". Its message reads "route: <path>: <problem>".
 type ConfigError struct {
 	Path string // the field's path, in the document's own (json/yaml) names
-	Err  error  // the problem
+	// Line and Column locate the problem in the document, 1-based; 0 when it is not a
+	// problem of the document's syntax or shape (a check Compile makes).
+	Line, Column int
+	Err          error // the problem
 }
 
 func (e *ConfigError) Error() string {
-	if e.Path == "" {
-		return "route: " + e.Err.Error()
+	msg := "route: " + e.Err.Error()
+	if e.Path != "" {
+		msg = "route: " + e.Path + ": " + e.Err.Error()
 	}
-	return "route: " + e.Path + ": " + e.Err.Error()
+	if loc := conf.Location(e.Line, e.Column); loc != "" {
+		msg += " (" + loc + ")"
+	}
+	return msg
 }
 
 // Unwrap returns the problem.
@@ -431,12 +443,11 @@ var ErrInvalidConfig = errors.New("route: invalid config")
 // Is reports whether target is ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
-// maxConfigBytes bounds a document; route tables are small.
-const maxConfigBytes = 8 << 20
-
 // ParseConfig reads a route table from YAML or JSON (a document whose first non-blank
-// character is '{' is read as JSON), refusing unknown fields, and validates it as [Compile]
-// would. Every error is a *[ConfigError] naming the field's path.
+// character is '{' is read as JSON), refusing unknown and repeated fields, and validates it as
+// [Compile] would. Keys are camelCase and durations strings such as "250ms". Every error is a
+// *[ConfigError] naming the field's path and, for a problem of the document's syntax or
+// shape, its line and column.
 func ParseConfig(data []byte) (Config, error) {
 	cfg, err := decode(data)
 	if err != nil {
@@ -452,137 +463,50 @@ func ParseConfig(data []byte) (Config, error) {
 // not yet written file must not wipe every route.
 var errEmptyDocument = &ConfigError{Err: errors.New("empty document: write \"routes: []\" for a table without routes")}
 
-// checkWeights refuses split weights that are not whole numbers, naming the field: decoding
-// into the uint32 field would silently truncate YAML's 1.5 to 1. A document that does not
-// decode is left for the typed decoder to report.
-func checkWeights(data []byte, isJSON bool) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = nil // the typed decoder reports it
-		}
-	}()
-	var doc any
-	if isJSON {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		if dec.Decode(&doc) != nil {
-			return nil
-		}
-	} else if yaml.Unmarshal(data, &doc) != nil {
-		return nil
-	}
-	root, _ := doc.(map[string]any)
-	check := func(rc any, path string) error {
-		m, _ := rc.(map[string]any)
-		arms, _ := m["split"].([]any)
-		for j, a := range arms {
-			am, _ := a.(map[string]any)
-			if w, ok := am["weight"]; ok && !wholeNumber(w) {
-				return &ConfigError{Path: fmt.Sprintf("%s.split[%d].weight", path, j), Err: fmt.Errorf("must be a whole number from 0 to %d, got %s", uint32(math.MaxUint32), truncate(fmt.Sprint(w), 32))}
-			}
-		}
-		return nil
-	}
-	routes, _ := root["routes"].([]any)
-	for i, rc := range routes {
-		if err := check(rc, fmt.Sprintf("routes[%d]", i)); err != nil {
-			return err
-		}
-	}
-	return check(root["default"], "default")
-}
-
-func wholeNumber(v any) bool {
-	var f float64
-	switch x := v.(type) {
-	case int:
-		return x >= 0 && int64(x) <= math.MaxUint32
-	case int64:
-		return x >= 0 && x <= math.MaxUint32
-	case uint64:
-		return x <= math.MaxUint32
-	case float64:
-		f = x
-	case json.Number:
-		if _, err := strconv.ParseUint(string(x), 10, 32); err == nil {
-			return true
-		}
-		var err error
-		if f, err = x.Float64(); err != nil {
-			return false
-		}
-	default:
-		return false
-	}
-	return f >= 0 && f <= math.MaxUint32 && f == math.Trunc(f)
-}
-
 // decode reads a document without validating it.
 func decode(data []byte) (Config, error) {
 	var cfg Config
-	if len(data) > maxConfigBytes {
-		return Config{}, &ConfigError{Err: fmt.Errorf("document of %d bytes is over the %d-byte limit", len(data), maxConfigBytes)}
-	}
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 {
-		return Config{}, errEmptyDocument
-	}
-	isJSON := trimmed[0] == '{'
-	if bytes.Contains(data, []byte("weight")) {
-		if err := checkWeights(trimmed, isJSON); err != nil {
-			return Config{}, err
-		}
-	}
-	if isJSON {
-		if err := decodeJSON(trimmed, &cfg); err != nil {
-			return Config{}, err
-		}
-	} else if err := decodeYAML(data, &cfg); err != nil {
-		return Config{}, err
+	if err := conf.Decode(data, &cfg); err != nil {
+		return Config{}, configError(err)
 	}
 	if cfg.Routes == nil && cfg.Default == nil {
-		// "null", "{}", "---", a file cut off after "routes:": nothing was said, which is not
-		// the same as "no routes" ("routes: []"), and a reload must not read it as that.
+		// "{}", a file cut off after "routes:": nothing was said, which is not the same as
+		// "no routes" ("routes: []"), and a reload must not read it as that.
 		return Config{}, errEmptyDocument
 	}
 	return cfg, nil
 }
 
-func decodeJSON(data []byte, cfg *Config) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return &ConfigError{Path: te.Field, Err: fmt.Errorf("want %v, got %s", te.Type, te.Value)}
-		}
-		return &ConfigError{Err: fmt.Errorf("json: %w", err)}
+// configError turns a decoding error into a *ConfigError.
+func configError(err error) error {
+	var ce *conf.Error
+	switch {
+	case errors.Is(err, conf.ErrEmpty):
+		return errEmptyDocument
+	case errors.As(err, &ce):
+		return &ConfigError{Path: ce.Path, Line: ce.Line, Column: ce.Column, Err: ce.Err}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &ConfigError{Err: errors.New("json: data after the document")}
+	return &ConfigError{Err: err}
+}
+
+// UnmarshalJSON reads c strictly, as [ParseConfig] does (camelCase keys, duration strings,
+// unknown fields refused), without validating it; errors are *[ConfigError]s.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	var cfg Config
+	if err := conf.UnmarshalJSON(b, &cfg); err != nil {
+		return configError(err)
 	}
+	*c = cfg
 	return nil
 }
 
-func decodeYAML(data []byte, cfg *Config) (err error) {
-	// The YAML library has panicked on malformed input in past releases; a config reloader
-	// must survive any file, so a panic becomes an error.
-	defer func() {
-		if r := recover(); r != nil {
-			err = &ConfigError{Err: fmt.Errorf("yaml: malformed document (%v)", r)}
-		}
-	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if err == io.EOF {
-			return errEmptyDocument // only comments
-		}
-		return &ConfigError{Err: fmt.Errorf("yaml: %s", strings.TrimPrefix(err.Error(), "yaml: "))}
+// UnmarshalYAML reads c strictly, as [ParseConfig] does, without validating it; errors are
+// *[ConfigError]s with the line in the caller's document.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	var cfg Config
+	if err := conf.UnmarshalYAML(n, &cfg); err != nil {
+		return configError(err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return &ConfigError{Err: errors.New("yaml: more than one document")}
-	}
+	*c = cfg
 	return nil
 }

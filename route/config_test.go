@@ -112,12 +112,12 @@ func TestParseConfigInvalid(t *testing.T) {
 	tests := []struct {
 		name, doc, want string
 	}{
-		{"unknown field", "routes: [{nmae: x}]", "field nmae not found"},
+		{"unknown field", "routes: [{nmae: x}]", `routes[0].nmae: unknown field "nmae"`},
 		{"unknown json field", `{"routes":[{"nmae":"x"}]}`, "unknown field"},
 		{"json wrong type", `{"routes":[{"timeout":5}]}`, "duration"},
 		{"json trailing data", `{"routes":[]} {}`, "data after"},
 		{"two yaml docs", "routes: []\n---\nroutes: []\n", "more than one document"},
-		{"bad duration", "routes: [{timeout: 5 seconds, " + dest + "}]", "bad duration"},
+		{"bad duration", "routes: [{timeout: 5 seconds, " + dest + "}]", `routes[0].timeout: want a duration string such as "250ms", got "5 seconds"`},
 		{"bad path regex", "routes: [{}, {}, {match: {path: {regex: '('}}, " + dest + "}]", "routes[2].match.path.regex:"},
 		{"path two kinds", "routes: [{match: {path: {exact: /a, prefix: /b}}}]", "routes[0].match.path: set exactly one"},
 		{"path no slash", "routes: [{match: {path: {prefix: a}}}]", "routes[0].match.path: must start with '/'"},

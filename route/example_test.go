@@ -139,3 +139,25 @@ func ExampleAnalyzer() {
 	// checkout rollback 55% -> 0%: canary error rate 100.00% is above stable 0.00% + 1.00 pp
 	// rolled back 0
 }
+
+func ExampleRoute_HashPolicy() {
+	cfg, err := route.ParseConfig([]byte(`
+routes:
+  - name: carts
+    match: {path: {prefix: /carts}}
+    hashPolicy:
+      - {header: x-user-id, terminal: true}
+      - {cookie: session}
+`))
+	if err != nil {
+		panic(err)
+	}
+	tbl, _ := route.Compile(cfg)
+	dec, _ := tbl.Lookup(&route.Request{Host: "shop", Path: "/carts/1", Method: "GET"})
+	for _, p := range dec.Route.HashPolicy() {
+		fmt.Printf("%+v\n", p)
+	}
+	// Output:
+	// {Header:x-user-id Metadata: Cookie: QueryParameter: SourceIP:false ContextKey:false Terminal:true}
+	// {Header: Metadata: Cookie:session QueryParameter: SourceIP:false ContextKey:false Terminal:false}
+}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/proxyless/proxyless/balancer"
 )
 
 // Option configures [Compile] and [NewRouter].
@@ -178,8 +180,12 @@ type Route struct {
 	sticky    *sticky
 
 	timeout, attemptTimeout time.Duration
+	idleTimeout             time.Duration
+	noAttemptTimeout        bool
+	noIdleTimeout           bool
 	retry                   *RetryOverride
 	hedge                   *HedgeOverride
+	hashPolicy              []balancer.HashPolicy
 	reqHeaders, respHeaders *headerOps
 	rewrite                 *pathRewrite
 	shadow                  *ShadowPolicy
@@ -199,6 +205,15 @@ func (r *Route) Timeout() time.Duration { return r.timeout }
 // AttemptTimeout returns the route's per-attempt timeout, or 0 to keep the transport's.
 func (r *Route) AttemptTimeout() time.Duration { return r.attemptTimeout }
 
+// AttemptTimeoutDisabled reports whether the route turns the per-attempt timeout off.
+func (r *Route) AttemptTimeoutDisabled() bool { return r.noAttemptTimeout }
+
+// IdleTimeout returns the route's stream idle timeout, or 0 to keep the transport's.
+func (r *Route) IdleTimeout() time.Duration { return r.idleTimeout }
+
+// IdleTimeoutDisabled reports whether the route turns the stream idle timeout off.
+func (r *Route) IdleTimeoutDisabled() bool { return r.noIdleTimeout }
+
 // Retry returns the route's retry override, or nil to keep the transport's policy. The
 // caller must not modify it.
 func (r *Route) Retry() *RetryOverride { return r.retry }
@@ -206,6 +221,11 @@ func (r *Route) Retry() *RetryOverride { return r.retry }
 // Hedge returns the route's hedging override, or nil to keep the transport's policy. The
 // caller must not modify it.
 func (r *Route) Hedge() *HedgeOverride { return r.hedge }
+
+// HashPolicy returns the route's hash policies, which replace those of the destination's
+// balancer for the requests the route takes, or nil to keep the destination's. The caller
+// must not modify them.
+func (r *Route) HashPolicy() []balancer.HashPolicy { return r.hashPolicy }
 
 // Shadow returns the route's shadowing policy, or nil when it mirrors nothing.
 func (r *Route) Shadow() *ShadowPolicy { return r.shadow }

@@ -28,6 +28,7 @@ const (
 	KeyLimitDecision = attribute.Key("proxyless.ratelimit.decision")
 	KeyLimitWait     = attribute.Key("proxyless.ratelimit.wait") // seconds the limiter made the request wait
 	KeyShadow        = attribute.Key("proxyless.shadow.destination")
+	KeyLimit         = attribute.Key("proxyless.destination.limit") // a balancer.Limit's String(): "requests"
 )
 
 // AttemptKind says why an attempt was made: the value of [KeyAttemptKind] is its String().
@@ -77,4 +78,5 @@ const (
 	MetricConcurrencyLimit = "proxyless.concurrency.limit"
 	MetricShadowMismatches = "proxyless.shadow.mismatches"
 	MetricCanaryWeight     = "proxyless.canary.weight"
+	MetricOverflows        = "proxyless.destination.overflows"
 )

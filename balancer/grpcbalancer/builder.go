@@ -1,7 +1,6 @@
 package grpcbalancer
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/internal/conf"
 )
 
 // Name is the name of the policy whose config chooses the balancing policy
@@ -28,7 +28,7 @@ func PolicyName(p balancer.Policy) string { return Name + "_" + p.String() }
 
 var allPolicies = []balancer.Policy{
 	balancer.PolicyPeakEWMA, balancer.PolicyRoundRobin, balancer.PolicyWeightedRoundRobin,
-	balancer.PolicyRandom, balancer.PolicyLeastRequest, balancer.PolicyMaglev,
+	balancer.PolicyRandom, balancer.PolicyLeastRequest, balancer.PolicyMaglev, balancer.PolicyRingHash,
 }
 
 func init() {
@@ -55,6 +55,13 @@ type Config struct {
 	Steer time.Duration `json:"steer,omitempty"`
 }
 
+// UnmarshalJSON reads c strictly: camelCase keys, durations as strings such as "250ms",
+// unknown fields refused. It does not validate the values.
+func (c *Config) UnmarshalJSON(b []byte) error { return conf.JSONInto("grpcbalancer", b, c) }
+
+// MarshalJSON writes c with durations as strings, so that it reads back.
+func (c Config) MarshalJSON() ([]byte, error) { return conf.MarshalJSON(c) }
+
 // Validate reports the first invalid field of c, by name.
 func (c *Config) Validate() error {
 	if c.Balancer.HealthCheck != nil {
@@ -65,6 +72,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("grpcbalancer: %w", err)
 	}
 	_ = b.Close()
+	if err := validateHashPolicies(c.Balancer.HashPolicy); err != nil {
+		return err
+	}
 	if !c.DisableBreaker {
 		if err := c.Breaker.Validate(); err != nil {
 			return fmt.Errorf("grpcbalancer: %w", err)
@@ -95,11 +105,9 @@ func (b builder) Name() string { return b.name }
 
 func (b builder) ParseConfig(raw json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
 	c := &Config{}
-	if len(raw) > 0 && string(raw) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("grpcbalancer: %s config: %w", b.name, err)
+	if len(raw) > 0 {
+		if err := conf.JSONInto("grpcbalancer: "+b.name+" config", raw, c); err != nil {
+			return nil, err
 		}
 	}
 	if b.policy != "" {

@@ -15,8 +15,20 @@ import (
 type Call struct {
 	stream bool // immutable
 
-	mu    sync.Mutex
-	tried balancer.Tried // guarded by mu
+	mu     sync.Mutex
+	tried  balancer.Tried // guarded by mu
+	key    uint64         // guarded by mu
+	keySet bool           // guarded by mu
+}
+
+// SetHashKey sets the hash key the call's attempts are picked with (balancer.PickInfo.Key),
+// in place of the one the channel's Config.Balancer.HashPolicy would make: 0 means no key, a
+// random pick. The interceptors of package middleware set it for a call whose route has a
+// hashPolicy of its own. Set it before the first attempt.
+func (c *Call) SetHashKey(key uint64) {
+	c.mu.Lock()
+	c.key, c.keySet = key, true
+	c.mu.Unlock()
 }
 
 // NewCall returns the state of one call. A stream's successful end reports no latency to the

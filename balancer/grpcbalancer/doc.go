@@ -18,6 +18,14 @@
 // endpoint's breaker refuses fails with status Unavailable and an error matching
 // breaker.ErrOpen; [BreakerOutcome] classifies gRPC results for a breaker used on its own.
 //
+// With a consistent-hashing policy (maglev, ring_hash), the picker hashes each RPC on the
+// config's Balancer.HashPolicy ([HashKey]: outgoing metadata as gRFC A60's request hash
+// header, the source IP of the call being served, or balancer.WithHashKey's context key),
+// unless the call's interceptor set a key on its [Call] ([Call.SetHashKey], for a route's own
+// hash policies):
+//
+//	{"loadBalancingConfig": [{"proxyless": {"balancer": {"policy": "ring_hash", "hashPolicy": [{"metadata": "x-user"}]}}}]}
+//
 // The interceptors of package middleware talk to the picker through an [Attempt] in the RPC's
 // context: the picker avoids the endpoints earlier attempts of the same call used, and records
 // the endpoint it picked, a refusal it made (and whether a breaker refused it), and the
@@ -25,4 +33,8 @@
 // breaker refusal as it happens. A [Monitor] attached to a channel's resolver state
 // ([WithMonitor]) describes the channel's endpoints and breakers and counts breaker openings
 // and ejections, for a client's status page.
+//
+// Importing the package also registers the "grpc" kind of balancer.HealthCheck
+// ([NewHealthProber]): active health checks by grpc.health.v1, for the balancers of any
+// client, an HTTP Transport's included.
 package grpcbalancer

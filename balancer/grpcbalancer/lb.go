@@ -185,6 +185,9 @@ func (b *lb) UpdateState(s grpcbalancer.State) {
 		}
 	}
 	p := &picker{core: b.core, breakers: b.breakers, children: pickers, steer: b.cfg.Steer}
+	if b.cfg.Balancer.Policy.Hashing() && len(b.cfg.Balancer.HashPolicy) > 0 {
+		p.hash = b.cfg.Balancer.HashPolicy
+	}
 	b.mu.Unlock()
 	b.ClientConn.UpdateState(grpcbalancer.State{ConnectivityState: connectivity.Ready, Picker: p})
 }

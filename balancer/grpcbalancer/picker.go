@@ -21,20 +21,26 @@ type picker struct {
 	breakers *breaker.Set // nil when breakers are off
 	children map[string]grpcbalancer.Picker
 	steer    time.Duration
+	hash     []balancer.HashPolicy // the channel's; nil when the policy does not hash
 }
 
 func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, error) {
 	att := FromContext(info.Ctx)
 	now := time.Now()
 	var tried balancer.Tried
+	var key uint64
+	keySet := false
 	if att != nil {
 		att.call.mu.Lock()
 		defer att.call.mu.Unlock() // attempts of one call pick one at a time
-		tried = att.call.tried
+		tried, key, keySet = att.call.tried, att.call.key, att.call.keySet
+	}
+	if !keySet && p.hash != nil {
+		key = HashKey(info.Ctx, p.hash)
 	}
 	var openErr error
 	for range balancer.MaxTried + 1 {
-		pk, err := p.core.Pick(balancer.PickInfo{Now: now, Tried: tried})
+		pk, err := p.core.Pick(balancer.PickInfo{Now: now, Key: key, Tried: tried})
 		if err != nil {
 			return p.refuse(att, err)
 		}

@@ -35,6 +35,11 @@ type Config struct {
 	// [Watcher.WatchStatus] (LastContact, KnownLeader). Default false: every query is
 	// answered by the leader, and fails while there is none.
 	AllowStale bool
+	// Connect follows the instances that accept service-mesh traffic for a service
+	// (/v1/health/connect/<name>: the sidecar proxies of its instances and its Connect-native
+	// instances) instead of the service's own instances; mesh endpoints are dialled with mTLS
+	// (see package connect). Default false.
+	Connect bool
 	// IncludeUnhealthy also returns instances whose checks are not passing. Default false:
 	// passing instances only.
 	IncludeUnhealthy bool

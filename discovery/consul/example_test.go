@@ -50,3 +50,14 @@ func ExampleRegister() {
 	_ = hb.Close()
 	_ = deregister(context.Background())
 }
+
+// Keep the TTL check of a registered instance passing while the process is healthy. (Not
+// run: it needs an agent; the integration tests run the same calls against a real one.)
+func ExampleKeepPassing() {
+	cfg := consul.Config{Address: "127.0.0.1:8500"}
+	hb, err := consul.KeepPassing(cfg, "service:payments-1", 3*time.Second) // TTL 10s
+	if err != nil {
+		panic(err)
+	}
+	defer hb.Close() // the check turns critical after its TTL; deregister on shutdown
+}

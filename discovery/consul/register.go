@@ -32,6 +32,10 @@ type Registration struct {
 	Weight int
 	// Check is how Consul decides the instance is healthy. Default: none (always passing).
 	Check *Check
+	// ConnectNative registers the instance as a Connect-native member of the service mesh: it
+	// terminates mesh mTLS itself (see package connect), so it is listed among the service's
+	// mesh endpoints (/v1/health/connect/<name>) and needs no sidecar. Default false.
+	ConnectNative bool
 }
 
 // Check is a health check attached to a registration: exactly one of HTTP, TCP and TTL.
@@ -131,6 +135,9 @@ func Register(ctx context.Context, cfg Config, reg Registration) (deregister fun
 		Port:    reg.Port,
 		Tags:    reg.Tags,
 		Meta:    meta,
+	}
+	if reg.ConnectNative {
+		svc.Connect = &api.AgentServiceConnect{Native: true}
 	}
 	if reg.Weight > 0 {
 		svc.Weights = &api.AgentWeights{Passing: reg.Weight, Warning: 1}

@@ -260,9 +260,13 @@ func (w *Watcher) query(ctx context.Context, index uint64) ([]*api.ServiceEntry,
 	if cfg.Tag != "" {
 		tags = []string{cfg.Tag}
 	}
+	query := w.r.client.Health().ServiceMultipleTags
+	if cfg.Connect {
+		query = w.r.client.Health().ConnectMultipleTags
+	}
 	w.queries.Add(1)
 	w.r.queries.Add(1)
-	return w.r.client.Health().ServiceMultipleTags(w.service, tags, !cfg.IncludeUnhealthy, q)
+	return query(w.service, tags, !cfg.IncludeUnhealthy, q)
 }
 
 // nextIndex applies Consul's rules for blocking-query indexes: reset to 0 when the index goes

@@ -46,9 +46,10 @@ type Agent struct {
 	// DNSAddr is the DNS server address, "127.0.0.1:port" (UDP and TCP).
 	DNSAddr string
 
-	bin    string  // immutable
-	ports  ports   // immutable
-	member *member // immutable; nil for a dev agent, else a cluster member's settings
+	bin    string   // immutable
+	hcl    []string // immutable: extra -hcl arguments
+	ports  ports    // immutable
+	member *member  // immutable; nil for a dev agent, else a cluster member's settings
 	logs   *logBuffer
 
 	mu     sync.Mutex
@@ -71,7 +72,11 @@ type process struct {
 // leader and registered its node in the catalog, so services can be
 // registered at once. On failure the error includes the end of the agent's
 // output. Call Close when done.
-func Start(bin string) (*Agent, error) {
+func Start(bin string) (*Agent, error) { return StartHCL(bin) }
+
+// StartHCL is Start with extra agent configuration, each string given to the agent with
+// -hcl (for example "connect { enabled = false }").
+func StartHCL(bin string, hcl ...string) (*Agent, error) {
 	var errs []error
 	for range startAttempts {
 		p, err := testenv.FreePorts(5)
@@ -82,6 +87,7 @@ func Start(bin string) (*Agent, error) {
 			HTTPAddr: addr(p[0]),
 			DNSAddr:  addr(p[1]),
 			bin:      bin,
+			hcl:      append([]string(nil), hcl...),
 			ports:    ports{http: p[0], dns: p[1], serfLAN: p[2], serfWAN: p[3], server: p[4]},
 			logs:     &logBuffer{max: maxLogBytes},
 		}
@@ -104,7 +110,7 @@ func (a *Agent) args() []string {
 	if a.member != nil {
 		return a.member.args(a.ports)
 	}
-	return []string{
+	args := []string{
 		"agent", "-dev",
 		"-node", "proxyless-test",
 		"-bind", "127.0.0.1",
@@ -122,6 +128,10 @@ func (a *Agent) args() []string {
 		// Consul's default is 200 per client address).
 		"-hcl", "limits { http_max_conns_per_client = 16384 }",
 	}
+	for _, h := range a.hcl {
+		args = append(args, "-hcl", h)
+	}
+	return args
 }
 
 // start launches the process and waits until it is ready; on failure the

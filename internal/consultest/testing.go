@@ -19,12 +19,18 @@ const logTailOnFailure = 16 << 10
 // fails under CI=true.
 func ForTest(tb testing.TB) *Agent {
 	tb.Helper()
+	return ForTestHCL(tb)
+}
+
+// ForTestHCL is ForTest with extra agent configuration, as [StartHCL] takes it.
+func ForTestHCL(tb testing.TB, hcl ...string) *Agent {
+	tb.Helper()
 	bin, err := testenv.ConsulBinary()
 	if err != nil {
 		testenv.Unavailable(tb, err)
 		return nil // only reached with a testing.TB that does not stop the test
 	}
-	a, err := Start(bin)
+	a, err := StartHCL(bin, hcl...)
 	if err != nil {
 		tb.Fatalf("%v", err)
 		return nil

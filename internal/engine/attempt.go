@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ type shared struct {
 	stats         *Stats
 	dest          *Dest
 	policy        *Policy
+	key           uint64 // the balancer's hash key: Call.HashKey
 
 	mu       sync.Mutex     // guards tried and attempts
 	tried    balancer.Tried // endpoints already used
@@ -49,7 +51,9 @@ type Attempt struct {
 	s         *shared
 	ctx       context.Context // the attempt's: its timeout, or a cancel of its own
 	cancel    context.CancelFunc
-	abandoned atomic.Bool // cancelled because another attempt won
+	abandoned atomic.Bool  // cancelled because another attempt won
+	timer     *time.Timer  // the attempt timeout's, with AttemptTimeoutSendOnly; else nil
+	sendState atomic.Int32 // with timer: sending, sent or timedOut
 
 	admitted bool // Admit succeeded: pick (and permit) await feedback
 	pick     balancer.Pick
@@ -75,9 +79,12 @@ func (s *shared) newAttempt(n int, kind tracing.AttemptKind, waited time.Duratio
 		a = new(Attempt)
 	}
 	a.N, a.Kind, a.Waited, a.s, a.ctx, a.cancel = n, kind, waited, s, s.ctx, noop
-	if to := s.policy.AttemptTimeout; to > 0 {
+	switch to := s.policy.AttemptTimeout; {
+	case to > 0 && s.policy.AttemptTimeoutSendOnly:
+		a.sendOnlyTimeout(to)
+	case to > 0:
 		a.ctx, a.cancel = context.WithTimeout(s.ctx, to)
-	} else if cancellable {
+	case cancellable || s.policy.Cancellable:
 		a.ctx, a.cancel = context.WithCancel(s.ctx)
 	}
 	a.Start = time.Now()
@@ -91,6 +98,63 @@ func (s *shared) newAttempt(n int, kind tracing.AttemptKind, waited time.Duratio
 
 func noop() {}
 
+// The states of an attempt whose timeout bounds its Send only.
+const (
+	sending int32 = iota
+	sent
+	timedOut
+)
+
+// sendOnlyTimeout gives the attempt a context that a timer cancels after to unless Send has
+// returned by then (see sent).
+func (a *Attempt) sendOnlyTimeout(to time.Duration) {
+	ctx, cancel := context.WithCancel(a.s.ctx)
+	a.ctx = ctx
+	a.timer = time.AfterFunc(to, func() {
+		if a.sendState.CompareAndSwap(sending, timedOut) {
+			cancel()
+		}
+	})
+	t := a.timer
+	a.cancel = func() {
+		t.Stop()
+		cancel()
+	}
+}
+
+// AttemptTimeoutError is the error of an attempt whose timeout (one that bounds Send only)
+// passed before Send returned. It matches context.DeadlineExceeded and is a net.Error whose
+// Timeout is true.
+type AttemptTimeoutError struct {
+	After time.Duration // the attempt timeout
+}
+
+func (e *AttemptTimeoutError) Error() string {
+	return fmt.Sprintf("middleware: attempt timeout: no response within %v", e.After)
+}
+
+// Is matches context.DeadlineExceeded.
+func (e *AttemptTimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Timeout reports true, as for a net.Error.
+func (e *AttemptTimeoutError) Timeout() bool { return true }
+
+// Temporary reports false, as for a net.Error.
+func (e *AttemptTimeoutError) Temporary() bool { return false }
+
+// sent stops the attempt timeout of an attempt whose timeout bounds its Send only, and
+// reports whether Send returned in time (always true for other attempts).
+func (a *Attempt) sent() bool {
+	if a.timer == nil {
+		return true
+	}
+	if !a.sendState.CompareAndSwap(sending, sent) {
+		return false
+	}
+	a.timer.Stop()
+	return true
+}
+
 // Cause returns what, if anything, ended the attempt's context: the caller, the overall
 // timeout, another attempt winning, or the attempt's own timeout.
 func (a *Attempt) Cause() outcome.Cause {
@@ -102,6 +166,10 @@ func (a *Attempt) Cause() outcome.Cause {
 		return outcome.CauseOverallTimeout
 	case a.abandoned.Load():
 		return outcome.CauseAbandoned
+	case a.timer != nil:
+		if a.sendState.Load() == timedOut {
+			return outcome.CauseAttemptTimeout
+		}
 	case a.ctx.Err() != nil:
 		return outcome.CauseAttemptTimeout
 	}
@@ -151,7 +219,7 @@ func (a *Attempt) Admit(refused func(addr string)) error {
 	defer s.mu.Unlock()
 	var lastOpen error
 	for range balancer.MaxTried + 1 {
-		pick, err := d.Balancer.Pick(balancer.PickInfo{Now: a.Start, Tried: s.tried})
+		pick, err := d.Balancer.Pick(balancer.PickInfo{Now: a.Start, Key: s.key, Tried: s.tried})
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,16 @@ type Policy struct {
 	Hedge          Hedge
 	Timeout        time.Duration // the whole call, backoff included; 0: none
 	AttemptTimeout time.Duration // each attempt; 0: none
+	// AttemptTimeoutSendOnly makes AttemptTimeout bound Sender.Send only (for HTTP: until the
+	// response headers arrive), not what the caller does with the result afterwards (read a
+	// streamed body): the attempt's context then has no deadline of its own, and a timer
+	// cancels it unless Send has returned. Without it the attempt's context has the deadline
+	// for as long as it lives (gRPC, whose unary Send is the whole call).
+	AttemptTimeoutSendOnly bool
+	// Cancellable gives every attempt a context of its own, which Result.Release cancels, even
+	// without a timeout or hedging: for an adapter that cuts a result short after Run (an
+	// idle timeout on a response body).
+	Cancellable bool
 }
 
 // Retry says how failed attempts are sent again. Its values are already validated and

@@ -37,6 +37,9 @@ type Call[R any] struct {
 	Sender Sender[R]
 	// Dest is what Attempt.Admit picks from; nil when the transport picks itself.
 	Dest *Dest
+	// HashKey is the request's hash key, which Attempt.Admit passes to the balancer
+	// (balancer.PickInfo.Key); 0: none.
+	HashKey uint64
 	// Hedgeable says attempts may run at once (the call may be sent more than once).
 	Hedgeable bool
 	// Latency, when set, is the destination's latency history: successful attempts are
@@ -84,7 +87,7 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 	s := &c.s // fresh, as a Call is used once: set field by field (a struct copy into the heap
 	// would take the write barrier for every pointer field, set or not)
 	s.caller, s.ctx, s.cancelOverall = ctx, ctx, noop
-	s.stats, s.dest, s.policy, s.callerGone = c.Stats, c.Dest, c.Policy, c.CallerGone
+	s.stats, s.dest, s.policy, s.callerGone, s.key = c.Stats, c.Dest, c.Policy, c.CallerGone, c.HashKey
 	if to := c.Policy.Timeout; to > 0 {
 		s.ctx, s.cancelOverall = context.WithTimeout(ctx, to)
 	}
@@ -115,6 +118,17 @@ func attempt[R any](s *shared, c *Call[R], a *Attempt) (Result[R], bool) {
 		}
 	}()
 	v, err := c.Sender.Send(a)
+	if !a.sent() {
+		if err == nil {
+			// The attempt timeout fired as Send returned: its context is cancelled, so what
+			// Send returned cannot be read (a response whose body would fail).
+			c.Sender.Discard(a, v, nil)
+			var zero R
+			v = zero
+		}
+		// Say so: the transport saw only a cancelled context.
+		err = &AttemptTimeoutError{After: s.policy.AttemptTimeout}
+	}
 	lat := time.Since(a.Start)
 	cause := a.Cause()
 	o, retry := c.Sender.Classify(a, v, err, cause)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -40,9 +41,11 @@ func Binary() (string, error) { return testenv.RedisBinary() }
 // methods are safe for concurrent use. Close (or Stop) must be called to end
 // the process; ForTest registers Close with tb.Cleanup.
 type Server struct {
-	bin  string // immutable
-	port int    // immutable
-	dir  string // immutable; working directory, removed by Close
+	bin   string   // immutable
+	port  int      // immutable
+	dir   string   // immutable; working directory, removed by Close
+	conf  string   // immutable; config file contents written to dir/redis.conf, if any
+	extra []string // immutable; arguments after the standard ones
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // guarded by mu; nil when stopped
@@ -52,7 +55,11 @@ type Server struct {
 // Start launches bin on a free loopback port with persistence off
 // (redis-server --port N --bind 127.0.0.1 --save "" --appendonly no) and
 // returns once PING answers, or an error after a bounded wait.
-func Start(bin string) (*Server, error) {
+func Start(bin string) (*Server, error) { return start(bin, "") }
+
+// start launches a server with a configuration file, when conf is not empty,
+// and extra arguments after the standard ones.
+func start(bin, conf string, extra ...string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
 		return nil, fmt.Errorf("redistest: %w", err)
@@ -66,7 +73,7 @@ func Start(bin string) (*Server, error) {
 			lastErr = fmt.Errorf("redistest: %w", err)
 			continue
 		}
-		s := &Server{bin: bin, port: port, dir: dir}
+		s := &Server{bin: bin, port: port, dir: dir, conf: conf, extra: extra}
 		if err := s.start(); err != nil {
 			lastErr = err
 			continue
@@ -157,13 +164,26 @@ func (s *Server) start() error {
 
 func (s *Server) startLocked() error {
 	log := &limitedWriter{max: 64 << 10}
-	cmd := exec.Command(s.bin,
+	var args []string
+	if s.conf != "" {
+		// Written once: Sentinel and cluster nodes rewrite their files, and a
+		// restarted node must find what it wrote.
+		path := filepath.Join(s.dir, "redis.conf")
+		if _, err := os.Stat(path); err != nil {
+			if err := os.WriteFile(path, []byte(s.conf), 0o600); err != nil {
+				return fmt.Errorf("redistest: %w", err)
+			}
+		}
+		args = append(args, path)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
 	)
+	cmd := exec.Command(s.bin, append(args, s.extra...)...)
 	cmd.Dir = s.dir
 	cmd.Stdout = log
 	cmd.Stderr = cmd.Stdout

@@ -67,6 +67,7 @@ type instruments struct {
 	limitDecisions  metric.Int64Counter
 	limitWait       metric.Float64Histogram
 	shadowMismatch  metric.Int64Counter
+	overflows       metric.Int64Counter
 
 	breakerState     metric.Int64ObservableGauge
 	ejections        metric.Int64ObservableCounter
@@ -123,6 +124,9 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 	ins.shadowMismatch, err = m.Int64Counter(tracing.MetricShadowMismatches, metric.WithUnit("{request}"),
 		metric.WithDescription("Shadowed requests whose response differed from the primary's."))
 	check(err)
+	ins.overflows, err = m.Int64Counter(tracing.MetricOverflows, metric.WithUnit("{request}"),
+		metric.WithDescription("Requests, retries and connections a destination's limits refused, by limit."))
+	check(err)
 
 	ins.breakerState, err = m.Int64ObservableGauge(tracing.MetricBreakerState, metric.WithUnit("{state}"),
 		metric.WithDescription("Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open."))
@@ -159,7 +163,7 @@ func (ins *instruments) enabled() bool {
 	return ins.reqDuration.Enabled(ctx) || ins.attempts.Enabled(ctx) || ins.retries.Enabled(ctx) ||
 		ins.hedges.Enabled(ctx) || ins.hedgeWins.Enabled(ctx) || ins.budgetRefusals.Enabled(ctx) ||
 		ins.breakerRefusals.Enabled(ctx) || ins.breakerTrans.Enabled(ctx) || ins.limitDecisions.Enabled(ctx) ||
-		ins.limitWait.Enabled(ctx) || ins.shadowMismatch.Enabled(ctx)
+		ins.limitWait.Enabled(ctx) || ins.shadowMismatch.Enabled(ctx) || ins.overflows.Enabled(ctx)
 }
 
 // register registers the callback of the observable instruments.

@@ -199,6 +199,20 @@ func (d *Destination) BreakerTransition(addr string, from, to breaker.State) {
 		tracing.KeyDestination.String(d.name), tracing.KeyEndpoint.String(addr), tracing.KeyBreakerState.String(to.String())))
 }
 
+// Overflow records that the destination's limit (a balancer.Limit's String()) refused a
+// request, a retry or a connection.
+func (d *Destination) Overflow(limit string) {
+	if d == nil {
+		return
+	}
+	s := d.tel.load()
+	if !s.metrics {
+		return
+	}
+	s.ins.overflows.Add(context.Background(), 1, metric.WithAttributes(
+		tracing.KeyDestination.String(d.name), tracing.KeyLimit.String(limit)))
+}
+
 // Request is the telemetry of one logical request: its span and the facts its metrics need.
 // It is made by [Telemetry.StartRequest]. A nil *Request is valid: every method is a no-op,
 // which is what StartRequest returns while telemetry is off. Safe for concurrent use by the

@@ -16,18 +16,18 @@ import (
 // field means its default.
 type AdaptiveConfig struct {
 	// MinLimit is the lowest concurrency limit. Default 1.
-	MinLimit int `json:"min_limit" yaml:"min_limit"`
+	MinLimit int `json:"minLimit,omitempty" yaml:"minLimit,omitempty"`
 	// MaxLimit is the highest concurrency limit. Default 200.
-	MaxLimit int `json:"max_limit" yaml:"max_limit"`
+	MaxLimit int `json:"maxLimit,omitempty" yaml:"maxLimit,omitempty"`
 	// InitialLimit is the limit before any latency is known. Default 20,
 	// or MinLimit/MaxLimit if 20 lies outside them.
-	InitialLimit int `json:"initial_limit" yaml:"initial_limit"`
+	InitialLimit int `json:"initialLimit,omitempty" yaml:"initialLimit,omitempty"`
 	// MaxLimitFactor caps the limit at this multiple of the calls in
 	// flight, so that it cannot drift far above real use. Default 5.
-	MaxLimitFactor float64 `json:"max_limit_factor" yaml:"max_limit_factor"`
+	MaxLimitFactor float64 `json:"maxLimitFactor,omitempty" yaml:"maxLimitFactor,omitempty"`
 	// MaxWait is how long a call over the limit waits for a slot. Default 0:
 	// refused at once.
-	MaxWait time.Duration `json:"max_wait" yaml:"max_wait"`
+	MaxWait time.Duration `json:"maxWait,omitempty" yaml:"maxWait,omitempty"`
 }
 
 // Adaptive limits concurrency to what the callee sustains: the limit rises

@@ -16,16 +16,16 @@ import (
 type ThrottlerConfig struct {
 	// FailureRateThreshold is the failure rate, in [0, 1), above which
 	// calls start being refused. Default 0.1.
-	FailureRateThreshold float64 `json:"failure_rate_threshold" yaml:"failure_rate_threshold"`
+	FailureRateThreshold float64 `json:"failureRateThreshold,omitempty" yaml:"failureRateThreshold,omitempty"`
 	// MinCalls is how many calls the Period must hold before any is
 	// refused. Default 10.
-	MinCalls int `json:"min_calls" yaml:"min_calls"`
+	MinCalls int `json:"minCalls,omitempty" yaml:"minCalls,omitempty"`
 	// Period is the window over which outcomes count; at least 20 ms.
 	// Default 1 minute.
-	Period time.Duration `json:"period" yaml:"period"`
+	Period time.Duration `json:"period,omitempty" yaml:"period,omitempty"`
 	// MaxRejectionRate caps the share of calls refused, in (0, 1], so that
 	// some calls always probe the callee. Default 0.9.
-	MaxRejectionRate float64 `json:"max_rejection_rate" yaml:"max_rejection_rate"`
+	MaxRejectionRate float64 `json:"maxRejectionRate,omitempty" yaml:"maxRejectionRate,omitempty"`
 }
 
 // Throttler is client-side adaptive throttling (Google SRE book, "Handling

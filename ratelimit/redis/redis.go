@@ -22,24 +22,24 @@ type Config struct {
 	// Default is the global quota of every key without an override: the
 	// rate all instances together admit. Required. Redis keeps time in
 	// microseconds, so a finite Rate is capped at 1,000,000/s.
-	Default ratelimit.Quota `json:"default" yaml:"default"`
+	Default ratelimit.Quota `json:"default,omitempty" yaml:"default,omitempty"`
 	// Overrides gives chosen keys their own global quota. Copied by New.
-	Overrides map[string]ratelimit.Quota `json:"overrides" yaml:"overrides"`
+	Overrides map[string]ratelimit.Quota `json:"overrides,omitempty" yaml:"overrides,omitempty"`
 	// Prefix starts every Redis key. Default "proxyless:ratelimit:".
-	Prefix string `json:"prefix" yaml:"prefix"`
+	Prefix string `json:"prefix,omitempty" yaml:"prefix,omitempty"`
 	// Timeout bounds each Redis call; past it the request is decided
 	// locally. Default 50 ms.
-	Timeout time.Duration `json:"timeout" yaml:"timeout"`
+	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// ProbeInterval is how often, at most, one request tries Redis again
 	// while it is considered down. Default 1 s.
-	ProbeInterval time.Duration `json:"probe_interval" yaml:"probe_interval"`
+	ProbeInterval time.Duration `json:"probeInterval,omitempty" yaml:"probeInterval,omitempty"`
 	// FallbackShare is the part of each quota (rate and burst) this instance
 	// admits on its own while Redis is down, in (0, 1]: 1/N for N instances
 	// keeps the total at the global rate. Default 1.
-	FallbackShare float64 `json:"fallback_share" yaml:"fallback_share"`
+	FallbackShare float64 `json:"fallbackShare,omitempty" yaml:"fallbackShare,omitempty"`
 	// FallbackMaxKeys bounds the keys of the local fallback. Default
 	// ratelimit.DefaultMaxKeys.
-	FallbackMaxKeys int `json:"fallback_max_keys" yaml:"fallback_max_keys"`
+	FallbackMaxKeys int `json:"fallbackMaxKeys,omitempty" yaml:"fallbackMaxKeys,omitempty"`
 }
 
 // Defaults of Config.
@@ -265,6 +265,12 @@ func (l *Limiter) take(ctx context.Context, key string, n int) (ratelimit.Decisi
 			return ratelimit.Decision{}, 0, cerr // the caller gave up; not Redis's fault
 		}
 		l.downUntil.Store(int64(time.Since(l.base) + l.probe))
+		if cc, ok := l.client.(*goredis.ClusterClient); ok {
+			// After a failover the client keeps sending the slot to the dead
+			// master until it reloads the slot map; ask for that now, once
+			// per failed call (at most one per ProbeInterval while down).
+			cc.ReloadState(ctx)
+		}
 		return l.degraded(key, n), 0, nil
 	}
 	if l.downUntil.Load() != 0 {

@@ -22,7 +22,7 @@ import (
 type Result struct {
 	// Source says where the document came from: "file:<path>" or "consul:<key>".
 	Source string
-	// Version is the Router's version after a successful load; 0 when Err is set.
+	// Version is the Target's version after a successful load; 0 when Err is set.
 	Version uint64
 	// Err is why the document was refused (or could not be read); the current table stays.
 	Err error
@@ -66,9 +66,19 @@ func WithHook(fn func(Result)) Option {
 	return optionFunc(func(o *options) { o.hook = fn })
 }
 
+// Target is what a reloader loads documents into: a [route.Router] (a route table), or a
+// middleware.Config (a route table and the policies of each destination). Load must refuse
+// an invalid document and keep what it had; Version counts the documents it took.
+type Target interface {
+	Load(data []byte) error
+	Version() uint64
+}
+
+var _ Target = (*route.Router)(nil)
+
 // reloader is what file and Consul watchers share: applying a document and reporting.
 type reloader struct {
-	r      *route.Router
+	r      Target
 	o      *options
 	source string
 
@@ -99,7 +109,7 @@ func (l *reloader) report(err error) {
 	}
 }
 
-// FileWatcher reloads a Router from a YAML or JSON file whenever it changes. It watches the
+// FileWatcher reloads a Target (a Router) from a YAML or JSON file whenever it changes. It watches the
 // file's directory, so editors that replace the file and Kubernetes ConfigMap symlink swaps
 // are seen; a document equal to the last one applied is skipped. A bad or missing file is
 // reported (through [WithLogger] and [WithHook]) and the current table stays.
@@ -117,7 +127,7 @@ const fileDebounce = 50 * time.Millisecond
 // File loads path into r and keeps it loaded as the file changes. It returns an error, and
 // watches nothing, if the file cannot be read or is invalid at the start, or its directory
 // cannot be watched. Tables are compiled with the Router's own options.
-func File(r *route.Router, path string, opts ...Option) (*FileWatcher, error) {
+func File(r Target, path string, opts ...Option) (*FileWatcher, error) {
 	if r == nil {
 		return nil, errors.New("reload: file: nil router")
 	}
@@ -194,7 +204,7 @@ func (fw *FileWatcher) Close() error {
 	return err
 }
 
-// ConsulWatcher reloads a Router from a Consul KV key with blocking queries. A bad document,
+// ConsulWatcher reloads a Target (a Router) from a Consul KV key with blocking queries. A bad document,
 // a missing key or an unreachable agent is reported (through [WithLogger] and [WithHook]) and
 // the current table stays; errors are retried with jittered backoff.
 // Close stops it; it is safe for concurrent use.
@@ -214,7 +224,7 @@ const (
 // Consul follows key in client's KV store and loads each new value into r. It does not block
 // on the network: the first value is loaded by the watcher's goroutine; wait for it with
 // [WithHook] or [route.Router.Version]. Tables are compiled with the Router's own options.
-func Consul(r *route.Router, client *api.Client, key string, opts ...Option) (*ConsulWatcher, error) {
+func Consul(r Target, client *api.Client, key string, opts ...Option) (*ConsulWatcher, error) {
 	if r == nil {
 		return nil, errors.New("reload: consul: nil router")
 	}

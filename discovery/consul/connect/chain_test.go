@@ -1,0 +1,139 @@
+package connect_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/proxyless/proxyless/discovery/consul/connect"
+	"github.com/proxyless/proxyless/middleware"
+	"github.com/proxyless/proxyless/route"
+)
+
+// serveVersion runs a Connect-native instance of m's service answering its version, with
+// Meta version=<version>.
+func serveVersion(t *testing.T, m *connect.Mesh, version string) {
+	t.Helper()
+	h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, version)
+	}), middleware.WithAuthorizer(m))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h, TLSConfig: m.ServerTLS(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: discardLog}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+	reg := consulRegistration(ln)
+	reg.Meta = map[string]string{"version": version}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dereg, err := m.Register(ctx, reg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dereg(context.Background()) })
+}
+
+func setEntry(t *testing.T, c *api.Client, e api.ConfigEntry) uint64 {
+	t.Helper()
+	ok, _, err := c.ConfigEntries().Set(e, nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	got, _, err := c.ConfigEntries().Get(e.GetKind(), e.GetName(), nil)
+	require.NoError(t, err)
+	return got.GetModifyIndex()
+}
+
+// shares sends n requests to url and returns the fraction answered by each version.
+func shares(t *testing.T, c *http.Client, url string, n int) map[string]float64 {
+	t.Helper()
+	counts := map[string]int{}
+	for range n {
+		code, body, err := get(c, url)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, body)
+		counts[body]++
+	}
+	out := map[string]float64{}
+	for k, v := range counts {
+		out[k] = float64(v) / float64(n)
+	}
+	return out
+}
+
+// The client follows the service's discovery chain live: a splitter's 90/10 and then 50/50
+// shares come out within a few percent, a router's /v2 route goes to subset v2, and a local
+// route takes precedence over the chain.
+func TestDiscoveryChainFollowedLive(t *testing.T) {
+	a := shared.Agent(t)
+	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceDefaults, "chainapi"}, [2]string{api.ServiceResolver, "chainapi"},
+		[2]string{api.ServiceSplitter, "chainapi"}, [2]string{api.ServiceRouter, "chainapi"})
+	srv := newMesh(t, a, "chainapi")
+	serveVersion(t, srv, "v1")
+	serveVersion(t, srv, "v2")
+	setEntry(t, c, &api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: "chainapi", Protocol: "http"})
+	setEntry(t, c, &api.ServiceResolverConfigEntry{Kind: api.ServiceResolver, Name: "chainapi", DefaultSubset: "v1",
+		Subsets: map[string]api.ServiceResolverSubset{
+			"v1": {Filter: "Service.Meta.version == v1"}, "v2": {Filter: `Service.Meta.version == "v2"`},
+		}})
+	split := func(v1, v2 float32) uint64 {
+		return setEntry(t, c, &api.ServiceSplitterConfigEntry{Kind: api.ServiceSplitter, Name: "chainapi", Splits: []api.ServiceSplit{
+			{Weight: v1, ServiceSubset: "v1"}, {Weight: v2, ServiceSubset: "v2"},
+		}})
+	}
+	idx := split(90, 10)
+
+	cli := newMesh(t, a, "chainweb")
+	router, err := route.NewRouter(route.Config{})
+	require.NoError(t, err)
+	local := route.Config{Routes: []route.RouteConfig{{Name: "pinned",
+		Match:       route.Match{Hosts: []string{"chainapi"}, Path: &route.StringMatch{Prefix: "/pinned"}},
+		Destination: &route.Destination{Service: "chainapi", Subset: route.Subset{Meta: map[string]string{"version": "v2"}}}}}}
+	chains, err := cli.FollowChains(router, local, "chainapi")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = chains.Close() })
+	waitChain := func(idx uint64) {
+		eventually(t, 5*time.Second, "the chain is followed", func() error {
+			if st := chains.Status()["chainapi"]; st.Index < idx || st.Stale {
+				return fmt.Errorf("%+v", st)
+			}
+			return nil
+		})
+	}
+	waitChain(idx)
+	tr, err := middleware.NewTransport(cli.Transport(nil), middleware.WithResolver(cli.Resolver()), middleware.WithRoutes(router))
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.CloseIdleConnections(); _ = tr.Close() })
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	eventually(t, 10*time.Second, "both versions are mesh endpoints", func() error {
+		s := shares(t, hc, "http://chainapi/", 100)
+		if s["v2"] == 0 {
+			return fmt.Errorf("%v", s)
+		}
+		return nil
+	})
+
+	s := shares(t, hc, "http://chainapi/", 2000)
+	assert.InDelta(t, 0.10, s["v2"], 0.03, "90/10: %v", s)
+	idx = split(50, 50)
+	waitChain(idx)
+	s = shares(t, hc, "http://chainapi/", 2000)
+	assert.InDelta(t, 0.50, s["v2"], 0.05, "50/50: %v", s)
+	assert.Equal(t, map[string]float64{"v2": 1}, shares(t, hc, "http://chainapi/pinned/x", 50), "the local route first")
+
+	idx = setEntry(t, c, &api.ServiceRouterConfigEntry{Kind: api.ServiceRouter, Name: "chainapi", Routes: []api.ServiceRoute{{
+		Match:       &api.ServiceRouteMatch{HTTP: &api.ServiceRouteHTTPMatch{PathPrefix: "/v1only"}},
+		Destination: &api.ServiceRouteDestination{ServiceSubset: "v1"},
+	}}})
+	waitChain(idx)
+	assert.Equal(t, map[string]float64{"v1": 1}, shares(t, hc, "http://chainapi/v1only/x", 100))
+	s = shares(t, hc, "http://chainapi/", 1000)
+	assert.InDelta(t, 0.50, s["v2"], 0.06, "other paths still split 50/50: %v", s)
+}

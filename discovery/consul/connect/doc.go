@@ -1,0 +1,25 @@
+// Package connect makes a proxyless service a Connect-native member of a Consul service mesh,
+// with no sidecar: its identity (the leaf certificate and CA roots from the local agent,
+// followed with blocking queries and rotated without a restart), mTLS to and from the mesh
+// (ServerTLS, ClientTLS, Transport) with Consul's SPIFFE identities and server names,
+// discovery of mesh endpoints (/v1/health/connect/<service>: sidecars and Connect-native
+// instances), authorization by intentions (service-intentions config entries, evaluated
+// locally per request with Consul's precedence, L4 and L7), registration as a
+// Connect-native instance, and traffic rules from the compiled discovery chain
+// (Mesh.FollowChains, published into a route.Router).
+//
+// Joining the mesh takes a Mesh and a few lines of middleware:
+//
+//	mesh, err := connect.New(ctx, connect.Config{Service: "api"})
+//	...
+//	// server: mTLS with the leaf, each request authorized by intentions
+//	h, err := middleware.NewHandler(mux, middleware.WithAuthorizer(mesh))
+//	srv := &http.Server{Handler: h, TLSConfig: mesh.ServerTLS()}
+//	dereg, err := mesh.Register(ctx, consul.Registration{Address: "10.0.0.5", Port: 8443})
+//	// client: mesh endpoints, dialled over mTLS
+//	tr, err := middleware.NewTransport(mesh.Transport(nil), middleware.WithResolver(mesh.Resolver()))
+//	resp, err := (&http.Client{Transport: tr}).Get("http://web/")
+//
+// It interoperates with Consul's own sidecars: a proxyless client calls services behind a
+// sidecar, and clients behind a sidecar call a Connect-native proxyless server.
+package connect

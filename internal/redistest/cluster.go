@@ -1,0 +1,288 @@
+package redistest
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proxyless/proxyless/internal/testenv"
+)
+
+// NodeTimeout is the cluster-node-timeout of a [Cluster] and the
+// down-after-milliseconds of a [Sentinel] group: how long a master must be
+// unreachable before a replica takes over. Short, so failover tests are short.
+const NodeTimeout = time.Second
+
+// Cluster is a Redis Cluster on loopback: masters that share the 16,384 hash
+// slots, each with its replicas. Stop a master (Node(addr).Stop()) and, after
+// about [NodeTimeout], one of its replicas is promoted.
+type Cluster struct {
+	Nodes []*Server // masters first at creation; roles change on failover
+}
+
+// StartCluster starts masters × (1 + replicas) redis-server processes in
+// cluster mode, joins them with redis-cli --cluster create (redis-cli is
+// looked up beside bin, then on PATH), and returns once every node reports
+// cluster_state:ok.
+func StartCluster(bin string, masters, replicas int) (*Cluster, error) {
+	if masters < 3 {
+		return nil, fmt.Errorf("redistest: a cluster needs at least 3 masters, got %d", masters)
+	}
+	cli, err := redisCLI(bin)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{}
+	for range masters * (1 + replicas) {
+		s, err := start(bin, "",
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout/time.Millisecond)),
+			"--cluster-replica-validity-factor", "0",
+		)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, s)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redistest: redis-cli --cluster create: %v: %s", err, tail(string(out)))
+	}
+	if err := c.waitOK(cli, 20*time.Second); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ClusterForTest is [StartCluster] for tb, closed in tb.Cleanup; like
+// [ForTest] it skips without a configured binary, and fails under CI=true.
+func ClusterForTest(tb testing.TB, masters, replicas int) *Cluster {
+	tb.Helper()
+	bin, err := Binary()
+	if err != nil {
+		testenv.Unavailable(tb, err)
+		return nil
+	}
+	c, err := StartCluster(bin, masters, replicas)
+	if err != nil {
+		tb.Fatalf("%v", err)
+		return nil
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// Addrs returns every node's address.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, s := range c.Nodes {
+		addrs[i] = s.Addr()
+	}
+	return addrs
+}
+
+// Node returns the node listening at addr, or nil.
+func (c *Cluster) Node(addr string) *Server {
+	for _, s := range c.Nodes {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	return nil
+}
+
+// Close stops every node and removes their directories.
+func (c *Cluster) Close() {
+	for _, s := range c.Nodes {
+		_ = s.Close()
+	}
+}
+
+func (c *Cluster) waitOK(cli string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, s := range c.Nodes {
+		for {
+			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("redistest: cluster node %s not ok within %v: %s", s.Addr(), timeout, tail(string(out)))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// redisCLI finds redis-cli beside bin (the same installation), then on PATH.
+func redisCLI(bin string) (string, error) {
+	beside := filepath.Join(filepath.Dir(bin), "redis-cli")
+	if p, err := exec.LookPath(beside); err == nil {
+		return p, nil
+	}
+	if p, err := exec.LookPath("redis-cli"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("redistest: redis-cli not found beside " + bin + " or on PATH")
+}
+
+// Sentinel is a Redis master with replicas watched by a group of Sentinels,
+// on loopback. Stop the master and, after about [NodeTimeout], the Sentinels
+// promote a replica.
+type Sentinel struct {
+	Name      string    // the master's name, as clients ask the Sentinels for it
+	Master    *Server   // the master at creation
+	Replicas  []*Server // its replicas at creation
+	Sentinels []*Server
+}
+
+// StartSentinel starts a master, replicas replicas of it and sentinels
+// Sentinels (quorum a majority), and returns once every Sentinel knows the
+// replicas and the other Sentinels.
+func StartSentinel(bin string, replicas, sentinels int) (*Sentinel, error) {
+	cli, err := redisCLI(bin)
+	if err != nil {
+		return nil, err
+	}
+	g := &Sentinel{Name: "proxyless"}
+	if g.Master, err = start(bin, ""); err != nil {
+		return nil, err
+	}
+	for range replicas {
+		r, err := start(bin, "", "--replicaof", "127.0.0.1", strconv.Itoa(g.Master.port))
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		g.Replicas = append(g.Replicas, r)
+	}
+	conf := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d %[3]d\n"+
+		"sentinel down-after-milliseconds %[1]s %[4]d\n"+
+		"sentinel failover-timeout %[1]s %[5]d\n",
+		g.Name, g.Master.port, sentinels/2+1, NodeTimeout.Milliseconds(), 3*NodeTimeout.Milliseconds())
+	for range sentinels {
+		s, err := start(bin, conf, "--sentinel")
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		g.Sentinels = append(g.Sentinels, s)
+	}
+	if err := g.waitReplicas(cli, replicas, 20*time.Second); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// SentinelForTest is [StartSentinel] for tb, closed in tb.Cleanup; like
+// [ForTest] it skips without a configured binary, and fails under CI=true.
+func SentinelForTest(tb testing.TB, replicas, sentinels int) *Sentinel {
+	tb.Helper()
+	bin, err := Binary()
+	if err != nil {
+		testenv.Unavailable(tb, err)
+		return nil
+	}
+	g, err := StartSentinel(bin, replicas, sentinels)
+	if err != nil {
+		tb.Fatalf("%v", err)
+		return nil
+	}
+	tb.Cleanup(g.Close)
+	return g
+}
+
+// SentinelAddrs returns the Sentinels' addresses.
+func (g *Sentinel) SentinelAddrs() []string {
+	addrs := make([]string, len(g.Sentinels))
+	for i, s := range g.Sentinels {
+		addrs[i] = s.Addr()
+	}
+	return addrs
+}
+
+// Close stops every process and removes their directories.
+func (g *Sentinel) Close() {
+	for _, s := range g.Sentinels {
+		_ = s.Close()
+	}
+	for _, s := range g.Replicas {
+		_ = s.Close()
+	}
+	if g.Master != nil {
+		_ = g.Master.Close()
+	}
+}
+
+func (g *Sentinel) waitReplicas(cli string, replicas int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, s := range g.Sentinels {
+		for {
+			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "sentinel", "master", g.Name).Output()
+			// Each must also know the others, or a failover finds no quorum.
+			if err == nil && sentinelField(string(out), "num-slaves") == strconv.Itoa(replicas) &&
+				sentinelField(string(out), "num-other-sentinels") == strconv.Itoa(len(g.Sentinels)-1) &&
+				sentinelField(string(out), "flags") == "master" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("redistest: sentinel %s does not see %d replicas within %v: %s", s.Addr(), replicas, timeout, tail(string(out)))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// sentinelField reads a field of redis-cli's SENTINEL MASTER output, which
+// prints names and values on alternate lines.
+func sentinelField(out, name string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		if strings.TrimSpace(lines[i]) == name {
+			return strings.TrimSpace(lines[i+1])
+		}
+	}
+	return ""
+}
+
+// MoveSlots moves n hash slots from the master at from to the master at to,
+// keys and all, with redis-cli --cluster reshard: a live slot migration.
+func (c *Cluster) MoveSlots(from, to string, n int) error {
+	cli, err := redisCLI(c.Nodes[0].bin)
+	if err != nil {
+		return err
+	}
+	id := func(addr string) (string, error) {
+		host, port, _ := strings.Cut(addr, ":")
+		out, err := exec.Command(cli, "-h", host, "-p", port, "cluster", "myid").Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	fromID, err := id(from)
+	if err != nil {
+		return fmt.Errorf("redistest: node id of %s: %w", from, err)
+	}
+	toID, err := id(to)
+	if err != nil {
+		return fmt.Errorf("redistest: node id of %s: %w", to, err)
+	}
+	out, err := exec.Command(cli, "--cluster", "reshard", from,
+		"--cluster-from", fromID, "--cluster-to", toID,
+		"--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("redistest: redis-cli --cluster reshard: %v: %s", err, tail(string(out)))
+	}
+	return nil
+}
