@@ -32,8 +32,12 @@ type Config struct {
 	// AllowStale lets any server answer, not only the leader (Consul's "stale" consistency
 	// mode): reads spread over the servers and go on during an election, at the price of
 	// answers that may lag the leader. How far they lag is reported by
-	// [Watcher.WatchStatus] (LastContact, KnownLeader). Default false: every query is
-	// answered by the leader, and fails while there is none.
+	// [Watcher.WatchStatus] (LastContact, KnownLeader). It matters for the queries a server
+	// answers: a watch's first query, every query with Near, and those the agent forwards
+	// when its streaming view is not ready; the blocking queries an agent answers from its
+	// streaming view (Consul 1.10 and later, without Near) ride out elections anyway.
+	// Default false: servers forward every query to the leader, and fail it while there is
+	// none.
 	AllowStale bool
 	// Connect follows the instances that accept service-mesh traffic for a service
 	// (/v1/health/connect/<name>: the sidecar proxies of its instances and its Connect-native

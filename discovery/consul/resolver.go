@@ -37,9 +37,9 @@ import (
 //     agent's stream is not ready (it ran to the dead server), the agent asks a server over
 //     RPC instead. A query a server answers over RPC (Near set, an agent without streaming,
 //     or that fallback) waits or fails while there is no leader, unless Config.AllowStale
-//     lets a follower answer it. Either way the watcher
-//     fails static: requests go on to the last good set, and an update made after the
-//     election arrives as soon as the watcher's next query does.
+//     lets a follower answer it. Either way the watcher fails static: requests go on to the
+//     last good set, and an update made after the election arrives with the watcher's next
+//     answer (within RetryMax of the election, if its queries failed meanwhile).
 //   - The agent goes away (restart, crash): every watcher fails at the same moment. Each
 //     retries after a delay drawn from [e/2, e], e = min(RetryMin·2^(n-1), RetryMax) for the
 //     n-th failure in a row (equal jitter), on top of the MaxQueryRate cap. A fleet's retries
