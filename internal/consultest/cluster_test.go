@@ -41,6 +41,9 @@ func TestClusterLeaderLossAndRestarts(t *testing.T) {
 	if l == old {
 		t.Fatalf("the killed server %s is still the leader", old.Name())
 	}
+	if got, err := c.Leader(ctx); err != nil || got != l {
+		t.Fatalf("Leader = %v, %v; want %s", got, err, l.Name())
+	}
 	register(t, c.Client, "web2") // the new leader takes writes
 
 	if err := old.Restart(); err != nil {
