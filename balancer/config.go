@@ -190,7 +190,11 @@ type OutlierConfig struct {
 // requests in the interval are counted; when there are at least MinimumHosts of them, the
 // mean and the (population) standard deviation of their success rates are computed, and each
 // of them whose success rate is below mean − stdev × StdevFactor/1000 is ejected, with
-// probability EnforcementPercentage/100, within OutlierConfig.MaxEjectionPercent. A request
+// probability EnforcementPercentage/100, within OutlierConfig.MaxEjectionPercent. One
+// deliberate difference: the spread used for an endpoint is at least the sampling error of
+// its rate, √(mean·(1−mean)/requests), so that endpoints failing alike are not ejected for
+// the noise of counting (with five endpoints a rate one request below four equal ones is
+// two standard deviations down; Envoy and gRPC would eject it). A request
 // counts as a failure when its Outcome is OutcomeFailure or OutcomeGatewayFailure; requests
 // reported with OutcomeIgnore (the caller cancelled, a local refusal) do not count.
 type SuccessRateEjection struct {
