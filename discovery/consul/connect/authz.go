@@ -94,7 +94,7 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		id, err := m.Source(r.TLS)
 		source := id.Service
 		if err == nil {
-			d := m.rules.Load().decide(source, func() *Request {
+			d := m.rules.Load().decideFrom(id, func() *Request {
 				return &Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header}
 			})
 			if !d.Allowed {
@@ -134,7 +134,7 @@ func (m *Mesh) authorizeRPC(ctx context.Context, method string) (context.Context
 		m.denied(ctx, "", "grpc")
 		return nil, errUnauthenticated
 	}
-	d := m.rules.Load().decide(id.Service, func() *Request { return rpcRequest(ctx, method) })
+	d := m.rules.Load().decideFrom(id, func() *Request { return rpcRequest(ctx, method) })
 	if !d.Allowed {
 		m.denied(ctx, id.Service, "grpc")
 		return nil, errPermissionDenied

@@ -21,6 +21,7 @@ type ruleSet struct {
 // rule is one source of a service-intentions entry.
 type rule struct {
 	source     string // a service name, or "*"
+	anyNS      bool   // the source's namespace is "*": it matches callers of every namespace
 	precedence int    // Consul's: 9 exact→exact ... 4 *→*
 	dest       string // the entry's name, for decisions' reasons
 	allow      bool   // the L4 action; unused when perms is set
@@ -140,7 +141,7 @@ func compileSource(dest string, src *api.SourceIntention) (rule, bool, error) {
 		(src.Type != "" && src.Type != api.IntentionSourceConsul) {
 		return rule{}, false, nil
 	}
-	r := rule{source: src.Name, dest: dest, precedence: precedence(dest, src.Namespace, src.Name)}
+	r := rule{source: src.Name, anyNS: src.Namespace == "*", dest: dest, precedence: precedence(dest, src.Namespace, src.Name)}
 	if len(src.Permissions) == 0 {
 		switch src.Action {
 		case api.IntentionActionAllow:
@@ -278,9 +279,19 @@ func compileHeader(h api.IntentionHTTPHeaderPermission) (headerMatch, error) {
 }
 
 // match returns the highest-precedence rule whose source is source (or "*"), nil if none.
-func (rs *ruleSet) match(source string) *rule {
+// source is a service of the default namespace.
+func (rs *ruleSet) match(source string) *rule { return rs.matchNS("default", source) }
+
+// matchNS is match for a caller of namespace ns: a caller of another namespace than the
+// default one matches only the rules whose source namespace is "*", as Consul's RBAC matches
+// the namespace of the caller's SPIFFE ID.
+func (rs *ruleSet) matchNS(ns, source string) *rule {
 	for i := range rs.rules {
-		if r := &rs.rules[i]; r.source == "*" || r.source == source {
+		r := &rs.rules[i]
+		if !r.anyNS && !defaultTenancy(ns) {
+			continue
+		}
+		if r.source == "*" || r.source == source {
 			return r
 		}
 	}
@@ -292,7 +303,12 @@ func (rs *ruleSet) match(source string) *rule {
 // intention with permissions decides by its first permission that matches the request, and
 // by the default policy when none does.
 func (rs *ruleSet) decide(source string, req func() *Request) Decision {
-	r := rs.match(source)
+	return rs.decideFrom(Identity{Namespace: "default", Service: source}, req)
+}
+
+// decideFrom is decide for the verified identity of a caller, whose namespace counts.
+func (rs *ruleSet) decideFrom(id Identity, req func() *Request) Decision {
+	r := rs.matchNS(id.Namespace, id.Service)
 	if r == nil {
 		return Decision{Allowed: rs.defaultAllow, Reason: "default"}
 	}

@@ -1,0 +1,55 @@
+package connect
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A caller's namespace counts, as in Consul's RBAC (the principal is matched against
+// spiffe://<td>/ns/default/dc/.../svc/web): a service "web" of another namespace, whose
+// certificate the same CA signed, is not the default namespace's "web" of an intention;
+// only a source of namespace "*" matches it.
+func TestAuthorizeCallerOfAnotherNamespace(t *testing.T) {
+	now := time.Now()
+	ca := newCA(t, "ca")
+	roots, err := parseRoots("td.consul", []string{"a"}, []string{ca.pem})
+	require.NoError(t, err)
+	denials, err := newDenialCounter(nil)
+	require.NoError(t, err)
+	m := &Mesh{denials: denials}
+	m.roots.Store(roots)
+	m.rules.Store(mustCompile(t, false, entry("api", src("web", allowA))))
+
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	call := func(ns string) int {
+		id := Identity{TrustDomain: "td.consul", Namespace: ns, Datacenter: "dc1", Service: "web"}
+		leaf, _, _ := ca.leaf(t, id, now.Add(-time.Minute), now.Add(time.Hour))
+		r := httptest.NewRequest(http.MethodGet, "/x", nil)
+		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+		w := httptest.NewRecorder()
+		m.Handler(ok).ServeHTTP(w, r)
+		return w.Code
+	}
+	assert.Equal(t, http.StatusOK, call("default"), "default/web is the intention's source")
+	assert.Equal(t, http.StatusForbidden, call("team-b"), "team-b/web is not default/web")
+
+	anyNS := &api.SourceIntention{Name: "*", Namespace: "*", Action: allowA}
+	m.rules.Store(mustCompile(t, false, entry("api", src("web", denyA), anyNS)))
+	assert.Equal(t, http.StatusForbidden, call("default"), "default/web: its own deny takes precedence")
+	assert.Equal(t, http.StatusOK, call("team-b"), "*/* matches every namespace")
+}
+
+func mustCompile(t *testing.T, defaultAllow bool, es ...api.ConfigEntry) *ruleSet {
+	t.Helper()
+	rs, err := compileEntries(es, "api", defaultAllow)
+	require.NoError(t, err)
+	return rs
+}
