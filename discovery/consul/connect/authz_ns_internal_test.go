@@ -53,3 +53,20 @@ func mustCompile(t *testing.T, defaultAllow bool, es ...api.ConfigEntry) *ruleSe
 	require.NoError(t, err)
 	return rs
 }
+
+// A regex must match the whole value, as Envoy's safe_regex does: an expression that is not
+// valid RE2 on its own (an unbalanced ")|(") is refused, not spliced into the anchors, where
+// it would make the anchored expression match any value that contains a part of it.
+func TestRegexCannotEscapeItsAnchors(t *testing.T) {
+	for _, s := range []string{"/public)|(?:.*", ".*)|(x", "a)(b"} {
+		_, err := compileRegex(s)
+		assert.Error(t, err, "%q", s)
+	}
+	_, err := compileEntries([]api.ConfigEntry{entry("api", src("web", "",
+		pm(denyA, &api.IntentionHTTPPermission{PathRegex: "/admin)|(?:/public"})))}, "api", true)
+	require.ErrorContains(t, err, "PathRegex")
+	re, err := compileRegex("/a|/b")
+	require.NoError(t, err)
+	assert.True(t, re.MatchString("/b"))
+	assert.False(t, re.MatchString("/bx"))
+}

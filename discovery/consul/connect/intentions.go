@@ -243,6 +243,9 @@ func compileRegex(s string) (*regexp.Regexp, error) {
 	if len(s) > maxRegexLen {
 		return nil, fmt.Errorf("longer than %d bytes", maxRegexLen)
 	}
+	if _, err := regexp.Compile(s); err != nil {
+		return nil, err // checked alone, so that no ")|(" can break out of the anchors below
+	}
 	return regexp.Compile("^(?:" + s + ")$")
 }
 
