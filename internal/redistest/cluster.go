@@ -39,12 +39,12 @@ func StartCluster(bin string, masters, replicas int) (*Cluster, error) {
 	}
 	c := &Cluster{}
 	for range masters * (1 + replicas) {
-		s, err := start(bin, "",
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout/time.Millisecond)),
-			"--cluster-replica-validity-factor", "0",
-		)
+		args, err := clusterNodeArgs()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		s, err := start(bin, "", args...)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -62,6 +62,23 @@ func StartCluster(bin string, masters, replicas int) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// clusterNodeArgs returns the arguments of a cluster node. Its cluster bus gets a free port
+// of its own (--cluster-port): by default it would be the node's port + 10000, out of range
+// for a port above 55535 (redis-server then refuses to start) and perhaps taken.
+func clusterNodeArgs() ([]string, error) {
+	bus, err := testenv.FreePort()
+	if err != nil {
+		return nil, fmt.Errorf("redistest: %w", err)
+	}
+	return []string{
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout / time.Millisecond)),
+		"--cluster-replica-validity-factor", "0",
+		"--cluster-port", strconv.Itoa(bus),
+	}, nil
 }
 
 // ClusterForTest is [StartCluster] for tb, closed in tb.Cleanup; like
