@@ -70,3 +70,29 @@ func TestRegexCannotEscapeItsAnchors(t *testing.T) {
 	assert.True(t, re.MatchString("/b"))
 	assert.False(t, re.MatchString("/bx"))
 }
+
+// An absent header matches an inverted matcher only when it is an inverted Present, as in
+// Envoy (HeaderUtility::matchHeaders), which Consul's proxies enforce intentions with: "allow
+// unless X-Tenant is blocked" does not admit a request that leaves X-Tenant out.
+func TestAbsentHeaderMatchesOnlyInvertedPresent(t *testing.T) {
+	allowUnless := func(h api.IntentionHTTPHeaderPermission) *ruleSet {
+		return mustCompile(t, false, entry("api", src("web", "",
+			pm(allowA, &api.IntentionHTTPPermission{Header: []api.IntentionHTTPHeaderPermission{h}}))))
+	}
+	without := func() *Request { return &Request{Method: "GET", Path: "/", Header: http.Header{}} }
+	for _, h := range []api.IntentionHTTPHeaderPermission{
+		{Name: "x-tenant", Exact: "blocked", Invert: true},
+		{Name: "x-tenant", Prefix: "block", Invert: true},
+		{Name: "x-tenant", Suffix: "ed", Invert: true},
+		{Name: "x-tenant", Contains: "lock", Invert: true},
+		{Name: "x-tenant", Regex: "b.*", Invert: true},
+	} {
+		assert.False(t, allowUnless(h).decide("web", without).Allowed, "%+v", h)
+		other := func() *Request {
+			return &Request{Method: "GET", Path: "/", Header: http.Header{"X-Tenant": {"acme"}}}
+		}
+		assert.True(t, allowUnless(h).decide("web", other).Allowed, "%+v", h)
+	}
+	notPresent := allowUnless(api.IntentionHTTPHeaderPermission{Name: "x-tenant", Present: true, Invert: true})
+	assert.True(t, notPresent.decide("web", without).Allowed)
+}

@@ -384,7 +384,9 @@ func (h *headerMatch) value(q *Request) (string, bool) {
 func (h *headerMatch) matches(q *Request) bool {
 	v, ok := h.value(q)
 	if !ok {
-		return h.invert // an absent header matches only an inverted matcher
+		// An absent header matches only an inverted Present (as Envoy's HeaderUtility has it):
+		// not "anything but prod" for an inverted Prefix "prod", say.
+		return h.invert && h.kind == kindPresent
 	}
 	var m bool
 	cmp := func(a, b string) (string, string) {
