@@ -95,7 +95,7 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		source := id.Service
 		if err == nil {
 			d := m.rules.Load().decideFrom(id, func() *Request {
-				return &Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header}
+				return &Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, target: r.URL.RequestURI()}
 			})
 			if !d.Allowed {
 				err = ErrDenied

@@ -96,3 +96,31 @@ func TestAbsentHeaderMatchesOnlyInvertedPresent(t *testing.T) {
 	notPresent := allowUnless(api.IntentionHTTPHeaderPermission{Name: "x-tenant", Present: true, Invert: true})
 	assert.True(t, notPresent.decide("web", without).Allowed)
 }
+
+// A header permission on ":path" sees the query, as Envoy's :path header has it (path
+// permissions do not): "deny when :path contains debug=" refuses /x?debug=1.
+func TestPathHeaderPermissionSeesTheQuery(t *testing.T) {
+	now := time.Now()
+	ca := newCA(t, "ca")
+	roots, err := parseRoots("td.consul", []string{"a"}, []string{ca.pem})
+	require.NoError(t, err)
+	denials, err := newDenialCounter(nil)
+	require.NoError(t, err)
+	m := &Mesh{denials: denials}
+	m.roots.Store(roots)
+	m.rules.Store(mustCompile(t, false, entry("api", src("web", "",
+		pm(denyA, &api.IntentionHTTPPermission{Header: []api.IntentionHTTPHeaderPermission{{Name: ":path", Contains: "debug="}}}),
+		pm(allowA, &api.IntentionHTTPPermission{PathPrefix: "/"})))))
+	web := Identity{TrustDomain: "td.consul", Namespace: "default", Datacenter: "dc1", Service: "web"}
+	leaf, _, _ := ca.leaf(t, web, now.Add(-time.Minute), now.Add(time.Hour))
+	call := func(target string) int {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+		w := httptest.NewRecorder()
+		m.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+		return w.Code
+	}
+	assert.Equal(t, http.StatusOK, call("/x"))
+	assert.Equal(t, http.StatusForbidden, call("/x?debug=1"))
+	assert.Equal(t, http.StatusForbidden, call("/x?a=b&debug=1"))
+}

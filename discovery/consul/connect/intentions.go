@@ -68,12 +68,18 @@ const (
 )
 
 // Request is what L7 permissions look at: the request's path (without the query; for gRPC,
-// the full method name "/pkg.Service/Method"), method (gRPC: POST), host and headers.
+// the full method name "/pkg.Service/Method"), method (gRPC: POST), host and headers. A
+// header permission on ":path" sees, as in Envoy, the path with its query for the requests
+// Handler authorizes, and Path for a Request made by its caller.
 type Request struct {
 	Method string
 	Path   string
 	Host   string
 	Header http.Header
+
+	// target is the request target as sent (escaped path and query), what a header
+	// permission on ":path" sees, as Envoy's :path header; "" means Path.
+	target string
 }
 
 // Decision is the result of authorizing a request.
@@ -372,6 +378,9 @@ func (h *headerMatch) value(q *Request) (string, bool) {
 	case ":method":
 		return q.Method, true
 	case ":path":
+		if q.target != "" {
+			return q.target, true
+		}
 		return q.Path, true
 	}
 	vs := q.Header.Values(h.name)
