@@ -60,9 +60,10 @@ func (m *Mesh) Source(cs *tls.ConnectionState) (Identity, error) {
 	return id, nil
 }
 
-// Authorize decides a request from the source service by the current intentions whose
-// destination is this service (or "*"), in Consul's precedence order, and the default
-// policy. req is read only when an intention with L7 permissions applies; a nil req is an
+// Authorize decides a request from the source service, of the default namespace, by the
+// current intentions whose destination is this service (or "*"), in Consul's precedence
+// order, and the default policy (Handler and the interceptors also match the namespace of the
+// caller's identity: one of another namespace matches only sources of namespace "*"). req is read only when an intention with L7 permissions applies; a nil req is an
 // empty request (no path, method or header matches it).
 func (m *Mesh) Authorize(source string, req *Request) Decision {
 	if req == nil {
