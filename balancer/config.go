@@ -92,8 +92,8 @@ type Config struct {
 	// endpoint. Default: 60s.
 	MaxRetryAfter time.Duration `json:"maxRetryAfter,omitempty" yaml:"maxRetryAfter,omitempty"`
 
-	// MaglevTableSize is the size of the Maglev lookup table; it must be a prime. Only
-	// PolicyMaglev uses it. When the endpoint set is larger than a tenth of it, a larger prime
+	// MaglevTableSize is the size of the Maglev lookup table; it must be a prime of at most
+	// 5000011 (Envoy's bound). Only PolicyMaglev uses it. When the endpoint set is larger than a tenth of it, a larger prime
 	// is used. Default: 65537.
 	MaglevTableSize int `json:"maglevTableSize,omitempty" yaml:"maglevTableSize,omitempty"`
 
@@ -455,7 +455,10 @@ func (c *Config) normalizeLimits() error {
 		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 
-	if c.MaglevTableSize < 0 || (c.MaglevTableSize > 0 && !isPrime(c.MaglevTableSize)) {
+	if c.MaglevTableSize < 0 || c.MaglevTableSize > maxMaglevTableSize {
+		return fieldErr("MaglevTableSize", "must be a prime of at most %d, got %d", maxMaglevTableSize, c.MaglevTableSize)
+	}
+	if c.MaglevTableSize > 0 && !isPrime(c.MaglevTableSize) {
 		return fieldErr("MaglevTableSize", "must be a prime, got %d", c.MaglevTableSize)
 	}
 	if c.MaglevTableSize == 0 {
