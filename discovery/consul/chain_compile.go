@@ -88,6 +88,11 @@ func CompileChain(c *api.CompiledDiscoveryChain, down HealthFunc) (*ChainRules, 
 		}
 		return nil, &ChainError{Service: c.ServiceName, Err: err}
 	}
+	// What the route package refuses (an invalid regular expression, say) is refused here,
+	// so that an accepted chain always loads.
+	if _, err := route.Compile(route.Config{Routes: cc.rules.Routes}); err != nil {
+		return nil, &ChainError{Service: c.ServiceName, Where: "routes", Err: err}
+	}
 	return cc.rules, nil
 }
 
