@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/time/rate"
 
+	"github.com/proxyless/proxyless/discovery"
 	"github.com/proxyless/proxyless/internal/backoff"
 	"github.com/proxyless/proxyless/route"
 )
@@ -116,6 +118,8 @@ type ChainWatcher struct {
 	health0 map[string]bool                        // guarded by mu; services whose health is followed
 	errs    []ChainResult                          // guarded by mu; refusals to report
 	doc     []byte                                 // guarded by mu; the last document loaded
+	status  discovery.Status                       // guarded by mu
+	failing map[string]error                       // guarded by mu; the queries whose last attempt failed
 }
 
 // instance is what a failover decision needs of one instance.
@@ -168,6 +172,7 @@ func WatchChains(cfg Config, services []string, target ChainTarget, opts ...Chai
 		cfg: cfg, client: client, own: own, target: target, opts: o, order: order,
 		ctx: ctx, cancel: cancel, signal: make(chan struct{}, 1),
 		chains: map[string]*api.CompiledDiscoveryChain{}, health: map[string][]instance{}, health0: map[string]bool{},
+		failing: map[string]error{},
 	}
 	w.wg.Add(1 + len(order))
 	go w.publish()
@@ -217,6 +222,7 @@ func (w *ChainWatcher) loop(what string, query func(q *api.QueryOptions) (uint64
 		if w.ctx.Err() != nil {
 			return
 		}
+		w.record(what, err)
 		if err != nil {
 			failures++
 			w.cfg.Logger.Warn("consul: query failed", "query", what, "error", err, "failures", failures)
@@ -229,6 +235,35 @@ func (w *ChainWatcher) loop(what string, query func(q *api.QueryOptions) (uint64
 		failures = 0
 		index = nextIndex(index, got)
 	}
+}
+
+// record notes the result of one query for Status.
+func (w *ChainWatcher) record(what string, err error) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.failing[what] = err
+		if !w.status.Stale {
+			w.status.Stale, w.status.StaleSince = true, now
+		}
+		w.status.LastError = err
+		return
+	}
+	delete(w.failing, what)
+	w.status.LastUpdate = now
+	if len(w.failing) == 0 {
+		w.status.Stale, w.status.StaleSince, w.status.LastError = false, time.Time{}, nil
+	}
+}
+
+// Status reports whether the rules in force are stale: true while a query of a chain or of
+// a failover's health fails (the agent is down, say), and the last error. The rules in force
+// stay while it is.
+func (w *ChainWatcher) Status() discovery.Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
 }
 
 // followChain follows one service's compiled chain.

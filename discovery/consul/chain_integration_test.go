@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/proxyless/proxyless/discovery/consul"
+	"github.com/proxyless/proxyless/internal/consultest"
 	"github.com/proxyless/proxyless/middleware"
 )
 
@@ -374,4 +375,55 @@ func TestChainWatcherCloseStopsQueries(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second)
 	require.NoError(t, w.Close(), "idempotent")
 	assert.Greater(t, mcfg.Version(), uint64(1))
+}
+
+// TestChainRedirect: a service-resolver redirect sends the service's requests to another.
+func TestChainRedirect(t *testing.T) {
+	a := shared.Agent(t)
+	cfg := agentConfig(a)
+	c := apiClient(t, cfg)
+	startBackend(t, cfg, "old-inv", "old", nil)
+	startBackend(t, cfg, "new-inv", "new", nil)
+	httpDefaults(t, c, "old-inv", "new-inv")
+	s := newChainSetup(t, cfg, []string{"old-inv"})
+	s.waitDoc(t, "named old-inv", func(d string) bool { return strings.Contains(d, `"service":"old-inv"`) })
+	assert.Equal(t, "old", s.get(t, "http://old-inv/"))
+	setEntry(t, c, &api.ServiceResolverConfigEntry{Kind: api.ServiceResolver, Name: "old-inv", Redirect: &api.ServiceResolverRedirect{Service: "new-inv"}})
+	s.waitDoc(t, "redirected", func(d string) bool { return strings.Contains(d, `"service":"new-inv"`) })
+	assert.Equal(t, map[string]int{"new": 20}, s.shares(t, "http://old-inv/", 20))
+}
+
+// TestChainAgentDownKeepsRules: with the agent stopped the rules in force stay and are
+// reported stale; after a restart they are fresh again.
+func TestChainAgentDownKeepsRules(t *testing.T) {
+	a := consultest.ForTest(t)
+	cfg := agentConfig(a)
+	c := apiClient(t, cfg)
+	startBackend(t, cfg, "till", "v1", map[string]string{"version": "v1"})
+	startBackend(t, cfg, "till", "v2", map[string]string{"version": "v2"})
+	httpDefaults(t, c, "till")
+	setEntry(t, c, resolverV1V2("till"))
+	s := newChainSetup(t, cfg, []string{"till"})
+	s.waitDoc(t, "named the v1 subset", func(d string) bool { return strings.Contains(d, `"version":"v1"`) })
+	good := string(s.w.Document())
+	require.False(t, s.w.Status().Stale)
+	assert.Equal(t, map[string]int{"v1": 20}, s.shares(t, "http://till/", 20))
+
+	require.NoError(t, a.Stop())
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.w.Status().Stale && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := s.w.Status()
+	require.True(t, st.Stale, "not stale with the agent down")
+	assert.Error(t, st.LastError)
+	assert.Equal(t, good, string(s.w.Document()))
+	assert.Equal(t, map[string]int{"v1": 20}, s.shares(t, "http://till/", 20), "the last good rules stay")
+
+	require.NoError(t, a.Restart())
+	deadline = time.Now().Add(15 * time.Second)
+	for s.w.Status().Stale && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.False(t, s.w.Status().Stale, "still stale after the restart")
 }
