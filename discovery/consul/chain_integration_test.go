@@ -427,3 +427,25 @@ func TestChainAgentDownKeepsRules(t *testing.T) {
 	}
 	assert.False(t, s.w.Status().Stale, "still stale after the restart")
 }
+
+// TestChainFailoverToSubset: a resolver failing its default subset over to another subset of
+// the same service, when every instance of the default one is critical.
+func TestChainFailoverToSubset(t *testing.T) {
+	a := shared.Agent(t)
+	cfg := agentConfig(a)
+	c := apiClient(t, cfg)
+	v1 := startBackend(t, cfg, "vault2", "v1", map[string]string{"version": "v1"})
+	startBackend(t, cfg, "vault2", "v2", map[string]string{"version": "v2"})
+	httpDefaults(t, c, "vault2")
+	r := resolverV1V2("vault2")
+	r.Failover = map[string]api.ServiceResolverFailover{"v1": {ServiceSubset: "v2"}}
+	setEntry(t, c, r)
+	s := newChainSetup(t, cfg, []string{"vault2"})
+	s.waitDoc(t, "named the v1 subset", func(d string) bool { return strings.Contains(d, `"version":"v1"`) })
+	assert.Equal(t, map[string]int{"v1": 20}, s.shares(t, "http://vault2/", 20))
+
+	require.NoError(t, v1.hb.Close())
+	require.NoError(t, c.Agent().UpdateTTL(v1.reg.CheckID(), "down", api.HealthCritical))
+	s.waitDoc(t, "failed over to v2", func(d string) bool { return !strings.Contains(d, `"version":"v1"`) })
+	assert.Equal(t, map[string]int{"v2": 20}, s.shares(t, "http://vault2/", 20))
+}
