@@ -113,13 +113,13 @@ type ChainWatcher struct {
 	signal chan struct{} // capacity 1: something changed
 
 	mu      sync.Mutex
-	chains  map[string]*api.CompiledDiscoveryChain // guarded by mu; the last good chain of each service
-	health  map[string][]instance                  // guarded by mu; by service, once known
-	health0 map[string]bool                        // guarded by mu; services whose health is followed
-	errs    []ChainResult                          // guarded by mu; refusals to report
-	doc     []byte                                 // guarded by mu; the last document loaded
-	status  discovery.Status                       // guarded by mu
-	failing map[string]error                       // guarded by mu; the queries whose last attempt failed
+	chains  map[string]chainAnswer // guarded by mu; the last good chain of each service
+	health  map[string][]instance  // guarded by mu; by service, once known
+	health0 map[string]bool        // guarded by mu; services whose health is followed
+	errs    []ChainResult          // guarded by mu; refusals to report
+	doc     []byte                 // guarded by mu; the last document loaded
+	status  discovery.Status       // guarded by mu
+	failing map[string]error       // guarded by mu; the queries whose last attempt failed
 }
 
 // instance is what a failover decision needs of one instance.
@@ -163,6 +163,13 @@ func WatchChains(cfg Config, services []string, target ChainTarget, opts ...Chai
 		own = http.DefaultTransport.(*http.Transport).Clone()
 		cfg.HTTPClient = &http.Client{Transport: own}
 	}
+	hc := *cfg.HTTPClient // the caller's client, its answers capped in size
+	next := hc.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	hc.Transport = limitBody{next: next, max: maxAnswerBytes}
+	cfg.HTTPClient = &hc
 	client, err := newClient(&cfg)
 	if err != nil {
 		return nil, err
@@ -171,7 +178,7 @@ func WatchChains(cfg Config, services []string, target ChainTarget, opts ...Chai
 	w := &ChainWatcher{
 		cfg: cfg, client: client, own: own, target: target, opts: o, order: order,
 		ctx: ctx, cancel: cancel, signal: make(chan struct{}, 1),
-		chains: map[string]*api.CompiledDiscoveryChain{}, health: map[string][]instance{}, health0: map[string]bool{},
+		chains: map[string]chainAnswer{}, health: map[string][]instance{}, health0: map[string]bool{},
 		failing: map[string]error{},
 	}
 	w.wg.Add(1 + len(order))
@@ -269,28 +276,29 @@ func (w *ChainWatcher) Status() discovery.Status {
 // followChain follows one service's compiled chain.
 func (w *ChainWatcher) followChain(service string) {
 	w.loop("discovery-chain/"+service, func(q *api.QueryOptions) (uint64, error) {
-		resp, meta, err := w.client.DiscoveryChain().Get(service, nil, q)
+		var raw json.RawMessage
+		meta, err := w.client.Raw().Query("/v1/discovery-chain/"+service, &raw, q)
 		if err != nil {
 			if w.ctx.Err() == nil {
 				w.refuse(ChainResult{Service: service, Err: fmt.Errorf("consul: discovery chain %s: %w", service, err)})
 			}
 			return 0, err
 		}
-		var chain *api.CompiledDiscoveryChain
-		if resp != nil {
-			chain = resp.Chain
-		}
-		if chain != nil && chain.ServiceName != service {
-			err = &ChainError{Service: service, Err: fmt.Errorf("answer is the chain of %q", chain.ServiceName)}
-		} else {
+		ans, err := decodeChainAnswer(raw)
+		switch {
+		case err != nil:
+			err = &ChainError{Service: service, Err: err}
+		case ans.chain != nil && ans.chain.ServiceName != service:
+			err = &ChainError{Service: service, Err: fmt.Errorf("answer is the chain of %q", ans.chain.ServiceName)}
+		default:
 			var rules *ChainRules
-			if rules, err = CompileChain(chain, nil); err == nil {
+			if rules, err = ans.compile(nil); err == nil {
 				w.followHealth(rules.Failover)
 			}
 		}
 		w.mu.Lock()
 		if err == nil {
-			w.chains[service] = chain
+			w.chains[service] = ans
 		}
 		w.mu.Unlock()
 		if err != nil {
@@ -428,11 +436,11 @@ func (w *ChainWatcher) build() (doc []byte, warnings []string, errs []ChainResul
 	var routes []any
 	dests := map[string]any{}
 	for _, s := range w.order {
-		c := w.chains[s]
-		if c == nil {
+		c, ok := w.chains[s]
+		if !ok {
 			continue
 		}
-		rules, err := CompileChain(c, w.down)
+		rules, err := c.compile(w.down)
 		if err != nil { // it compiled when it came: only a bug gets here
 			errs = append(errs, ChainResult{Service: s, Err: err})
 			continue

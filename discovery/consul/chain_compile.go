@@ -142,8 +142,15 @@ func (cc *chainCompiler) compile() error {
 	return nil
 }
 
+// validName accepts a service name of letters, digits, '-', '_' and '.', as Consul's DNS
+// interface does, up to 253 bytes.
 func validName(field, s string) error {
-	if s == "" || len(s) > 253 || strings.ContainsAny(s, " \t\r\n/|") {
+	ok := s != "" && len(s) <= 253
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = c == '-' || c == '_' || c == '.' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')
+	}
+	if !ok {
 		return &ChainError{Where: field, Err: fmt.Errorf("bad service name %q", truncateFilter(s))}
 	}
 	return nil

@@ -3,6 +3,7 @@ package consul_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,26 +183,30 @@ func TestCompileChainRefusals(t *testing.T) {
 // FuzzCompileChain feeds arbitrary chain answers through the compiler: it must never panic,
 // and the routes of every chain it accepts must compile.
 func FuzzCompileChain(f *testing.F) {
-	seed, _ := json.Marshal(chainFixture())
+	seed, _ := json.Marshal(api.DiscoveryChainResponse{Chain: chainFixture()})
 	f.Add(seed)
-	f.Add([]byte(`{"ServiceName":"a","StartNode":"r","Nodes":{"r":{"Type":"resolver","Resolver":{"Target":"t"}}},"Targets":{"t":{"Service":"a"}}}`))
-	f.Add([]byte(`{"ServiceName":"a","StartNode":"s","Nodes":{"s":{"Type":"splitter","Splits":[{"Weight":50,"NextNode":"s"}]}}}`))
+	f.Add([]byte(`{"Chain":{"ServiceName":"a","StartNode":"r","Nodes":{"r":{"Type":"resolver","Resolver":{"Target":"t","RequestTimeout":5}}},"Targets":{"t":{"Service":"a"}}}}`))
+	f.Add([]byte(`{"Chain":{"ServiceName":"a","StartNode":"s","Nodes":{"s":{"Type":"splitter","Splits":[{"Weight":50,"NextNode":"s"}]}}}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var c api.CompiledDiscoveryChain
-		if json.Unmarshal(data, &c) != nil {
+		rules, err := consul.CompileChainAnswer(data, func(string, route.Subset) bool { return true })
+		if err != nil {
+			var ce *consul.ChainError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *ChainError", err)
+			}
 			return
 		}
-		rules, err := consul.CompileChain(&c, func(string, route.Subset) bool { return true })
-		if err != nil {
-			return
+		var c api.DiscoveryChainResponse
+		if err := json.Unmarshal(data, &c); err != nil || c.Chain == nil {
+			t.Fatalf("accepted an answer that does not decode to a chain: %v", err)
 		}
 		if _, err := route.Compile(route.Config{Routes: rules.Routes}); err != nil {
 			t.Fatalf("accepted a chain whose routes do not compile: %v", err)
 		}
 		for _, r := range rules.Routes {
-			if len(r.Match.Hosts) != 1 || r.Match.Hosts[0] != c.ServiceName {
-				t.Fatalf("route %q matches hosts %v, want only %q", r.Name, r.Match.Hosts, c.ServiceName)
+			if len(r.Match.Hosts) != 1 || r.Match.Hosts[0] != c.Chain.ServiceName {
+				t.Fatalf("route %q matches hosts %v, want only %q", r.Name, r.Match.Hosts, c.Chain.ServiceName)
 			}
 		}
 	})
@@ -222,4 +227,26 @@ func FuzzParseSubsetFilter(f *testing.F) {
 		}
 		_ = sub.Key()
 	})
+}
+
+func TestChainAnswerDecoding(t *testing.T) {
+	c := chainFixture()
+	c.StartNode = "resolver:api"
+	raw, err := json.Marshal(api.DiscoveryChainResponse{Chain: c})
+	require.NoError(t, err)
+	// Consul 1.14 writes the resolver's request timeout in nanoseconds; the api types drop it.
+	withTimeout := strings.Replace(string(raw), `"Target":"api.dc1"`, `"Target":"api.dc1","RequestTimeout":1500000000`, 1)
+	require.NotEqual(t, string(raw), withTimeout)
+	rules, err := consul.CompileChainAnswer([]byte(withTimeout), nil)
+	require.NoError(t, err)
+	assert.Equal(t, route.Duration(1500*time.Millisecond), rules.Routes[0].Timeout)
+	rules, err = consul.CompileChainAnswer([]byte(strings.Replace(withTimeout, "1500000000", `"2s"`, 1)), nil)
+	require.NoError(t, err)
+	assert.Equal(t, route.Duration(2*time.Second), rules.Routes[0].Timeout)
+
+	for _, bad := range []string{`{`, `{"Chain":{"ServiceName":"web","StartNode":"n","Nodes":{"n":{"Type":"resolver","Resolver":{"RequestTimeout":"soon"}}}}}`, `[]`} {
+		_, err := consul.CompileChainAnswer([]byte(bad), nil)
+		var ce *consul.ChainError
+		assert.True(t, errors.As(err, &ce), "%s: %v", bad, err)
+	}
 }

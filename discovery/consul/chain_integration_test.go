@@ -449,3 +449,41 @@ func TestChainFailoverToSubset(t *testing.T) {
 	s.waitDoc(t, "failed over to v2", func(d string) bool { return !strings.Contains(d, `"version":"v1"`) })
 	assert.Equal(t, map[string]int{"v2": 20}, s.shares(t, "http://vault2/", 20))
 }
+
+// TestChainResolverRequestTimeout: a resolver's request timeout (which Consul applies when
+// the chain starts at the resolver) becomes the route's timeout, enforced on a slow backend.
+func TestChainResolverRequestTimeout(t *testing.T) {
+	a := shared.Agent(t)
+	cfg := agentConfig(a)
+	c := apiClient(t, cfg)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	port, _ := strconv.Atoi(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:])
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	deregister, err := consul.Register(ctx, cfg, consul.Registration{ID: "slowpoke-1", Name: "slowpoke", Address: "127.0.0.1", Port: port})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = deregister(context.Background()) })
+	httpDefaults(t, c, "slowpoke")
+	setEntry(t, c, &api.ServiceResolverConfigEntry{Kind: api.ServiceResolver, Name: "slowpoke", RequestTimeout: 300 * time.Millisecond})
+	s := newChainSetup(t, cfg, []string{"slowpoke"})
+	s.waitDoc(t, "held the resolver's timeout", func(d string) bool { return strings.Contains(d, `"timeout":"300ms"`) })
+
+	req, err := http.NewRequest(http.MethodGet, "http://slowpoke/", nil)
+	require.NoError(t, err)
+	start := time.Now()
+	resp, err := s.tr.RoundTrip(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	require.Error(t, err, "the slow backend never answers: the route's 300ms timeout ends the request")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 4*time.Second, "ended by the chain's timeout, not the transport's 5s")
+}
