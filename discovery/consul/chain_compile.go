@@ -31,6 +31,7 @@ type ChainError struct {
 	Err     error
 }
 
+// Error returns "consul: discovery chain <service>: <where>: <problem>".
 func (e *ChainError) Error() string {
 	if e.Where == "" {
 		return fmt.Sprintf("consul: discovery chain %s: %v", e.Service, e.Err)
@@ -38,6 +39,7 @@ func (e *ChainError) Error() string {
 	return fmt.Sprintf("consul: discovery chain %s: %s: %v", e.Service, e.Where, e.Err)
 }
 
+// Unwrap returns the problem, such as an error matching ErrUnsupportedFilter.
 func (e *ChainError) Unwrap() error { return e.Err }
 
 // ChainRules is what one service's compiled discovery chain says, in the library's terms.

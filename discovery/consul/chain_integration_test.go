@@ -263,7 +263,9 @@ func TestChainFailover(t *testing.T) {
 	})
 	s := newChainSetup(t, cfg, []string{"ledger2"})
 	s.waitDoc(t, "named ledger2", func(d string) bool { return strings.Contains(d, `"service":"ledger2"`) })
-	assert.Contains(t, string(s.w.Document()), `"policy":"least_request"`)
+	if pol := s.mcfg.Destinations()["ledger2"]; assert.NotNil(t, pol.Balancer, "the resolver's load balancer") {
+		assert.Equal(t, "least_request", string(pol.Balancer.Policy))
+	}
 	for range 20 {
 		require.Equal(t, "primary", s.get(t, "http://ledger2/"))
 	}
@@ -333,17 +335,25 @@ func TestChainLocalRoutesTakePrecedence(t *testing.T) {
 	startBackend(t, cfg, "desk", "v1", map[string]string{"version": "v1"})
 	startBackend(t, cfg, "desk", "v2", map[string]string{"version": "v2"})
 	httpDefaults(t, c, "desk")
-	setEntry(t, c, resolverV1V2("desk"))
+	r := resolverV1V2("desk")
+	r.LoadBalancer = &api.LoadBalancer{Policy: "least_request"}
+	setEntry(t, c, r)
 	local := []byte(`
 routes:
   - name: local-beta
     match: {hosts: [desk], path: {prefix: /beta}}
     destination: {service: desk, subset: {meta: {version: v2}}}
+destinations:
+  desk:
+    balancer: {policy: round_robin}
 `)
 	s := newChainSetup(t, cfg, []string{"desk"}, consul.WithLocalDocument(local))
 	s.waitDoc(t, "named the v1 subset", func(d string) bool { return strings.Contains(d, `"version":"v1"`) })
 	assert.Equal(t, map[string]int{"v2": 20}, s.shares(t, "http://desk/beta/x", 20), "the local route")
 	assert.Equal(t, map[string]int{"v1": 20}, s.shares(t, "http://desk/x", 20), "the chain's default subset")
+	pol := s.mcfg.Destinations()["desk"]
+	require.NotNil(t, pol.Balancer)
+	assert.Equal(t, "round_robin", string(pol.Balancer.Policy), "the local destination policy replaces the chain's least_request")
 }
 
 // TestChainWatcherCloseStopsQueries: Close returns promptly with blocking queries in flight
