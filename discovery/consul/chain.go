@@ -80,8 +80,40 @@ func WithLocalDocument(doc []byte) ChainOption {
 				return
 			}
 		}
+		if err := checkLocalRoutes(m); err != nil {
+			o.err = fmt.Errorf("consul: WithLocalDocument: %w", err)
+			return
+		}
 		o.local = m
 	})
+}
+
+// checkLocalRoutes validates the route part of a local document (all but its destinations,
+// which the target checks when it loads them) as the route package does.
+func checkLocalRoutes(m map[string]any) error {
+	routes := make(map[string]any, len(m))
+	for k, v := range m {
+		if k != "destinations" {
+			routes[k] = v
+		}
+	}
+	if len(routes) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(routes)
+	if err != nil {
+		return err
+	}
+	if _, err := route.ParseConfig(b); err != nil {
+		var ce *route.ConfigError
+		if errors.As(err, &ce) {
+			c := *ce
+			c.Line, c.Column = 0, 0 // they would point into the re-encoded document
+			return &c
+		}
+		return err
+	}
+	return nil
 }
 
 // WithChainHook makes the watcher report every change it follows, good or refused, to fn,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/discovery/consul"
+	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/route"
 )
 
@@ -248,5 +249,42 @@ func TestChainAnswerDecoding(t *testing.T) {
 		_, err := consul.CompileChainAnswer([]byte(bad), nil)
 		var ce *consul.ChainError
 		assert.True(t, errors.As(err, &ce), "%s: %v", bad, err)
+	}
+}
+
+func TestWatchChainsArguments(t *testing.T) {
+	target, err := middleware.NewConfig(middleware.Document{})
+	require.NoError(t, err)
+	cfg := consul.Config{Address: "127.0.0.1:1"}
+	cases := map[string]struct {
+		services []string
+		target   consul.ChainTarget
+		opts     []consul.ChainOption
+		want     string
+	}{
+		"nil target":       {[]string{"web"}, nil, nil, "nil target"},
+		"no services":      {nil, target, nil, "no services"},
+		"bad name":         {[]string{"web", "a/b"}, target, nil, "services[1]"},
+		"twice":            {[]string{"web", "web"}, target, nil, "named twice"},
+		"local syntax":     {[]string{"web"}, target, []consul.ChainOption{consul.WithLocalDocument([]byte("routes: [\n"))}, "WithLocalDocument"},
+		"local route":      {[]string{"web"}, target, []consul.ChainOption{consul.WithLocalDocument([]byte("routes:\n  - match: {path: {regex: '('}}\n"))}, "routes[0].match.path.regex"},
+		"local unknown":    {[]string{"web"}, target, []consul.ChainOption{consul.WithLocalDocument([]byte("routez: []\n"))}, "routez"},
+		"local dest shape": {[]string{"web"}, target, []consul.ChainOption{consul.WithLocalDocument([]byte("destinations: [1]\n"))}, "destinations: want a mapping"},
+		"bad address":      {[]string{"web"}, target, nil, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := cfg
+			if name == "bad address" {
+				c.Address = "ftp://x:1"
+				tc.want = "unknown scheme"
+			}
+			w, err := consul.WatchChains(c, tc.services, tc.target, tc.opts...)
+			if w != nil {
+				_ = w.Close()
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
 	}
 }
