@@ -138,7 +138,6 @@ type ChainWatcher struct {
 	opts   chainOptions
 	order  []string // the chains' services, in the caller's order; immutable
 
-	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -183,8 +182,8 @@ func WatchChains(cfg Config, services []string, target ChainTarget, opts ...Chai
 	}
 	order := slices.Clone(services)
 	for i, s := range order {
-		if err := validName(fmt.Sprintf("services[%d]", i), s); err != nil {
-			return nil, fmt.Errorf("consul: WatchChains: %w", err)
+		if validName("", s) != nil {
+			return nil, fmt.Errorf("consul: WatchChains: services[%d]: bad service name %q (want letters, digits, '-', '_', '.')", i, truncateFilter(s))
 		}
 		if slices.Index(order, s) != i {
 			return nil, fmt.Errorf("consul: WatchChains: services[%d]: %q named twice", i, s)
@@ -209,14 +208,14 @@ func WatchChains(cfg Config, services []string, target ChainTarget, opts ...Chai
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &ChainWatcher{
 		cfg: cfg, client: client, own: own, target: target, opts: o, order: order,
-		ctx: ctx, cancel: cancel, signal: make(chan struct{}, 1),
+		cancel: cancel, signal: make(chan struct{}, 1),
 		chains: map[string]chainAnswer{}, health: map[string][]instance{}, health0: map[string]bool{},
 		failing: map[string]error{},
 	}
 	w.wg.Add(1 + len(order))
-	go w.publish()
+	go w.publish(ctx)
 	for _, s := range order {
-		go w.followChain(s)
+		go w.followChain(ctx, s)
 	}
 	return w, nil
 }
@@ -250,15 +249,15 @@ func (w *ChainWatcher) poke() {
 
 // loop runs query with blocking-query indexes, rate limited, backing off after errors, until
 // the watcher closes. query returns the answer's index.
-func (w *ChainWatcher) loop(what string, query func(q *api.QueryOptions) (uint64, error)) {
+func (w *ChainWatcher) loop(ctx context.Context, what string, query func(q *api.QueryOptions) (uint64, error)) {
 	defer w.wg.Done()
 	limiter := rate.NewLimiter(rate.Limit(w.cfg.MaxQueryRate), queryBurst)
 	var index uint64
 	failures := 0
-	for limiter.Wait(w.ctx) == nil {
-		q := (&api.QueryOptions{Datacenter: w.cfg.Datacenter, WaitIndex: index, WaitTime: w.cfg.WaitTime}).WithContext(w.ctx)
+	for limiter.Wait(ctx) == nil {
+		q := (&api.QueryOptions{Datacenter: w.cfg.Datacenter, WaitIndex: index, WaitTime: w.cfg.WaitTime}).WithContext(ctx)
 		got, err := query(q)
-		if w.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
 		w.record(what, err)
@@ -266,7 +265,7 @@ func (w *ChainWatcher) loop(what string, query func(q *api.QueryOptions) (uint64
 			failures++
 			w.cfg.Logger.Warn("consul: query failed", "query", what, "error", err, "failures", failures)
 			index = 0
-			if !backoff.Sleep(w.ctx, backoff.HalfJitter(w.cfg.RetryMin, w.cfg.RetryMax, failures)) {
+			if !backoff.Sleep(ctx, backoff.HalfJitter(w.cfg.RetryMin, w.cfg.RetryMax, failures)) {
 				return
 			}
 			continue
@@ -306,12 +305,12 @@ func (w *ChainWatcher) Status() discovery.Status {
 }
 
 // followChain follows one service's compiled chain.
-func (w *ChainWatcher) followChain(service string) {
-	w.loop("discovery-chain/"+service, func(q *api.QueryOptions) (uint64, error) {
+func (w *ChainWatcher) followChain(ctx context.Context, service string) {
+	w.loop(ctx, "discovery-chain/"+service, func(q *api.QueryOptions) (uint64, error) {
 		var raw json.RawMessage
 		meta, err := w.client.Raw().Query("/v1/discovery-chain/"+service, &raw, q)
 		if err != nil {
-			if w.ctx.Err() == nil {
+			if ctx.Err() == nil {
 				w.refuse(ChainResult{Service: service, Err: fmt.Errorf("consul: discovery chain %s: %w", service, err)})
 			}
 			return 0, err
@@ -325,7 +324,7 @@ func (w *ChainWatcher) followChain(service string) {
 		default:
 			var rules *ChainRules
 			if rules, err = ans.compile(nil); err == nil {
-				w.followHealth(rules.Failover)
+				w.followHealth(ctx, rules.Failover)
 			}
 		}
 		w.mu.Lock()
@@ -353,16 +352,16 @@ func (w *ChainWatcher) refuse(r ChainResult) {
 
 // followHealth starts following the health of the services not yet followed. The watches
 // last until Close.
-func (w *ChainWatcher) followHealth(services []string) {
+func (w *ChainWatcher) followHealth(ctx context.Context, services []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, s := range services {
-		if w.health0[s] || len(w.health0) >= maxChainNodes || w.ctx.Err() != nil {
+		if w.health0[s] || len(w.health0) >= maxChainNodes || ctx.Err() != nil {
 			continue
 		}
 		w.health0[s] = true
 		w.wg.Add(1)
-		go w.loop("health/"+s, func(q *api.QueryOptions) (uint64, error) {
+		go w.loop(ctx, "health/"+s, func(q *api.QueryOptions) (uint64, error) {
 			entries, meta, err := w.client.Health().Service(s, "", false, q)
 			if err != nil {
 				return 0, err
@@ -414,11 +413,11 @@ func inSubset(in instance, s route.Subset) bool {
 }
 
 // publish builds and loads the document whenever something changed, until Close.
-func (w *ChainWatcher) publish() {
+func (w *ChainWatcher) publish(ctx context.Context) {
 	defer w.wg.Done()
 	for {
 		select {
-		case <-w.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-w.signal:
 		}
