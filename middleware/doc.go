@@ -10,7 +10,8 @@
 // that honour them, so that an option given to a constructor that would ignore it does not
 // compile:
 //
-//	TransportOption   NewTransport                 WithResolver, WithShadowLimit, WithMaxDestinations, WithDestinationIdleTimeout
+//	TransportOption   NewTransport                 WithResolver, WithShadowLimit, WithMaxDestinations, WithDestinationIdleTimeout,
+//	                                               WithConfig
 //	GRPCClientOption  NewGRPCClient                WithTLS, WithGRPCRetryCodes, WithGRPCHealthCheck
 //	ClientOption      both clients                 WithBalancer, WithBreaker, WithoutBreaker,
 //	                                               WithRetry, WithTimeout, WithAttemptTimeout,
@@ -28,6 +29,10 @@
 // A ClientOption is a TransportOption and a GRPCClientOption; a ServerOption a HandlerOption
 // and a GRPCServerOption; an Option all four. Each constructor validates its options and
 // returns an error naming a bad one; options never panic.
+//
+// WithConfig takes a Config: a Document of routes and of each destination's policies
+// (balancer, breaker, retry, hedge, timeouts, limits), which route/reload keeps in step with a
+// file or a Consul key; the Transport applies each new one to new requests.
 //
 // One WithServerRateLimit serves both servers: its KeyFunc reads an HTTP request and a gRPC
 // call alike through Incoming (KeyByClientIP, KeyByHeader, KeyBySubject).
