@@ -14,3 +14,5 @@ bench:
 # Runs each fuzz target for a while (go test runs their seed corpora on every test run).
 fuzz:
 	go test -run '^$$' -fuzz FuzzEndpoints -fuzztime 30s ./discovery/consul/
+	go test -run '^$$' -fuzz FuzzCompileChain -fuzztime 30s ./discovery/consul/
+	go test -run '^$$' -fuzz FuzzParseSubsetFilter -fuzztime 30s ./discovery/consul/
