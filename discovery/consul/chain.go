@@ -163,7 +163,9 @@ type instance struct {
 // WatchChains starts following the discovery chains of services and returns at once; the
 // first document is loaded into target as soon as the first chain arrives (wait for it with
 // [WithChainHook] or the target's Version). Every route of a service's chain matches requests
-// whose host is the service's name (http://<service>/...).
+// whose host is the service's name (http://<service>/...). The health that decides a
+// failover is that of the services' instances, or, with cfg.Connect, of their mesh endpoints
+// (/v1/health/connect/<service>), as the resolver with the same Config sees them.
 func WatchChains(cfg Config, services []string, target ChainTarget, opts ...ChainOption) (*ChainWatcher, error) {
 	if target == nil {
 		return nil, errors.New("consul: WatchChains: nil target")
@@ -362,7 +364,11 @@ func (w *ChainWatcher) followHealth(ctx context.Context, services []string) {
 		w.health0[s] = true
 		w.wg.Add(1)
 		go w.loop(ctx, "health/"+s, func(q *api.QueryOptions) (uint64, error) {
-			entries, meta, err := w.client.Health().Service(s, "", false, q)
+			query := w.client.Health().Service
+			if w.cfg.Connect {
+				query = w.client.Health().Connect // the mesh endpoints
+			}
+			entries, meta, err := query(s, "", false, q)
 			if err != nil {
 				return 0, err
 			}
@@ -459,18 +465,20 @@ func (w *ChainWatcher) report(r ChainResult) {
 }
 
 // build compiles the chains in force with the current health into a document; nil while no
-// chain is known. It also returns the refusals queued since the last build.
+// chain is known (a default chain is known, and adds no route). It also returns the refusals queued since the last build.
 func (w *ChainWatcher) build() (doc []byte, warnings []string, errs []ChainResult) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	errs, w.errs = w.errs, nil
-	var routes []any
+	routes := []any{}
 	dests := map[string]any{}
+	known := false
 	for _, s := range w.order {
 		c, ok := w.chains[s]
 		if !ok {
 			continue
 		}
+		known = true
 		rules, err := c.compile(w.down)
 		if err != nil { // it compiled when it came: only a bug gets here
 			errs = append(errs, ChainResult{Service: s, Err: err})
@@ -486,7 +494,7 @@ func (w *ChainWatcher) build() (doc []byte, warnings []string, errs []ChainResul
 		}
 		warnings = append(warnings, rules.Warnings...)
 	}
-	if routes == nil {
+	if !known {
 		return nil, warnings, errs
 	}
 	out := map[string]any{}

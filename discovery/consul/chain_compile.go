@@ -19,6 +19,7 @@ const (
 	maxChainNodes  = 256
 	maxChainRoutes = 256
 	maxChainSplits = 64
+	maxChainDepth  = 8 // splitters of splitters
 )
 
 // ChainError is a compiled discovery chain that cannot be turned into routes: a malformed
@@ -68,8 +69,10 @@ type HealthFunc func(service string, subset route.Subset) (down bool)
 
 // CompileChain turns a compiled discovery chain (as /v1/discovery-chain/<service> answers it)
 // into routes and destination policies. Requests are matched by host: every route matches
-// hosts equal to the chain's service name. down decides failovers (nil: no primary is down).
-// An unsupported or malformed chain is a *ChainError.
+// hosts equal to the chain's service name. A default chain (no router, splitter or resolver
+// config entry: Consul's own defaults) gives no route, so that requests to the service keep
+// what the local configuration says. down decides failovers (nil: no primary is down). An
+// unsupported or malformed chain is a *ChainError.
 func CompileChain(c *api.CompiledDiscoveryChain, down HealthFunc) (*ChainRules, error) {
 	if c == nil {
 		return nil, &ChainError{Err: errors.New("no chain in the answer")}
@@ -111,6 +114,9 @@ func (cc *chainCompiler) compile() error {
 	}
 	if len(c.Nodes) > maxChainNodes {
 		return fmt.Errorf("%d nodes, more than %d", len(c.Nodes), maxChainNodes)
+	}
+	if c.Default {
+		return nil
 	}
 	start, err := cc.node(c.StartNode, "startNode")
 	if err != nil {
@@ -181,30 +187,52 @@ func (cc *chainCompiler) action(rc *route.RouteConfig, next, where string) error
 		}
 		rc.Destination = &d
 	case api.DiscoveryGraphNodeTypeSplitter:
-		if len(n.Splits) == 0 || len(n.Splits) > maxChainSplits {
-			return &ChainError{Where: fmt.Sprintf("node %q", next), Err: fmt.Errorf("splitter with %d splits (want 1 to %d)", len(n.Splits), maxChainSplits)}
+		return cc.split(rc, n, next, 1, 0)
+	default:
+		return &ChainError{Where: where, Err: fmt.Errorf("next node %q is a %q, want a splitter or resolver", next, n.Type)}
+	}
+	return nil
+}
+
+// split appends to rc's split the destinations below the splitter node n (named name), each
+// weighted by its share of the requests: share is n's own (splitters of splitters multiply;
+// Consul flattens them, but an answer need not be). Weights are hundredths of a percent,
+// Consul's own precision. The work is bounded: the first error (nesting deeper than
+// maxChainDepth, more than maxChainSplits destinations) ends the walk.
+func (cc *chainCompiler) split(rc *route.RouteConfig, n *api.DiscoveryGraphNode, name string, share float64, depth int) error {
+	if depth >= maxChainDepth {
+		return &ChainError{Where: fmt.Sprintf("node %q", name), Err: fmt.Errorf("splitters nested more than %d deep", maxChainDepth)}
+	}
+	if len(n.Splits) == 0 || len(n.Splits) > maxChainSplits {
+		return &ChainError{Where: fmt.Sprintf("node %q", name), Err: fmt.Errorf("splitter with %d splits (want 1 to %d)", len(n.Splits), maxChainSplits)}
+	}
+	for i, s := range n.Splits {
+		sw := fmt.Sprintf("node %q splits[%d]", name, i)
+		if s == nil || math.IsNaN(float64(s.Weight)) || s.Weight < 0 || s.Weight > 100 {
+			return &ChainError{Where: sw, Err: errors.New("weight must be 0 to 100")}
 		}
-		for i, s := range n.Splits {
-			sw := fmt.Sprintf("node %q splits[%d]", next, i)
-			if s == nil || math.IsNaN(float64(s.Weight)) || s.Weight < 0 || s.Weight > 100 {
-				return &ChainError{Where: sw, Err: errors.New("weight must be 0 to 100")}
-			}
-			rn, err := cc.node(s.NextNode, sw)
-			if err != nil {
-				return err
-			}
-			if rn.Type != api.DiscoveryGraphNodeTypeResolver {
-				return &ChainError{Where: sw, Err: fmt.Errorf("next node %q is a %s, want a resolver", s.NextNode, rn.Type)}
-			}
+		rn, err := cc.node(s.NextNode, sw)
+		if err != nil {
+			return err
+		}
+		sub := share * float64(s.Weight) / 100
+		switch rn.Type {
+		case api.DiscoveryGraphNodeTypeResolver:
 			d, err := cc.resolver(rn, s.NextNode)
 			if err != nil {
 				return err
 			}
-			// Consul keeps two decimals of a weight: hundredths make it a whole number.
-			rc.Split = append(rc.Split, route.WeightedDestination{Destination: d, Weight: uint32(math.Round(float64(s.Weight) * 100))})
+			rc.Split = append(rc.Split, route.WeightedDestination{Destination: d, Weight: uint32(math.Round(sub * 10000))})
+		case api.DiscoveryGraphNodeTypeSplitter:
+			if err := cc.split(rc, rn, s.NextNode, sub, depth+1); err != nil {
+				return err
+			}
+		default:
+			return &ChainError{Where: sw, Err: fmt.Errorf("next node %q is a %s, want a splitter or resolver", s.NextNode, rn.Type)}
 		}
-	default:
-		return &ChainError{Where: where, Err: fmt.Errorf("next node %q is a %q, want a splitter or resolver", next, n.Type)}
+		if len(rc.Split) > maxChainSplits {
+			return &ChainError{Where: sw, Err: fmt.Errorf("more than %d destinations in one split", maxChainSplits)}
+		}
 	}
 	return nil
 }
@@ -269,6 +297,12 @@ func (cc *chainCompiler) target(id, where string) (route.Destination, error) {
 	}
 	if t.Datacenter != "" && cc.c.Datacenter != "" && t.Datacenter != cc.c.Datacenter {
 		return route.Destination{}, &ChainError{Where: where, Err: fmt.Errorf("datacenter %q: only targets in the chain's datacenter %q are supported", t.Datacenter, cc.c.Datacenter)}
+	}
+	if t.Namespace != "" && t.Namespace != "default" {
+		return route.Destination{}, &ChainError{Where: where, Err: fmt.Errorf("namespace %q: only targets in the default namespace are supported", t.Namespace)}
+	}
+	if t.External {
+		return route.Destination{}, &ChainError{Where: where, Err: errors.New("external (terminating gateway) targets are not supported")}
 	}
 	sub, err := ParseSubsetFilter(t.Subset.Filter)
 	if err != nil {

@@ -3,6 +3,10 @@ package consul_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +34,9 @@ func TestParseSubsetFilter(t *testing.T) {
 		{`Service.Tags contains "canary"`, route.Subset{Tags: []string{"canary"}}},
 		{"Service.Meta.version==v1 and \"blue\" in Service.Tags AND Service.Meta.zone == `a`",
 			route.Subset{Meta: map[string]string{"version": "v1", "zone": "a"}, Tags: []string{"blue"}}},
+		// Tags come sorted, each once, whatever the order of the clauses.
+		{`Service.Tags contains "b" and "a" in Service.Tags and "b" in Service.Tags and Service.Meta.zone == z1`,
+			route.Subset{Tags: []string{"a", "b"}, Meta: map[string]string{"zone": "z1"}}},
 	}
 	for _, tc := range good {
 		got, err := consul.ParseSubsetFilter(tc.in)
@@ -49,6 +56,8 @@ func TestParseSubsetFilter(t *testing.T) {
 		`Service.Meta.v == "unterminated`,
 		"Service.Meta.v == a and Service.Meta.v == b",
 		"Service.Meta. == v1",
+		string(make([]byte, 2000)),
+		strings.Repeat(`"t" in Service.Tags and `, 200) + `"t" in Service.Tags`, // longer than 4096 bytes
 	}
 	for _, in := range bad {
 		_, err := consul.ParseSubsetFilter(in)
@@ -164,6 +173,25 @@ func TestCompileChainRefusals(t *testing.T) {
 		"bad regex": {func(c *api.CompiledDiscoveryChain) {
 			c.Nodes["router:web"].Routes[0].Definition.Match.HTTP.QueryParam[0] = api.ServiceRouteHTTPMatchQueryParam{Name: "q", Regex: "("}
 		}, `routes`},
+		"other namespace": {func(c *api.CompiledDiscoveryChain) { c.Targets["api.dc1"].Namespace = "team-a" }, `target "api.dc1"`},
+		"external target": {func(c *api.CompiledDiscoveryChain) { c.Targets["api.dc1"].External = true }, `target "api.dc1"`},
+		"splitter loop": {func(c *api.CompiledDiscoveryChain) {
+			c.Nodes["splitter:web"].Splits[1].NextNode = "splitter:web"
+		}, `node "splitter:web"`},
+		"router in a splitter": {func(c *api.CompiledDiscoveryChain) {
+			c.Nodes["splitter:web"].Splits[1].NextNode = "router:web"
+		}, `node "splitter:web" splits[1]`},
+		"splitters fanning out": {func(c *api.CompiledDiscoveryChain) {
+			// 64 splits of 64 splits of ...: refused at once, not after 64^8 steps.
+			for i := range 8 {
+				n := &api.DiscoveryGraphNode{Type: "splitter"}
+				for range 64 {
+					n.Splits = append(n.Splits, &api.DiscoverySplit{Weight: 1, NextNode: fmt.Sprintf("splitter:%d", i+1)})
+				}
+				c.Nodes[fmt.Sprintf("splitter:%d", i)] = n
+			}
+			c.Nodes["splitter:web"].Splits[1].NextNode = "splitter:0"
+		}, `node "splitter:`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -179,6 +207,65 @@ func TestCompileChainRefusals(t *testing.T) {
 	}
 	_, err := consul.CompileChain(nil, nil)
 	require.Error(t, err)
+}
+
+// Splitters of splitters multiply their weights out; a case-insensitive prefix becomes a
+// case-insensitive regular expression; a router's retry count is kept.
+func TestCompileChainNestedSplitsAndMatches(t *testing.T) {
+	c := &api.CompiledDiscoveryChain{
+		ServiceName: "api", Datacenter: "dc1", StartNode: "router:api",
+		Nodes: map[string]*api.DiscoveryGraphNode{
+			"router:api": {Type: "router", Routes: []*api.DiscoveryRoute{
+				{Definition: &api.ServiceRoute{
+					Match:       &api.ServiceRouteMatch{HTTP: &api.ServiceRouteHTTPMatch{PathPrefix: "/Admin", CaseInsensitive: true}},
+					Destination: &api.ServiceRouteDestination{NumRetries: 3, RetryOnStatusCodes: []uint32{503}},
+				}, NextNode: "resolver:v1"},
+				{Definition: &api.ServiceRoute{Match: &api.ServiceRouteMatch{HTTP: &api.ServiceRouteHTTPMatch{PathPrefix: "/"}}}, NextNode: "splitter:api"},
+			}},
+			"splitter:api":   {Type: "splitter", Splits: []*api.DiscoverySplit{{Weight: 90, NextNode: "resolver:v1"}, {Weight: 10, NextNode: "splitter:inner"}}},
+			"splitter:inner": {Type: "splitter", Splits: []*api.DiscoverySplit{{Weight: 50, NextNode: "resolver:v1"}, {Weight: 50, NextNode: "resolver:v2"}}},
+			"resolver:v1":    {Type: "resolver", Resolver: &api.DiscoveryResolver{Target: "v1.api.default.dc1"}},
+			"resolver:v2":    {Type: "resolver", Resolver: &api.DiscoveryResolver{Target: "v2.api.default.dc1"}},
+		},
+		Targets: map[string]*api.DiscoveryTarget{
+			"v1.api.default.dc1": {Service: "api", Namespace: "default", Datacenter: "dc1", Subset: api.ServiceResolverSubset{Filter: "Service.Meta.version == v1"}},
+			"v2.api.default.dc1": {Service: "api", Namespace: "default", Datacenter: "dc1", Subset: api.ServiceResolverSubset{Filter: "Service.Meta.version == v2"}},
+		},
+	}
+	rules, err := consul.CompileChain(c, nil)
+	require.NoError(t, err)
+	require.Len(t, rules.Routes, 2)
+	r0 := rules.Routes[0]
+	assert.Equal(t, &route.StringMatch{Regex: `(?i)/Admin.*`}, r0.Match.Path)
+	assert.Equal(t, &route.RetryOverride{MaxRetries: 3, Statuses: []int{503}}, r0.Retry)
+	assert.Equal(t, "v1", r0.Destination.Subset.Meta["version"])
+	arms := rules.Routes[1].Split
+	require.Len(t, arms, 3)
+	assert.Equal(t, []uint32{9000, 500, 500}, []uint32{arms[0].Weight, arms[1].Weight, arms[2].Weight})
+	assert.Equal(t, []string{"v1", "v1", "v2"}, []string{arms[0].Subset.Meta["version"], arms[1].Subset.Meta["version"], arms[2].Subset.Meta["version"]})
+	tbl, err := route.Compile(route.Config{Routes: rules.Routes})
+	require.NoError(t, err)
+	req := route.FromHTTP(httptest.NewRequest(http.MethodGet, "http://api/aDmIn/users", nil))
+	if r := tbl.Match(&req); assert.NotNil(t, r) {
+		assert.Equal(t, "consul:api:routes[0]", r.Name(), "case-insensitive prefix")
+	}
+}
+
+// A default chain (Consul's defaults, no router, splitter or resolver entry) adds no route:
+// requests to the service keep what the local configuration says.
+func TestCompileDefaultChain(t *testing.T) {
+	rules, err := consul.CompileChain(&api.CompiledDiscoveryChain{
+		ServiceName: "api", Datacenter: "dc1", Default: true, StartNode: "resolver:api",
+		Nodes: map[string]*api.DiscoveryGraphNode{"resolver:api": {Type: "resolver",
+			Resolver: &api.DiscoveryResolver{Default: true, Target: "api.default.dc1", ConnectTimeout: 5 * time.Second}}},
+		Targets: map[string]*api.DiscoveryTarget{"api.default.dc1": {Service: "api", Datacenter: "dc1"}},
+	}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, "api", rules.Service)
+	assert.Empty(t, rules.Routes)
+	assert.Empty(t, rules.Balancers)
+	_, err = consul.CompileChain(&api.CompiledDiscoveryChain{ServiceName: "", Default: true}, nil)
+	assert.Error(t, err, "a default chain still names its service")
 }
 
 // FuzzCompileChain feeds arbitrary chain answers through the compiler: it must never panic,
@@ -225,6 +312,12 @@ func FuzzParseSubsetFilter(f *testing.F) {
 				t.Fatalf("%q: error %v does not match ErrUnsupportedFilter", s, err)
 			}
 			return
+		}
+		if len(sub.Tags)+len(sub.Meta) > len(s) {
+			t.Fatalf("%q gave more terms than bytes: %+v", s, sub)
+		}
+		if !slices.IsSorted(sub.Tags) || len(slices.Compact(slices.Clone(sub.Tags))) != len(sub.Tags) {
+			t.Fatalf("%q: tags not sorted and unique: %v", s, sub.Tags)
 		}
 		_ = sub.Key()
 	})

@@ -3,6 +3,7 @@ package consul
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,7 +26,7 @@ var ErrUnsupportedFilter = errors.New("consul: unsupported subset filter")
 //
 // Anything else (or, not, !=, matches, Node.*, parentheses) is refused with an error that
 // matches ErrUnsupportedFilter and quotes the expression, rather than guessed at. The empty
-// filter selects every instance.
+// filter selects every instance. The subset's tags are sorted, each once.
 func ParseSubsetFilter(filter string) (route.Subset, error) {
 	var s route.Subset
 	if len(filter) > maxFilterLen {
@@ -53,6 +54,8 @@ func ParseSubsetFilter(filter string) (route.Subset, error) {
 			}
 		}
 	}
+	slices.Sort(s.Tags)
+	s.Tags = slices.Compact(s.Tags)
 	return s, nil
 }
 
