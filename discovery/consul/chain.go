@@ -235,6 +235,9 @@ func (w *ChainWatcher) Close() error {
 	return nil
 }
 
+// Services returns the services whose chains the watcher follows, in the order given.
+func (w *ChainWatcher) Services() []string { return slices.Clone(w.order) }
+
 // Document returns the last document the watcher loaded into its target (JSON), or nil.
 func (w *ChainWatcher) Document() []byte {
 	w.mu.Lock()

@@ -2,6 +2,7 @@ package consul_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -135,4 +136,47 @@ func ExampleWatchChains() {
 	if err == nil {
 		resp.Body.Close()
 	}
+}
+
+// Make a Consul API client for the agent a Config names, to ask it about more than the
+// catalog (config entries, here); a bad address is refused at once. NewAPIClient does not
+// contact the agent.
+func ExampleNewAPIClient() {
+	client, err := consul.NewAPIClient(consul.Config{Address: "https://127.0.0.1:8501", Token: "secret"})
+	if err != nil {
+		panic(err)
+	}
+	entries := client.ConfigEntries() // e.g. entries.Get(api.ServiceResolver, "web", nil)
+	fmt.Println(entries != nil)
+
+	_, err = consul.NewAPIClient(consul.Config{Address: "ftp://127.0.0.1:8500"})
+	fmt.Println(err)
+	// Output:
+	// true
+	// consul: Config.Address "ftp://127.0.0.1:8500": unknown scheme "ftp" (want http or https)
+}
+
+// Compile an answer of /v1/discovery-chain/<service> as the agent wrote it: a resolver with a
+// request timeout (which the api types drop) and a default subset.
+func ExampleCompileChainAnswer() {
+	answer := []byte(`{"Chain": {
+		"ServiceName": "web", "Datacenter": "dc1", "StartNode": "resolver:v1.web.default.default.dc1",
+		"Nodes": {"resolver:v1.web.default.default.dc1": {"Type": "resolver",
+			"Resolver": {"Target": "v1.web.default.default.dc1", "RequestTimeout": "1.5s"}}},
+		"Targets": {"v1.web.default.default.dc1": {"Service": "web", "ServiceSubset": "v1",
+			"Namespace": "default", "Datacenter": "dc1", "Subset": {"Filter": "Service.Meta.version == v1"}}}}}`)
+	rules, err := consul.CompileChainAnswer(answer, nil)
+	if err != nil {
+		panic(err)
+	}
+	r := rules.Routes[0]
+	fmt.Println(r.Name, r.Match.Hosts, r.Destination.Service, r.Destination.Subset.Key(), time.Duration(r.Timeout))
+
+	_, err = consul.CompileChainAnswer([]byte(`{"Chain": {"ServiceName": "web", "StartNode": "r",
+		"Nodes": {"r": {"Type": "resolver", "Resolver": {"Target": "t"}}},
+		"Targets": {"t": {"Service": "web", "Subset": {"Filter": "Service.Meta.version != v1"}}}}}`), nil)
+	fmt.Println(errors.Is(err, consul.ErrUnsupportedFilter))
+	// Output:
+	// consul:web [web] web meta=version=v1 1.5s
+	// true
 }
