@@ -141,3 +141,77 @@ routes:
 	assert.Equal(t, map[string]float64{"v2": 1}, shares(t, hc, "http://chainapi/pinned/x", 50), "the local route still first")
 	assertStatusPage(t, cli, false, chains)
 }
+
+// registerLabel runs a Connect-native instance of m's service answering label, registered
+// with a TTL check set passing, and returns its registration (for its check ID).
+func registerLabel(t *testing.T, m *connect.Mesh, c *api.Client, label string) consul.Registration {
+	t.Helper()
+	h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, label)
+	}), middleware.WithAuthorizer(m))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h, TLSConfig: m.ServerTLS(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: discardLog}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+	reg := consulRegistration(ln)
+	reg.Name = m.Service()
+	reg.Check = &consul.Check{TTL: time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dereg, err := m.Register(ctx, reg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dereg(context.Background()) })
+	require.NoError(t, c.Agent().UpdateTTL(reg.CheckID(), "up", api.HealthPassing))
+	return reg
+}
+
+// A resolver's failover is followed in the mesh: when every mesh endpoint of the primary is
+// critical, the client's requests go to the failover service, and back when one passes again;
+// the resolver's load-balancer policy reaches the destination's policies.
+func TestDiscoveryChainFailoverInMesh(t *testing.T) {
+	a := shared.Agent(t)
+	c := apiClient(t, a)
+	cleanEntries(t, c, [2]string{api.ServiceDefaults, "foapi"}, [2]string{api.ServiceDefaults, "foapi-dr"},
+		[2]string{api.ServiceResolver, "foapi"})
+	primary := newMesh(t, a, "foapi")
+	backup := newMesh(t, a, "foapi-dr")
+	reg := registerLabel(t, primary, c, "primary")
+	registerLabel(t, backup, c, "backup")
+	setEntry(t, c, &api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: "foapi", Protocol: "http"})
+	setEntry(t, c, &api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: "foapi-dr", Protocol: "http"})
+	setEntry(t, c, &api.ServiceResolverConfigEntry{Kind: api.ServiceResolver, Name: "foapi",
+		Failover:     map[string]api.ServiceResolverFailover{"*": {Service: "foapi-dr"}},
+		LoadBalancer: &api.LoadBalancer{Policy: "least_request"}})
+
+	cli := newMesh(t, a, "foweb")
+	rules, err := middleware.NewConfig(middleware.Document{})
+	require.NoError(t, err)
+	chains, err := cli.WatchChains([]string{"foapi"}, rules)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = chains.Close() })
+	tr, err := middleware.NewTransport(cli.Transport(nil), middleware.WithResolver(cli.Resolver()), middleware.WithConfig(rules))
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.CloseIdleConnections(); _ = tr.Close() })
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	answers := func(want string) func() error {
+		return func() error {
+			if s := shares(t, hc, "http://foapi/", 20); s[want] != 1 {
+				return fmt.Errorf("answers %v; document %s", s, chains.Document())
+			}
+			return nil
+		}
+	}
+	eventually(t, 10*time.Second, "the primary answers", answers("primary"))
+	if pol := rules.Destinations()["foapi"]; assert.NotNil(t, pol.Balancer, "the resolver's load balancer") {
+		assert.Equal(t, "least_request", string(pol.Balancer.Policy))
+	}
+
+	require.NoError(t, c.Agent().UpdateTTL(reg.CheckID(), "down", api.HealthCritical))
+	eventually(t, 10*time.Second, "failed over", answers("backup"))
+	require.NoError(t, c.Agent().UpdateTTL(reg.CheckID(), "up", api.HealthPassing))
+	eventually(t, 10*time.Second, "failed back", answers("primary"))
+	assert.False(t, chains.Status().Stale)
+}
