@@ -19,3 +19,5 @@ bench-consul:
 # Runs each fuzz target for a while (go test runs their seed corpora on every test run).
 fuzz:
 	go test -run '^$$' -fuzz FuzzEndpoints -fuzztime 30s ./discovery/consul/
+	go test -run '^$$' -fuzz FuzzCompileChain -fuzztime 30s ./discovery/consul/
+	go test -run '^$$' -fuzz FuzzParseSubsetFilter -fuzztime 30s ./discovery/consul/
