@@ -122,12 +122,33 @@ func (c *Cache) Get(ctx context.Context, service string) (*Snapshot, error) {
 		}
 		return e.snap.Load(), nil
 	case <-ctx.Done():
-		err := ctx.Err()
-		if st := c.Status(service); st.LastError != nil {
-			return nil, fmt.Errorf("discovery: waiting for the first set of %q: %w (last error: %v)", service, err, st.LastError)
-		}
-		return nil, err
+		return nil, &FirstSetError{Service: service, Err: ctx.Err(), Cause: c.Status(service).LastError}
 	}
+}
+
+// FirstSetError is [Cache.Get]'s error when its context ends before the resolver's first
+// answer: which service, the context's error (context.DeadlineExceeded or
+// context.Canceled), and the resolver's last error when it had one (an agent refusing
+// connections, say). errors.Is matches both Err and Cause.
+type FirstSetError struct {
+	Service string
+	Err     error // the context's error
+	Cause   error // the resolver's last error; nil when it had none
+}
+
+func (e *FirstSetError) Error() string {
+	if e.Cause == nil {
+		return fmt.Sprintf("discovery: no first set of %q: %v", e.Service, e.Err)
+	}
+	return fmt.Sprintf("discovery: no first set of %q: %v; last error: %v", e.Service, e.Err, e.Cause)
+}
+
+// Unwrap returns Err and Cause, so that errors.Is and errors.As see both.
+func (e *FirstSetError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
 }
 
 func isReady(e *entry) bool {

@@ -10,7 +10,25 @@ import (
 const (
 	defaultMaxDestinations = 1000
 	defaultDestinationIdle = 10 * time.Minute
+	defaultDiscoveryWait   = 5 * time.Second
 )
+
+// WithDiscoveryWait bounds how long a request waits for the first endpoints of a service the
+// Transport does not follow yet: past d, or past the request's own deadline if that comes
+// first, the request fails with an error naming the service that matches
+// context.DeadlineExceeded and holds a *discovery.FirstSetError whose Cause is the resolver's
+// last error (a Consul agent refusing connections, say). Later requests wait again, each no
+// longer than d, while the watch goes on. Default 5 s.
+//
+// Taken by NewTransport (a gRPC channel waits for its resolver as grpc-go decides).
+func WithDiscoveryWait(d time.Duration) TransportOption {
+	return transportOption(func(c *config) {
+		if d <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("middleware: WithDiscoveryWait must be positive, got %v", d))
+		}
+		c.discoveryWait = d
+	})
+}
 
 // WithMaxDestinations caps the destinations a Transport follows at once: the services (and
 // route subsets) its requests went to, each with a discovery watch, a balancer and breakers.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/proxyless/proxyless/discovery/consul"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -130,21 +133,58 @@ func (w *silentWatch) Next(ctx context.Context) ([]discovery.Endpoint, error) {
 }
 func (w *silentWatch) Close() error { close(w.closed); return nil }
 
-// With no discovery answer, a request fails within the transport's timeout rather than
-// hanging: WithTimeout, else WithAttemptTimeout, bounds the wait for the first set.
+// With no discovery answer, a request fails within the discovery wait rather than hanging,
+// or sooner when its own deadline comes first.
 func TestFirstDiscoveryAnswerIsBounded(t *testing.T) {
-	for _, opt := range []middleware.TransportOption{
-		middleware.WithTimeout(200 * time.Millisecond),
-		middleware.WithAttemptTimeout(200 * time.Millisecond),
+	for _, tc := range []struct {
+		name   string
+		opts   []middleware.TransportOption
+		within time.Duration
+	}{
+		{"discovery wait", []middleware.TransportOption{middleware.WithDiscoveryWait(300 * time.Millisecond)}, 300 * time.Millisecond},
+		{"overall timeout first", []middleware.TransportOption{middleware.WithDiscoveryWait(time.Minute), middleware.WithTimeout(200 * time.Millisecond)}, 200 * time.Millisecond},
 	} {
-		tr, err := middleware.NewTransport(nil, middleware.WithResolver(silentDiscovery{}), opt)
-		require.NoError(t, err)
-		start := time.Now()
-		_, err = (&http.Client{Transport: tr}).Get("http://payments/")
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.ErrorContains(t, err, `no endpoints of "payments"`)
-		assert.Less(t, time.Since(start), 2*time.Second)
-		require.NoError(t, tr.Close())
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := middleware.NewTransport(nil, append(tc.opts, middleware.WithResolver(silentDiscovery{}))...)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, tr.Close()) }()
+			start := time.Now()
+			_, err = (&http.Client{Transport: tr}).Get("http://payments/")
+			took := time.Since(start)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.ErrorContains(t, err, `"payments"`)
+			assert.GreaterOrEqual(t, took, tc.within)
+			assert.Less(t, took, tc.within+2*time.Second)
+		})
 	}
+}
+
+// The quick start with no Consul agent: the request fails within the discovery wait with a
+// typed error naming the service and the agent's refusal.
+func TestNoAgentFailsWithTheCause(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now: connections are refused
+	r, err := consul.New(consul.Config{Address: addr, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer r.Close()
+	tr, err := middleware.NewTransport(nil, middleware.WithResolver(r), middleware.WithDiscoveryWait(500*time.Millisecond))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tr.Close()) }()
+	_, err = (&http.Client{Transport: tr}).Get("http://payments/")
+	require.Error(t, err)
+	var fse *discovery.FirstSetError
+	require.ErrorAs(t, err, &fse)
+	assert.Equal(t, "payments", fse.Service)
+	require.Error(t, fse.Cause, "the resolver's last error")
+	assert.ErrorContains(t, fse.Cause, "connection refused")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	t.Log(err)
+}
+
+func TestWithDiscoveryWaitValidated(t *testing.T) {
+	_, err := middleware.NewTransport(nil, middleware.WithDiscoveryWait(0))
+	assert.ErrorContains(t, err, "WithDiscoveryWait")
 }

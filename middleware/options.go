@@ -105,6 +105,7 @@ type config struct {
 	shadowLimit   int                // mirrored requests in flight at most: routing.go
 	maxDests      int                // destinations followed at most: destinations.go
 	destIdle      time.Duration      // how long an unused destination is kept: destinations.go
+	discoveryWait time.Duration      // WithDiscoveryWait; 0: the default: destinations.go
 	tel           []telemetry.Option // telemetry providers: telemetry.go
 	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
 	limits        *balancer.Limits   // WithLimits, set into balancer.Limits: limits.go

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -261,24 +262,17 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 	return t.addDestination(key, service, subset, shadow, snap)
 }
 
-// defaultDiscoveryWait bounds the wait for a service's first endpoint set when the transport
-// has no timeout of its own: a resolver that cannot answer (no Consul agent reachable, say)
-// fails the request instead of holding it for ever.
-const defaultDiscoveryWait = 10 * time.Second
-
 // firstSet returns service's endpoints, waiting for the first set no longer than the
-// request's own deadline, the transport's timeout (WithTimeout, else WithAttemptTimeout) or
-// defaultDiscoveryWait.
+// request's own deadline, the discovery wait (WithDiscoveryWait) or the transport's overall
+// timeout (WithTimeout): a resolver that cannot
+// answer (no Consul agent reachable, say) fails the request instead of holding it for ever.
 func (t *Transport) firstSet(ctx context.Context, service string) (*discovery.Snapshot, error) {
 	if snap := t.cache.Load(service); snap != nil {
 		return snap, nil
 	}
-	wait := defaultDiscoveryWait
-	switch {
-	case t.pol.timeout > 0:
-		wait = t.pol.timeout
-	case t.pol.attemptTO > 0:
-		wait = t.pol.attemptTO
+	wait := cmp.Or(t.cfg.discoveryWait, defaultDiscoveryWait)
+	if to := t.pol.timeout; to > 0 && to < wait { // WithTimeout bounds the whole request
+		wait = to
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
