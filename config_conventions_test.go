@@ -26,7 +26,7 @@ var configTypes = []any{
 	balancer.Config{}, grpcbalancer.Config{}, breaker.Config{}, ratelimit.KeyedConfig{}, ratelimit.ClientIPConfig{},
 	overload.AdaptiveConfig{}, overload.ThrottlerConfig{}, redis.Config{}, route.Config{},
 	middleware.RetryPolicy{}, middleware.HedgePolicy{}, middleware.Document{},
-	auth.ServerTLSConfig{}, auth.ClientTLSConfig{}, auth.Issuer{},
+	auth.ServerTLSConfig{}, auth.ClientTLSConfig{}, auth.Issuer{}, auth.ConsumersConfig{},
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

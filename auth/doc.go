@@ -10,7 +10,9 @@
 // interceptors around a Validator; [Transport] and [PerRPCCredentials] (credentials.go) attach
 // tokens to outbound calls; [ServerTLS] and [ClientTLS] (tls.go) build *tls.Config values;
 // [PeerAuthorizer] (peer.go) checks mTLS peers during the handshake and in HTTP and gRPC
-// servers.
+// servers. [Consumers] (consumers.go) is an API gateway's registry of consumers: API keys
+// (stored as SHA-256 hashes) and JWT subjects mapped to a consumer and its plan, reloadable
+// from a file or Consul; middleware.WithConsumers applies the plans' routes and quotas.
 //
 // JWT signatures are checked by github.com/go-jose/go-jose/v4; this package only chooses which
 // key may check which token, and never trusts key material or key locations carried by the

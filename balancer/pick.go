@@ -37,6 +37,9 @@ func (t *Tried) Add(p Pick) {
 // Len returns the number of endpoints remembered, at most MaxTried.
 func (t *Tried) Len() int { return int(min(t.n, MaxTried)) }
 
+// Contains reports whether the endpoint of p is among those remembered.
+func (t *Tried) Contains(p Pick) bool { return p.state != nil && t.has(p.state) }
+
 func (t *Tried) has(e *endpointState) bool {
 	for i := range min(t.n, MaxTried) {
 		if t.eps[i] == e {

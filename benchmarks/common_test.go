@@ -79,7 +79,7 @@ func proxyless(b *testing.B, base http.RoundTripper, addrs []string, opts ...mid
 	for i, a := range addrs {
 		eps[i] = discovery.Endpoint{Addr: a}
 	}
-	opts = append([]middleware.TransportOption{middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps}))}, opts...)
+	opts = append([]middleware.TransportOption{middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps}))}, opts...)
 	tr, err := middleware.NewTransport(base, opts...)
 	if err != nil {
 		b.Fatal(err)

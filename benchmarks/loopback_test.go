@@ -90,7 +90,7 @@ func BenchmarkLoopbackGRPC(b *testing.B) {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	addr := lis.Addr().String()
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
 	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
 	run := func(name, target string, dopts ...grpc.DialOption) {
 		b.Run("impl="+name, func(b *testing.B) {

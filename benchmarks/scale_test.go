@@ -187,7 +187,7 @@ func BenchmarkMemoryPerEndpoint(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("n=%d/impl=transport", n), func(b *testing.B) {
 			measure(b, func(eps []discovery.Endpoint) func() {
-				tr, err := middleware.NewTransport(noopTransport{}, middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})))
+				tr, err := middleware.NewTransport(noopTransport{}, middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps})))
 				if err != nil {
 					b.Fatal(err)
 				}

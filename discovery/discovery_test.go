@@ -51,7 +51,7 @@ func TestEffectiveWeight(t *testing.T) {
 }
 
 func TestStaticWatch(t *testing.T) {
-	s := discovery.NewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
+	s := discovery.MustNewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
@@ -107,7 +107,7 @@ func TestStaticWatch(t *testing.T) {
 }
 
 func TestCache(t *testing.T) {
-	s := discovery.NewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
+	s := discovery.MustNewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
 	c, err := discovery.NewCache(s)
 	require.NoError(t, err)
 	defer c.Close()
@@ -194,7 +194,7 @@ func TestNewCacheNil(t *testing.T) {
 // Forget ends a service's watch and its goroutine, releases readers of its last snapshot, and
 // lets a later Get follow it afresh.
 func TestCacheForget(t *testing.T) {
-	s := discovery.NewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
+	s := discovery.MustNewStatic(map[string][]discovery.Endpoint{"a": eps("127.0.0.1:1")})
 	c, err := discovery.NewCache(s)
 	require.NoError(t, err)
 	defer c.Close()

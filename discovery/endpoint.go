@@ -129,6 +129,28 @@ type StatusReporter interface {
 // "not a service" and pass the request through.
 var ErrUnknownService = errors.New("discovery: unknown service")
 
+// Knower is implemented by resolvers that know, without the network, every service they serve
+// (as [Static] does). Knows reports whether the resolver serves service: a false answer means a
+// Watch of it fails with [ErrUnknownService]. Middleware asks it when routes load, so that a
+// route to a service the resolver does not know is refused then rather than failing each
+// request. Resolvers that learn their services from a network source (Consul, DNS) do not
+// implement it.
+type Knower interface {
+	Knows(service string) bool
+}
+
+// CheckKnown returns a check that refuses, with an error wrapping [ErrUnknownService], a
+// service k does not know: for route.WithServiceCheck, so that a route table (and every
+// reload of it) naming such a service is refused when it loads.
+func CheckKnown(k Knower) func(service string) error {
+	return func(service string) error {
+		if !k.Knows(service) {
+			return fmt.Errorf("%w: %q", ErrUnknownService, service)
+		}
+		return nil
+	}
+}
+
 // ErrClosed is returned by Next after the watcher (or cache) is closed.
 var ErrClosed = errors.New("discovery: watcher closed")
 

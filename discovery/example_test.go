@@ -9,9 +9,12 @@ import (
 )
 
 func ExampleNewStatic() {
-	r := discovery.NewStatic(map[string][]discovery.Endpoint{
+	r, err := discovery.NewStatic(map[string][]discovery.Endpoint{
 		"payments": {{Addr: "127.0.0.1:8081"}, {Addr: "127.0.0.1:8082", Weight: 3}},
 	})
+	if err != nil {
+		panic(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 
@@ -23,7 +26,9 @@ func ExampleNewStatic() {
 	eps, _ := w.Next(ctx)
 	fmt.Println(len(eps), eps[1].Addr, eps[1].EffectiveWeight())
 
-	r.Set("payments", []discovery.Endpoint{{Addr: "127.0.0.1:8083"}})
+	if err := r.Set("payments", []discovery.Endpoint{{Addr: "127.0.0.1:8083"}}); err != nil {
+		panic(err)
+	}
 	eps, _ = w.Next(ctx)
 	fmt.Println(eps[0].Addr)
 	// Output:
@@ -31,8 +36,16 @@ func ExampleNewStatic() {
 	// 127.0.0.1:8083
 }
 
+// A bad address is refused when the resolver is made, naming the entry.
+func ExampleNewStatic_invalid() {
+	_, err := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {{Addr: "not-an-address"}}})
+	fmt.Println(err)
+	// Output:
+	// discovery: NewStatic: services["payments"][0]: endpoint address "not-an-address": address not-an-address: missing port in address
+}
+
 func ExampleNewCache() {
-	r := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {{Addr: "127.0.0.1:8081"}}})
+	r := discovery.MustNewStatic(map[string][]discovery.Endpoint{"payments": {{Addr: "127.0.0.1:8081"}}})
 	cache, err := discovery.NewCache(r)
 	if err != nil {
 		panic(err)

@@ -2,7 +2,9 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -22,35 +24,82 @@ type staticService struct {
 	changed chan struct{} // guarded by Static.mu; closed and replaced on every Set
 }
 
-var _ Resolver = (*Static)(nil)
+var (
+	_ Resolver = (*Static)(nil)
+	_ Knower   = (*Static)(nil)
+)
 
 // NewStatic returns a resolver serving services, a map from service name to its endpoints.
-// The map and slices are copied.
-func NewStatic(services map[string][]Endpoint) *Static {
+// The map and slices are copied. Every service name must be non-empty and every endpoint
+// valid (see [Endpoint.Validate]: host:port, a port from 1 to 65535); otherwise NewStatic
+// returns an error naming the service and the bad entry, such as
+// `discovery: NewStatic: services["payments"][1]: endpoint address "not-an-address": missing port in address`.
+func NewStatic(services map[string][]Endpoint) (*Static, error) {
 	s := &Static{services: make(map[string]*staticService, len(services))}
 	for name, eps := range services {
+		if err := validateSet(name, eps); err != nil {
+			return nil, fmt.Errorf("discovery: NewStatic: %w", err)
+		}
 		s.services[name] = &staticService{eps: Clone(eps), version: 1, changed: make(chan struct{})}
+	}
+	return s, nil
+}
+
+// MustNewStatic is NewStatic for literal endpoint sets (tests, examples): it panics where
+// NewStatic returns an error.
+func MustNewStatic(services map[string][]Endpoint) *Static {
+	s, err := NewStatic(services)
+	if err != nil {
+		panic(err)
 	}
 	return s
 }
 
+// validateSet checks a service name and its endpoints, naming the bad entry.
+func validateSet(service string, eps []Endpoint) error {
+	if service == "" {
+		return errors.New("service name is empty")
+	}
+	for i, e := range eps {
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("services[%q][%d]: %s", service, i, strings.TrimPrefix(err.Error(), "discovery: "))
+		}
+	}
+	return nil
+}
+
+// Knows reports whether service was given to NewStatic or Set (and not deleted since). A
+// Static refuses every other name with [ErrUnknownService].
+func (s *Static) Knows(service string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.services[service]
+	return ok
+}
+
 // Set replaces the endpoints of service, adding the service if it is new; watchers of the
-// service see the new set; setting the set a service already has changes nothing. Set with a nil or empty slice leaves the service known but empty.
-func (s *Static) Set(service string, eps []Endpoint) {
+// service see the new set; setting the set a service already has changes nothing. Set with a
+// nil or empty slice leaves the service known but empty. An empty service name or an invalid
+// endpoint (see [NewStatic]) is refused with an error naming it, and nothing changes.
+func (s *Static) Set(service string, eps []Endpoint) error {
+	if err := validateSet(service, eps); err != nil {
+		return fmt.Errorf("discovery: Set: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	svc, ok := s.services[service]
 	if !ok {
 		s.services[service] = &staticService{eps: Clone(eps), version: 1, changed: make(chan struct{})}
-		return
+		return nil
 	}
 	if Equal(svc.eps, eps) {
-		return
+		return nil
 	}
 	svc.eps = Clone(eps)
 	svc.version++
 	close(svc.changed)
 	svc.changed = make(chan struct{})
+	return nil
 }
 
 // Delete forgets service. Open watchers keep their last set; new watches fail with

@@ -44,7 +44,7 @@ func proxylessTransport(b *testing.B, base http.RoundTripper, addrs ...string) *
 	for i, a := range addrs {
 		eps[i] = discovery.Endpoint{Addr: a}
 	}
-	tr, err := middleware.NewTransport(base, middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})))
+	tr, err := middleware.NewTransport(base, middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps})))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -135,6 +135,7 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		defer func() { tr.EndGRPC(winner, kind, err) }()
 	}
 	pol, rt := &c.pol, grpcRoute{}
+	ownCC, ownInvoker := cc, invoker
 	if c.cfg.routes != nil {
 		if rt, err = c.route(ctx, method, cc, tr); err != nil {
 			return err
@@ -172,6 +173,11 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		u.run.OnBudgetRefused = tr.BudgetRefused
 	}
 	res := engine.Run(ctx, &u.run)
+	if fcc := c.fallbackConn(&rt, ownCC, res); fcc != nil { // grpc_fallback.go
+		res.Release()
+		u = u.to(fcc, ownCC, ownInvoker)
+		res = engine.Run(ctx, &u.run)
+	}
 	res.Release()
 	rt.done(res.Outcome.Kind)
 	kind = res.Outcome.Kind
@@ -261,6 +267,7 @@ func (u *grpcUnary) sendAttempt(a *engine.Attempt) (*grpcAttempt, error) {
 func (u *grpcUnary) Classify(a *engine.Attempt, w *grpcAttempt, err error, cause outcome.Cause) (outcome.Outcome, bool) {
 	if w.att.BreakerRefused() {
 		u.c.stats.BreakerRefusals.Add(1) // once per attempt, however many breakers refused
+		w.ta.AttemptRefused()
 	}
 	if errors.Is(err, balancer.ErrOverflow) { // a destination's limit refused it: nothing was sent
 		w.ta.End(outcome.LocalRefusal)

@@ -33,6 +33,7 @@ type httpCall struct {
 	idempotent bool    // the request may be sent again in full
 	replayable bool    // its body can be sent again
 	url        url.URL // the first attempt's URL, in the call's allocation
+	key        uint64  // the request's hash key; 0: none
 
 	call engine.Call[*http.Response]
 }
@@ -40,10 +41,11 @@ type httpCall struct {
 var _ engine.Sender[*http.Response] = (*httpCall)(nil)
 
 // send runs req's attempts through the engine under pol and returns the winning response,
-// whose body, once closed, releases the attempt's and the call's contexts.
-// key is the request's hash key (0: none).
-func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request, key uint64) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
-	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host}
+// whose body, once closed, releases the attempt's and the call's contexts. When its route
+// (rs, when routed) has a fallback, attempts d cannot take go there: fallback.go. key is the
+// request's hash key (0: none).
+func (t *Transport) send(ctx context.Context, req *http.Request, d *destination, pol *policies, tr *telemetry.Request, rs *routeState, key uint64) (*http.Response, *telemetry.Attempt, outcome.Kind, error) {
+	c := &httpCall{t: t, d: d, pol: pol, tr: tr, req: req, host: req.Host, key: key}
 	if c.host == "" {
 		c.host = req.URL.Host
 	}
@@ -52,12 +54,9 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 	}
 	c.replayable = !pol.retry.Disable && c.body.replayable()
 	c.idempotent = c.replayable && pol.retry.idempotent(req)
-	cl := &c.call // set field by field: see engine.Run
-	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &pol.eng, t.bud, &t.stats, c, &d.eng
-	// An upgrade is never hedged: two handshakes would open two connections.
-	cl.Hedgeable, cl.Latency, cl.CallerGone, cl.HashKey = c.idempotent && !isUpgrade(req), d.latencyFor(pol), requestCancelled(req), key
-	if tr != nil {
-		cl.OnBudgetRefused = tr.BudgetRefused
+	c.prepare()
+	if rs != nil {
+		t.withFallback(&c.call, req, rs) // fallback.go
 	}
 	res := engine.Run(ctx, &c.call)
 	ta, _ := attemptTelemetry(res.Attempt)
@@ -75,6 +74,21 @@ func (t *Transport) send(ctx context.Context, req *http.Request, d *destination,
 		res.Value.Body = streamBody(res.Value, pol.idle, res.Release) // stream.go
 	}
 	return res.Value, ta, res.Outcome.Kind, nil
+}
+
+// prepare fills the engine call for c's destination.
+func (c *httpCall) prepare() {
+	cl := &c.call // set field by field: see engine.Run
+	cl.Policy, cl.Budget, cl.Stats, cl.Sender, cl.Dest = &c.pol.eng, c.t.bud, &c.t.stats, c, &c.d.eng
+	if c.d.shadow { // a mirrored copy: counted apart, and paying its retries from a budget of its own
+		cl.Budget, cl.Stats = c.t.shadow.bud, &c.t.shadow.stats
+	}
+	// An upgrade is never hedged: two handshakes would open two connections.
+	cl.Hedgeable, cl.Latency, cl.CallerGone = c.idempotent && !isUpgrade(c.req), c.d.latencyFor(c.pol), requestCancelled(c.req)
+	cl.HashKey = c.key
+	if c.tr != nil {
+		cl.OnBudgetRefused = c.tr.BudgetRefused
+	}
 }
 
 // requestCancelled returns a function that reports whether the caller cancelled req through
@@ -133,6 +147,9 @@ func (c *httpCall) sendAttempt(a *engine.Attempt, lim *balancer.Limiter) (*http.
 		refused = c.tr.BreakerRefused
 	}
 	if err := a.Admit(refused); err != nil {
+		if errors.Is(err, breaker.ErrOpen) {
+			c.tr.AttemptRefused() // once, as Stats.BreakerRefusals
+		}
 		return nil, err
 	}
 	ctx := a.Context()

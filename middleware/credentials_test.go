@@ -54,7 +54,7 @@ func recordingServer(t *testing.T, redirect string) (*httptest.Server, *authLog)
 func TestCredentialsOnlyToMeshDestinations(t *testing.T) {
 	outside, outsideLog := recordingServer(t, "")
 	mesh, meshLog := recordingServer(t, outside.URL+"/landed")
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: mesh.Listener.Addr().String()}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: mesh.Listener.Addr().String()}}})
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
 	tr, err := middleware.NewTransport(base, middleware.WithResolver(static), middleware.WithCredentials(auth.StaticToken("secret")))
@@ -86,7 +86,7 @@ func (f *fakeBase) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func TestCredentialsNotInClearTextOffLoopback(t *testing.T) {
 	// TEST-NET addresses never dialled: the fake base answers.
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "192.0.2.7:80"}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "192.0.2.7:80"}}})
 	for _, tc := range []struct {
 		name, url string
 		allow     bool

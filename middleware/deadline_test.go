@@ -59,7 +59,7 @@ func clientFor(t *testing.T, services map[string]*httptest.Server, opts ...middl
 		m[name] = []discovery.Endpoint{{Addr: strings.TrimPrefix(s.URL, "http://")}}
 	}
 	base := &http.Transport{}
-	tr, err := middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(discovery.NewStatic(m))}, opts...)...)
+	tr, err := middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(discovery.MustNewStatic(m))}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, tr.Close()); base.CloseIdleConnections() })
 	return &http.Client{Transport: tr}

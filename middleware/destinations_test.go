@@ -24,7 +24,7 @@ import (
 type anyService struct{ addr string }
 
 func (r anyService) Watch(_ context.Context, service string) (discovery.Watcher, error) {
-	return discovery.NewStatic(map[string][]discovery.Endpoint{service: {{Addr: r.addr}}}).Watch(context.Background(), service)
+	return discovery.MustNewStatic(map[string][]discovery.Endpoint{service: {{Addr: r.addr}}}).Watch(context.Background(), service)
 }
 
 func get(t *testing.T, c *http.Client, host string) error {

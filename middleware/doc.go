@@ -18,7 +18,8 @@
 //	                                               WithHedge, WithLogger, WithRateLimit,
 //	                                               WithRateLimiter, WithConcurrencyLimit,
 //	                                               WithCredentials, WithRoutes
-//	HandlerOption     NewHandler                   WithMaxServerDeadline, WithDeadlineTrust
+//	HandlerOption     NewHandler, NewGateway       WithMaxServerDeadline, WithDeadlineTrust, WithCORS, WithMaxRequestBody,
+//	                                               WithEdgeRoutes, WithConsumers
 //	GRPCServerOption  NewGRPCServer                (only the shared types below)
 //	ServerOption      both servers                 WithJWT, WithPeerAuthorization,
 //	                                               WithServerRateLimit, WithServerFaults,
@@ -33,6 +34,10 @@
 // WithConfig takes a Config: a Document of routes and of each destination's policies
 // (balancer, breaker, retry, hedge, timeouts, limits), which route/reload keeps in step with a
 // file or a Consul key; the Transport applies each new one to new requests.
+//
+// NewGateway (and NewReverseProxy) put NewHandler's stages, the edge ones included, in front
+// of an httputil.ReverseProxy over a Transport: an edge gateway whose upstreams are the mesh's
+// services.
 //
 // One WithServerRateLimit serves both servers: its KeyFunc reads an HTTP request and a gRPC
 // call alike through Incoming (KeyByClientIP, KeyByHeader, KeyBySubject).

@@ -82,7 +82,7 @@ func newDynamicFixture(t *testing.T) *dynamicFixture {
 	f.brk.Set(faultbackend.Status(503))
 	f.lbSlow.Set(faultbackend.Slow(150 * time.Millisecond))
 	f.inflight.Set(faultbackend.Slow(500 * time.Millisecond))
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"flaky": {{Addr: f.flaky.Addr()}}, "slow": {{Addr: f.slow.Addr()}},
 		"hedged": {{Addr: f.hedgedA.Addr()}, {Addr: f.hedgedB.Addr()}},
 		"brk":    {{Addr: f.brk.Addr()}}, "lim": {{Addr: f.lim.Addr()}},

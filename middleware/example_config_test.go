@@ -20,7 +20,7 @@ func ExampleWithConfig() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer backend.Close()
-	resolver := discovery.NewStatic(map[string][]discovery.Endpoint{
+	resolver := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"payments": {{Addr: strings.TrimPrefix(backend.URL, "http://")}},
 	})
 

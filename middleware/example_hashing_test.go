@@ -25,7 +25,7 @@ func ExampleWithBalancer_hashPolicy() {
 		eps = append(eps, discovery.Endpoint{Addr: strings.TrimPrefix(srv.URL, "http://")})
 	}
 	tr, err := middleware.NewTransport(nil,
-		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"carts": eps})),
+		middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"carts": eps})),
 		middleware.WithBalancer(balancer.Config{
 			Policy: balancer.PolicyMaglev, // or balancer.PolicyRingHash
 			HashPolicy: []balancer.HashPolicy{

@@ -19,7 +19,7 @@ func ExampleNewTransport() {
 	defer backend.Close()
 
 	// Discovery: the service "hello" has one endpoint. Consul or DNS work the same way.
-	resolver := discovery.NewStatic(map[string][]discovery.Endpoint{
+	resolver := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"hello": {{Addr: strings.TrimPrefix(backend.URL, "http://")}},
 	})
 	tr, err := middleware.NewTransport(nil,

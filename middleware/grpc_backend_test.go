@@ -233,7 +233,9 @@ func newGRPCFixtureWith(t testing.TB, backends []*grpcBackend, extra []grpc.Dial
 	for i, b := range backends {
 		eps[i] = b.endpoint()
 	}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
+	// "other" is known without endpoints, so that routes may name it (a route to a service
+	// the resolver does not know is refused when the client is made).
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps, "other": nil})
 	opts = append([]middleware.GRPCClientOption{middleware.WithGRPCStatsHandler(nil)}, opts...)
 	f := &grpcFixture{static: static, backends: backends}
 	f.gc = newGRPCClient(t, static, opts...)

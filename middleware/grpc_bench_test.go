@@ -21,7 +21,7 @@ import (
 // circuit breaker.
 func BenchmarkGRPCUnary(b *testing.B) {
 	be := newGRPCBackend(b, "a")
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {be.endpoint()}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {be.endpoint()}})
 	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
 	run := func(b *testing.B, target string, dopts ...grpc.DialOption) {
 		conn, err := grpc.NewClient(target, append(dopts, creds)...)

@@ -133,6 +133,9 @@ func NewGRPCClient(r discovery.Resolver, opts ...GRPCClientOption) (*GRPCClient,
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRoutedServices(c.cfg.routes, r); err != nil { // servicecheck.go
+		return nil, err
+	}
 	mon := grpcbalancer.NewMonitor()
 	dopts := []grpc.DialOption{
 		grpc.WithResolvers(grpcresolver.NewBuilder(r, grpcresolver.WithAttributes(grpcbalancer.WithMonitor(nil, mon)))),
@@ -189,6 +192,7 @@ type grpcClient struct {
 	serviceConfig string
 	routed        *routedChannels      // channels to the destinations routes choose: grpc_routed.go
 	routePol      routeOverrides       // merged per-route policies, when routed
+	fallbacks     atomic.Int64         // calls sent to their route's fallback: grpc_fallback.go
 	tel           *telemetry.Telemetry // spans and metrics; nil after an invalid option
 	dest          atomic.Pointer[grpcDestination]
 	latency       sync.Map     // channel target → *latency.Histogram, for quantile hedging
@@ -258,14 +262,16 @@ func newGRPCClient(opts []GRPCClientOption) (*grpcClient, error) {
 }
 
 // attemptDone counts attempt a once it is over: as sent when the picker gave it an endpoint,
-// and as one breaker refusal when a breaker refused it, however many did.
-func (c *grpcClient) attemptDone(a *grpcbalancer.Attempt) {
+// and as one breaker refusal when a breaker refused it, however many did; refused says so.
+func (c *grpcClient) attemptDone(a *grpcbalancer.Attempt) (refused bool) {
 	if a.Endpoint() != "" {
 		c.stats.Attempts.Add(1)
 	}
 	if a.BreakerRefused() {
 		c.stats.BreakerRefusals.Add(1)
+		return true
 	}
+	return false
 }
 
 // budgetRefused counts a retry or hedge the budget refused, in the stats and telemetry.
@@ -384,11 +390,12 @@ func grpcRefusal(kind, service string, err error) error {
 
 // grpcRoute is what a call's route decided.
 type grpcRoute struct {
-	pol     *policies        // the client's, or the route's overrides merged into them
-	cc      *grpc.ClientConn // the routed channel when the route sends the call elsewhere; nil: the call's own
-	dec     route.Decision   // for canary analysis
-	matched bool
-	start   time.Time
+	pol      *policies        // the client's, or the route's overrides merged into them
+	cc       *grpc.ClientConn // the routed channel when the route sends the call elsewhere; nil: the call's own
+	dec      route.Decision   // for canary analysis
+	matched  bool
+	fellBack bool // sent to the route's fallback: grpc_fallback.go
+	start    time.Time
 }
 
 // done reports a unary call's outcome to the canary analysis of its route, as the outcome
@@ -397,7 +404,9 @@ func (r *grpcRoute) done(k outcome.Kind) {
 	if !r.matched {
 		return
 	}
-	if failed, counted := k.CanaryFailed(); counted {
+	if r.fellBack { // the side chosen refused the call: its failure, whatever the fallback did
+		r.dec.Done(route.Outcome{Latency: time.Since(r.start), Failed: true})
+	} else if failed, counted := k.CanaryFailed(); counted {
 		r.dec.Done(route.Outcome{Latency: time.Since(r.start), Failed: failed})
 	}
 }
@@ -476,6 +485,7 @@ func (g *GRPCClient) Stats() Stats {
 	st := statsOf(&g.c.stats, g.c.bud)
 	st.BreakerOpens, st.Ejections = g.mon.BreakerOpens(), int64(g.mon.Ejections())
 	st.Overflows = g.c.overflows.Load()
+	st.Fallbacks = g.c.fallbacks.Load()
 	return st
 }
 

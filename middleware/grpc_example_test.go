@@ -37,7 +37,7 @@ func ExampleNewGRPCClient() {
 	defer stop1()
 	addr2, stop2 := serveHealth()
 	defer stop2()
-	resolver := discovery.NewStatic(map[string][]discovery.Endpoint{
+	resolver := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"inventory": {{Addr: addr1}, {Addr: addr2}},
 	})
 

@@ -195,7 +195,7 @@ func (f *grpcFixture) streamFrom(t *testing.T, edit func(context.Context) contex
 }
 
 func TestGRPCClientRefusesHTTPHashPolicies(t *testing.T) {
-	r := discovery.NewStatic(nil)
+	r := discovery.MustNewStatic(nil)
 	for _, hp := range []balancer.HashPolicy{{Cookie: "session"}, {QueryParameter: "tenant"}} {
 		_, err := middleware.NewGRPCClient(r, hashing(balancer.PolicyMaglev, hp))
 		require.Error(t, err)

@@ -228,7 +228,9 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 	for ; ; n++ {
 		actx, cancel, a, ta := s.attempt(n, kind, waited)
 		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
-		s.c.attemptDone(a)
+		if s.c.attemptDone(a) {
+			ta.AttemptRefused()
+		}
 		if err == nil {
 			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, outcome.Success, nil
 		}

@@ -86,7 +86,7 @@ func TestGRPCNonRetryableCodes(t *testing.T) {
 
 func TestGRPCRetryCodesValidation(t *testing.T) {
 	for _, code := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.OK} {
-		_, err := middleware.NewGRPCClient(discovery.NewStatic(nil), middleware.WithGRPCRetryCodes(codes.Unavailable, code))
+		_, err := middleware.NewGRPCClient(discovery.MustNewStatic(nil), middleware.WithGRPCRetryCodes(codes.Unavailable, code))
 		require.Error(t, err, "a config error is the constructor's, not every call's")
 		assert.ErrorContains(t, err, "middleware: WithGRPCRetryCodes")
 	}
@@ -327,7 +327,7 @@ func TestGRPCRetryBudgetBoundsOutage(t *testing.T) {
 // NewGRPCClient refuses the HTTP-only settings of shared configurations, naming them, rather
 // than ignore them.
 func TestNewGRPCClientRefusesHTTPSettings(t *testing.T) {
-	static := discovery.NewStatic(nil)
+	static := discovery.MustNewStatic(nil)
 	_, err := middleware.NewGRPCClient(nil)
 	assert.ErrorContains(t, err, "middleware: NewGRPCClient: resolver is nil")
 	for _, tc := range []struct {
@@ -1032,7 +1032,7 @@ func TestGRPCHedgeDelayFollowsLatencyQuantile(t *testing.T) {
 // channel was made with.
 func TestGRPCRoutesToOtherDestinations(t *testing.T) {
 	v1, v2, other := newGRPCBackend(t, "v1"), newGRPCBackend(t, "v2"), newGRPCBackend(t, "other")
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc": {
 			{Addr: v1.addr, Meta: map[string]string{"version": "v1"}},
 			{Addr: v2.addr, Meta: map[string]string{"version": "v2"}},

@@ -36,6 +36,8 @@ type serverConfig struct {
 	maxDeadline   time.Duration             // WithMaxServerDeadline; 0: no cap: deadline.go
 	deadlineTrust func(*route.Request) bool // WithDeadlineTrust; nil: every caller
 	tel           *telemetry.Telemetry      // built by NewHandler
+	edge          edgeConfig                // NewHandler's edge stages: edge_headers.go
+	consumers     *consumerStage            // nil without WithConsumers: consumers.go
 }
 
 type serverRateLimit struct {
@@ -171,12 +173,15 @@ type stage struct {
 // that its permits cover only work the server actually does.
 var handlerStages = []stage{
 	{"telemetry", buildTelemetry},
+	{"cors", buildCORS}, // before authentication: preflights carry no credentials
 	{"peer", buildPeer},
 	{"authorizer", buildAuthorizer},
 	{"ratelimit", buildRateLimit},
 	{"jwt", buildJWT},
+	{"consumers", buildConsumers}, // API keys or verified subjects, plans' routes and quotas
 	{"ratelimit-subject", buildSubjectRateLimit},
 	{"deadline", buildDeadline},
+	{"edge", buildEdge}, // body limit and header transforms, on requests the limits admitted
 	{"fault", buildFault},
 	{"shed", buildShed},
 }
@@ -192,18 +197,22 @@ const serverOperation = "proxyless.server"
 //     traceparent (a malformed one is ignored and a new trace begins), reported to the
 //     providers of WithTracerProvider and WithMeterProvider or the global ones as they are
 //     when NewHandler runs, and costing almost nothing while they record nothing;
+//     then CORS (WithCORS): preflights answered (204, or 403), CORS headers on answers;
 //  2. mTLS peer authorization (WithPeerAuthorization): 403 without an allowed, verified
 //     client certificate; then the Authorizer of WithAuthorizer (Consul intentions): 403;
 //  3. the rate limits whose key is known before authentication (WithServerRateLimit with
 //     KeyByClientIP, KeyByHeader, the peer identity...): 429;
 //  4. token validation (WithJWT): 401 or 403, the verified claims in the request context;
+//     then the consumers (WithConsumers): 401 or 403, the plan's routes (403) and quotas (429);
 //  5. the rate limits keyed by the claims (KeyBySubject, WithAuthenticatedRateLimit): 429;
 //  6. the deadline: the request's context gets the client's deadline, the time left that a
 //     proxyless Transport sends in TimeoutHeader (a malformed value is ignored), capped by
 //     WithMaxServerDeadline and believed only from the callers WithDeadlineTrust admits, so
 //     that the Transport calls the handler makes with r.Context() carry what is left of it;
-//  7. fault injection (WithServerFaults);
-//  8. load shedding (WithLoadShedding): 503.
+//  7. the body limit (WithMaxRequestBody, a route's edge.maxBodyBytes): 413, and the route's
+//     request and response header transforms (WithEdgeRoutes);
+//  8. fault injection (WithServerFaults);
+//  9. load shedding (WithLoadShedding): 503.
 //
 // With no options at all it wraps next in the deadline stage alone (no telemetry: give
 // WithTracerProvider or any option to have it). It validates every option and returns an error naming the bad ones. It takes the options of

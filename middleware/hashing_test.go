@@ -34,7 +34,7 @@ type hashRig struct {
 
 func newHashRig(t *testing.T, n int, opts ...middleware.TransportOption) *hashRig {
 	t.Helper()
-	h := &hashRig{static: discovery.NewStatic(nil), failing: make([]atomic.Bool, n)}
+	h := &hashRig{static: discovery.MustNewStatic(nil), failing: make([]atomic.Bool, n)}
 	for i := range n {
 		name := fmt.Sprintf("s%d", i)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -180,7 +180,7 @@ func dialProxylessInterop(t testing.TB, backends []*interopBackend, opts ...midd
 	for i, b := range backends {
 		eps[i] = discovery.Endpoint{Addr: b.addr}
 	}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"interop": eps})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"interop": eps})
 	return newInteropClient(t, "proxyless:///interop", func() []grpc.DialOption {
 		return proxylessDialOptions(t, static, opts...)
 	})
@@ -589,7 +589,7 @@ func newProbeFixture(t *testing.T, n int, opts ...middleware.GRPCClientOption) *
 		f.backends = append(f.backends, b)
 		eps[i] = discovery.Endpoint{Addr: b.addr}
 	}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"probe": eps})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"probe": eps})
 	opts = append([]middleware.GRPCClientOption{
 		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: balancer.OutlierConfig{Disabled: true}}),
 		middleware.WithoutBreaker(),

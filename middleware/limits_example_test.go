@@ -21,7 +21,7 @@ func ExampleWithLimits() {
 	a, b := httptest.NewServer(ok), httptest.NewServer(ok)
 	defer a.Close()
 	defer b.Close()
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"payments": {
 		{Addr: strings.TrimPrefix(a.URL, "http://")}, {Addr: strings.TrimPrefix(b.URL, "http://")},
 	}})
 	tr, err := middleware.NewTransport(nil, middleware.WithResolver(static),

@@ -77,7 +77,7 @@ func newLimitApp(t *testing.T, addr string, lim balancer.Limits, opts ...middlew
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
 	base := &http.Transport{MaxIdleConnsPerHost: 16}
 	all := append([]middleware.TransportOption{
 		middleware.WithResolver(static), middleware.WithMeterProvider(mp), middleware.WithoutBreaker(),
@@ -298,10 +298,10 @@ func TestLimitOptionErrors(t *testing.T) {
 		middleware.WithLimits(balancer.Limits{MaxConnections: 1}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "MaxConnections")
-	_, err = middleware.NewGRPCClient(discovery.NewStatic(nil), middleware.WithLimits(balancer.Limits{MaxConnections: 1}))
+	_, err = middleware.NewGRPCClient(discovery.MustNewStatic(nil), middleware.WithLimits(balancer.Limits{MaxConnections: 1}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "MaxConnections")
-	_, err = middleware.NewGRPCClient(discovery.NewStatic(nil), middleware.WithLimits(balancer.Limits{MaxRetries: -2}))
+	_, err = middleware.NewGRPCClient(discovery.MustNewStatic(nil), middleware.WithLimits(balancer.Limits{MaxRetries: -2}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Limits.MaxRetries")
 }

@@ -153,7 +153,7 @@ func TestEveryDeclaredMetricIsEmitted(t *testing.T) {
 	failing.Set(faultbackend.Status(http.StatusServiceUnavailable))
 	broken.Set(faultbackend.Status(http.StatusInternalServerError))
 	shadow.Set(faultbackend.Status(http.StatusInternalServerError))
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"hedged":  {{Addr: slow.Addr()}, {Addr: fast.Addr()}},
 		"retried": {{Addr: flaky.Addr()}, {Addr: fast.Addr()}},
 		"budget":  {{Addr: failing.Addr()}},
@@ -275,7 +275,7 @@ func TestGRPCClientReportsAdaptiveLimit(t *testing.T) {
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	adaptive, err := overload.NewAdaptive(overload.AdaptiveConfig{InitialLimit: 7, MinLimit: 1, MaxLimit: 50})
 	require.NoError(t, err)
-	c, err := middleware.NewGRPCClient(discovery.NewStatic(nil), middleware.WithMeterProvider(mp), middleware.WithConcurrencyLimit(adaptive))
+	c, err := middleware.NewGRPCClient(discovery.MustNewStatic(nil), middleware.WithMeterProvider(mp), middleware.WithConcurrencyLimit(adaptive))
 	require.NoError(t, err)
 
 	limit := func() (int64, bool) {

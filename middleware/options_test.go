@@ -83,7 +83,7 @@ import (
 )
 
 var (
-	r = discovery.NewStatic(nil)
+	r = discovery.MustNewStatic(nil)
 	h = http.NotFoundHandler()
 	_ = ratelimit.Quota{}
 )

@@ -137,7 +137,7 @@ func runOutcomeCase(t *testing.T, tc outcomeCase) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	opts := append([]middleware.TransportOption{
-		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})),
+		middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})),
 		middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}),
 		middleware.WithBalancer(balancer.Config{Outlier: balancer.OutlierConfig{ConsecutiveGatewayFailure: 1, AlwaysEjectOne: true}}),
 		middleware.WithBreaker(breaker.Config{MinimumVolume: 1, FailureRateThreshold: 100, OpenDelay: time.Minute}),
@@ -232,7 +232,7 @@ func TestPanicInBaseTransportReachesCaller(t *testing.T) {
 			base := &http.Transport{}
 			t.Cleanup(base.CloseIdleConnections)
 			opts := []middleware.TransportOption{
-				middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+				middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
 				// One failure would open the breaker: the panic must not count as one.
 				middleware.WithBreaker(breaker.Config{MinimumVolume: 1, FailureRateThreshold: 100}),
 			}
@@ -268,7 +268,7 @@ func TestTLSFailureIsTerminal(t *testing.T) {
 	base := &http.Transport{} // the system roots: the backend's self-signed CA is unknown
 	t.Cleanup(base.CloseIdleConnections)
 	tr, err := middleware.NewTransport(base,
-		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+		middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
 		middleware.WithBreaker(breaker.Config{MinimumVolume: 1, FailureRateThreshold: 100, OpenDelay: time.Minute}))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, tr.Close()) })

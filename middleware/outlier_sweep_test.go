@@ -45,7 +45,7 @@ func sweepApp(t *testing.T, failPer10 int64, wait time.Duration, o balancer.Outl
 		eps[i] = discovery.Endpoint{Addr: b.Addr()}
 	}
 	o.Interval = 300 * time.Millisecond
-	app := newMetricsApp(t, discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps}),
+	app := newMetricsApp(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps}),
 		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: o}),
 		middleware.WithRetry(middleware.RetryPolicy{Disable: true}), middleware.WithoutBreaker())
 	deadline := time.Now().Add(wait)

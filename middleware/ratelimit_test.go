@@ -65,7 +65,7 @@ func TestOutboundRateLimitRefusesBeforeTheBackend(t *testing.T) {
 func twoServices(t *testing.T, opts ...middleware.TransportOption) (*http.Client, map[string]*faultbackend.Backend) {
 	t.Helper()
 	backends := map[string]*faultbackend.Backend{"a": faultbackend.New(t), "b": faultbackend.New(t)}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"a": {{Addr: backends["a"].Addr()}},
 		"b": {{Addr: backends["b"].Addr()}},
 	})
@@ -227,7 +227,7 @@ func TestOutboundLimitDoneContext(t *testing.T) {
 }
 
 func TestRateLimitOptionsErrors(t *testing.T) {
-	static := discovery.NewStatic(nil)
+	static := discovery.MustNewStatic(nil)
 	for _, tc := range []struct {
 		opt  middleware.ClientOption
 		want string
@@ -251,7 +251,7 @@ func TestRateLimitOptionsErrors(t *testing.T) {
 func ExampleWithRateLimit() {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer backend.Close()
-	resolver := discovery.NewStatic(map[string][]discovery.Endpoint{
+	resolver := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"payments": {{Addr: strings.TrimPrefix(backend.URL, "http://")}},
 	})
 	// At most 2 requests at once to each service, refilled at 1 per second.
@@ -300,7 +300,7 @@ func BenchmarkOutboundLimit(b *testing.B) {
 		{"rate+concurrency", []middleware.TransportOption{middleware.WithRateLimit(unlimited), middleware.WithConcurrencyLimit(bh)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
+			static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
 			tr, err := middleware.NewTransport(noopTransport{}, append([]middleware.TransportOption{middleware.WithResolver(static)}, tc.opts...)...)
 			if err != nil {
 				b.Fatal(err)

@@ -21,7 +21,7 @@ func TestReleaseRacingANewDestinationKeepsFollowing(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	stale := 0
 	for range 100 {
-		st := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
+		st := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
 		tr, err := NewTransport(nil, WithResolver(st))
 		if err != nil {
 			t.Fatal(err)

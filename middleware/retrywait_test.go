@@ -51,7 +51,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 			var arr arrivals
 			b.SetHandler(arr.handler(1))
 			opts := []middleware.TransportOption{
-				middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+				middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
 				// The balancer steers away from an endpoint that sent Retry-After, but it is
 				// the only one: the retry goes to it, after the wait.
 				middleware.WithBalancer(balancer.Config{Outlier: balancer.OutlierConfig{Disabled: true}}),
@@ -86,7 +86,7 @@ func TestRetryNotWaitedPastDeadline(t *testing.T) {
 			var arr arrivals
 			b.SetHandler(arr.handler(100))
 			opts := []middleware.TransportOption{
-				middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+				middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
 			}
 			ctx := context.Background()
 			if deadline == "caller" {
@@ -124,7 +124,7 @@ func TestRetryDoesNotHoldTheFailedConnection(t *testing.T) {
 	base := &http.Transport{MaxConnsPerHost: 1}
 	t.Cleanup(base.CloseIdleConnections)
 	tr, err := middleware.NewTransport(base,
-		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
+		middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})),
 		middleware.WithoutBreaker())
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, tr.Close()) })

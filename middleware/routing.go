@@ -29,6 +29,13 @@ import (
 // and without WithTLS, such a call fails with FAILED_PRECONDITION rather than go where the
 // route did not say. Shadowing, header and path rewrites and the HTTP-only retry settings are
 // not carried out for gRPC calls.
+//
+// Services the routes name are checked when the transport or client is made: against a
+// resolver that knows its services (a discovery.Knower, such as discovery.Static) a route to
+// one it does not know is an error naming the route and field; with other resolvers (Consul,
+// DNS) the transport looks them up in the background and logs (WithLogger) those it finds
+// without endpoints. To check every reload too, build the router with
+// route.WithServiceCheck(discovery.CheckKnown(static)).
 func WithRoutes(r *route.Router) ClientOption {
 	return clientOption(func(c *config) {
 		if r == nil {
@@ -186,9 +193,10 @@ func mergeRoute(p policies, rt *route.Route, http bool, logger *slog.Logger) *po
 
 // routeState is what a routed request carries from its lookup to its end.
 type routeState struct {
-	dec     route.Decision
-	pending *route.Pending // the shadow copy, if one was sent
-	start   time.Time
+	dec      route.Decision
+	pending  *route.Pending // the shadow copy, if one was sent
+	start    time.Time
+	fellBack atomic.Bool // attempts went to the route's fallback: fallback.go
 }
 
 // finish reports the primary's result to the shadow comparison and the canary analysis, and
@@ -203,7 +211,9 @@ func (s *routeState) finish(resp *http.Response, err error, kind outcome.Kind) {
 	if resp != nil {
 		s.dec.Route.RewriteResponse(resp.Header)
 	}
-	if failed, counted := kind.CanaryFailed(); counted {
+	if s.fellBack.Load() { // the side chosen could take none: its failure, whatever the fallback did
+		s.dec.Done(route.Outcome{Latency: time.Since(s.start), Failed: true})
+	} else if failed, counted := kind.CanaryFailed(); counted {
 		s.dec.Done(route.Outcome{Latency: time.Since(s.start), Failed: failed})
 	}
 }

@@ -27,7 +27,7 @@ type routed struct {
 func newRouted(t *testing.T, table string, opts ...middleware.TransportOption) *routed {
 	t.Helper()
 	r := &routed{v1a: faultbackend.New(t), v1b: faultbackend.New(t), v2: faultbackend.New(t), shadow: faultbackend.New(t)}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc": {
 			{Addr: r.v1a.Addr(), Meta: map[string]string{"version": "v1"}},
 			{Addr: r.v1b.Addr(), Meta: map[string]string{"version": "v1"}},

@@ -53,7 +53,7 @@ func (s *httpSide) start(t *testing.T, opts ...middleware.ClientOption) {
 		eps[i] = discovery.Endpoint{Addr: b.Addr()}
 	}
 	base := &http.Transport{MaxIdleConnsPerHost: 16}
-	topts := []middleware.TransportOption{middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps}))}
+	topts := []middleware.TransportOption{middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps}))}
 	for _, o := range opts {
 		topts = append(topts, o)
 	}

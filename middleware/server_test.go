@@ -448,7 +448,7 @@ func TestGRPCPeerAuthorizationAndOutboundCredentials(t *testing.T) {
 func TestOutboundCredentialsHTTP(t *testing.T) {
 	idp := newIDP(t)
 	srv := startHTTP(t, whoami, middleware.WithJWT(idp.v))
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.Listener.Addr().String()}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.Listener.Addr().String()}}})
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
 
@@ -687,7 +687,7 @@ func TestServerOptionErrors(t *testing.T) {
 		{middleware.WithCredentials(nil), "middleware: WithCredentials: token function is nil"},
 		{middleware.WithTLS(nil), "middleware: WithTLS: config is nil"},
 	} {
-		_, err := middleware.NewGRPCClient(discovery.NewStatic(nil), tc.opt)
+		_, err := middleware.NewGRPCClient(discovery.MustNewStatic(nil), tc.opt)
 		require.Error(t, err, tc.want)
 		assert.Contains(t, err.Error(), tc.want)
 	}

@@ -19,7 +19,10 @@ import (
 // DestinationStatus is the state of one destination service of a Transport or a GRPCClient,
 // for status pages and metrics.
 type DestinationStatus struct {
+	// Service is the destination's key: the service, with the subset when a route chose one
+	// ("payments|version=v2"); a destination of mirrored copies has it after "shadow:".
 	Service   string
+	Shadow    bool             // it takes mirrored copies only, counted in Stats.Shadow
 	Endpoints []EndpointStatus // in the order discovery gave them
 	Ejections uint64           // outlier ejections since the destination was first used
 	// Stale is true while discovery serves its last good set because the source failed,
@@ -146,10 +149,48 @@ type statsView struct {
 	BreakerOpens    int64 `json:"breaker_opens"`
 	Ejections       int64 `json:"ejections"`
 	Overflows       int64 `json:"overflows"`
+	Fallbacks       int64 `json:"fallbacks"`
+	// Shadow counts mirrored copies apart from the transport's own requests; absent while
+	// nothing was mirrored.
+	Shadow *shadowStatsView `json:"shadow,omitempty"`
+}
+
+type shadowStatsView struct {
+	Mirrored        int64 `json:"mirrored"`
+	Dropped         int64 `json:"dropped"`
+	InFlight        int64 `json:"in_flight"`
+	Requests        int64 `json:"requests"`
+	Attempts        int64 `json:"attempts"`
+	Retries         int64 `json:"retries"`
+	BreakerRefusals int64 `json:"breaker_refusals"`
+	BreakerOpens    int64 `json:"breaker_opens"`
+	Ejections       int64 `json:"ejections"`
+	Matched         int64 `json:"matched"`
+	Mismatched      int64 `json:"mismatched"`
+	Failed          int64 `json:"shadow_failed"`
+	Unpaired        int64 `json:"unpaired"`
+}
+
+func statsViewOf(st Stats) statsView {
+	v := statsView{
+		Requests: st.Requests, Attempts: st.Attempts, Retries: st.Retries, Hedges: st.Hedges,
+		HedgeWins: st.HedgeWins, BudgetRefusals: st.BudgetRefusals, BreakerRefusals: st.BreakerRefusals,
+		BreakerOpens: st.BreakerOpens, Ejections: st.Ejections, Fallbacks: st.Fallbacks, Overflows: st.Overflows,
+	}
+	if sh := st.Shadow; sh != (ShadowStats{}) {
+		v.Shadow = &shadowStatsView{
+			Mirrored: sh.Mirrored, Dropped: sh.Dropped, InFlight: sh.InFlight, Requests: sh.Requests, Attempts: sh.Attempts,
+			Retries: sh.Retries, BreakerRefusals: sh.BreakerRefusals, BreakerOpens: sh.BreakerOpens,
+			Ejections: sh.Ejections, Matched: sh.Matched, Mismatched: sh.Mismatched, Failed: sh.Failed,
+			Unpaired: sh.Unpaired,
+		}
+	}
+	return v
 }
 
 type destinationView struct {
 	Service    string         `json:"service"`
+	Shadow     bool           `json:"shadow,omitempty"` // takes mirrored copies only`
 	Stale      bool           `json:"stale"`
 	StaleSince *time.Time     `json:"stale_since,omitempty"`
 	Ejections  uint64         `json:"ejections"`
@@ -179,7 +220,7 @@ func (h *statusHandler) page() statusPage {
 	p := statusPage{Time: now.UTC(), Transports: make([]transportStatus, 0, len(h.sources))}
 	for _, s := range h.sources {
 		st := s.Stats()
-		ts := transportStatus{Kind: sourceKind(s), Stats: statsView(st), Destinations: []destinationView{}}
+		ts := transportStatus{Kind: sourceKind(s), Stats: statsViewOf(st), Destinations: []destinationView{}}
 		if rs, ok := s.(RouteSource); ok {
 			if r := rs.Router(); r != nil {
 				ts.Routes = routeTableOf(r)
@@ -205,7 +246,7 @@ func sourceKind(s StatusSource) string {
 }
 
 func destinationOf(d DestinationStatus, now time.Time) destinationView {
-	v := destinationView{Service: d.Service, Stale: d.Stale, Ejections: d.Ejections, Known: len(d.Endpoints),
+	v := destinationView{Service: d.Service, Shadow: d.Shadow, Stale: d.Stale, Ejections: d.Ejections, Known: len(d.Endpoints),
 		Endpoints: make([]endpointView, 0, len(d.Endpoints))}
 	if d.Stale && !d.StaleSince.IsZero() {
 		v.StaleSince = timePtr(d.StaleSince)
@@ -446,7 +487,15 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <span>retries {{$t.Stats.Retries}}</span><span>hedges {{$t.Stats.Hedges}} (won {{$t.Stats.HedgeWins}})</span>
 <span>budget refusals {{$t.Stats.BudgetRefusals}}</span><span>breaker refusals {{$t.Stats.BreakerRefusals}}</span>
 <span>breaker opens {{$t.Stats.BreakerOpens}}</span><span>ejections {{$t.Stats.Ejections}}</span><span>limit overflows {{$t.Stats.Overflows}}</span>
+<span>fallbacks {{$t.Stats.Fallbacks}}</span>
 </p>
+{{with $t.Stats.Shadow}}<p class="stats shadow"><strong>shadow</strong>
+<span>mirrored {{.Mirrored}}</span><span>dropped {{.Dropped}}</span><span>in flight {{.InFlight}}</span>
+<span class="{{if .Matched}}ok{{end}}">matched {{.Matched}}</span><span class="{{if .Mismatched}}warn{{end}}">mismatched {{.Mismatched}}</span>
+<span class="{{if .Failed}}bad{{end}}">shadow failed {{.Failed}}</span><span>unpaired {{.Unpaired}}</span>
+<span>requests {{.Requests}}</span><span>attempts {{.Attempts}}</span><span>retries {{.Retries}}</span>
+<span>breaker refusals {{.BreakerRefusals}}</span><span>breaker opens {{.BreakerOpens}}</span><span>ejections {{.Ejections}}</span>
+</p>{{end}}
 {{with $t.Routes}}
 <h3>routes <small>table version {{.Version}}</small></h3>
 {{if .Table}}<table class="routes">
@@ -465,7 +514,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 {{else}}<p>the route table is empty: requests go by their host</p>
 {{end}}{{end}}
 {{range $t.Destinations}}
-<h3>{{.Service}} <small>{{.Healthy}}/{{.Known}} healthy{{if .Stale}}, <span class="warn">discovery stale{{with .StaleSince}} since {{.Format "15:04:05Z07:00"}}{{end}}</span>{{end}}</small></h3>
+<h3>{{.Service}} <small>{{if .Shadow}}mirrored copies only, {{end}}{{.Healthy}}/{{.Known}} healthy{{if .Stale}}, <span class="warn">discovery stale{{with .StaleSince}} since {{.Format "15:04:05Z07:00"}}{{end}}</span>{{end}}</small></h3>
 <table>
 <thead><tr><th>endpoint</th><th>zone</th><th>weight</th><th>EWMA ms</th><th>in flight</th><th>requests</th><th>failures</th><th>breaker</th><th>ejection</th><th>health</th></tr></thead>
 <tbody>

@@ -199,7 +199,7 @@ func TestStatusHandlerRealTransport(t *testing.T) {
 	defer cancel()
 	good, bad := faultbackend.New(t), faultbackend.New(t)
 	bad.Set(faultbackend.Status(http.StatusServiceUnavailable))
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc": {{Addr: good.Addr(), Zone: "z1"}, {Addr: bad.Addr(), Zone: "z2"}},
 	})
 	base := &http.Transport{}
@@ -366,7 +366,7 @@ func TestStatusHandlerRoutes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	v1, v2, shadow := faultbackend.New(t), faultbackend.New(t), faultbackend.New(t)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc": {
 			{Addr: v1.Addr(), Meta: map[string]string{"version": "v1"}},
 			{Addr: v2.Addr(), Meta: map[string]string{"version": "v2"}},
@@ -594,7 +594,7 @@ func TestStatusHandlerGRPCClient(t *testing.T) {
 	defer cancel()
 	_, goodAddr := startStatusGRPC(t)
 	bad, badAddr := startStatusGRPC(t)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"echo": {{Addr: goodAddr, Zone: "z1"}, {Addr: badAddr, Zone: "z2"}},
 	})
 	router, err := route.NewRouter(route.Config{Routes: []route.RouteConfig{{

@@ -150,7 +150,7 @@ routes:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newEchoServer(t, tc.failFirst)
-			static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.addr()}}})
+			static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.addr()}}})
 			base := &http.Transport{}
 			tr, err := middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(static)}, tc.opts(t)...)...)
 			require.NoError(t, err)
@@ -233,7 +233,7 @@ func (s *sseServer) addr() string { return strings.TrimPrefix(s.URL, "http://") 
 // streamClient is a Transport for the one service "svc" at addr.
 func streamClient(t *testing.T, addr string, opts ...middleware.TransportOption) (*middleware.Transport, *http.Client) {
 	t.Helper()
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
 	base := &http.Transport{}
 	tr, err := middleware.NewTransport(base, append([]middleware.TransportOption{middleware.WithResolver(static)}, opts...)...)
 	require.NoError(t, err)

@@ -96,7 +96,7 @@ func (t *Transport) Destinations() []DestinationStatus {
 	dests := *t.dests.Load()
 	out := make([]DestinationStatus, 0, len(dests))
 	for key, d := range dests {
-		ds := DestinationStatus{Service: key, Ejections: d.bal.Ejections()}
+		ds := DestinationStatus{Service: key, Shadow: d.shadow, Ejections: d.bal.Ejections()}
 		states := map[string]*EndpointStatus{}
 		for _, e := range d.bal.Endpoints() {
 			ds.Endpoints = append(ds.Endpoints, EndpointStatus{EndpointStats: e})

@@ -197,7 +197,7 @@ func staticOf(service string, backends ...*faultbackend.Backend) *discovery.Stat
 	for i, b := range backends {
 		eps[i] = discovery.Endpoint{Addr: b.Addr()}
 	}
-	return discovery.NewStatic(map[string][]discovery.Endpoint{service: eps})
+	return discovery.MustNewStatic(map[string][]discovery.Endpoint{service: eps})
 }
 
 // newMeshClient returns an http.Client over a proxyless Transport, closed at cleanup.
@@ -673,9 +673,9 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	defer gsrv.Stop()
 
 	// A: NewHandler; calls B over HTTP and C over gRPC, both through proxyless.
-	clientAB, _ := newMeshClient(t, discovery.NewStatic(map[string][]discovery.Endpoint{
+	clientAB, _ := newMeshClient(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc-b": {{Addr: strings.TrimPrefix(srvB.URL, "http://")}}}), sdk.options()...)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc-c": {{Addr: lis.Addr().String()}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc-c": {{Addr: lis.Addr().String()}}})
 	conn, err := grpc.NewClient("proxyless:///svc-c", append(dialOptions(t, static, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	require.NoError(t, err)
@@ -700,7 +700,7 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	srvA := httptest.NewServer(handlerA)
 	defer srvA.Close()
 
-	client, _ := newMeshClient(t, discovery.NewStatic(map[string][]discovery.Endpoint{
+	client, _ := newMeshClient(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc-a": {{Addr: strings.TrimPrefix(srvA.URL, "http://")}}}), sdk.options()...)
 	rctx, root := sdk.tp.Tracer("test").Start(ctx, "caller")
 	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://svc-a/", nil)
@@ -811,7 +811,7 @@ func BenchmarkTelemetryCost(b *testing.B) {
 		return tp, mp
 	}
 	mesh := func(b *testing.B, opts ...middleware.TransportOption) http.RoundTripper {
-		static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}, {Addr: "127.0.0.1:2"}, {Addr: "127.0.0.1:3"}}})
+		static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}, {Addr: "127.0.0.1:2"}, {Addr: "127.0.0.1:3"}}})
 		tr, err := middleware.NewTransport(nopTransport{}, append([]middleware.TransportOption{middleware.WithResolver(static)}, opts...)...)
 		if err != nil {
 			b.Fatal(err)
@@ -879,7 +879,7 @@ func newStatusScenario(t *testing.T, ctx context.Context) *statusScenario {
 	s.ejected.Set(faultbackend.Status(http.StatusServiceUnavailable))
 	s.broken.Set(faultbackend.Status(http.StatusInternalServerError))
 	v1, v2 := map[string]string{"version": "v1"}, map[string]string{"version": "v2"}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"payments": {
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"payments": {
 		{Addr: s.good1.Addr(), Zone: "eu-west-1a", Meta: v1}, {Addr: s.good2.Addr(), Zone: "eu-west-1b", Weight: 2, Meta: v2},
 		{Addr: s.ejected.Addr(), Zone: "eu-west-1a", Meta: v1}, {Addr: s.broken.Addr(), Zone: "eu-west-1c", Meta: v1},
 	}})

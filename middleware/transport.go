@@ -59,8 +59,10 @@ type Transport struct {
 
 	stats        engine.Stats
 	breakerOpens atomic.Int64
-	overflows    atomic.Int64 // refusals of the destinations' limits (WithLimits)
-	epoch        atomic.Int64 // the destination sweep's current epoch: destinations.go
+	overflows    atomic.Int64   // refusals of the destinations' limits (WithLimits)
+	fallbacks    atomic.Int64   // requests sent to their route's fallback: fallback.go
+	shadow       shadowCounters // the mirrored copies', apart: shadow.go
+	epoch        atomic.Int64   // the destination sweep's current epoch: destinations.go
 
 	tel      *telemetry.Telemetry // spans and metrics; cheap no-ops while the providers are
 	pol      policies             // the transport's own policies; immutable
@@ -84,12 +86,19 @@ type Stats struct {
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
 	Overflows       int64 // requests, retries and connections a destination's limits refused (WithLimits)
+	// Fallbacks counts requests sent to their route's stable destination because every
+	// endpoint of the split arm or canary side chosen refused them (route.RouteConfig.Fallback).
+	Fallbacks int64
+	// Shadow counts the copies routes mirrored, apart from the counts above, which are the
+	// transport's own requests only. Zero for a gRPC client and a transport without routes.
+	Shadow ShadowStats
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	st := statsOf(&t.stats, t.bud)
-	st.BreakerOpens, st.Ejections = t.breakerOpens.Load(), t.ejections()
+	st.BreakerOpens, st.Ejections, st.Fallbacks = t.breakerOpens.Load(), t.ejections(false), t.fallbacks.Load()
+	st.Shadow = t.shadowStats() // shadow.go
 	st.Overflows = t.overflows.Load()
 	return st
 }
@@ -104,9 +113,13 @@ func statsOf(s *engine.Stats, bud *engine.Budget) Stats {
 	}
 }
 
-func (t *Transport) ejections() (n int64) {
+// ejections sums the outlier ejections of the transport's own destinations, or (shadow) of
+// the destinations of mirrored copies.
+func (t *Transport) ejections(shadow bool) (n int64) {
 	for _, d := range *t.dests.Load() {
-		n += int64(d.bal.Ejections())
+		if d.shadow == shadow {
+			n += int64(d.bal.Ejections())
+		}
 	}
 	return n
 }
@@ -164,8 +177,13 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		// routed (and mirrored) again.
 		t.shadower = route.NewShadower(t, limit)
 		t.shadower.OnMismatch(t.shadowMismatch) // telemetry.go
+		t.shadower.OnResult(t.shadowResult)     // shadow.go
+		t.shadow.bud = engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond)
 	}
 	if cfg.resolver != nil {
+		if err := checkRoutedServices(cfg.routes, cfg.resolver); err != nil { // servicecheck.go
+			return nil, err
+		}
 		if t.cache, err = discovery.NewCache(cfg.resolver, discovery.WithLogger(cfg.logger)); err != nil {
 			return nil, err
 		}
@@ -186,6 +204,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	if t.cache != nil {
 		t.wg.Add(1)
 		go t.sweeper(cfg.destIdle / 2) // destinations.go
+		t.warnUnservedRoutes()         // servicecheck.go
 	}
 	return t, nil
 }
@@ -194,6 +213,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 type destination struct {
 	service  string
 	subset   *route.Subset // nil: every endpoint of the service
+	shadow   bool          // it takes mirrored copies only: shadow.go
 	bal      *balancer.Balancer
 	breakers *breaker.Set           // nil when breakers are off
 	latency  latency.Histogram      // attempt latencies, kept only for quantile hedging
@@ -220,6 +240,10 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 			subset = &rd.Subset
 		}
 	}
+	shadow := route.IsShadow(req.Context())
+	if shadow { // mirrored copies have destinations of their own: shadow.go
+		key = shadowKeyPrefix + key
+	}
 	if d := (*t.dests.Load())[key]; d != nil {
 		t.touch(d)
 		return d, nil
@@ -234,7 +258,7 @@ func (t *Transport) destination(req *http.Request, rd *route.Destination) (*dest
 		}
 		return nil, err
 	}
-	return t.addDestination(key, service, subset, snap)
+	return t.addDestination(key, service, subset, shadow, snap)
 }
 
 // defaultDiscoveryWait bounds the wait for a service's first endpoint set when the transport
@@ -280,7 +304,7 @@ func isServiceName(host string) bool {
 	return true
 }
 
-func (t *Transport) addDestination(key, service string, subset *route.Subset, snap *discovery.Snapshot) (*destination, error) {
+func (t *Transport) addDestination(key, service string, subset *route.Subset, shadow bool, snap *discovery.Snapshot) (*destination, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed.Load() {
@@ -306,10 +330,12 @@ func (t *Transport) addDestination(key, service string, subset *route.Subset, sn
 			return d, nil
 		}
 	}
-	d := &destination{service: service, subset: subset, tel: t.tel.Destination(key), stop: make(chan struct{}), build: t.buildOf(service)}
+	d := &destination{service: service, subset: subset, shadow: shadow, tel: t.tel.Destination(key), stop: make(chan struct{}), build: t.buildOf(service)}
 	d.epoch.Store(t.epoch.Load())
 	onChange := breaker.OnStateChange(func(c breaker.StateChange) {
-		if c.To == breaker.StateOpen {
+		if c.To == breaker.StateOpen && shadow { // a mirrored copy's breakers: counted apart
+			t.shadow.breakerOpens.Add(1)
+		} else if c.To == breaker.StateOpen {
 			t.breakerOpens.Add(1)
 		}
 		d.tel.BreakerTransition(c.Key, c.From, c.To)
@@ -513,8 +539,8 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		rt = rs.dec.Route
 		pol = t.routePol.get(t.cfg.routes, rt, pol, true, t.cfg.logger)
 	}
-	key := httpHashKey(req, hashPolicies(&t.cfg.balancer, rt))   // hashing.go
-	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, key) // client_http.go
+	key := httpHashKey(req, hashPolicies(&t.cfg.balancer, rt))       // hashing.go
+	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, rs, key) // client_http.go
 	return resp, err
 }
 

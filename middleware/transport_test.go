@@ -45,7 +45,7 @@ func newFixture(t *testing.T, n int, opts ...middleware.TransportOption) *fixtur
 		f.backends = append(f.backends, b)
 		eps[i] = discovery.Endpoint{Addr: b.Addr()}
 	}
-	f.static = discovery.NewStatic(map[string][]discovery.Endpoint{"svc": eps})
+	f.static = discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps})
 	f.base = &http.Transport{MaxIdleConnsPerHost: 64}
 	tr, err := middleware.NewTransport(f.base, append([]middleware.TransportOption{middleware.WithResolver(f.static)}, opts...)...)
 	require.NoError(t, err)
@@ -111,7 +111,7 @@ func TestOptionsErrorsNameTheOption(t *testing.T) {
 func TestPassThrough(t *testing.T) {
 	b := faultbackend.New(t)
 	b.Set(faultbackend.OK("direct"))
-	static := discovery.NewStatic(nil)
+	static := discovery.MustNewStatic(nil)
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	tr, err := middleware.NewTransport(base, middleware.WithResolver(static))
@@ -127,7 +127,7 @@ func TestPassThrough(t *testing.T) {
 }
 
 func TestNoEndpoints(t *testing.T) {
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"empty": nil})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"empty": nil})
 	tr, err := middleware.NewTransport(nil, middleware.WithResolver(static))
 	require.NoError(t, err)
 	defer tr.Close()

@@ -30,7 +30,7 @@ func TestWiredDialOptions(t *testing.T) {
 		middleware.WithJWT(idp.v),
 	), grpc.Creds(credentials.NewTLS(pki.serverTLS(t))))...)
 	_, ctp := newRecorder(t)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: addr}}})
 	cfg := pki.clientTLS(t, "spiffe://test/ns/a/sa/api")
 	cfg.ServerName = "127.0.0.1"
 	conn, err := grpc.NewClient("proxyless:///svc", dialOptions(t, static,
@@ -56,7 +56,7 @@ func TestWiredTransport(t *testing.T) {
 	srv := startHTTP(t, whoami, middleware.WithJWT(idp.v))
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.Listener.Addr().String()}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: srv.Listener.Addr().String()}}})
 	tr, err := middleware.NewTransport(base, middleware.WithResolver(static), middleware.WithCredentials(auth.StaticToken(idp.token(t, "svc-a", ""))))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Close() })

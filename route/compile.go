@@ -30,6 +30,8 @@ type compiler struct {
 	err  error
 	lim  limits
 	gate *delayGate // shared by the injectors of the table (and of the tables before it)
+
+	checkService func(service string) error // WithServiceCheck's; nil: none
 }
 
 // limits are a Config's Limits with their defaults filled in.
@@ -104,6 +106,7 @@ func compile(cfg Config, o *options, prev *Table) (*Table, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
+	c.checkService = o.checkService
 	t := &Table{trust: o.trust, cfg: cfg, byHost: map[string][]*Route{}, gate: c.gate}
 	if len(cfg.Routes) > maxRoutes {
 		c.fail("routes", "%d routes is over the limit of %d", len(cfg.Routes), maxRoutes)
@@ -215,7 +218,7 @@ func (c *compiler) routeTarget(rc RouteConfig, path string, r *Route, o *options
 		c.fail(path, "set at most one of destination, split and canary")
 		return false
 	}
-	return true
+	return c.fallbackTarget(rc, path, r) // fallback.go
 }
 
 // stickyPolicy compiles s at p for r, whose split or canary must already be compiled.
@@ -347,6 +350,9 @@ func (c *compiler) routeActions(rc RouteConfig, path string, r *Route) bool {
 		return false
 	}
 	if r.respHeaders, ok = c.headerRewrite(rc.ResponseHeaders, path+".responseHeaders"); !ok {
+		return false
+	}
+	if rc.Edge != nil && !c.edge(rc.Edge, path+".edge", r) {
 		return false
 	}
 	if rc.Rewrite != nil {
@@ -585,6 +591,10 @@ func (c *compiler) destination(d *Destination, path string, required bool) bool 
 		}
 	} else if err := validService(d.Service); err != nil {
 		return c.fail(path+".service", "%v", err)
+	} else if c.checkService != nil {
+		if err := c.checkService(d.Service); err != nil {
+			return c.fail(path+".service", "%w", err) // errors.Is finds the check's error
+		}
 	}
 	for i, tag := range d.Subset.Tags {
 		if tag == "" {

@@ -71,6 +71,17 @@ type RouteConfig struct {
 	// Sticky makes the Split or Canary choice a function of a request key instead of chance,
 	// so one user stays on one side. Default nil: each request is drawn at random.
 	Sticky *Sticky `json:"sticky,omitempty" yaml:"sticky,omitempty"`
+	// Fallback sends the attempts of a request that its chosen split arm or canary side cannot
+	// take to the stable destination instead: the canary's Stable, or the split's heaviest arm
+	// (the first of the heaviest). An arm cannot take an attempt when it has no endpoint, when
+	// every endpoint's breaker is open, or, for a retry, when it has no endpoint the
+	// request did not use already (a one-endpoint canary that failed: the retry goes to
+	// stable). Such a request counts as a failure of the canary in its analysis, whatever
+	// stable answered. A request a trusted caller pinned to a side does not fall back. Only
+	// for a route with a Split or a Canary. A gRPC client falls back for unary calls every
+	// endpoint refused (its retries do not go to stable; streams do not fall back). Default
+	// nil: on; false lets the request fail with the refusal.
+	Fallback *bool `json:"fallback,omitempty" yaml:"fallback,omitempty"`
 
 	// Timeout overrides the transport's overall timeout for matched requests. Default 0: the
 	// transport's own.
@@ -112,6 +123,9 @@ type RouteConfig struct {
 	Shadow *Shadow `json:"shadow,omitempty" yaml:"shadow,omitempty"`
 	// Fault injects delays and aborts into matched requests. Default nil: none.
 	Fault *Fault `json:"fault,omitempty" yaml:"fault,omitempty"`
+	// Edge is what an edge server does to matched requests before its handler sees them (a
+	// body limit, header transforms): see [Edge]. Default nil: nothing.
+	Edge *Edge `json:"edge,omitempty" yaml:"edge,omitempty"`
 }
 
 // Match selects requests. Every condition that is set must hold; an empty Match matches

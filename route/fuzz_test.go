@@ -33,6 +33,7 @@ func FuzzCompile(f *testing.F) {
 		"limits: {maxFaultDelay: 1m, maxDelayedRequests: 5, maxRegexProgramSize: 1000}\nroutes: [{fault: {delay: {fixed: 30s}}}]",
 		"routes: [{requestHeaders: {set: {x-a: \"a\\x01b\"}}}]",
 		"routes: [{canary: {stable: {service: a}, canary: {service: b}, weight: 5, override: {header: x-canary}, analysis: {}}}]",
+		"routes: [{fallback: false, canary: {stable: {service: a}, canary: {service: b}, weight: 5}}, {fallback: true, destination: {service: a}}]",
 		"routes: [{shadow: {destination: {service: s}, percent: 10}}]",
 		"routes: [{rewrite: {regex: \"^/a/(.*)\", substitution: \"/b/$1\"}}]",
 		"default: {destination: {service: d}}",

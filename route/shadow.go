@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,7 +91,8 @@ type Shadower struct {
 	mirrored, dropped, tooLarge, matches, mismatches atomic.Int64
 	errs, unpaired                                   atomic.Int64
 
-	onMismatch func(route, shadow string) // set by OnMismatch before the first Mirror
+	onMismatch func(route, shadow string)                      // set by OnMismatch before the first Mirror
+	onResult   func(route, shadow string, result ShadowResult) // set by OnResult before the first Mirror
 }
 
 // maxShadowResponse is how much of a shadow (or primary) body is hashed and drained.
@@ -124,6 +126,12 @@ func (s *Shadower) Stats() ShadowStats {
 // none). fn runs on the copy's goroutine, and must not block. Call OnMismatch before the
 // first Mirror.
 func (s *Shadower) OnMismatch(fn func(route, shadow string)) { s.onMismatch = fn }
+
+// OnResult sets fn to learn the result of each comparison of a shadow answer with the
+// primary's, as Stats counts them: matched, mismatched, the shadow failed, or unpaired. The
+// arguments are as for OnMismatch. fn runs on the copy's goroutine, and must not block. Call
+// OnResult before the first Mirror.
+func (s *Shadower) OnResult(fn func(route, shadow string, result ShadowResult)) { s.onResult = fn }
 
 // Close stops mirroring, cancels the copies in flight and waits for their goroutines. It is
 // idempotent and returns nil.
@@ -302,7 +310,7 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	}
 	resp, err := s.rt.RoundTrip(clone)
 	if err != nil {
-		s.errs.Add(1)
+		s.report(p, clone, ShadowFailed)
 		return
 	}
 	var sum []byte
@@ -314,18 +322,18 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxShadowResponse))
 	resp.Body.Close()
 	if err != nil {
-		s.errs.Add(1)
+		s.report(p, clone, ShadowFailed)
 		return
 	}
 	var pr primaryResult
 	select {
 	case pr = <-pend.ch:
 	case <-ctx.Done():
-		s.unpaired.Add(1)
+		s.report(p, clone, ShadowUnpaired)
 		return
 	}
 	if !pr.ok {
-		s.unpaired.Add(1)
+		s.report(p, clone, ShadowUnpaired)
 		return
 	}
 	same := pr.status == resp.StatusCode
@@ -333,20 +341,70 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 		same = bytes.Equal(pr.sum, sum)
 	}
 	if same {
+		s.report(p, clone, ShadowMatched)
+	} else {
+		s.report(p, clone, ShadowMismatched)
+	}
+}
+
+// report counts a comparison's result and tells the callbacks.
+func (s *Shadower) report(p *ShadowPolicy, clone *http.Request, r ShadowResult) {
+	switch r {
+	case ShadowMatched:
 		s.matches.Add(1)
+	case ShadowMismatched:
+		s.mismatches.Add(1)
+	case ShadowFailed:
+		s.errs.Add(1)
+	case ShadowUnpaired:
+		s.unpaired.Add(1)
+	}
+	if s.onResult == nil && (s.onMismatch == nil || r != ShadowMismatched) {
 		return
 	}
-	s.mismatches.Add(1)
-	if s.onMismatch != nil {
-		shadow := p.dest.Key()
-		if p.dest.Service == "" && clone.URL != nil {
-			shadow = clone.URL.Host // the primary's service
-			if sk := p.dest.Subset.Key(); sk != "" {
-				shadow += "|" + sk
-			}
+	shadow := p.dest.Key()
+	if p.dest.Service == "" && clone.URL != nil {
+		shadow = clone.URL.Host // the primary's service
+		if sk := p.dest.Subset.Key(); sk != "" {
+			shadow += "|" + sk
 		}
+	}
+	if s.onResult != nil {
+		s.onResult(p.route, shadow, r)
+	}
+	if r == ShadowMismatched && s.onMismatch != nil {
 		s.onMismatch(p.route, shadow)
 	}
+}
+
+// ShadowResult is the result of comparing a shadow's answer with the primary's.
+type ShadowResult int
+
+const (
+	// ShadowMatched: the shadow answered as the primary did (status, and body when compared).
+	ShadowMatched ShadowResult = iota + 1
+	// ShadowMismatched: the shadow answered differently.
+	ShadowMismatched
+	// ShadowFailed: the shadow request failed (a transport error, a refusal, a timeout, or its
+	// body could not be read), so there was nothing to compare.
+	ShadowFailed
+	// ShadowUnpaired: the primary's answer never came (it failed, or was not reported before
+	// the shadow's timeout).
+	ShadowUnpaired
+)
+
+func (r ShadowResult) String() string {
+	switch r {
+	case ShadowMatched:
+		return "matched"
+	case ShadowMismatched:
+		return "mismatched"
+	case ShadowFailed:
+		return "shadow_failed"
+	case ShadowUnpaired:
+		return "unpaired"
+	}
+	return "ShadowResult(" + strconv.Itoa(int(r)) + ")"
 }
 
 // shadowHost appends ShadowHostSuffix to the host part of host[:port].

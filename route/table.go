@@ -21,8 +21,9 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	trust  func(*Request) bool
-	events func(Event)
+	trust        func(*Request) bool
+	events       func(Event)
+	checkService func(string) error
 }
 
 func newOptions(opts []Option) *options {
@@ -50,6 +51,21 @@ func WithTrust(trusted func(*Request) bool) Option {
 // triggered the event; it should return quickly. Default: events are dropped.
 func WithEvents(fn func(Event)) Option {
 	return optionFunc(func(o *options) { o.events = fn })
+}
+
+// WithServiceCheck sets a check that every service a table names (a destination, a split
+// arm, a canary side, a shadow) must pass when the table compiles: NewRouter, every Update
+// and Load (and so every reload), and Compile. A service it refuses makes the document a
+// *[ConfigError] at that service's path, such as "routes[0].canary.canary.service", and a
+// reload keeps the table in force. Pair it with the resolver the transport uses, for example
+// a discovery.Static:
+//
+//	route.NewRouter(cfg, route.WithServiceCheck(discovery.CheckKnown(static)))
+//
+// Default: no check (middleware.NewTransport still checks the table it is given against a
+// resolver that knows its services).
+func WithServiceCheck(fn func(service string) error) Option {
+	return optionFunc(func(o *options) { o.checkService = fn })
 }
 
 // Table is a compiled, immutable route table. Lookups are lock-free and do not allocate;
@@ -178,6 +194,7 @@ type Route struct {
 	canary    *canary
 	canaryCfg *Canary
 	sticky    *sticky
+	fallback  *Destination // the stable destination; nil without one (fallback.go)
 
 	timeout, attemptTimeout time.Duration
 	idleTimeout             time.Duration
@@ -191,6 +208,8 @@ type Route struct {
 	shadow                  *ShadowPolicy
 	fault                   *Injector
 	untrusted               *Route // this route without its fault, for untrusted callers; nil when the fault is for all
+
+	edge *EdgePolicy // nil when the route has no edge settings: edge.go
 }
 
 // Name returns the route's name.
@@ -285,6 +304,13 @@ type Decision struct {
 	Pinned bool
 	// Mirror is true when the request should be shadowed (see [Shadower]).
 	Mirror bool
+	// Fallback is where to send the attempts Destination cannot take (no endpoint, every
+	// breaker open, or no endpoint left that the request did not use): the route's stable
+	// destination (see [RouteConfig].Fallback). It is nil when the route has no fallback, when Destination is
+	// the fallback already, and for a request a trusted caller pinned to a side. A request
+	// sent there is reported with Done as a failure (Outcome.Failed) of the side first chosen.
+	// The caller must not modify it.
+	Fallback *Destination
 }
 
 // Outcome is what the caller learned from one routed request, for canary analysis.
@@ -327,6 +353,7 @@ func (r *Route) decide(req *Request, trust func(*Request) bool) Decision {
 			d.Arm, d.Destination = 0, &c.stable
 		}
 	}
+	d.Fallback = r.fallbackFor(&d)
 	if s := r.shadow; s != nil {
 		d.Mirror = (s.nonIdempotent || idempotent(req.Method)) && sampled(s.ppm)
 	}

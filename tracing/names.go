@@ -29,6 +29,7 @@ const (
 	KeyLimitWait     = attribute.Key("proxyless.ratelimit.wait") // seconds the limiter made the request wait
 	KeyShadow        = attribute.Key("proxyless.shadow.destination")
 	KeyLimit         = attribute.Key("proxyless.destination.limit") // a balancer.Limit's String(): "requests"
+	KeyShadowResult  = attribute.Key("proxyless.shadow.result")     // matched, mismatched, shadow_failed, unpaired (route.ShadowResult)
 )
 
 // AttemptKind says why an attempt was made: the value of [KeyAttemptKind] is its String().
@@ -77,6 +78,7 @@ const (
 	MetricLimitWait        = "proxyless.ratelimit.wait.duration"
 	MetricConcurrencyLimit = "proxyless.concurrency.limit"
 	MetricShadowMismatches = "proxyless.shadow.mismatches"
+	MetricShadowResults    = "proxyless.shadow.results"
 	MetricCanaryWeight     = "proxyless.canary.weight"
 	MetricOverflows        = "proxyless.destination.overflows"
 )

@@ -27,7 +27,7 @@ import (
 func TestBreakerRefusalStatus(t *testing.T) {
 	s, ep := start(t, "a")
 	s.fail.Store(true)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {ep}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {ep}})
 	lb, err := grpcbalancer.Config{
 		Balancer: balancer.Config{Outlier: balancer.OutlierConfig{Disabled: true}},
 		Breaker:  breaker.Config{MinimumVolume: 1, OpenDelay: time.Minute},

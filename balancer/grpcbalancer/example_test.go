@@ -43,7 +43,7 @@ func startHealthServers(n int) ([]discovery.Endpoint, func()) {
 // dial opens a channel to the service "inventory" (eps) whose balancing policy is the
 // proxyless round robin and reports to m.
 func dial(eps []discovery.Endpoint, m *grpcbalancer.Monitor) *grpc.ClientConn {
-	r := discovery.NewStatic(map[string][]discovery.Endpoint{"inventory": eps})
+	r := discovery.MustNewStatic(map[string][]discovery.Endpoint{"inventory": eps})
 	sc := fmt.Sprintf(`{"loadBalancingConfig": [{%q: {}}]}`, grpcbalancer.PolicyName(balancer.PolicyRoundRobin))
 	conn, err := grpc.NewClient("proxyless:///inventory",
 		grpc.WithResolvers(grpcresolver.NewBuilder(r, grpcresolver.WithAttributes(grpcbalancer.WithMonitor(nil, m)))),

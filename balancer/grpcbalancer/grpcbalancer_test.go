@@ -136,7 +136,7 @@ func TestChannelWithoutInterceptors(t *testing.T) {
 	a, ea := start(t, "a")
 	b, eb := start(t, "b")
 	c, ec := start(t, "c")
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {ea, eb, ec}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {ea, eb, ec}})
 	sc := fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"balancer":{"outlier":{"consecutiveGatewayFailure":3}}}}]}`, grpcbalancer.PolicyName(balancer.PolicyRoundRobin))
 	conn, err := grpc.NewClient("proxyless:///svc",
 		grpc.WithResolvers(grpcresolver.NewBuilder(static)),

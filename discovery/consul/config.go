@@ -29,6 +29,16 @@ type Config struct {
 	// Filter is a Consul filter expression applied by the server, for example
 	// `Service.Meta.version == "v2"`. Default: none.
 	Filter string
+	// AllowStale lets any server answer, not only the leader (Consul's "stale" consistency
+	// mode): reads spread over the servers and go on during an election, at the price of
+	// answers that may lag the leader. How far they lag is reported by
+	// [Watcher.WatchStatus] (LastContact, KnownLeader). It matters for the queries a server
+	// answers: a watch's first query, every query with Near, and those the agent forwards
+	// when its streaming view is not ready; the blocking queries an agent answers from its
+	// streaming view (Consul 1.10 and later, without Near) ride out elections anyway.
+	// Default false: servers forward every query to the leader, and fail it while there is
+	// none.
+	AllowStale bool
 	// Connect follows the instances that accept service-mesh traffic for a service
 	// (/v1/health/connect/<name>: the sidecar proxies of its instances and its Connect-native
 	// instances) instead of the service's own instances; mesh endpoints are dialled with mTLS
@@ -45,8 +55,10 @@ type Config struct {
 	// MaxQueryRate caps queries per second for each watched service (a token bucket with a
 	// burst of 2), so that an agent answering at once cannot cause a busy loop. Default 5.
 	MaxQueryRate float64
-	// RetryMin and RetryMax bound the exponential backoff (with full jitter) after an error.
-	// Defaults 250 ms and 15 s.
+	// RetryMin and RetryMax bound the exponential backoff after an error: the n-th failure in
+	// a row waits a delay drawn from [e/2, e], e = min(RetryMin·2^(n-1), RetryMax) (equal
+	// jitter; see the Resolver's documentation for what it bounds). RetryMax is also how long
+	// an update may wait, at most, after the agent comes back. Defaults 250 ms and 15 s.
 	RetryMin, RetryMax time.Duration
 	// EmptyAnswers is how many answers in a row, with distinct indexes, must say a service has
 	// no instances before a watcher that had some believes it. Default 3.

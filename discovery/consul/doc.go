@@ -8,6 +8,11 @@
 // suddenly answers an empty set, they keep serving the last good set and report that it is
 // stale (see discovery.StatusReporter) until the empty set has been confirmed.
 //
+// Against a cluster of servers behind a client agent, watchers survive the leader's death and
+// the agent's restart, retry with equal jitter so that a fleet does not return in a herd, and
+// may read from any server (Config.AllowStale); [Watcher.WatchStatus] and [Resolver.Watches]
+// report how fresh each answer was. The [Resolver] documentation gives the bounds.
+//
 // [Register] adds a service instance with an HTTP, TCP or TTL check and returns the function
 // that removes it; [KeepPassing] keeps a TTL check passing until it is closed.
 package consul

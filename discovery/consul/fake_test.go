@@ -28,6 +28,7 @@ type fakeReq struct {
 	Service string
 	Index   uint64
 	Wait    time.Duration
+	Stale   bool // the query allowed stale reads
 	At      time.Time
 }
 
@@ -36,6 +37,7 @@ type fakeResp struct {
 	Index  uint64        // X-Consul-Index
 	Body   string        // raw JSON
 	Block  time.Duration // hold the answer this long (or the query's wait, or until cancelled)
+	Header map[string]string
 }
 
 func newFakeConsul(t *testing.T, respond func(n int, req fakeReq) fakeResp) *fakeConsul {
@@ -55,6 +57,7 @@ func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
 	req := fakeReq{Service: name, At: time.Now()}
 	req.Index, _ = strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
 	req.Wait, _ = time.ParseDuration(r.URL.Query().Get("wait"))
+	req.Stale = r.URL.Query().Has("stale")
 	f.mu.Lock()
 	n := len(f.reqs)
 	f.reqs = append(f.reqs, req)
@@ -77,6 +80,9 @@ func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
 		resp.Status = http.StatusOK
 	}
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(resp.Index, 10))
+	for k, v := range resp.Header {
+		w.Header().Set(k, v)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.Status)
 	_, _ = w.Write([]byte(resp.Body))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,18 @@ import (
 // Config says which DNS server to ask and how often. The zero value asks the system's
 // resolver every 30 seconds.
 type Config struct {
+	// NameTemplate maps a service name to the SRV name looked up for it: every other character is
+	// kept, and "{service}" (which must appear exactly once) stands for the service name, so
+	// that a mesh client can address http://payments/ and have "payments" looked up as, for
+	// example:
+	//
+	//	"{service}.service.consul."               Consul's DNS interface
+	//	"_http._tcp.{service}.example.internal."  an RFC 2782 name under a zone of yours
+	//
+	// The result must be a valid DNS name (a trailing dot makes it absolute, so the system's
+	// search domains are not tried). Default "{service}": the service name is the SRV name
+	// itself.
+	NameTemplate string
 	// Server is the host:port of the DNS server to ask, over UDP with TCP fallback.
 	// Default: the system's resolver (/etc/resolv.conf).
 	Server string
@@ -44,8 +57,9 @@ type Config struct {
 // not usable. It is safe for concurrent use and holds no goroutine of its own; each Watcher it
 // returns runs one until closed.
 type Resolver struct {
-	cfg Config // immutable after New
-	net *net.Resolver
+	cfg            Config // immutable after New
+	prefix, suffix string // Config.NameTemplate around "{service}"; immutable
+	net            *net.Resolver
 }
 
 var _ discovery.Resolver = (*Resolver)(nil)
@@ -62,6 +76,10 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	if cfg.EmptyAnswers < 0 {
 		return nil, fmt.Errorf("dns: Config.EmptyAnswers must not be negative, got %d", cfg.EmptyAnswers)
+	}
+	prefix, suffix, err := ParseNameTemplate(cfg.NameTemplate)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = 30 * time.Second
@@ -81,7 +99,7 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Resolver{cfg: cfg, net: net.DefaultResolver}
+	r := &Resolver{cfg: cfg, prefix: prefix, suffix: suffix, net: net.DefaultResolver}
 	if cfg.Server != "" {
 		host, port, err := net.SplitHostPort(cfg.Server)
 		if err != nil {
@@ -105,19 +123,39 @@ func New(cfg Config) (*Resolver, error) {
 	return r, nil
 }
 
-// Watch starts following the SRV name service and returns at once; the first call to Next
-// waits for the first lookup.
-func (r *Resolver) Watch(_ context.Context, service string) (discovery.Watcher, error) {
-	if service == "" {
-		return nil, errors.New("dns: Watch: service name is empty")
+// SRVName returns the SRV name looked up for service: Config.NameTemplate with service in place of
+// "{service}". It fails when service is empty or the name is not a valid DNS name.
+func (r *Resolver) SRVName(service string) (string, error) {
+	name, err := r.srvName(service)
+	if err != nil {
+		return "", errors.New("dns: " + err.Error())
 	}
-	if err := discovery.ValidateHost(trimDot(service)); err != nil {
+	return name, nil
+}
+
+func (r *Resolver) srvName(service string) (string, error) {
+	if service == "" {
+		return "", errors.New("service name is empty")
+	}
+	name := r.prefix + service + r.suffix
+	if err := discovery.ValidateHost(trimDot(name)); err != nil {
+		return "", fmt.Errorf("service %q: SRV name %q: %s", truncate(service), truncate(name), strings.TrimPrefix(err.Error(), "discovery: "))
+	}
+	return name, nil
+}
+
+// Watch starts following service, through the SRV name Config.NameTemplate maps it to (see
+// [Resolver.SRVName]), and returns at once; the first call to Next waits for the first
+// lookup.
+func (r *Resolver) Watch(_ context.Context, service string) (discovery.Watcher, error) {
+	name, err := r.srvName(service)
+	if err != nil {
 		return nil, fmt.Errorf("dns: Watch: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{
 		r:       r,
-		service: service,
+		service: name,
 		feed:    feed.New(r.cfg.EmptyAnswers, r.cfg.EmptyGrace),
 		cancel:  cancel,
 		done:    make(chan struct{}),

@@ -29,7 +29,7 @@ func ExampleNewBuilder() {
 	defer srv.Stop()
 
 	eps := []discovery.Endpoint{{Addr: lis.Addr().String(), Zone: "dc1/a"}}
-	r := discovery.NewStatic(map[string][]discovery.Endpoint{"inventory": eps})
+	r := discovery.MustNewStatic(map[string][]discovery.Endpoint{"inventory": eps})
 	conn, err := grpc.NewClient(grpcresolver.Scheme+":///inventory",
 		grpc.WithResolvers(grpcresolver.NewBuilder(r)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -107,7 +107,7 @@ func TestStateCarriesEndpoints(t *testing.T) {
 }
 
 func TestBuilderFollowsStatic(t *testing.T) {
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
 	rec := newRecorder()
 	r, err := grpcresolver.NewBuilder(static).Build(target("svc"), rec, resolver.BuildOptions{})
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func TestBuilderFollowsStatic(t *testing.T) {
 func TestBuildRefusesBadTargets(t *testing.T) {
 	_, err := grpcresolver.NewBuilder(nil).Build(target("svc"), newRecorder(), resolver.BuildOptions{})
 	assert.Error(t, err)
-	_, err = grpcresolver.NewBuilder(discovery.NewStatic(nil)).Build(target(""), newRecorder(), resolver.BuildOptions{})
+	_, err = grpcresolver.NewBuilder(discovery.MustNewStatic(nil)).Build(target(""), newRecorder(), resolver.BuildOptions{})
 	assert.Error(t, err)
 	assert.Equal(t, "proxyless", grpcresolver.NewBuilder(nil).Scheme())
 }
@@ -186,7 +186,7 @@ func TestFailsStatic(t *testing.T) {
 
 func TestReportsErrorBeforeFirstSet(t *testing.T) {
 	rec := newRecorder()
-	r, err := grpcresolver.NewBuilder(discovery.NewStatic(nil)).Build(target("unknown"), rec, resolver.BuildOptions{})
+	r, err := grpcresolver.NewBuilder(discovery.MustNewStatic(nil)).Build(target("unknown"), rec, resolver.BuildOptions{})
 	require.NoError(t, err)
 	defer r.Close()
 	rec.wait(t, func(_ []resolver.State, e []error) bool { return len(e) > 0 })
@@ -196,7 +196,7 @@ func TestReportsErrorBeforeFirstSet(t *testing.T) {
 
 func TestWithAttributesCarriedInEveryState(t *testing.T) {
 	type key struct{}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: "127.0.0.1:1"}}})
 	rec := newRecorder()
 	b := grpcresolver.NewBuilder(static, grpcresolver.WithAttributes(attributes.New(key{}, "monitor")))
 	r, err := b.Build(target("svc"), rec, resolver.BuildOptions{})

@@ -42,7 +42,7 @@ func (b *backends) close() {
 // shop-v3 has v3.
 func (b *backends) resolver() *discovery.Static {
 	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-	return discovery.NewStatic(map[string][]discovery.Endpoint{
+	return discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		service: {
 			{Addr: addr(b.v1), Tags: []string{"v1"}},
 			{Addr: addr(b.v2), Tags: []string{"v2"}},

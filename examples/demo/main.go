@@ -189,7 +189,8 @@ func newResolver(ctx context.Context, o options, backends []*faultbackend.Backen
 		eps[i] = discovery.Endpoint{Addr: b.Addr()}
 	}
 	if o.consul == "" {
-		return discovery.NewStatic(map[string][]discovery.Endpoint{"demo": eps}), func() {}, nil
+		static, err := discovery.NewStatic(map[string][]discovery.Endpoint{"demo": eps})
+		return static, func() {}, err
 	}
 	cfg := consul.Config{Address: o.consul}
 	var deregs []func(context.Context) error

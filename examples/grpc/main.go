@@ -176,7 +176,7 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 		servers = append(servers, s)
 		eps = append(eps, discovery.Endpoint{Addr: s.addr})
 	}
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"echo": eps})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"echo": eps})
 
 	gc, err := middleware.NewGRPCClient(static,
 		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin}),

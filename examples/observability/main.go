@@ -170,7 +170,7 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	tr, err := middleware.NewTransport(base,
-		middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{service: eps})),
+		middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{service: eps})),
 		middleware.WithAttemptTimeout(time.Second),
 		middleware.WithTracerProvider(tp),
 		middleware.WithMeterProvider(mp),

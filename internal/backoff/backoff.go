@@ -44,6 +44,19 @@ func HalfJitter(base, limit time.Duration, n int) time.Duration {
 	return base/2 + FullJitter(base, limit, n)/2
 }
 
+// EqualJitter returns a delay drawn uniformly from [e/2, e], e = Exponential(base, limit, n):
+// half the exponential bound is kept and half is jittered. Unlike full jitter it never waits
+// less than half the bound, so the time before the n-th of a run of retries is at least
+// (base/2)·(2^n − 1) while the bound grows: a client that keeps failing makes O(log T)
+// attempts in a time T, and a fleet that failed at one moment retries spread over [e/2, e].
+func EqualJitter(base, limit time.Duration, n int) time.Duration {
+	d := Exponential(base, limit, n)
+	if d <= 0 {
+		return 0
+	}
+	return d - rand.N(d/2+1)
+}
+
 // Sleep waits d or until ctx is done, and reports whether the whole wait ran.
 func Sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {

@@ -52,3 +52,25 @@ func TestSleepHonoursContext(t *testing.T) {
 		t.Fatal("Sleep stopped early")
 	}
 }
+
+func TestEqualJitterStaysInTheUpperHalf(t *testing.T) {
+	const base, limit = 100 * time.Millisecond, time.Second
+	for n := 1; n <= 8; n++ {
+		e := Exponential(base, limit, n)
+		lo, hi := e, time.Duration(0)
+		for range 2000 {
+			d := EqualJitter(base, limit, n)
+			if d < e/2 || d > e {
+				t.Fatalf("n=%d: %v outside [%v, %v]", n, d, e/2, e)
+			}
+			lo, hi = min(lo, d), max(hi, d)
+		}
+		// The draws spread over the range: not one fixed value (a herd).
+		if hi-lo < e/4 {
+			t.Errorf("n=%d: draws within [%v, %v], want them spread over [%v, %v]", n, lo, hi, e/2, e)
+		}
+	}
+	if d := EqualJitter(0, time.Second, 3); d != 0 {
+		t.Errorf("zero base: %v", d)
+	}
+}

@@ -46,10 +46,11 @@ type Agent struct {
 	// DNSAddr is the DNS server address, "127.0.0.1:port" (UDP and TCP).
 	DNSAddr string
 
-	bin   string   // immutable
-	hcl   []string // immutable: extra -hcl arguments
-	ports ports    // immutable
-	logs  *logBuffer
+	bin    string   // immutable
+	hcl    []string // immutable: extra -hcl arguments
+	ports  ports    // immutable
+	member *member  // immutable; nil for a dev agent, else a cluster member's settings
+	logs   *logBuffer
 
 	mu     sync.Mutex
 	proc   *process // guarded by mu; nil when stopped
@@ -106,6 +107,9 @@ func StartHCL(bin string, hcl ...string) (*Agent, error) {
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 func (a *Agent) args() []string {
+	if a.member != nil {
+		return a.member.args(a.ports)
+	}
 	args := []string{
 		"agent", "-dev",
 		"-node", "proxyless-test",
@@ -120,6 +124,9 @@ func (a *Agent) args() []string {
 		"-grpc-tls-port", "-1",
 		"-log-level", "info",
 		"-hcl", "disable_update_check = true",
+		// Room for the scale benchmarks' concurrent blocking queries (one connection each;
+		// Consul's default is 200 per client address).
+		"-hcl", "limits { http_max_conns_per_client = 16384 }",
 	}
 	for _, h := range a.hcl {
 		args = append(args, "-hcl", h)
@@ -179,7 +186,13 @@ func (a *Agent) waitReady(ctx context.Context, p *process) error {
 		if last == nil && leader == "" {
 			last = errors.New("no leader yet")
 		}
-		if last == nil {
+		if last == nil && a.member != nil {
+			var node json.RawMessage
+			last = getJSON(ctx, client, base+"/v1/catalog/node/"+a.member.name, &node)
+			if last == nil && (len(node) == 0 || string(node) == "null") {
+				last = fmt.Errorf("node %s not in the catalog yet", a.member.name)
+			}
+		} else if last == nil {
 			last = getJSON(ctx, client, base+"/v1/catalog/nodes", &nodes)
 			if last == nil && len(nodes) == 0 {
 				last = errors.New("node not in the catalog yet")

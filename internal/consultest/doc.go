@@ -28,4 +28,23 @@
 // Dev mode keeps everything in memory: a restarted agent has lost every
 // service and key registered before. Tests that stop the shared agent must
 // restart it before they end (t.Cleanup), or use an agent of their own.
+//
+// A test that needs a real cluster calls [ClusterForTest]: three servers
+// (bootstrap-expect 3, raft on disk, raft_multiplier 1 so that an election
+// takes a few seconds) and a client agent joined to them, each on free
+// loopback ports with a data directory of its own. Applications talk to the
+// client agent; [Cluster.KillLeader] crashes the current leader,
+// [Cluster.WaitLeader] waits until the others agree on a new one, and any
+// member's Stop and Restart keep its data, so a server rejoins with its raft
+// log and the client agent with its node ID:
+//
+//	c := consultest.ClusterForTest(t)
+//	client, _ := api.NewClient(&api.Config{Address: c.Client.HTTPAddr})
+//	old, _ := c.KillLeader(ctx)
+//	leader, _ := c.WaitLeader(ctx)
+//	_ = old.Restart()
+//
+// Every agent, dev or member, allows 16,384 concurrent HTTP connections from
+// one address (limits.http_max_conns_per_client; Consul's default is 200), as
+// the scale tests hold one blocking query per watched service.
 package consultest

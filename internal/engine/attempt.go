@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,9 @@ type shared struct {
 	cancelOverall context.CancelFunc
 	callerGone    func() bool // nil, or reports a cancellation the caller made another way
 	stats         *Stats
-	dest          *Dest
+	dest          *Dest // guarded by mu once attempts run: Admit may switch it to fallback
+	fallback      *Dest // guarded by mu; nil once used, or without one
+	onFallback    func()
 	policy        *Policy
 	key           uint64 // the balancer's hash key: Call.HashKey
 
@@ -58,6 +61,7 @@ type Attempt struct {
 	admitted bool // Admit succeeded: pick (and permit) await feedback
 	pick     balancer.Pick
 	permit   breaker.Permit
+	permits  bool // permit is a breaker's: its destination has breakers
 	endpoint string
 	probe    bool
 }
@@ -212,26 +216,52 @@ const DeadlineSlack = 20 * time.Millisecond
 // endpoint, the balancer's (balancer.ErrNoEndpoints). A refused attempt counts once in
 // Stats.BreakerRefusals, however many endpoints it skipped; refused, when not nil, learns
 // each endpoint skipped.
+//
+// With a Call.Fallback, the attempt (and every later one of the call) picks from the fallback
+// instead when the destination refuses it so, or when a retry would go back to an endpoint
+// of the destination the call already used (a hedge may: it races the attempt it hedges).
 func (a *Attempt) Admit(refused func(addr string)) error {
 	s := a.s
-	d := s.dest
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	err := a.admitFrom(s.dest, refused, s.fallback != nil)
+	if err == nil || s.fallback == nil ||
+		!(err == errOnlyTried || errors.Is(err, breaker.ErrOpen) || errors.Is(err, balancer.ErrNoEndpoints)) {
+		return err
+	}
+	s.dest, s.fallback, s.tried = s.fallback, nil, balancer.Tried{}
+	if s.onFallback != nil {
+		s.onFallback()
+	}
+	return a.admitFrom(s.dest, refused, false)
+}
+
+// errOnlyTried says a retry would go back to an endpoint the call used.
+var errOnlyTried = errors.New("engine: only endpoints already tried")
+
+// admitFrom is Admit's pick from d, under s.mu. With onlyNew, a retry that would go back to
+// an endpoint already used fails with errOnlyTried.
+func (a *Attempt) admitFrom(d *Dest, refused func(addr string), onlyNew bool) error {
+	s := a.s
 	var lastOpen error
 	for range balancer.MaxTried + 1 {
 		pick, err := d.Balancer.Pick(balancer.PickInfo{Now: a.Start, Key: s.key, Tried: s.tried})
 		if err != nil {
 			return err
 		}
+		if onlyNew && a.Kind == tracing.AttemptRetry && s.tried.Contains(pick) {
+			pick.Done(balancer.DoneInfo{Now: a.Start, Outcome: balancer.OutcomeIgnore})
+			return errOnlyTried
+		}
 		s.tried.Add(pick)
 		addr := pick.Endpoint.Addr
 		if d.Breakers == nil {
-			a.admitted, a.pick, a.endpoint = true, pick, addr
+			a.admitted, a.pick, a.endpoint, a.permits = true, pick, addr, false
 			return nil
 		}
 		permit, err := d.Breakers.Allow(addr)
 		if err == nil {
-			a.admitted, a.pick, a.permit, a.endpoint, a.probe = true, pick, permit, addr, permit.Probe()
+			a.admitted, a.pick, a.permit, a.endpoint, a.probe, a.permits = true, pick, permit, addr, permit.Probe(), true
 			return nil
 		}
 		pick.Done(balancer.DoneInfo{Now: a.Start, Outcome: balancer.OutcomeIgnore})
@@ -260,7 +290,7 @@ func (a *Attempt) feedback(out outcome.Outcome, lat time.Duration) {
 		di.MinLatency = lat // cut short: the endpoint took at least this long
 	}
 	a.pick.Done(di)
-	if a.s.dest.Breakers != nil {
+	if a.permits {
 		a.permit.Done(k.Breaker())
 	}
 }

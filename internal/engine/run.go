@@ -50,6 +50,15 @@ type Call[R any] struct {
 	CallerGone func() bool
 	// OnBudgetRefused, when set, learns each retry or hedge the budget refused.
 	OnBudgetRefused func(tracing.AttemptKind)
+	// Fallback, when set, is where attempts go once Dest can take them no more: see
+	// Attempt.Admit. OnFallback, when set, learns of the switch, once, from the goroutine of
+	// the attempt that made it.
+	Fallback   *Dest
+	OnFallback func()
+	// Continued says the call carries on one of the same request that every endpoint
+	// refused, sent to another destination (a gRPC route's fallback): the budget does not
+	// count it again.
+	Continued bool
 
 	s shared // what the call's attempts share, the first attempt among it: one allocation
 }
@@ -88,6 +97,7 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 	// would take the write barrier for every pointer field, set or not)
 	s.caller, s.ctx, s.cancelOverall = ctx, ctx, noop
 	s.stats, s.dest, s.policy, s.callerGone, s.key = c.Stats, c.Dest, c.Policy, c.CallerGone, c.HashKey
+	s.fallback, s.onFallback = c.Fallback, c.OnFallback
 	if to := c.Policy.Timeout; to > 0 {
 		s.ctx, s.cancelOverall = context.WithTimeout(ctx, to)
 	}
@@ -97,7 +107,9 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 			panic(p)
 		}
 	}()
-	c.Budget.Deposit()
+	if !c.Continued {
+		c.Budget.Deposit()
+	}
 	if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
 		res = runHedged(s, c)
 	} else {

@@ -310,6 +310,15 @@ func (a *Attempt) BreakerRefused(addr string) {
 	a.r.BreakerRefused(addr)
 }
 
+// AttemptRefused counts the attempt, which every breaker refused, once: see
+// [Request.AttemptRefused].
+func (a *Attempt) AttemptRefused() {
+	if a == nil {
+		return
+	}
+	a.r.AttemptRefused()
+}
+
 // endGRPC is End for an attempt of a gRPC call or stream. Attempts that were sent count in
 // proxyless.client.attempts by endpoint, kind and outcome; one that the picker refused (no
 // endpoint, every breaker open: outcome.LocalRefusal) counts nowhere but in

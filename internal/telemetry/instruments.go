@@ -68,6 +68,7 @@ type instruments struct {
 	limitWait       metric.Float64Histogram
 	shadowMismatch  metric.Int64Counter
 	overflows       metric.Int64Counter
+	shadowResults   metric.Int64Counter
 
 	breakerState     metric.Int64ObservableGauge
 	ejections        metric.Int64ObservableCounter
@@ -109,7 +110,7 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 		metric.WithDescription("Retries and hedges the retry budget refused."))
 	check(err)
 	ins.breakerRefusals, err = m.Int64Counter(tracing.MetricBreakerRefusals, metric.WithUnit("{attempt}"),
-		metric.WithDescription("Endpoints skipped because their circuit breaker refused."))
+		metric.WithDescription("Attempts not sent because the circuit breaker of every endpoint tried refused, counted once each."))
 	check(err)
 	ins.breakerTrans, err = m.Int64Counter(tracing.MetricBreakerTrans, metric.WithUnit("{transition}"),
 		metric.WithDescription("Circuit breaker transitions, by the state entered."))
@@ -126,6 +127,9 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 	check(err)
 	ins.overflows, err = m.Int64Counter(tracing.MetricOverflows, metric.WithUnit("{request}"),
 		metric.WithDescription("Requests, retries and connections a destination's limits refused, by limit."))
+	check(err)
+	ins.shadowResults, err = m.Int64Counter(tracing.MetricShadowResults, metric.WithUnit("{request}"),
+		metric.WithDescription("Shadowed requests by the result of comparing the shadow's answer with the primary's: matched, mismatched, shadow_failed, unpaired."))
 	check(err)
 
 	ins.breakerState, err = m.Int64ObservableGauge(tracing.MetricBreakerState, metric.WithUnit("{state}"),
@@ -163,7 +167,8 @@ func (ins *instruments) enabled() bool {
 	return ins.reqDuration.Enabled(ctx) || ins.attempts.Enabled(ctx) || ins.retries.Enabled(ctx) ||
 		ins.hedges.Enabled(ctx) || ins.hedgeWins.Enabled(ctx) || ins.budgetRefusals.Enabled(ctx) ||
 		ins.breakerRefusals.Enabled(ctx) || ins.breakerTrans.Enabled(ctx) || ins.limitDecisions.Enabled(ctx) ||
-		ins.limitWait.Enabled(ctx) || ins.shadowMismatch.Enabled(ctx) || ins.overflows.Enabled(ctx)
+		ins.limitWait.Enabled(ctx) || ins.shadowMismatch.Enabled(ctx) || ins.overflows.Enabled(ctx) ||
+		ins.shadowResults.Enabled(ctx)
 }
 
 // register registers the callback of the observable instruments.

@@ -276,17 +276,23 @@ func (r *Request) Route(route, split string) {
 }
 
 // BreakerRefused records that the breaker of endpoint addr refused an attempt, so that
-// another endpoint was tried (or the request failed): a span event and a count.
+// another endpoint was tried (or the attempt refused): a span event. It counts nothing: an
+// attempt every breaker refused is counted once, by AttemptRefused.
 func (r *Request) BreakerRefused(addr string) {
-	if r == nil {
+	if r == nil || r.span == nil {
 		return
 	}
-	if r.span != nil {
-		r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(tracing.KeyEndpoint.String(addr)))
+	r.span.AddEvent("proxyless.breaker.refused", trace.WithAttributes(tracing.KeyEndpoint.String(addr)))
+}
+
+// AttemptRefused counts an attempt that was not sent because every endpoint's breaker
+// refused it, once however many endpoints were skipped: proxyless.breaker.refusals, by
+// destination, as the client's Stats.BreakerRefusals counts.
+func (r *Request) AttemptRefused() {
+	if r == nil || !r.s.metrics {
+		return
 	}
-	if r.s.metrics {
-		r.s.ins.breakerRefusals.Add(context.Background(), 1, r.d.endpoint(addr).optsSet...)
-	}
+	r.s.ins.breakerRefusals.Add(context.Background(), 1, r.d.optsDest...)
 }
 
 // BudgetRefused records that the retry budget refused a retry or a hedge.
@@ -649,6 +655,18 @@ func (t *Telemetry) ShadowMismatch(route, shadow string) {
 		return
 	}
 	s.ins.shadowMismatch.Add(context.Background(), 1, metric.WithAttributes(tracing.KeyRoute.String(route), tracing.KeyShadow.String(shadow)))
+}
+
+// ShadowResult counts the result of comparing a shadow's answer with the primary's (one of
+// route.ShadowResult's names: matched, mismatched, shadow_failed, unpaired), for the route
+// that mirrored the request and the shadow destination. Like ShadowMismatch it is a count.
+func (t *Telemetry) ShadowResult(route, shadow, result string) {
+	s := t.load()
+	if !s.metrics {
+		return
+	}
+	s.ins.shadowResults.Add(context.Background(), 1, metric.WithAttributes(tracing.KeyRoute.String(route),
+		tracing.KeyShadow.String(shadow), tracing.KeyShadowResult.String(result)))
 }
 
 // publishWith stores in p a copy of old, p's current map, with k set to v: the copy-on-write

@@ -397,7 +397,9 @@ func TestRequestEndsOnError(t *testing.T) {
 	d := tel.Destination("svc")
 
 	_, r := tel.StartRequest(context.Background(), d, nil)
-	r.BreakerRefused("127.0.0.1:1")
+	r.BreakerRefused("127.0.0.1:1") // a span event
+	r.BreakerRefused("127.0.0.1:2")
+	r.AttemptRefused() // the count
 	r.End(nil, outcome.LocalRefusal, nil, fmt.Errorf("every endpoint: %w", breaker.ErrOpen))
 	r.End(nil, outcome.Failure, nil, errors.New("a second End is ignored"))
 
@@ -409,11 +411,11 @@ func TestRequestEndsOnError(t *testing.T) {
 	assert.Equal(t, codes.Error, spans[0].Status().Code)
 	assert.Equal(t, "local_refusal", attrs(spans[0])[tracing.KeyOutcome].AsString())
 	assert.Equal(t, "canceled", attrs(spans[1])[tracing.KeyOutcome].AsString())
-	require.Len(t, spans[0].Events(), 2) // the refusal and the error
+	require.Len(t, spans[0].Events(), 3) // the two refusals and the error
 	ms := s.metrics(t)
 	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("local_refusal")))
 	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricRequestDuration, tracing.KeyOutcome.String("canceled")))
-	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBreakerRefusals, tracing.KeyEndpoint.String("127.0.0.1:1")))
+	assert.Equal(t, int64(1), sum(t, ms, tracing.MetricBreakerRefusals, tracing.KeyDestination.String("svc")), "one refused attempt, however many endpoints it skipped")
 }
 
 // The request span ends when the body is read to its end, without Close.

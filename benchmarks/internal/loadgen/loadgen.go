@@ -289,7 +289,7 @@ func newTarget(setup string, conc int, be *backend.Process, hp *HAProxy) (*targe
 		for i, a := range be.Addrs {
 			eps[i] = discovery.Endpoint{Addr: a}
 		}
-		tr, err := middleware.NewTransport(base, middleware.WithResolver(discovery.NewStatic(map[string][]discovery.Endpoint{"backends": eps})))
+		tr, err := middleware.NewTransport(base, middleware.WithResolver(discovery.MustNewStatic(map[string][]discovery.Endpoint{"backends": eps})))
 		if err != nil {
 			return nil, err
 		}
