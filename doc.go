@@ -9,7 +9,10 @@
 //
 //   - discovery: endpoints of a service by name, from a static set, a Consul catalog
 //     (discovery/consul, with blocking queries and registration) or DNS SRV (discovery/dns);
-//     watchers fail static, keeping the last good set when their source fails.
+//     watchers fail static, keeping the last good set when their source fails. Consul's
+//     discovery chains (routers, splitters, resolvers) become routes and destination
+//     policies (consul.WatchChains); discovery/consul/connect joins Consul's service mesh
+//     without a sidecar.
 //   - balancer: picks an endpoint per attempt (P2C over peak-EWMA latency by default; round
 //     robin, weighted, random, least-request, Maglev and ring-hash consistent hashing keyed by
 //     hash policies: a header or gRPC metadata, a cookie, a query parameter, the source IP or

@@ -20,6 +20,8 @@ import (
 var needAgent = map[string]bool{
 	"discovery/consul.New":         true,
 	"discovery/consul.KeepPassing": true,
+	"discovery/consul.WatchChains": true,
+	"discovery/consul/connect.New": true,
 }
 
 // Every public package's entry points have a checked Example: each constructor (a function

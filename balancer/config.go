@@ -92,8 +92,8 @@ type Config struct {
 	// endpoint. Default: 60s.
 	MaxRetryAfter time.Duration `json:"maxRetryAfter,omitempty" yaml:"maxRetryAfter,omitempty"`
 
-	// MaglevTableSize is the size of the Maglev lookup table; it must be a prime. Only
-	// PolicyMaglev uses it. When the endpoint set is larger than a tenth of it, a larger prime
+	// MaglevTableSize is the size of the Maglev lookup table; it must be a prime of at most
+	// 5000011 (Envoy's bound). Only PolicyMaglev uses it. When the endpoint set is larger than a tenth of it, a larger prime
 	// is used. Default: 65537.
 	MaglevTableSize int `json:"maglevTableSize,omitempty" yaml:"maglevTableSize,omitempty"`
 
@@ -190,7 +190,11 @@ type OutlierConfig struct {
 // requests in the interval are counted; when there are at least MinimumHosts of them, the
 // mean and the (population) standard deviation of their success rates are computed, and each
 // of them whose success rate is below mean − stdev × StdevFactor/1000 is ejected, with
-// probability EnforcementPercentage/100, within OutlierConfig.MaxEjectionPercent. A request
+// probability EnforcementPercentage/100, within OutlierConfig.MaxEjectionPercent. One
+// deliberate difference: the spread used for an endpoint is at least the sampling error of
+// its rate, √(mean·(1−mean)/requests), so that endpoints failing alike are not ejected for
+// the noise of counting (with five endpoints a rate one request below four equal ones is
+// two standard deviations down; Envoy and gRPC would eject it). A request
 // counts as a failure when its Outcome is OutcomeFailure or OutcomeGatewayFailure; requests
 // reported with OutcomeIgnore (the caller cancelled, a local refusal) do not count.
 type SuccessRateEjection struct {
@@ -451,7 +455,10 @@ func (c *Config) normalizeLimits() error {
 		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 
-	if c.MaglevTableSize < 0 || (c.MaglevTableSize > 0 && !isPrime(c.MaglevTableSize)) {
+	if c.MaglevTableSize < 0 || c.MaglevTableSize > maxMaglevTableSize {
+		return fieldErr("MaglevTableSize", "must be a prime of at most %d, got %d", maxMaglevTableSize, c.MaglevTableSize)
+	}
+	if c.MaglevTableSize > 0 && !isPrime(c.MaglevTableSize) {
 		return fieldErr("MaglevTableSize", "must be a prime, got %d", c.MaglevTableSize)
 	}
 	if c.MaglevTableSize == 0 {

@@ -111,3 +111,6 @@ func buildMaglev(s *snapshot, size int) []int32 {
 	}
 	return table
 }
+
+// maxMaglevTableSize bounds Config.MaglevTableSize, as Envoy bounds table_size.
+const maxMaglevTableSize = 5000011

@@ -179,10 +179,14 @@ func successRateOutliers(delta []counts, sr *SuccessRateEjection) []int {
 		variance += (r - mean) * (r - mean)
 	}
 	stdev := math.Sqrt(variance / float64(len(rates)))
-	limit := mean - stdev*float64(sr.StdevFactor)/1000
+	factor := float64(sr.StdevFactor) / 1000
 	var out []int
 	for k, r := range rates {
-		if r < limit {
+		// The spread is floored at the sampling error of this endpoint's rate: endpoints that
+		// fail alike differ only by the noise of counting, which a spread computed from a few
+		// near-equal rates would call an outlier.
+		noise := math.Sqrt(mean * (1 - mean) / float64(delta[idx[k]].requests))
+		if r < mean-max(stdev, noise)*factor {
 			out = append(out, idx[k])
 		}
 	}

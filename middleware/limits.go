@@ -24,10 +24,11 @@ import (
 // attempt it would have replaced.
 //
 // The Transport counts connections through the dialer of its base, which must then be an
-// *http.Transport (or nil): the Transport uses a clone of it whose DialContext counts the
-// connections each destination opens, and closes the clone's idle connections on Close. A
-// gRPC client counts requests (calls and streams) and retries per channel target, and
-// refuses MaxConnections and MaxPendingRequests, which it cannot enforce.
+// *http.Transport (or nil): the Transport uses a clone of it whose DialContext (and TLS
+// dialer, DialTLSContext or DialTLS, when set) counts the connections each destination
+// opens, and closes the clone's idle connections on Close. A gRPC client counts requests
+// (calls and streams) and retries per channel target, and refuses MaxConnections and
+// MaxPendingRequests, which it cannot enforce.
 //
 // Taken by NewTransport and NewGRPCClient.
 func WithLimits(l balancer.Limits) ClientOption {
@@ -95,8 +96,12 @@ func limitedBase(base http.RoundTripper, l balancer.Limits) (http.RoundTripper, 
 		}
 	}
 	ht.DialContext, ht.Dial = limitedDial(dial), nil
-	if ht.DialTLSContext != nil {
+	switch old := ht.DialTLS; { //nolint:staticcheck // honour the deprecated DialTLS as Dial above
+	case ht.DialTLSContext != nil:
 		ht.DialTLSContext = limitedDial(ht.DialTLSContext)
+	case old != nil:
+		ht.DialTLSContext = limitedDial(func(_ context.Context, network, addr string) (net.Conn, error) { return old(network, addr) })
+		ht.DialTLS = nil //nolint:staticcheck // replaced by the counting DialTLSContext
 	}
 	return ht, ht, nil
 }

@@ -77,6 +77,32 @@ func TestTransportSuccessRateEjection(t *testing.T) {
 	assert.EqualValues(t, 1, tr.Stats().Ejections)
 }
 
+// Five real backends that all fail 3 of every 10 requests: success-rate detection ejects none,
+// over a dozen intervals, though the counts in each interval differ by a request or two.
+func TestTransportSuccessRateAllAlike(t *testing.T) {
+	bs := []*faultbackend.Backend{failingBackend(t, 3), failingBackend(t, 3), failingBackend(t, 3), failingBackend(t, 3), failingBackend(t, 3)}
+	eps := make([]discovery.Endpoint, len(bs))
+	for i, b := range bs {
+		eps[i] = discovery.Endpoint{Addr: b.Addr()}
+	}
+	app := newMetricsApp(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": eps}),
+		middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin, Outlier: balancer.OutlierConfig{
+			Interval: 200 * time.Millisecond, SuccessRate: &balancer.SuccessRateEjection{RequestVolume: 10},
+		}}),
+		middleware.WithRetry(middleware.RetryPolicy{Disable: true}), middleware.WithoutBreaker())
+	deadline := time.Now().Add(3 * time.Second)
+	sent := 0
+	for time.Now().Before(deadline) && sent < 20_000 {
+		for range 25 {
+			_, _ = app.get(t, "http://svc/")
+			sent++
+		}
+	}
+	t.Logf("%d requests over %d intervals", sent, 3*time.Second/(200*time.Millisecond))
+	assert.Zero(t, app.tr.Stats().Ejections)
+	assert.Empty(t, ejectedNow(app.tr))
+}
+
 // Failure-percentage detection ejects the endpoint failing 90 % (over the threshold of 85),
 // and none failing 30 %.
 func TestTransportFailurePercentageEjection(t *testing.T) {

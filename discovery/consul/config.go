@@ -42,7 +42,8 @@ type Config struct {
 	// Connect follows the instances that accept service-mesh traffic for a service
 	// (/v1/health/connect/<name>: the sidecar proxies of its instances and its Connect-native
 	// instances) instead of the service's own instances; mesh endpoints are dialled with mTLS
-	// (see package connect). Default false.
+	// (see package connect). WatchChains then judges failovers by the mesh endpoints' health.
+	// Default false.
 	Connect bool
 	// IncludeUnhealthy also returns instances whose checks are not passing. Default false:
 	// passing instances only.

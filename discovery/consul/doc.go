@@ -15,4 +15,10 @@
 //
 // [Register] adds a service instance with an HTTP, TCP or TTL check and returns the function
 // that removes it; [KeepPassing] keeps a TTL check passing until it is closed.
+//
+// [WatchChains] follows the compiled discovery chains of services (service-router,
+// service-splitter and service-resolver config entries, /v1/discovery-chain/<service>) and
+// the health their failovers depend on, and loads the routes and destination policies they
+// compile to ([CompileChain]) into a middleware.Config, so a transport honours Consul's
+// traffic rules without a sidecar.
 package consul

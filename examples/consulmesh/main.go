@@ -14,7 +14,7 @@
 // It calls across in both directions, then flips the intention shop => payments from allow to
 // deny and back while shop keeps one connection open (payments refuses on that very
 // connection, per request), and does the same for web => legacy (the sidecar refuses new
-// connections only). Last, web follows payments' discovery chain (connect.Mesh.FollowChains)
+// connections only). Last, web follows payments' discovery chain (connect.Mesh.WatchChains)
 // while a service-splitter moves from 90/10 to 50/50 between its versions v1 and v2. It prints
 // what happens and exits by itself.
 //

@@ -11,9 +11,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/proxyless/proxyless/discovery/consul"
 	"github.com/proxyless/proxyless/discovery/consul/connect"
 	"github.com/proxyless/proxyless/middleware"
-	"github.com/proxyless/proxyless/route"
 )
 
 // splitRequests is how many requests measure each split.
@@ -31,16 +31,16 @@ func (w *world) split(ctx context.Context, web *connect.Mesh, s *summary, out io
 			return err
 		}
 	}
-	router, err := route.NewRouter(route.Config{})
+	rules, err := middleware.NewConfig(middleware.Document{})
 	if err != nil {
 		return err
 	}
-	chains, err := web.FollowChains(router, route.Config{}, "payments")
+	chains, err := web.WatchChains([]string{"payments"}, rules)
 	if err != nil {
 		return err
 	}
 	defer chains.Close()
-	tr, err := middleware.NewTransport(web.Transport(nil), middleware.WithResolver(web.Resolver()), middleware.WithRoutes(router))
+	tr, err := middleware.NewTransport(web.Transport(nil), middleware.WithResolver(web.Resolver()), middleware.WithConfig(rules))
 	if err != nil {
 		return err
 	}
@@ -62,19 +62,17 @@ func (w *world) split(ctx context.Context, web *connect.Mesh, s *summary, out io
 	return nil
 }
 
-// setSplit writes the splitter and waits until web follows it.
-func (w *world) setSplit(ctx context.Context, chains *connect.Chains, weights [2]float32) error {
+// setSplit writes the splitter and waits until web follows it: until the document the watcher
+// loaded holds the v1 weight (in hundredths of a percent).
+func (w *world) setSplit(ctx context.Context, chains *consul.ChainWatcher, weights [2]float32) error {
 	e := &api.ServiceSplitterConfigEntry{Kind: api.ServiceSplitter, Name: "payments", Splits: []api.ServiceSplit{
 		{Weight: weights[0], ServiceSubset: "v1"}, {Weight: weights[1], ServiceSubset: "v2"}}}
 	if _, _, err := w.client.ConfigEntries().Set(e, nil); err != nil {
 		return err
 	}
-	got, _, err := w.client.ConfigEntries().Get(api.ServiceSplitter, "payments", nil)
-	if err != nil {
-		return err
-	}
+	want := fmt.Sprintf(`"weight":%d`, int(weights[0]*100))
 	for {
-		if st := chains.Status()["payments"]; st.Index >= got.GetModifyIndex() && !st.Stale {
+		if strings.Contains(string(chains.Document()), want) {
 			return nil
 		}
 		select {

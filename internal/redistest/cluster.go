@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -39,12 +40,12 @@ func StartCluster(bin string, masters, replicas int) (*Cluster, error) {
 	}
 	c := &Cluster{}
 	for range masters * (1 + replicas) {
-		s, err := start(bin, "",
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout/time.Millisecond)),
-			"--cluster-replica-validity-factor", "0",
-		)
+		args, err := clusterNodeArgs()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		s, err := start(bin, "", args...)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -53,7 +54,7 @@ func StartCluster(bin string, masters, replicas int) (*Cluster, error) {
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+	if out, err := runCLI(true, cli, args...); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("redistest: redis-cli --cluster create: %v: %s", err, tail(string(out)))
 	}
@@ -62,6 +63,23 @@ func StartCluster(bin string, masters, replicas int) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// clusterNodeArgs returns the arguments of a cluster node. Its cluster bus gets a free port
+// of its own (--cluster-port): by default it would be the node's port + 10000, out of range
+// for a port above 55535 (redis-server then refuses to start) and perhaps taken.
+func clusterNodeArgs() ([]string, error) {
+	bus, err := testenv.FreePort()
+	if err != nil {
+		return nil, fmt.Errorf("redistest: %w", err)
+	}
+	return []string{
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout / time.Millisecond)),
+		"--cluster-replica-validity-factor", "0",
+		"--cluster-port", strconv.Itoa(bus),
+	}, nil
 }
 
 // ClusterForTest is [StartCluster] for tb, closed in tb.Cleanup; like
@@ -112,7 +130,7 @@ func (c *Cluster) waitOK(cli string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, s := range c.Nodes {
 		for {
-			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "cluster", "info").Output()
+			out, err := runCLI(false, cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "cluster", "info")
 			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
 				break
 			}
@@ -123,6 +141,23 @@ func (c *Cluster) waitOK(cli string, timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// cliTimeout bounds each redis-cli run: --cluster create waits for the nodes to agree, and
+// any command waits on a node that does not answer (a paused one), for ever.
+var cliTimeout = time.Minute
+
+// runCLI runs redis-cli with args, killed after cliTimeout, and returns its standard output
+// (and its standard error too, with combined).
+func runCLI(combined bool, cli string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cli, args...)
+	cmd.WaitDelay = time.Second
+	if combined {
+		return cmd.CombinedOutput()
+	}
+	return cmd.Output()
 }
 
 // redisCLI finds redis-cli beside bin (the same installation), then on PATH.
@@ -230,7 +265,7 @@ func (g *Sentinel) waitReplicas(cli string, replicas int, timeout time.Duration)
 	deadline := time.Now().Add(timeout)
 	for _, s := range g.Sentinels {
 		for {
-			out, err := exec.Command(cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "sentinel", "master", g.Name).Output()
+			out, err := runCLI(false, cli, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "sentinel", "master", g.Name)
 			// Each must also know the others, or a failover finds no quorum.
 			if err == nil && sentinelField(string(out), "num-slaves") == strconv.Itoa(replicas) &&
 				sentinelField(string(out), "num-other-sentinels") == strconv.Itoa(len(g.Sentinels)-1) &&
@@ -267,7 +302,7 @@ func (c *Cluster) MoveSlots(from, to string, n int) error {
 	}
 	id := func(addr string) (string, error) {
 		host, port, _ := strings.Cut(addr, ":")
-		out, err := exec.Command(cli, "-h", host, "-p", port, "cluster", "myid").Output()
+		out, err := runCLI(false, cli, "-h", host, "-p", port, "cluster", "myid")
 		return strings.TrimSpace(string(out)), err
 	}
 	fromID, err := id(from)
@@ -278,9 +313,9 @@ func (c *Cluster) MoveSlots(from, to string, n int) error {
 	if err != nil {
 		return fmt.Errorf("redistest: node id of %s: %w", to, err)
 	}
-	out, err := exec.Command(cli, "--cluster", "reshard", from,
+	out, err := runCLI(true, cli, "--cluster", "reshard", from,
 		"--cluster-from", fromID, "--cluster-to", toID,
-		"--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
+		"--cluster-slots", strconv.Itoa(n), "--cluster-yes")
 	if err != nil {
 		return fmt.Errorf("redistest: redis-cli --cluster reshard: %v: %s", err, tail(string(out)))
 	}

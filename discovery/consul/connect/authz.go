@@ -60,9 +60,10 @@ func (m *Mesh) Source(cs *tls.ConnectionState) (Identity, error) {
 	return id, nil
 }
 
-// Authorize decides a request from the source service by the current intentions whose
-// destination is this service (or "*"), in Consul's precedence order, and the default
-// policy. req is read only when an intention with L7 permissions applies; a nil req is an
+// Authorize decides a request from the source service, of the default namespace, by the
+// current intentions whose destination is this service (or "*"), in Consul's precedence
+// order, and the default policy (Handler and the interceptors also match the namespace of the
+// caller's identity: one of another namespace matches only sources of namespace "*"). req is read only when an intention with L7 permissions applies; a nil req is an
 // empty request (no path, method or header matches it).
 func (m *Mesh) Authorize(source string, req *Request) Decision {
 	if req == nil {
@@ -94,8 +95,8 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		id, err := m.Source(r.TLS)
 		source := id.Service
 		if err == nil {
-			d := m.rules.Load().decide(source, func() *Request {
-				return &Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header}
+			d := m.rules.Load().decideFrom(id, func() *Request {
+				return &Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, target: r.URL.RequestURI()}
 			})
 			if !d.Allowed {
 				err = ErrDenied
@@ -134,7 +135,7 @@ func (m *Mesh) authorizeRPC(ctx context.Context, method string) (context.Context
 		m.denied(ctx, "", "grpc")
 		return nil, errUnauthenticated
 	}
-	d := m.rules.Load().decide(id.Service, func() *Request { return rpcRequest(ctx, method) })
+	d := m.rules.Load().decideFrom(id, func() *Request { return rpcRequest(ctx, method) })
 	if !d.Allowed {
 		m.denied(ctx, id.Service, "grpc")
 		return nil, errPermissionDenied

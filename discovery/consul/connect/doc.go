@@ -6,7 +6,8 @@
 // instances), authorization by intentions (service-intentions config entries, evaluated
 // locally per request with Consul's precedence, L4 and L7), registration as a
 // Connect-native instance, and traffic rules from the compiled discovery chain
-// (Mesh.FollowChains, published into a route.Router).
+// (Mesh.WatchChains: the chain follower of package consul, consul.WatchChains, judging
+// failovers by the mesh endpoints' health).
 //
 // Joining the mesh takes a Mesh and a few lines of middleware:
 //

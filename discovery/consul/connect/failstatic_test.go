@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/proxyless/proxyless/discovery/consul"
 	"github.com/proxyless/proxyless/discovery/consul/connect"
 	"github.com/proxyless/proxyless/internal/consultest"
 	"github.com/proxyless/proxyless/middleware"
@@ -76,11 +78,12 @@ func TestFailStaticThroughAgentRestart(t *testing.T) {
 }
 
 // assertStatusPage reads middleware.StatusHandler's JSON for m's status source and checks
-// that the leaf, roots and intentions show with the staleness wanted.
-func assertStatusPage(t *testing.T, m *connect.Mesh, stale bool) {
+// that the leaf, roots, intentions (and the chain watchers' chains) show with the staleness
+// wanted.
+func assertStatusPage(t *testing.T, m *connect.Mesh, stale bool, chains ...*consul.ChainWatcher) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	middleware.StatusHandler(m.StatusSource()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?format=json", nil))
+	middleware.StatusHandler(m.StatusSource(chains...)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?format=json", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
 	var page struct {
 		Transports []struct {
@@ -96,7 +99,11 @@ func assertStatusPage(t *testing.T, m *connect.Mesh, stale bool) {
 	for _, d := range page.Transports[0].Destinations {
 		got[d.Service] = d.Stale
 	}
-	assert.Equal(t, map[string]bool{
+	want := map[string]bool{
 		"consul connect: leaf certificate": stale, "consul connect: CA roots": stale, "consul connect: intentions": stale,
-	}, got)
+	}
+	for _, c := range chains {
+		want["consul connect: discovery chains of "+strings.Join(c.Services(), ", ")] = stale
+	}
+	assert.Equal(t, want, got)
 }

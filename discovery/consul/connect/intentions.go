@@ -21,6 +21,7 @@ type ruleSet struct {
 // rule is one source of a service-intentions entry.
 type rule struct {
 	source     string // a service name, or "*"
+	anyNS      bool   // the source's namespace is "*": it matches callers of every namespace
 	precedence int    // Consul's: 9 exact→exact ... 4 *→*
 	dest       string // the entry's name, for decisions' reasons
 	allow      bool   // the L4 action; unused when perms is set
@@ -67,12 +68,18 @@ const (
 )
 
 // Request is what L7 permissions look at: the request's path (without the query; for gRPC,
-// the full method name "/pkg.Service/Method"), method (gRPC: POST), host and headers.
+// the full method name "/pkg.Service/Method"), method (gRPC: POST), host and headers. A
+// header permission on ":path" sees, as in Envoy, the path with its query for the requests
+// Handler authorizes, and Path for a Request made by its caller.
 type Request struct {
 	Method string
 	Path   string
 	Host   string
 	Header http.Header
+
+	// target is the request target as sent (escaped path and query), what a header
+	// permission on ":path" sees, as Envoy's :path header; "" means Path.
+	target string
 }
 
 // Decision is the result of authorizing a request.
@@ -140,7 +147,7 @@ func compileSource(dest string, src *api.SourceIntention) (rule, bool, error) {
 		(src.Type != "" && src.Type != api.IntentionSourceConsul) {
 		return rule{}, false, nil
 	}
-	r := rule{source: src.Name, dest: dest, precedence: precedence(dest, src.Namespace, src.Name)}
+	r := rule{source: src.Name, anyNS: src.Namespace == "*", dest: dest, precedence: precedence(dest, src.Namespace, src.Name)}
 	if len(src.Permissions) == 0 {
 		switch src.Action {
 		case api.IntentionActionAllow:
@@ -242,6 +249,9 @@ func compileRegex(s string) (*regexp.Regexp, error) {
 	if len(s) > maxRegexLen {
 		return nil, fmt.Errorf("longer than %d bytes", maxRegexLen)
 	}
+	if _, err := regexp.Compile(s); err != nil {
+		return nil, err // checked alone, so that no ")|(" can break out of the anchors below
+	}
 	return regexp.Compile("^(?:" + s + ")$")
 }
 
@@ -278,9 +288,19 @@ func compileHeader(h api.IntentionHTTPHeaderPermission) (headerMatch, error) {
 }
 
 // match returns the highest-precedence rule whose source is source (or "*"), nil if none.
-func (rs *ruleSet) match(source string) *rule {
+// source is a service of the default namespace.
+func (rs *ruleSet) match(source string) *rule { return rs.matchNS("default", source) }
+
+// matchNS is match for a caller of namespace ns: a caller of another namespace than the
+// default one matches only the rules whose source namespace is "*", as Consul's RBAC matches
+// the namespace of the caller's SPIFFE ID.
+func (rs *ruleSet) matchNS(ns, source string) *rule {
 	for i := range rs.rules {
-		if r := &rs.rules[i]; r.source == "*" || r.source == source {
+		r := &rs.rules[i]
+		if !r.anyNS && !defaultTenancy(ns) {
+			continue
+		}
+		if r.source == "*" || r.source == source {
 			return r
 		}
 	}
@@ -292,7 +312,12 @@ func (rs *ruleSet) match(source string) *rule {
 // intention with permissions decides by its first permission that matches the request, and
 // by the default policy when none does.
 func (rs *ruleSet) decide(source string, req func() *Request) Decision {
-	r := rs.match(source)
+	return rs.decideFrom(Identity{Namespace: "default", Service: source}, req)
+}
+
+// decideFrom is decide for the verified identity of a caller, whose namespace counts.
+func (rs *ruleSet) decideFrom(id Identity, req func() *Request) Decision {
+	r := rs.matchNS(id.Namespace, id.Service)
 	if r == nil {
 		return Decision{Allowed: rs.defaultAllow, Reason: "default"}
 	}
@@ -353,6 +378,9 @@ func (h *headerMatch) value(q *Request) (string, bool) {
 	case ":method":
 		return q.Method, true
 	case ":path":
+		if q.target != "" {
+			return q.target, true
+		}
 		return q.Path, true
 	}
 	vs := q.Header.Values(h.name)
@@ -365,7 +393,9 @@ func (h *headerMatch) value(q *Request) (string, bool) {
 func (h *headerMatch) matches(q *Request) bool {
 	v, ok := h.value(q)
 	if !ok {
-		return h.invert // an absent header matches only an inverted matcher
+		// An absent header matches only an inverted Present (as Envoy's HeaderUtility has it):
+		// not "anything but prod" for an inverted Prefix "prod", say.
+		return h.invert && h.kind == kindPresent
 	}
 	var m bool
 	cmp := func(a, b string) (string, string) {

@@ -108,8 +108,9 @@ func TestDecideL7(t *testing.T) {
 		{req("GET", "/admin", "X-Team", "core"), false}, // the first match is terminal
 		{req("GET", "/v1/x"), true},
 		{req("GET", "/v3/x"), false},
-		{req("GET", "/prefix/v1/x"), false}, // the regex matches the whole path
-		{req("GET", "/x", "X-Team", "Core"), true},
+		{req("GET", "/prefix/v1/x"), false},         // the regex matches the whole path
+		{req("GET", "/x", "X-Team", "Core"), false}, // no X-Env: an inverted Prefix does not match an absent header
+		{req("GET", "/x", "X-Team", "Core", "X-Env", "dev"), true},
 		{req("GET", "/x", "X-Team", "Core", "X-Env", "production"), false},
 		{req("GET", "/x", "X-Team", "core", "X-Env", "staging"), true},
 		{req("GET", "/x", "X-Team", "other"), false},

@@ -1,8 +1,9 @@
 package connect
 
 import (
-	"sort"
+	"strings"
 
+	"github.com/proxyless/proxyless/discovery/consul"
 	"github.com/proxyless/proxyless/middleware"
 )
 
@@ -10,17 +11,18 @@ import (
 var _ middleware.Authorizer = (*Mesh)(nil)
 
 // StatusSource returns a source for middleware.StatusHandler that shows what the Mesh (and
-// chains, when given) follow from the agent, each as a "destination" without endpoints named
-// "consul connect: leaf certificate", "... CA roots", "... intentions" and "... discovery
-// chain of <service>", marked stale, with the time it became so, while the last good value is
-// in use. Mesh endpoints themselves show under the Transport's own destinations.
-func (m *Mesh) StatusSource(chains ...*Chains) middleware.StatusSource {
+// chain watchers, when given) follow from the agent, each as a "destination" without
+// endpoints named "consul connect: leaf certificate", "... CA roots", "... intentions" and
+// "... discovery chains of <services>", marked stale, with the time it became so, while the
+// last good value is in use. Mesh endpoints themselves show under the Transport's own
+// destinations.
+func (m *Mesh) StatusSource(chains ...*consul.ChainWatcher) middleware.StatusSource {
 	return &meshStatus{m: m, chains: chains}
 }
 
 type meshStatus struct {
 	m      *Mesh
-	chains []*Chains
+	chains []*consul.ChainWatcher
 }
 
 // Stats is zero: the Mesh sends no requests of its own.
@@ -36,14 +38,8 @@ func (s *meshStatus) Destinations() []middleware.DestinationStatus {
 	}
 	for _, c := range s.chains {
 		cs := c.Status()
-		names := make([]string, 0, len(cs))
-		for n := range cs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			out = append(out, part("consul connect: discovery chain of "+n, cs[n]))
-		}
+		name := "consul connect: discovery chains of " + strings.Join(c.Services(), ", ")
+		out = append(out, middleware.DestinationStatus{Service: name, Stale: cs.Stale, StaleSince: cs.StaleSince})
 	}
 	return out
 }
