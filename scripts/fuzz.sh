@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-10s}
 n=0
 for pkg in $(go list ./...); do
-	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+	# A package whose tests do not build stops the run here, rather than being skipped.
+	list=$(go test -list '^Fuzz' "$pkg")
+	for target in $(printf '%s\n' "$list" | grep '^Fuzz' || true); do
 		printf '==> %s %s (%s)\n' "$pkg" "$target" "$fuzztime" >&2
 		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
 		n=$((n + 1))
