@@ -19,7 +19,7 @@ import (
 // gets the one connection and the other is refused.
 func TestLimitMaxConnectionsCountsDialTLS(t *testing.T) {
 	b := newGatedBackend(t, false)
-	static := discovery.NewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {{Addr: b.Addr()}}})
 	// DialTLS returns a plain connection: the backend speaks plain HTTP, which is all the
 	// test needs of an "https" endpoint.
 	base := &http.Transport{DialTLS: func(network, addr string) (net.Conn, error) { //nolint:staticcheck // the deprecated hook is the point
