@@ -1,6 +1,6 @@
 module github.com/proxyless/proxyless/benchmarks
 
-go 1.26.7
+go 1.26.0
 
 require (
 	github.com/failsafe-go/failsafe-go v0.9.8

@@ -69,6 +69,14 @@ if [ -n "$unformatted" ]; then
 fi
 log "go mod tidy -diff"
 go mod tidy -diff
+# The go line is a language version (1.26 or 1.26.0), never a patch release that would force
+# one on every user.
+for mod in go.mod benchmarks/go.mod; do
+	if ! grep -Eq '^go [0-9]+\.[0-9]+(\.0)?$' "$mod"; then
+		printf '%s: the go line %s names a patch release\n' "$mod" "$(grep -E '^go ' "$mod")" >&2
+		exit 1
+	fi
+done
 log "GOARCH=386 go build ./..."
 GOARCH=386 go build ./...
 log "GOOS=darwin go vet ./..., GOOS=windows go vet ./..."

@@ -51,8 +51,8 @@ func clusterConfig(c *consultest.Cluster) consul.Config {
 	return consul.Config{Address: c.Client.HTTPAddr, WaitTime: 30 * time.Second, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}
 }
 
-// backend is a real loopback HTTP server standing for an instance of a service.
-func backend(t *testing.T) (port int) {
+// okBackend is a real loopback HTTP server standing for an instance of a service.
+func okBackend(t *testing.T) (port int) {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
@@ -182,7 +182,7 @@ func testLeaderLossUnderLoad(t *testing.T, c *consultest.Cluster) {
 	api0, err := api.NewClient(&api.Config{Address: c.Client.HTTPAddr})
 	require.NoError(t, err)
 	for range 3 {
-		catalogRegister(t, api0, service, backend(t))
+		catalogRegister(t, api0, service, okBackend(t))
 	}
 	cfg := clusterConfig(c)
 	streaming, rStreaming := transport(t, cfg)
@@ -205,7 +205,7 @@ func testLeaderLossUnderLoad(t *testing.T, c *consultest.Cluster) {
 	require.NoError(t, err)
 	t.Logf("killed %s; %s elected after %v", old.Name(), leader.Name(), time.Since(killed).Round(time.Millisecond))
 
-	port := backend(t)
+	port := okBackend(t)
 	start := time.Now()
 	catalogRegister(t, api0, service, port)
 	for i, tr := range trs {
@@ -242,7 +242,7 @@ func testClientRestartUnderLoad(t *testing.T, c *consultest.Cluster) {
 	api0, err := api.NewClient(&api.Config{Address: c.Client.HTTPAddr})
 	require.NoError(t, err)
 	for range 3 {
-		catalogRegister(t, api0, service, backend(t))
+		catalogRegister(t, api0, service, okBackend(t))
 	}
 	tr, r := transport(t, clusterConfig(c))
 	l := startLoad([]*middleware.Transport{tr}, service)
@@ -256,7 +256,7 @@ func testClientRestartUnderLoad(t *testing.T, c *consultest.Cluster) {
 	time.Sleep(time.Second) // requests keep flowing on the last good set meanwhile
 	require.NoError(t, c.Client.Restart())
 
-	port := backend(t)
+	port := okBackend(t)
 	start := time.Now()
 	catalogRegister(t, api0, service, port)
 	d := waitBalancer(t, tr, service, addrOf(port), start)
