@@ -19,6 +19,7 @@ import (
 
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
+	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/ratelimit"
 	"github.com/proxyless/proxyless/route"
 )
@@ -147,8 +148,6 @@ var docSchemas = map[string]func(data []byte) error{
 		}
 		return b.Close()
 	},
-	// KeyedConfig's tags become camelCase with the configuration convention change (h5-config);
-	// until it is merged, the camelCase block of docs/ratelimit.md fails here, as it should.
 	"ratelimit.KeyedConfig": func(data []byte) error {
 		var c ratelimit.KeyedConfig
 		if err := strictYAML(data, &c); err != nil {
@@ -164,6 +163,12 @@ var docSchemas = map[string]func(data []byte) error{
 		}
 		return c.Validate()
 	},
+	// A route document with its destinations: section, read and validated (routes and
+	// destination policies) as middleware.Config.Load reads it.
+	"middleware.Document": func(data []byte) error {
+		_, err := middleware.ParseDocument(data)
+		return err
+	},
 }
 
 func strictYAML(data []byte, v any) error {
@@ -174,8 +179,8 @@ func strictYAML(data []byte, v any) error {
 
 // TestDocsConfigSnippetsParse checks every ```yaml and ```json block of docs/*.md: a plain
 // one is a route document and must pass route.ParseConfig (strict: unknown fields refused,
-// then validated as Compile would); one whose info names a type ("yaml balancer.Config")
-// must decode strictly into it and validate.
+// then validated as Compile would); one whose info names a type ("yaml balancer.Config",
+// "yaml middleware.Document") must decode strictly into it and validate.
 func TestDocsConfigSnippetsParse(t *testing.T) {
 	n := 0
 	for _, b := range docBlocks(t) {
@@ -330,5 +335,31 @@ func TestRoutingDocCoversEveryField(t *testing.T) {
 	walk(reflect.TypeFor[route.Config](), "")
 	if len(seen) < 10 {
 		t.Fatalf("walked %d types of the route document; want its whole tree", len(seen))
+	}
+}
+
+// TestDocSchemasRefuse shows that the typed checks of TestDocsConfigSnippetsParse can fail:
+// each schema refuses a document with an unknown field or an invalid value.
+func TestDocSchemasRefuse(t *testing.T) {
+	bad := map[string][]string{
+		"balancer.Config":       {"policy: maglev\nhashPolicy: [{header: x-user}]\nringSize: 3\n", "policy: round_robin\nhashPolicy: [{header: x-user}]\n"},
+		"breaker.Config":        {"minimumVolume: 20\nopenDelay: 5\n"},
+		"ratelimit.KeyedConfig": {"default: {rate: 10}\nmaxkeys: 10\n"},
+		"middleware.Document": {
+			"routes: []\ndestinations:\n  payments:\n    retries: 3\n",
+			"routes: []\ndestinations:\n  payments:\n    limits: {burst: 5}\n",
+			"routes: []\ndestinations:\n  payments:\n    balancer: {policy: least_request, hashPolicy: [{header: x-user}]}\n",
+		},
+	}
+	for schema, docs := range bad {
+		check := docSchemas[schema]
+		if check == nil {
+			t.Fatalf("no schema %s", schema)
+		}
+		for _, doc := range docs {
+			if err := check([]byte(doc)); err == nil {
+				t.Errorf("%s accepted %q", schema, doc)
+			}
+		}
 	}
 }
