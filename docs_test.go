@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/proxyless/proxyless/auth"
 	"github.com/proxyless/proxyless/balancer"
 	"github.com/proxyless/proxyless/breaker"
 	"github.com/proxyless/proxyless/middleware"
@@ -154,6 +155,14 @@ var docSchemas = map[string]func(data []byte) error{
 			return err
 		}
 		_, err := ratelimit.NewKeyed(c)
+		return err
+	},
+	"auth.ConsumersConfig": func(data []byte) error {
+		cfg, err := auth.ParseConsumersConfig(data)
+		if err != nil {
+			return err
+		}
+		_, err = auth.NewConsumers(cfg)
 		return err
 	},
 	"breaker.Config": func(data []byte) error {
