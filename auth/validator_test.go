@@ -81,34 +81,39 @@ func rawToken(header, payload string, sig []byte) string {
 	return e([]byte(header)) + "." + e([]byte(payload)) + "." + e(sig)
 }
 
-func TestBadTokenCorpus(t *testing.T) {
-	testKeys(t)
-	jkuSrv, jkuHits := countingServer(t)
-	srv := newJWKSServer(t, jwks(t, pubJWK(rsaKey1, "rsa-1", "RS256")))
-	const leeway = 30 * time.Second
-	// Issuer A: remote keys. Issuer C: static RSA key and HS256 also allowed: the classic
-	// algorithm-confusion setup, where an RSA public key must never act as an HMAC secret.
+// corpusLeeway is the clock leeway of the validator TestBadTokenCorpus attacks.
+const corpusLeeway = 30 * time.Second
+
+// newCorpusValidator returns the validator TestBadTokenCorpus attacks, closed when the test
+// ends. Issuer A: remote keys from jwksURL. Issuer C: static RSA key and HS256 also allowed:
+// the classic algorithm-confusion setup, where an RSA public key must never act as an HMAC
+// secret.
+func newCorpusValidator(t *testing.T, jwksURL string) *auth.Validator {
+	t.Helper()
 	v, err := auth.NewValidator([]auth.Issuer{
-		{Issuer: issA, Audiences: []string{aud}, Algorithms: []string{"RS256"}, JWKSURL: srv.srv.URL,
+		{Issuer: issA, Audiences: []string{aud}, Algorithms: []string{"RS256"}, JWKSURL: jwksURL,
 			Refresh: auth.Refresh{MinInterval: time.Hour}},
 		{Issuer: "https://issuer-c.test", Audiences: []string{aud}, Algorithms: []string{"RS256", "HS256"},
 			Keys: []auth.Key{{ID: "c-1", Key: &rsaKey2.PublicKey}}},
-	}, auth.WithLeeway(leeway), auth.WithMaxTokenBytes(4096))
+	}, auth.WithLeeway(corpusLeeway), auth.WithMaxTokenBytes(4096))
 	require.NoError(t, err)
-	defer v.Close()
+	t.Cleanup(func() { _ = v.Close() })
+	return v
+}
 
-	ctx := ctxT(t)
-	good := sign(t, jose.RS256, rsaKey1, "rsa-1", claimsFor(issA, aud), nil)
-	_, err = v.Validate(ctx, good)
-	require.NoError(t, err, "the valid token must pass first: keys are loaded")
-	hitsAfterLoad := srv.hits.Load()
+// claimsWith returns issuer A's valid claims for aud, changed by mod.
+func claimsWith(mod func(map[string]any)) map[string]any {
+	c := claimsFor(issA, aud)
+	mod(c)
+	return c
+}
 
-	with := func(mod func(map[string]any)) map[string]any {
-		c := claimsFor(issA, aud)
-		mod(c)
-		return c
-	}
-	now := time.Now()
+// badTokens returns the corpus of tokens the validator must refuse, by name: algorithm
+// confusion and algorithms outside the allow-list, wrong claims, times outside the leeway
+// from now, keys the validator does not hold or that the token names itself (a jku or x5u
+// at jkuURL, an embedded jwk), malformed shapes built from good, and alg "none" in any case.
+func badTokens(t *testing.T, good, jkuURL string, now time.Time) map[string]string {
+	t.Helper()
 	pemPub, err := x509.MarshalPKIXPublicKey(&rsaKey2.PublicKey)
 	require.NoError(t, err)
 	rsaPubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pemPub})
@@ -118,26 +123,26 @@ func TestBadTokenCorpus(t *testing.T) {
 	attackerJWK := jose.JSONWebKey{Key: attackerRSA.Public(), KeyID: "evil", Algorithm: "RS256"}
 
 	cases := map[string]string{
-		"hmac with RSA public key PEM": sign(t, jose.HS256, rsaPubPEM, "c-1", with(func(c map[string]any) { c["iss"] = "https://issuer-c.test" }), nil),
-		"hmac with RSA public key DER": sign(t, jose.HS256, append(pemPub, make([]byte, 0)...), "c-1", with(func(c map[string]any) { c["iss"] = "https://issuer-c.test" }), nil),
+		"hmac with RSA public key PEM": sign(t, jose.HS256, rsaPubPEM, "c-1", claimsWith(func(c map[string]any) { c["iss"] = "https://issuer-c.test" }), nil),
+		"hmac with RSA public key DER": sign(t, jose.HS256, append(pemPub, make([]byte, 0)...), "c-1", claimsWith(func(c map[string]any) { c["iss"] = "https://issuer-c.test" }), nil),
 		"hs256 outside allow-list":     sign(t, jose.HS256, make([]byte, 32), "rsa-1", claimsFor(issA, aud), nil),
 		"es384 outside allow-list":     sign(t, jose.ES384, ecKey384, "rsa-1", claimsFor(issA, aud), nil),
 		"ps256 outside allow-list":     sign(t, jose.PS256, rsaKey1, "rsa-1", claimsFor(issA, aud), nil),
-		"wrong iss":                    sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["iss"] = "https://evil.test" }), nil),
-		"iss of other issuer":          sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["iss"] = "https://issuer-c.test" }), nil),
-		"wrong aud":                    sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["aud"] = "ledger" }), nil),
-		"no aud":                       sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { delete(c, "aud") }), nil),
-		"aud of wrong type":            sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["aud"] = 7 }), nil),
-		"expired":                      sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["exp"] = now.Add(-leeway - 5*time.Second).Unix() }), nil),
-		"missing exp":                  sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { delete(c, "exp") }), nil),
-		"exp as string":                sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["exp"] = fmt.Sprint(now.Add(time.Hour).Unix()) }), nil),
-		"nbf outside leeway":           sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["nbf"] = now.Add(leeway + 5*time.Second).Unix() }), nil),
-		"iat in the future":            sign(t, jose.RS256, rsaKey1, "rsa-1", with(func(c map[string]any) { c["iat"] = now.Add(leeway + 5*time.Second).Unix() }), nil),
+		"wrong iss":                    sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["iss"] = "https://evil.test" }), nil),
+		"iss of other issuer":          sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["iss"] = "https://issuer-c.test" }), nil),
+		"wrong aud":                    sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["aud"] = "ledger" }), nil),
+		"no aud":                       sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { delete(c, "aud") }), nil),
+		"aud of wrong type":            sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["aud"] = 7 }), nil),
+		"expired":                      sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["exp"] = now.Add(-corpusLeeway - 5*time.Second).Unix() }), nil),
+		"missing exp":                  sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { delete(c, "exp") }), nil),
+		"exp as string":                sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["exp"] = fmt.Sprint(now.Add(time.Hour).Unix()) }), nil),
+		"nbf outside leeway":           sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["nbf"] = now.Add(corpusLeeway + 5*time.Second).Unix() }), nil),
+		"iat in the future":            sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(func(c map[string]any) { c["iat"] = now.Add(corpusLeeway + 5*time.Second).Unix() }), nil),
 		"signed by another key":        sign(t, jose.RS256, rsaKey2, "rsa-1", claimsFor(issA, aud), nil),
 		"unknown kid":                  sign(t, jose.RS256, rsaKey1, "nope", claimsFor(issA, aud), nil),
 		"kid with path characters":     sign(t, jose.RS256, rsaKey1, "../../etc/passwd?x=/jwks#", claimsFor(issA, aud), nil),
-		"jku to attacker":              sign(t, jose.RS256, attackerRSA, "evil", claimsFor(issA, aud), map[jose.HeaderKey]any{"jku": jkuSrv.URL + "/jwks"}),
-		"x5u to attacker":              sign(t, jose.RS256, attackerRSA, "evil", claimsFor(issA, aud), map[jose.HeaderKey]any{"x5u": jkuSrv.URL + "/cert.pem"}),
+		"jku to attacker":              sign(t, jose.RS256, attackerRSA, "evil", claimsFor(issA, aud), map[jose.HeaderKey]any{"jku": jkuURL + "/jwks"}),
+		"x5u to attacker":              sign(t, jose.RS256, attackerRSA, "evil", claimsFor(issA, aud), map[jose.HeaderKey]any{"x5u": jkuURL + "/cert.pem"}),
 		"embedded jwk":                 sign(t, jose.RS256, attackerRSA, "evil", claimsFor(issA, aud), map[jose.HeaderKey]any{"jwk": attackerJWK}),
 		"embedded jwk with real kid":   sign(t, jose.RS256, attackerRSA, "rsa-1", claimsFor(issA, aud), map[jose.HeaderKey]any{"jwk": attackerJWK}),
 		"two segments":                 goodParts[0] + "." + goodParts[1],
@@ -157,6 +162,40 @@ func TestBadTokenCorpus(t *testing.T) {
 		cases["alg "+alg] = rawToken(hdr, string(payloadA), nil)
 		cases["alg "+alg+" with signature"] = rawToken(hdr, string(payloadA), []byte("sig"))
 	}
+	return cases
+}
+
+// assertTokenRefused checks that v refuses tok as an invalid token without echoing it, and
+// that handler answers a bare 401 with the invalid_token challenge.
+func assertTokenRefused(ctx context.Context, t *testing.T, v *auth.Validator, handler http.Handler, tok string) {
+	t.Helper()
+	_, err := v.Validate(ctx, tok)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, auth.ErrInvalidToken)
+	assert.NotContains(t, err.Error(), tok, "errors never echo the token")
+
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	handler.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	assert.Equal(t, `Bearer error="invalid_token"`, rec.Header().Get("WWW-Authenticate"))
+	assert.Equal(t, "Unauthorized\n", rec.Body.String(), "no internal detail")
+}
+
+func TestBadTokenCorpus(t *testing.T) {
+	testKeys(t)
+	jkuSrv, jkuHits := countingServer(t)
+	srv := newJWKSServer(t, jwks(t, pubJWK(rsaKey1, "rsa-1", "RS256")))
+	v := newCorpusValidator(t, srv.srv.URL)
+
+	ctx := ctxT(t)
+	good := sign(t, jose.RS256, rsaKey1, "rsa-1", claimsFor(issA, aud), nil)
+	_, err := v.Validate(ctx, good)
+	require.NoError(t, err, "the valid token must pass first: keys are loaded")
+	hitsAfterLoad := srv.hits.Load()
+	now := time.Now()
+	cases := badTokens(t, good, jkuSrv.URL, now)
 
 	h, err := auth.NewGuard(v)
 	require.NoError(t, err)
@@ -164,18 +203,7 @@ func TestBadTokenCorpus(t *testing.T) {
 	handler := h.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached++ }))
 	for name, tok := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := v.Validate(ctx, tok)
-			require.Error(t, err)
-			assert.ErrorIs(t, err, auth.ErrInvalidToken)
-			assert.NotContains(t, err.Error(), tok, "errors never echo the token")
-
-			rec := httptest.NewRecorder()
-			req := httptest.NewRequest(http.MethodGet, "/", nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			handler.ServeHTTP(rec, req)
-			assert.Equal(t, http.StatusUnauthorized, rec.Code)
-			assert.Equal(t, `Bearer error="invalid_token"`, rec.Header().Get("WWW-Authenticate"))
-			assert.Equal(t, "Unauthorized\n", rec.Body.String(), "no internal detail")
+			assertTokenRefused(ctx, t, v, handler, tok)
 		})
 	}
 	assert.Zero(t, reached)
@@ -197,11 +225,11 @@ func TestBadTokenCorpus(t *testing.T) {
 
 	t.Run("leeway edges pass", func(t *testing.T) {
 		for name, mod := range map[string]func(map[string]any){
-			"nbf just inside leeway": func(c map[string]any) { c["nbf"] = now.Add(leeway - 5*time.Second).Unix() },
-			"exp just inside leeway": func(c map[string]any) { c["exp"] = now.Add(-leeway + 5*time.Second).Unix() },
-			"iat just inside leeway": func(c map[string]any) { c["iat"] = now.Add(leeway - 5*time.Second).Unix() },
+			"nbf just inside leeway": func(c map[string]any) { c["nbf"] = now.Add(corpusLeeway - 5*time.Second).Unix() },
+			"exp just inside leeway": func(c map[string]any) { c["exp"] = now.Add(-corpusLeeway + 5*time.Second).Unix() },
+			"iat just inside leeway": func(c map[string]any) { c["iat"] = now.Add(corpusLeeway - 5*time.Second).Unix() },
 		} {
-			_, err := v.Validate(ctx, sign(t, jose.RS256, rsaKey1, "rsa-1", with(mod), nil))
+			_, err := v.Validate(ctx, sign(t, jose.RS256, rsaKey1, "rsa-1", claimsWith(mod), nil))
 			assert.NoError(t, err, name)
 		}
 	})

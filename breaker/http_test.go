@@ -17,68 +17,81 @@ import (
 	"github.com/proxyless/proxyless/outcome"
 )
 
-// TestHTTPLoopback drives a breaker with real HTTP calls to a loopback server and real errors.
-func TestHTTPLoopback(t *testing.T) {
-	var (
-		status  atomic.Int32
-		hits    atomic.Int32
-		hang    = make(chan struct{})
-		arrived = make(chan struct{}, 1)
-	)
-	status.Store(http.StatusOK)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
+// loopbackServer is a loopback HTTP server that answers status, except on /hang, where it
+// signals arrived and holds the request until the caller gives up or the test ends.
+type loopbackServer struct {
+	*httptest.Server
+	status  atomic.Int32 // the answer; 200 at first
+	hits    atomic.Int32 // requests received
+	arrived chan struct{}
+	hang    chan struct{}
+}
+
+// newLoopbackServer starts a loopbackServer, closed when the test ends.
+func newLoopbackServer(t *testing.T) *loopbackServer {
+	t.Helper()
+	s := &loopbackServer{arrived: make(chan struct{}, 1), hang: make(chan struct{})}
+	s.status.Store(http.StatusOK)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
 		if r.URL.Path == "/hang" {
 			select {
-			case arrived <- struct{}{}:
+			case s.arrived <- struct{}{}:
 			default:
 			}
 			select {
 			case <-r.Context().Done():
-			case <-hang:
+			case <-s.hang:
 			}
 			return
 		}
-		w.WriteHeader(int(status.Load()))
+		w.WriteHeader(int(s.status.Load()))
 	}))
-	defer srv.Close()
-	defer close(hang)
-	client := srv.Client()
+	t.Cleanup(s.Close)
+	t.Cleanup(func() { close(s.hang) })
+	return s
+}
 
-	do := func(ctx context.Context, b *breaker.Breaker, path string) error {
-		p, err := b.Allow()
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
-		require.NoError(t, err)
-		resp, err := client.Do(req)
-		p.Done(classify(ctx, resp, err))
-		if resp != nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-		}
+// do makes one call to path through b, reporting the classified result to b, and returns the
+// call's error (breaker.ErrOpen when b refuses).
+func (s *loopbackServer) do(ctx context.Context, t *testing.T, b *breaker.Breaker, path string) error {
+	p, err := b.Allow()
+	if err != nil {
 		return err
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+path, nil)
+	require.NoError(t, err)
+	resp, err := s.Client().Do(req)
+	p.Done(classify(ctx, resp, err))
+	if resp != nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	return err
+}
+
+// TestHTTPLoopback drives a breaker with real HTTP calls to a loopback server and real errors.
+func TestHTTPLoopback(t *testing.T) {
+	srv := newLoopbackServer(t)
 
 	t.Run("5xx opens and stops traffic", func(t *testing.T) {
 		b := newBreaker(t, breaker.Config{MinimumVolume: 10, OpenDelay: time.Hour})
-		status.Store(http.StatusNotFound)
+		srv.status.Store(http.StatusNotFound)
 		for range 20 {
-			require.NoError(t, do(context.Background(), b, "/"))
+			require.NoError(t, srv.do(context.Background(), t, b, "/"))
 		}
 		require.Equal(t, breaker.StateClosed, b.State(), "4xx are not failures")
 
-		status.Store(http.StatusServiceUnavailable)
-		hits.Store(0)
+		srv.status.Store(http.StatusServiceUnavailable)
+		srv.hits.Store(0)
 		for range 30 {
-			err := do(context.Background(), b, "/")
+			err := srv.do(context.Background(), t, b, "/")
 			if err != nil {
 				require.ErrorIs(t, err, breaker.ErrOpen)
 			}
 		}
 		require.Equal(t, breaker.StateOpen, b.State())
-		require.EqualValues(t, 5, hits.Load(), "the last 10 calls: 5 404s and 5 503s make 50%, then nothing reaches the server")
+		require.EqualValues(t, 5, srv.hits.Load(), "the last 10 calls: 5 404s and 5 503s make 50%, then nothing reaches the server")
 	})
 
 	t.Run("caller cancellation does not open", func(t *testing.T) {
@@ -86,10 +99,10 @@ func TestHTTPLoopback(t *testing.T) {
 		for range 5 {
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() {
-				<-arrived // the server has the request
+				<-srv.arrived // the server has the request
 				cancel()
 			}()
-			err := do(ctx, b, "/hang")
+			err := srv.do(ctx, t, b, "/hang")
 			require.ErrorIs(t, err, context.Canceled)
 			require.Equal(t, breaker.StateClosed, b.State())
 		}
@@ -104,7 +117,7 @@ func TestHTTPLoopback(t *testing.T) {
 		require.NoError(t, err)
 		req, err := http.NewRequestWithContext(attempt, http.MethodGet, srv.URL+"/hang", nil)
 		require.NoError(t, err)
-		resp, err := client.Do(req)
+		resp, err := srv.Client().Do(req)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		p.Done(classify(caller, resp, err))
 		require.Equal(t, breaker.StateOpen, b.State())

@@ -146,6 +146,32 @@ func TestEveryDeclaredMetricIsEmitted(t *testing.T) {
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	withMP := middleware.WithMeterProvider(mp)
 
+	static := startMetricsBackends(t)
+	emitResilienceMetrics(t, static, withMP)
+	emitRoutedMetrics(t, static, withMP)
+
+	declared := declaredMetrics(t)
+	// The shadow's comparison comes in the background: wait for it, then say what is missing.
+	points := waitForDeclaredPoints(t, reader, declared, 10*time.Second)
+	for constant, name := range declared {
+		assert.Positive(t, points[name], "%s (%s) was never emitted", constant, name)
+	}
+	values := make([]string, 0, len(declared))
+	for _, name := range declared {
+		values = append(values, name)
+	}
+	for name := range points {
+		if strings.HasPrefix(name, "proxyless.") {
+			assert.True(t, slices.Contains(values, name), "%s is emitted but not declared in package tracing", name)
+		}
+	}
+}
+
+// startMetricsBackends starts the loopback backends the metrics test drives and returns their
+// discovery: "hedged" (slow, fast), "retried" (flaky once, fast), "budget" (always 503),
+// "breaker" (always 500), "svc" (v1, v2) and "shadow" (always 500).
+func startMetricsBackends(t *testing.T) *discovery.Static {
+	t.Helper()
 	slow, fast, flaky, failing, broken := faultbackend.New(t), faultbackend.New(t), faultbackend.New(t), faultbackend.New(t), faultbackend.New(t)
 	v1, v2, shadow := faultbackend.New(t), faultbackend.New(t), faultbackend.New(t)
 	slow.Set(faultbackend.Slow(300 * time.Millisecond))
@@ -153,7 +179,7 @@ func TestEveryDeclaredMetricIsEmitted(t *testing.T) {
 	failing.Set(faultbackend.Status(http.StatusServiceUnavailable))
 	broken.Set(faultbackend.Status(http.StatusInternalServerError))
 	shadow.Set(faultbackend.Status(http.StatusInternalServerError))
-	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
+	return discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"hedged":  {{Addr: slow.Addr()}, {Addr: fast.Addr()}},
 		"retried": {{Addr: flaky.Addr()}, {Addr: fast.Addr()}},
 		"budget":  {{Addr: failing.Addr()}},
@@ -164,6 +190,13 @@ func TestEveryDeclaredMetricIsEmitted(t *testing.T) {
 		},
 		"shadow": {{Addr: shadow.Addr()}},
 	})
+}
+
+// emitResilienceMetrics drives requests that make the resilience metrics emit: hedges and a
+// hedge's win, a retry, a retry the budget refuses, a breaker that opens and refuses, and a
+// destination's connection limit.
+func emitResilienceMetrics(t *testing.T, static *discovery.Static, withMP middleware.TransportOption) {
+	t.Helper()
 	roundRobin := middleware.WithBalancer(balancer.Config{Policy: balancer.PolicyRoundRobin})
 
 	// Hedges and a hedge's win: round robin sends one of two requests to the slow endpoint
@@ -212,9 +245,13 @@ func TestEveryDeclaredMetricIsEmitted(t *testing.T) {
 	require.NoError(t, err)
 	_, err = limited.get(t, "http://hedged/")
 	require.ErrorIs(t, err, balancer.ErrMaxConnections)
+}
 
-	// Outbound limits (a rate limit and an adaptive concurrency limit) and a route with a
-	// canary that mirrors to a shadow answering 500 where the primary answers 200.
+// emitRoutedMetrics drives a request through outbound limits (a rate limit and an adaptive
+// concurrency limit) and a route with a canary that mirrors to a shadow answering 500 where the
+// primary answers 200.
+func emitRoutedMetrics(t *testing.T, static *discovery.Static, withMP middleware.TransportOption) {
+	t.Helper()
 	cfg, err := route.ParseConfig([]byte(`
 routes:
   - name: checkout
@@ -233,11 +270,15 @@ routes:
 	routed := newMetricsApp(t, static, withMP, middleware.WithRoutes(router),
 		middleware.WithRateLimit(ratelimit.Quota{Rate: 1000, Burst: 1000}),
 		middleware.WithConcurrencyLimit(adaptive))
-	code, err = routed.get(t, "http://svc/")
+	code, err := routed.get(t, "http://svc/")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
+}
 
-	declared := declaredMetrics(t)
+// waitForDeclaredPoints collects the reader's points by metric name until every declared
+// metric has one, or for at most wait, and returns the last collection.
+func waitForDeclaredPoints(t *testing.T, reader *sdkmetric.ManualReader, declared map[string]string, wait time.Duration) map[string]int {
+	t.Helper()
 	var points map[string]int
 	all := func() bool {
 		for _, name := range declared {
@@ -247,22 +288,9 @@ routes:
 		}
 		return true
 	}
-	// The shadow's comparison comes in the background: wait for it, then say what is missing.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
 		if points = pointsByName(t, reader); all() || time.Now().After(deadline) {
-			break
-		}
-	}
-	for constant, name := range declared {
-		assert.Positive(t, points[name], "%s (%s) was never emitted", constant, name)
-	}
-	values := make([]string, 0, len(declared))
-	for _, name := range declared {
-		values = append(values, name)
-	}
-	for name := range points {
-		if strings.HasPrefix(name, "proxyless.") {
-			assert.True(t, slices.Contains(values, name), "%s is emitted but not declared in package tracing", name)
+			return points
 		}
 	}
 }

@@ -358,13 +358,20 @@ func fetchPage(ctx context.Context, t *testing.T, c *http.Client, url string) st
 	return p
 }
 
-// A real Transport routed by a table that a real file watcher loads: the status page, fetched
-// over loopback, lists the routes in order with their matches, split weights, canary weight,
-// shadow, fault and overrides; it follows the canary as its analysis steps it up and as a
-// reload of the file changes it, and agrees with the canary gauge's state throughout.
-func TestStatusHandlerRoutes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// routesFixture is a Transport routed by a table that reload.File keeps in step with a file,
+// over loopback backends of "svc" (v1, v2) and "shadow", with a meter provider read on demand.
+type routesFixture struct {
+	path    string
+	router  *route.Router
+	reloads chan reload.Result
+	reader  *sdkmetric.ManualReader
+	tr      *Transport
+}
+
+// newRoutesFixture starts the backends, writes the routes file with the canary at weight 0
+// under analysis, and builds the Transport; everything is closed when the test ends.
+func newRoutesFixture(t *testing.T) *routesFixture {
+	t.Helper()
 	v1, v2, shadow := faultbackend.New(t), faultbackend.New(t), faultbackend.New(t)
 	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{
 		"svc": {
@@ -373,32 +380,38 @@ func TestStatusHandlerRoutes(t *testing.T) {
 		},
 		"shadow": {{Addr: shadow.Addr()}},
 	})
-	path := filepath.Join(t.TempDir(), "routes.yaml")
-	writeRoutes(t, path, "weight: 0\n      analysis: {interval: 1m, step: 20}")
-	router, err := route.NewRouter(route.Config{})
+	f := &routesFixture{path: filepath.Join(t.TempDir(), "routes.yaml"), reloads: make(chan reload.Result, 16)}
+	writeRoutes(t, f.path, "weight: 0\n      analysis: {interval: 1m, step: 20}")
+	var err error
+	f.router, err = route.NewRouter(route.Config{})
 	require.NoError(t, err)
-	reloads := make(chan reload.Result, 16)
-	w, err := reload.File(router, path, reload.WithHook(func(r reload.Result) {
+	w, err := reload.File(f.router, f.path, reload.WithHook(func(r reload.Result) {
 		select {
-		case reloads <- r:
+		case f.reloads <- r:
 		default:
 		}
 	}))
 	require.NoError(t, err)
-	defer func() { require.NoError(t, w.Close()) }()
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
 
 	base := &http.Transport{}
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer func() { require.NoError(t, mp.Shutdown(context.Background())) }()
-	tr, err := NewTransport(base, WithResolver(static), WithRoutes(router), WithMeterProvider(mp))
+	f.reader = sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.reader))
+	t.Cleanup(func() { require.NoError(t, mp.Shutdown(context.Background())) })
+	f.tr, err = NewTransport(base, WithResolver(static), WithRoutes(f.router), WithMeterProvider(mp))
 	require.NoError(t, err)
-	defer func() {
-		require.NoError(t, tr.Close())
+	t.Cleanup(func() {
+		require.NoError(t, f.tr.Close())
 		base.CloseIdleConnections()
-	}()
-	client := &http.Client{Transport: tr}
-	for _, p := range []string{"/split/a", "/split/b", "/checkout", "/checkout"} {
+	})
+	return f
+}
+
+// get sends a GET for each path to svc through the fixture's Transport, and requires a 200.
+func (f *routesFixture) get(ctx context.Context, t *testing.T, paths ...string) {
+	t.Helper()
+	client := &http.Client{Transport: f.tr}
+	for _, p := range paths {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc"+p, nil)
 		resp, err := client.Do(req)
 		require.NoError(t, err)
@@ -406,13 +419,47 @@ func TestStatusHandlerRoutes(t *testing.T) {
 		_ = resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 	}
+}
 
-	srv := httptest.NewServer(StatusHandler(tr))
-	defer srv.Close()
-	raw := fetch(ctx, t, srv.Client(), srv.URL+"/?format=json")
-	assert.Contains(t, string(raw), `"routes": {`)
-	p := fetchPage(ctx, t, srv.Client(), srv.URL)
-	rt := p.Transports[0].Routes
+// canaryGauge returns the canary weight gauge as an exporter sees it: collected through the
+// SDK's reader. Every point must be checkout's canary on svc v2.
+func (f *routesFixture) canaryGauge(ctx context.Context, t *testing.T) []float64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, f.reader.Collect(ctx, &rm))
+	var out []float64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != tracing.MetricCanaryWeight {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Gauge[float64]).DataPoints {
+				r, _ := dp.Attributes.Value(tracing.KeyRoute)
+				d, _ := dp.Attributes.Value(tracing.KeyDestination)
+				assert.Equal(t, "checkout", r.AsString())
+				assert.Equal(t, "svc|meta=version=v2", d.AsString())
+				out = append(out, dp.Value)
+			}
+		}
+	}
+	return out
+}
+
+// canaryPercents returns the canary percents the page shows, route by route.
+func canaryPercents(p statusPage) []float64 {
+	var out []float64
+	for _, r := range p.Transports[0].Routes.Table {
+		if r.Canary != nil {
+			out = append(out, r.Canary.Percent)
+		}
+	}
+	return out
+}
+
+// assertRouteTableView checks the JSON view of the table written by newRoutesFixture, as
+// first loaded.
+func assertRouteTableView(t *testing.T, rt *routeTableView) {
+	t.Helper()
 	require.NotNil(t, rt)
 	assert.Equal(t, uint64(2), rt.Version, "NewRouter's table, then the file's")
 	require.Len(t, rt.Table, 4)
@@ -452,77 +499,31 @@ func TestStatusHandlerRoutes(t *testing.T) {
 	assert.True(t, rest.Default)
 	assert.Equal(t, "*", rest.Match)
 	assert.Empty(t, rest.Destinations, "the default keeps each request's host")
+}
 
-	// The canary gauge reports what the page shows.
-	canaryAt := func(p statusPage) []float64 {
-		var out []float64
-		for _, r := range p.Transports[0].Routes.Table {
-			if r.Canary != nil {
-				out = append(out, r.Canary.Percent)
-			}
-		}
-		return out
-	}
-	// The gauge as an exporter sees it: collected through the SDK's reader.
-	gauge := func() []float64 {
-		var rm metricdata.ResourceMetrics
-		require.NoError(t, reader.Collect(ctx, &rm))
-		var out []float64
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				if m.Name != tracing.MetricCanaryWeight {
-					continue
-				}
-				for _, dp := range m.Data.(metricdata.Gauge[float64]).DataPoints {
-					r, _ := dp.Attributes.Value(tracing.KeyRoute)
-					d, _ := dp.Attributes.Value(tracing.KeyDestination)
-					assert.Equal(t, "checkout", r.AsString())
-					assert.Equal(t, "svc|meta=version=v2", d.AsString())
-					out = append(out, dp.Value)
-				}
-			}
-		}
-		return out
-	}
-	assert.Equal(t, []float64{0}, canaryAt(p))
-	assert.Equal(t, canaryAt(p), gauge())
-
-	// The analysis steps the canary up: a canary at 0 is raised after one interval.
-	a := router.Table().Route("checkout").Analyzer()
-	now := time.Now()
-	a.Evaluate(now)
-	ev, stepped := a.Evaluate(now.Add(2 * time.Minute))
-	require.True(t, stepped, "the analysis did not step")
-	require.Equal(t, 20.0, ev.To)
-	p = fetchPage(ctx, t, srv.Client(), srv.URL)
-	checkout = p.Transports[0].Routes.Table[2]
-	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 20, Analysis: "running"}, checkout.Canary)
-	assert.Equal(t, []float64{80, 20}, []float64{checkout.Destinations[0].Percent, checkout.Destinations[1].Percent})
-	assert.Equal(t, []float64{20}, canaryAt(p))
-	assert.Equal(t, canaryAt(p), gauge())
-
-	// A new file: the watcher reloads the router and the page follows.
-	writeRoutes(t, path, "weight: 50")
+// waitRoutesVersion fetches the page until it shows the route table at version, requiring that
+// every reload the watcher reports in the meantime succeeded.
+func (f *routesFixture) waitRoutesVersion(ctx context.Context, t *testing.T, c *http.Client, url string, p statusPage, version uint64) statusPage {
+	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for p.Transports[0].Routes.Version < 3 {
+	for p.Transports[0].Routes.Version < version {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("the page never showed the reloaded table: version %d", p.Transports[0].Routes.Version)
-		case r := <-reloads:
+		case r := <-f.reloads:
 			require.NoError(t, r.Err)
 		case <-tick.C:
 		}
-		p = fetchPage(ctx, t, srv.Client(), srv.URL)
+		p = fetchPage(ctx, t, c, url)
 	}
-	assert.Equal(t, uint64(3), p.Transports[0].Routes.Version)
-	checkout = p.Transports[0].Routes.Table[2]
-	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 50}, checkout.Canary, "a fixed weight has no analysis")
-	assert.Equal(t, []float64{50}, canaryAt(p))
-	assert.Equal(t, canaryAt(p), gauge())
+	return p
+}
 
-	// The HTML page has the routes table, with the route name escaped.
-	body := string(fetch(ctx, t, srv.Client(), srv.URL+"/"))
+// assertRoutesHTML checks the HTML page's routes table at version 3, the canary at weight 50,
+// with the route name escaped.
+func assertRoutesHTML(t *testing.T, body string) {
+	t.Helper()
 	assert.NotContains(t, body, "<script>", "values are escaped")
 	assert.Contains(t, body, "&lt;script&gt;alert(1)&lt;/script&gt;")
 	assert.Contains(t, body, "<h3>routes <small>table version 3</small></h3>")
@@ -537,6 +538,54 @@ func TestStatusHandlerRoutes(t *testing.T) {
 	assert.Equal(t, []string{"checkout", "host=svc",
 		"svc [meta=version=v1] 50%svc [meta=version=v2] 50%", "svc [meta=version=v2] 50%", "shadow 50%", "", ""}, rows[2])
 	assert.Equal(t, []string{"rest (default)", "*", "by host", "", "", "", ""}, rows[3])
+}
+
+// A real Transport routed by a table that a real file watcher loads: the status page, fetched
+// over loopback, lists the routes in order with their matches, split weights, canary weight,
+// shadow, fault and overrides; it follows the canary as its analysis steps it up and as a
+// reload of the file changes it, and agrees with the canary gauge's state throughout.
+func TestStatusHandlerRoutes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := newRoutesFixture(t)
+	f.get(ctx, t, "/split/a", "/split/b", "/checkout", "/checkout")
+
+	srv := httptest.NewServer(StatusHandler(f.tr))
+	defer srv.Close()
+	raw := fetch(ctx, t, srv.Client(), srv.URL+"/?format=json")
+	assert.Contains(t, string(raw), `"routes": {`)
+	p := fetchPage(ctx, t, srv.Client(), srv.URL)
+	assertRouteTableView(t, p.Transports[0].Routes)
+
+	// The canary gauge reports what the page shows.
+	assert.Equal(t, []float64{0}, canaryPercents(p))
+	assert.Equal(t, canaryPercents(p), f.canaryGauge(ctx, t))
+
+	// The analysis steps the canary up: a canary at 0 is raised after one interval.
+	a := f.router.Table().Route("checkout").Analyzer()
+	now := time.Now()
+	a.Evaluate(now)
+	ev, stepped := a.Evaluate(now.Add(2 * time.Minute))
+	require.True(t, stepped, "the analysis did not step")
+	require.Equal(t, 20.0, ev.To)
+	p = fetchPage(ctx, t, srv.Client(), srv.URL)
+	checkout := p.Transports[0].Routes.Table[2]
+	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 20, Analysis: "running"}, checkout.Canary)
+	assert.Equal(t, []float64{80, 20}, []float64{checkout.Destinations[0].Percent, checkout.Destinations[1].Percent})
+	assert.Equal(t, []float64{20}, canaryPercents(p))
+	assert.Equal(t, canaryPercents(p), f.canaryGauge(ctx, t))
+
+	// A new file: the watcher reloads the router and the page follows.
+	writeRoutes(t, f.path, "weight: 50")
+	p = f.waitRoutesVersion(ctx, t, srv.Client(), srv.URL, p, 3)
+	assert.Equal(t, uint64(3), p.Transports[0].Routes.Version)
+	checkout = p.Transports[0].Routes.Table[2]
+	assert.Equal(t, &canaryView{Service: "svc", Subset: "meta=version=v2", Percent: 50}, checkout.Canary, "a fixed weight has no analysis")
+	assert.Equal(t, []float64{50}, canaryPercents(p))
+	assert.Equal(t, canaryPercents(p), f.canaryGauge(ctx, t))
+
+	// The HTML page has the routes table, with the route name escaped.
+	assertRoutesHTML(t, string(fetch(ctx, t, srv.Client(), srv.URL+"/")))
 }
 
 // A router whose table is empty shows an empty routes section; a transport without a router,

@@ -231,25 +231,7 @@ func TestSpanTreeRetriedAndHedged(t *testing.T) {
 	client, tr := newMeshClient(t, staticOf("svc", backends...), append(sdk.options(), roundRobin,
 		middleware.WithRetry(middleware.RetryPolicy{MaxRetries: 1}),
 		middleware.WithHedge(middleware.HedgePolicy{Delay: 300 * time.Millisecond, MaxHedges: 1}))...)
-
-	// Round robin takes the endpoints in turn from a random one: a first request says which
-	// is next, and the script follows. The first attempt goes to flaky (503 once), the retry
-	// to slow, the hedge to fast.
-	warm, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc/x", nil)
-	wresp, err := client.Do(warm)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, wresp.Body)
-	require.NoError(t, wresp.Body.Close())
-	turn := slices.IndexFunc(backends, func(b *faultbackend.Backend) bool { return b.Attempts() == 1 })
-	require.NotEqual(t, -1, turn)
-	flaky, slow, fast := backends[(turn+1)%3], backends[(turn+2)%3], backends[turn]
-	for _, b := range backends {
-		b.Reset()
-	}
-	flaky.Set(faultbackend.OK("flaky"))
-	flaky.FailNext(1, faultbackend.Status(http.StatusServiceUnavailable).WithBody("unavailable"))
-	slow.Set(faultbackend.Slow(10 * time.Second))
-	fast.Set(faultbackend.OK("fast"))
+	flaky, slow, fast := scriptRetryThenHedge(ctx, t, client, backends)
 	statsBefore := tr.Stats()
 	msBefore := sdk.collect(t)
 
@@ -291,6 +273,54 @@ func TestSpanTreeRetriedAndHedged(t *testing.T) {
 	})
 
 	sdk.only = root.SpanContext().TraceID() // leave out the first request's spans
+	request := assertRetriedHedgedRequestSpan(t, sdk, root, fast)
+	attempts := assertRetriedHedgedAttemptSpans(t, sdk, root.SpanContext().TraceID(), request, flaky, slow, fast)
+
+	// The hedge's CLIENT span ended no earlier than the request span: when the body closed.
+	assert.False(t, attempts[fast.Addr()].EndTime().Before(request.EndTime().Add(-time.Millisecond)))
+
+	// The trace context reached each server, naming the attempt's own span as the parent.
+	for _, b := range []*faultbackend.Backend{flaky, slow, fast} {
+		reqs := b.Requests()
+		require.Len(t, reqs, 1)
+		sc := attempts[b.Addr()].SpanContext()
+		assert.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-01", reqs[0].Header.Get("Traceparent"))
+	}
+
+	// The same facts in the metrics (less what the first request recorded).
+	assertRetriedHedgedMetrics(t, msBefore, sdk.collect(t), flaky, slow, fast)
+}
+
+// scriptRetryThenHedge sends a first request through client, to learn where round robin goes
+// next, and scripts the backends so that the next request's first attempt goes to flaky (503
+// once), its retry to slow, and its hedge to fast. The backends' counts are reset.
+func scriptRetryThenHedge(ctx context.Context, t *testing.T, client *http.Client, backends []*faultbackend.Backend) (flaky, slow, fast *faultbackend.Backend) {
+	t.Helper()
+	// Round robin takes the endpoints in turn from a random one: a first request says which
+	// is next, and the script follows. The first attempt goes to flaky (503 once), the retry
+	// to slow, the hedge to fast.
+	warm, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc/x", nil)
+	wresp, err := client.Do(warm)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, wresp.Body)
+	require.NoError(t, wresp.Body.Close())
+	turn := slices.IndexFunc(backends, func(b *faultbackend.Backend) bool { return b.Attempts() == 1 })
+	require.NotEqual(t, -1, turn)
+	flaky, slow, fast = backends[(turn+1)%3], backends[(turn+2)%3], backends[turn]
+	for _, b := range backends {
+		b.Reset()
+	}
+	flaky.Set(faultbackend.OK("flaky"))
+	flaky.FailNext(1, faultbackend.Status(http.StatusServiceUnavailable).WithBody("unavailable"))
+	slow.Set(faultbackend.Slow(10 * time.Second))
+	fast.Set(faultbackend.OK("fast"))
+	return flaky, slow, fast
+}
+
+// assertRetriedHedgedRequestSpan checks the request span of a request answered by fast on its
+// hedge (third attempt), a child of root, and returns it.
+func assertRetriedHedgedRequestSpan(t *testing.T, sdk *otelSDK, root trace.Span, fast *faultbackend.Backend) sdktrace.ReadOnlySpan {
+	t.Helper()
 	internal := sdk.spansOf(trace.SpanKindInternal)
 	require.Len(t, internal, 2, "the caller's span and the request span")
 	var request sdktrace.ReadOnlySpan
@@ -300,8 +330,7 @@ func TestSpanTreeRetriedAndHedged(t *testing.T) {
 		}
 	}
 	require.NotNil(t, request)
-	traceID := root.SpanContext().TraceID()
-	assert.Equal(t, traceID, request.SpanContext().TraceID())
+	assert.Equal(t, root.SpanContext().TraceID(), request.SpanContext().TraceID())
 	assert.Equal(t, root.SpanContext().SpanID(), request.Parent().SpanID(), "the request span is a child of the caller's")
 	ra := attrs(request)
 	assert.Equal(t, "svc", ra[tracing.KeyDestination])
@@ -312,7 +341,14 @@ func TestSpanTreeRetriedAndHedged(t *testing.T) {
 	assert.Equal(t, "200", ra["http.response.status_code"])
 	assert.Equal(t, []string{"proxyless.retry", "proxyless.hedge"}, events(request))
 	assert.Equal(t, codes.Unset, request.Status().Code)
+	return request
+}
 
+// assertRetriedHedgedAttemptSpans checks the three CLIENT spans under request, in the trace
+// traceID: the first attempt on flaky (503, discarded), the cancelled retry on slow, the
+// winning hedge on fast. It returns them by endpoint address.
+func assertRetriedHedgedAttemptSpans(t *testing.T, sdk *otelSDK, traceID trace.TraceID, request sdktrace.ReadOnlySpan, flaky, slow, fast *faultbackend.Backend) map[string]sdktrace.ReadOnlySpan {
+	t.Helper()
 	attempts := map[string]sdktrace.ReadOnlySpan{} // by endpoint
 	for _, sp := range sdk.spansOf(trace.SpanKindClient) {
 		a := attrs(sp)
@@ -349,20 +385,13 @@ func TestSpanTreeRetriedAndHedged(t *testing.T) {
 	assert.Equal(t, "200", hedge["http.response.status_code"])
 	assert.Equal(t, "true", hedge[tracing.KeyWinner])
 	assert.NotContains(t, hedge, tracing.KeyDiscarded)
+	return attempts
+}
 
-	// The hedge's CLIENT span ended no earlier than the request span: when the body closed.
-	assert.False(t, attempts[fast.Addr()].EndTime().Before(request.EndTime().Add(-time.Millisecond)))
-
-	// The trace context reached each server, naming the attempt's own span as the parent.
-	for _, b := range []*faultbackend.Backend{flaky, slow, fast} {
-		reqs := b.Requests()
-		require.Len(t, reqs, 1)
-		sc := attempts[b.Addr()].SpanContext()
-		assert.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-01", reqs[0].Header.Get("Traceparent"))
-	}
-
-	// The same facts in the metrics (less what the first request recorded).
-	ms := sdk.collect(t)
+// assertRetriedHedgedMetrics checks that the metrics grew from msBefore to ms by one retried and
+// hedged request: flaky's failed first attempt, slow's cancelled retry, fast's winning hedge.
+func assertRetriedHedgedMetrics(t *testing.T, msBefore, ms map[string]metricdata.Aggregation, flaky, slow, fast *faultbackend.Backend) {
+	t.Helper()
 	delta := func(name string, want ...attribute.KeyValue) int64 {
 		return counter(ms, name, want...) - counter(msBefore, name, want...)
 	}
@@ -655,53 +684,10 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	sdk := newOtelSDK(t)
-
-	// B: otelhttp alone, with the W3C propagator (otelhttp's default is the global one,
-	// a no-op until an application sets it).
-	srvB := httptest.NewServer(otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "b")
-	}), "service-b", otelhttp.WithTracerProvider(sdk.tp), otelhttp.WithMeterProvider(sdk.mp),
-		otelhttp.WithPropagators(propagation.TraceContext{})))
-	defer srvB.Close()
-
-	// C: gRPC with NewGRPCServer.
-	gsrv := grpc.NewServer(serverOptions(t, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp))...)
-	testgrpc.RegisterTestServiceServer(gsrv, grpcTraceServer{})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = gsrv.Serve(lis) }()
-	defer gsrv.Stop()
-
-	// A: NewHandler; calls B over HTTP and C over gRPC, both through proxyless.
-	clientAB, _ := newMeshClient(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{
-		"svc-b": {{Addr: strings.TrimPrefix(srvB.URL, "http://")}}}), sdk.options()...)
-	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc-c": {{Addr: lis.Addr().String()}}})
-	conn, err := grpc.NewClient("proxyless:///svc-c", append(dialOptions(t, static, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp)),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	require.NoError(t, err)
-	defer conn.Close()
-	grpcC := testgrpc.NewTestServiceClient(conn)
-	handlerA, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://svc-b/", nil)
-		resp, err := clientAB.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if _, err := grpcC.UnaryCall(r.Context(), &testgrpc.SimpleRequest{}); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		_, _ = io.WriteString(w, "a")
-	}), middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp))
-	require.NoError(t, err)
-	srvA := httptest.NewServer(handlerA)
-	defer srvA.Close()
+	addrA, addrC := startThreeHops(t, sdk)
 
 	client, _ := newMeshClient(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{
-		"svc-a": {{Addr: strings.TrimPrefix(srvA.URL, "http://")}}}), sdk.options()...)
+		"svc-a": {{Addr: addrA}}}), sdk.options()...)
 	rctx, root := sdk.tp.Tracer("test").Start(ctx, "caller")
 	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://svc-a/", nil)
 	resp, err := client.Do(req)
@@ -715,34 +701,18 @@ func TestTraceContextCrossesHops(t *testing.T) {
 	spans := sdk.rec.Ended()
 	find := func(kind trace.SpanKind, match func(sdktrace.ReadOnlySpan) bool, what string) sdktrace.ReadOnlySpan {
 		t.Helper()
-		var found []sdktrace.ReadOnlySpan
-		for _, sp := range spans {
-			if sp.SpanKind() == kind && match(sp) {
-				found = append(found, sp)
-			}
-		}
-		require.Len(t, found, 1, what)
-		return found[0]
+		return findOneSpan(t, spans, kind, match, what)
 	}
-	named := func(name string) func(sdktrace.ReadOnlySpan) bool {
-		return func(sp sdktrace.ReadOnlySpan) bool { return sp.Name() == name }
-	}
-	childOf := func(parent sdktrace.ReadOnlySpan) func(sdktrace.ReadOnlySpan) bool {
-		return func(sp sdktrace.ReadOnlySpan) bool { return sp.Parent().SpanID() == parent.SpanContext().SpanID() }
-	}
-	reqA := find(trace.SpanKindInternal, named("GET svc-a"), "the client's request span")
-	attA := find(trace.SpanKindClient, childOf(reqA), "the client's attempt to A")
-	host := func(h string) func(sdktrace.ReadOnlySpan) bool {
-		return func(sp sdktrace.ReadOnlySpan) bool { return attrs(sp)["server.address"] == h }
-	}
+	reqA := find(trace.SpanKindInternal, spanNamed("GET svc-a"), "the client's request span")
+	attA := find(trace.SpanKindClient, spanChildOf(reqA), "the client's attempt to A")
 	// otelhttp names server spans after the method; the Host header is the service name.
-	srvSpanA := find(trace.SpanKindServer, host("svc-a"), "A's server span (NewHandler)")
-	reqB := find(trace.SpanKindInternal, named("GET svc-b"), "A's request span to B")
-	attB := find(trace.SpanKindClient, childOf(reqB), "A's attempt to B")
-	srvSpanB := find(trace.SpanKindServer, host("svc-b"), "B's server span (otelhttp alone)")
-	grpcReq := find(trace.SpanKindInternal, named("grpc.testing.TestService/UnaryCall"), "A's gRPC request span to C")
-	grpcClient := find(trace.SpanKindClient, named("grpc.testing.TestService/UnaryCall"), "A's gRPC client span (otelgrpc)")
-	grpcServer := find(trace.SpanKindServer, named("grpc.testing.TestService/UnaryCall"), "C's gRPC server span (otelgrpc)")
+	srvSpanA := find(trace.SpanKindServer, spanToHost("svc-a"), "A's server span (NewHandler)")
+	reqB := find(trace.SpanKindInternal, spanNamed("GET svc-b"), "A's request span to B")
+	attB := find(trace.SpanKindClient, spanChildOf(reqB), "A's attempt to B")
+	srvSpanB := find(trace.SpanKindServer, spanToHost("svc-b"), "B's server span (otelhttp alone)")
+	grpcReq := find(trace.SpanKindInternal, spanNamed("grpc.testing.TestService/UnaryCall"), "A's gRPC request span to C")
+	grpcClient := find(trace.SpanKindClient, spanNamed("grpc.testing.TestService/UnaryCall"), "A's gRPC client span (otelgrpc)")
+	grpcServer := find(trace.SpanKindServer, spanNamed("grpc.testing.TestService/UnaryCall"), "C's gRPC server span (otelgrpc)")
 
 	for _, edge := range []struct {
 		child, parent sdktrace.ReadOnlySpan
@@ -772,9 +742,88 @@ func TestTraceContextCrossesHops(t *testing.T) {
 		assert.Equal(t, root.SpanContext().TraceID(), sp.SpanContext().TraceID(), "span %s (%v) is in the caller's trace", sp.Name(), sp.SpanKind())
 	}
 	assert.Equal(t, "svc-c", attrs(grpcReq)[tracing.KeyDestination])
-	assert.Equal(t, lis.Addr().String(), endpointOf(grpcClient))
+	assert.Equal(t, addrC, endpointOf(grpcClient))
 	assert.Equal(t, "first", attrs(grpcClient)[tracing.KeyAttemptKind], "proxyless annotates otelgrpc's span")
 	assert.Len(t, spans, 10, "caller, 3 proxyless requests (2 HTTP, 1 gRPC), 2 HTTP attempts, 2 HTTP servers, gRPC client and server")
+}
+
+// startThreeHops starts, traced by sdk, service B (otelhttp alone), service C (gRPC with
+// NewGRPCServer) and service A (NewHandler), which calls B over HTTP and C over gRPC, both
+// through proxyless. It returns the addresses of A and C; all stop when the test ends.
+func startThreeHops(t *testing.T, sdk *otelSDK) (addrA, addrC string) {
+	t.Helper()
+	// B: otelhttp alone, with the W3C propagator (otelhttp's default is the global one,
+	// a no-op until an application sets it).
+	srvB := httptest.NewServer(otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "b")
+	}), "service-b", otelhttp.WithTracerProvider(sdk.tp), otelhttp.WithMeterProvider(sdk.mp),
+		otelhttp.WithPropagators(propagation.TraceContext{})))
+	t.Cleanup(srvB.Close)
+
+	// C: gRPC with NewGRPCServer.
+	gsrv := grpc.NewServer(serverOptions(t, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp))...)
+	testgrpc.RegisterTestServiceServer(gsrv, grpcTraceServer{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = gsrv.Serve(lis) }()
+	t.Cleanup(gsrv.Stop)
+
+	// A: NewHandler; calls B over HTTP and C over gRPC, both through proxyless.
+	clientAB, _ := newMeshClient(t, discovery.MustNewStatic(map[string][]discovery.Endpoint{
+		"svc-b": {{Addr: strings.TrimPrefix(srvB.URL, "http://")}}}), sdk.options()...)
+	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc-c": {{Addr: lis.Addr().String()}}})
+	conn, err := grpc.NewClient("proxyless:///svc-c", append(dialOptions(t, static, middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	grpcC := testgrpc.NewTestServiceClient(conn)
+	handlerA, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://svc-b/", nil)
+		resp, err := clientAB.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if _, err := grpcC.UnaryCall(r.Context(), &testgrpc.SimpleRequest{}); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		_, _ = io.WriteString(w, "a")
+	}), middleware.WithTracerProvider(sdk.tp), middleware.WithMeterProvider(sdk.mp))
+	require.NoError(t, err)
+	srvA := httptest.NewServer(handlerA)
+	t.Cleanup(srvA.Close)
+	return strings.TrimPrefix(srvA.URL, "http://"), lis.Addr().String()
+}
+
+// findOneSpan returns the one span of spans of the kind that match accepts; what names it.
+func findOneSpan(t *testing.T, spans []sdktrace.ReadOnlySpan, kind trace.SpanKind, match func(sdktrace.ReadOnlySpan) bool, what string) sdktrace.ReadOnlySpan {
+	t.Helper()
+	var found []sdktrace.ReadOnlySpan
+	for _, sp := range spans {
+		if sp.SpanKind() == kind && match(sp) {
+			found = append(found, sp)
+		}
+	}
+	require.Len(t, found, 1, what)
+	return found[0]
+}
+
+// spanNamed matches the spans called name.
+func spanNamed(name string) func(sdktrace.ReadOnlySpan) bool {
+	return func(sp sdktrace.ReadOnlySpan) bool { return sp.Name() == name }
+}
+
+// spanChildOf matches the children of parent.
+func spanChildOf(parent sdktrace.ReadOnlySpan) func(sdktrace.ReadOnlySpan) bool {
+	return func(sp sdktrace.ReadOnlySpan) bool { return sp.Parent().SpanID() == parent.SpanContext().SpanID() }
+}
+
+// spanToHost matches the spans whose server.address is h.
+func spanToHost(h string) func(sdktrace.ReadOnlySpan) bool {
+	return func(sp sdktrace.ReadOnlySpan) bool { return attrs(sp)["server.address"] == h }
 }
 
 // BenchmarkTelemetryCost measures, in one run over a no-op base transport, what telemetry

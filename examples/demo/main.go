@@ -97,18 +97,11 @@ func (s *stats) success() float64 {
 var names = []string{"healthy", "fails-later", "slow", "flapping"}
 
 func demo(ctx context.Context, o options, out io.Writer) (summary, error) {
-	backends := make([]*faultbackend.Backend, len(names))
-	byAddr := map[string]int{}
-	for i := range names {
-		b, err := faultbackend.Start()
-		if err != nil {
-			return summary{}, err
-		}
-		defer b.Close()
-		backends[i] = b
-		byAddr[b.Addr()] = i
+	backends, byAddr, closeBackends, err := startBackends(o)
+	if err != nil {
+		return summary{}, err
 	}
-	backends[2].Set(faultbackend.Slow(o.slow))
+	defer closeBackends()
 
 	resolver, cleanup, err := newResolver(ctx, o, backends)
 	if err != nil {
@@ -138,7 +131,45 @@ func demo(ctx context.Context, o options, out io.Writer) (summary, error) {
 
 	fmt.Fprintf(out, "proxyless demo: 4 backends (%s), %d req/s per client for %v\n",
 		strings.Join(names, ", "), o.rate, o.duration)
+	bareStats, meshStats := runScenario(ctx, o, out, backends, byAddr, bare, mesh)
 
+	ts := tr.Stats()
+	report(out, bareStats, meshStats, ts)
+	return summary{
+		bareSuccess: bareStats.success(), meshSuccess: meshStats.success(),
+		bareRequests: bareStats.ok.Load() + bareStats.fail.Load(), meshReqs: meshStats.ok.Load() + meshStats.fail.Load(),
+		transport: ts,
+	}, ctx.Err()
+}
+
+// startBackends starts one backend per name, the slow one o.slow slow, and returns them, the
+// index of each by address, and a func that closes them, the last started first.
+func startBackends(o options) ([]*faultbackend.Backend, map[string]int, func(), error) {
+	backends := make([]*faultbackend.Backend, 0, len(names))
+	byAddr := map[string]int{}
+	closeAll := func() {
+		for i := len(backends) - 1; i >= 0; i-- {
+			_ = backends[i].Close()
+		}
+	}
+	for i := range names {
+		b, err := faultbackend.Start()
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+		backends = append(backends, b)
+		byAddr[b.Addr()] = i
+	}
+	backends[2].Set(faultbackend.Slow(o.slow))
+	return backends, byAddr, closeAll, nil
+}
+
+// runScenario plays the scenario on the backends while sending the same load through the bare
+// client and the proxyless one for o.duration, with live progress unless o.quiet, and returns
+// what each client saw.
+func runScenario(ctx context.Context, o options, out io.Writer, backends []*faultbackend.Backend, byAddr map[string]int,
+	bare *bareClient, mesh *http.Client) (bareStats, meshStats *stats) {
 	// The scenario: part-way through, one backend starts failing; another flaps all along.
 	runCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
@@ -149,8 +180,8 @@ func demo(ctx context.Context, o options, out io.Writer) (summary, error) {
 		scenario(runCtx, o, backends)
 	}()
 
-	bareStats := newStats(len(names))
-	meshStats := newStats(len(names))
+	bareStats = newStats(len(names))
+	meshStats = newStats(len(names))
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -171,14 +202,7 @@ func demo(ctx context.Context, o options, out io.Writer) (summary, error) {
 		}()
 	}
 	wg.Wait()
-
-	ts := tr.Stats()
-	report(out, bareStats, meshStats, ts)
-	return summary{
-		bareSuccess: bareStats.success(), meshSuccess: meshStats.success(),
-		bareRequests: bareStats.ok.Load() + bareStats.fail.Load(), meshReqs: meshStats.ok.Load() + meshStats.fail.Load(),
-		transport: ts,
-	}, ctx.Err()
+	return bareStats, meshStats
 }
 
 // newResolver returns static discovery, or registers the backends in Consul and follows them

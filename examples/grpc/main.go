@@ -195,12 +195,8 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 	defer conn.Close()
 	client := testgrpc.NewTestServiceClient(conn)
 
-	// Wait until the channel has a READY endpoint.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = client.UnaryCall(wctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("no server became ready: %w", err)
+	if err := waitReady(ctx, client); err != nil {
+		return nil, err
 	}
 	for _, s := range servers {
 		s.served.Store(0)
@@ -209,8 +205,32 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 
 	fmt.Fprintf(out, "%d calls from %d callers over servers a, b, c; c fails (%s) at call %d\n", o.calls, o.workers, o.fail, o.failAt)
 	sum := &summary{servers: servers}
-	var next, ok, failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr string
+	sum.ok, sum.failed, firstErr = sendCalls(ctx, o, servers, client)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sum.stats = statsSince(before, gc.Stats())
+	printSummary(out, o, sum, firstErr)
+	return sum, nil
+}
+
+// waitReady waits, at most 10 s, until the channel has a READY endpoint.
+func waitReady(ctx context.Context, client testgrpc.TestServiceClient) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := client.UnaryCall(wctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("no server became ready: %w", err)
+	}
+	return nil
+}
+
+// sendCalls makes o.calls calls from o.workers callers, failing server c (servers[2]) at call
+// o.failAt, and returns how many calls succeeded and failed and the first failure's text.
+func sendCalls(ctx context.Context, o options, servers []*server, client testgrpc.TestServiceClient) (ok, failed int64, firstErr string) {
+	var next, nOK, nFailed atomic.Int64
+	var first atomic.Value
 	var wg sync.WaitGroup
 	for range o.workers {
 		wg.Go(func() {
@@ -228,41 +248,45 @@ func example(ctx context.Context, o options, out io.Writer) (*summary, error) {
 					}
 				}
 				if _, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
+					nFailed.Add(1)
+					first.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				ok.Add(1)
+				nOK.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sum.ok, sum.failed = ok.Load(), failed.Load()
-	st := gc.Stats()
-	sum.stats = middleware.Stats{
+	firstErr, _ = first.Load().(string)
+	return nOK.Load(), nFailed.Load(), firstErr
+}
+
+// statsSince returns the client's counters in st that grew since before.
+func statsSince(before, st middleware.Stats) middleware.Stats {
+	return middleware.Stats{
 		Requests: st.Requests - before.Requests, Attempts: st.Attempts - before.Attempts,
 		Retries: st.Retries - before.Retries, BudgetRefusals: st.BudgetRefusals - before.BudgetRefusals,
 		BreakerRefusals: st.BreakerRefusals - before.BreakerRefusals, BreakerOpens: st.BreakerOpens - before.BreakerOpens,
 		Ejections: st.Ejections - before.Ejections,
 	}
+}
 
+// printSummary prints what each server answered, the client's results and counters, the first
+// failure if any, and with -fail unavailable how many calls reached c after it failed.
+func printSummary(out io.Writer, o options, sum *summary, firstErr string) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\tanswered OK\tanswered UNAVAILABLE\t")
-	for _, s := range servers {
+	for _, s := range sum.servers {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t\n", s.name, s.served.Load(), s.refused.Load())
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(out, "client: %d ok, %d failed, success rate %.2f %%\n", sum.ok, sum.failed, 100*sum.successRate())
 	fmt.Fprintf(out, "client stats: %d calls, %d attempts, %d retries, %d budget refusals, %d breaker refusals, %d breaker opens, %d ejections\n",
 		sum.stats.Requests, sum.stats.Attempts, sum.stats.Retries, sum.stats.BudgetRefusals, sum.stats.BreakerRefusals, sum.stats.BreakerOpens, sum.stats.Ejections)
-	if e, _ := firstErr.Load().(string); e != "" {
-		fmt.Fprintf(out, "first failure: %s\n", e)
+	if firstErr != "" {
+		fmt.Fprintf(out, "first failure: %s\n", firstErr)
 	}
 	if o.fail == "unavailable" {
-		fmt.Fprintf(out, "calls that reached c after it failed: %d (each retried on a or b; then c was ejected)\n", servers[2].after.Load())
+		fmt.Fprintf(out, "calls that reached c after it failed: %d (each retried on a or b; then c was ejected)\n", sum.servers[2].after.Load())
 	}
-	return sum, nil
 }

@@ -134,36 +134,20 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 
 	// Metrics: the Prometheus exporter is a reader of the MeterProvider, collected at each
 	// scrape, into a registry of our own rather than prometheus.DefaultRegisterer.
-	reg := prometheus.NewRegistry()
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	mp, metricsSrv, closeMetrics, err := startMetrics(res)
 	if err != nil {
 		return err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
-	defer func() { err = errors.Join(err, shutdown(mp.Shutdown)) }()
-	metricsSrv, err := listen(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, metricsSrv.close()) }()
+	defer func() { err = errors.Join(err, closeMetrics()) }()
 
 	// The backends. Their handlers are traced too (with the same provider, standing in for
 	// the collector that the spans of every service would reach), so that the tree shows
 	// where each attempt arrived.
-	backends := make([]*backend, cfg.backends)
-	eps := make([]discovery.Endpoint, cfg.backends)
-	for i := range backends {
-		fail := 0
-		if i == 0 {
-			fail = cfg.fail
-		}
-		b, err := startBackend(fmt.Sprintf("backend-%d", i), fail, tp)
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, b.srv.close()) }()
-		backends[i], eps[i] = b, discovery.Endpoint{Addr: b.srv.addr}
+	backends, eps, err := startBackends(cfg, tp)
+	if err != nil {
+		return err
 	}
+	defer func() { err = errors.Join(err, closeBackends(backends)) }()
 
 	// The client: static discovery of the service's endpoints, the default balancer,
 	// breakers and retries, and the two providers.
@@ -187,14 +171,7 @@ func run(ctx context.Context, w io.Writer, cfg config) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	st := tr.Stats()
-	fmt.Fprintf(w, "traffic: %d requests in %v: %d answered 200, %d failed; attempts: %d, retries: %d\n",
-		ok+failed, elapsed.Round(time.Millisecond), ok, failed, st.Attempts, st.Retries)
-	fmt.Fprint(w, "backends saw:")
-	for _, b := range backends {
-		fmt.Fprintf(w, " %s %d", b.name, b.hits.Load())
-	}
-	fmt.Fprintln(w)
+	printTraffic(w, ok, failed, elapsed, tr.Stats(), backends)
 
 	// Stop the backends first: Shutdown waits for their handlers, so that every SERVER span
 	// has ended. The client and the metrics endpoint stay up for the scrape: the observable
@@ -239,6 +216,64 @@ func send(ctx context.Context, client *http.Client, cfg config) (ok, failed int,
 		}
 	}
 	return ok, failed, time.Since(start)
+}
+
+// startMetrics returns a MeterProvider whose Prometheus exporter is a reader collected at each
+// scrape, into a registry of our own rather than prometheus.DefaultRegisterer, and a loopback
+// server of that registry at /metrics; stop closes the server, then the provider.
+func startMetrics(res *resource.Resource) (mp *sdkmetric.MeterProvider, srv *server, stop func() error, err error) {
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
+	srv, err = listen(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err != nil {
+		return nil, nil, nil, errors.Join(err, shutdown(mp.Shutdown))
+	}
+	stop = func() error { return errors.Join(srv.close(), shutdown(mp.Shutdown)) }
+	return mp, srv, stop, nil
+}
+
+// startBackends starts cfg.backends backends traced with tp, the first failing its first
+// cfg.fail requests, and returns them and their endpoints.
+func startBackends(cfg config, tp trace.TracerProvider) ([]*backend, []discovery.Endpoint, error) {
+	backends := make([]*backend, 0, cfg.backends)
+	eps := make([]discovery.Endpoint, cfg.backends)
+	for i := range cfg.backends {
+		fail := 0
+		if i == 0 {
+			fail = cfg.fail
+		}
+		b, err := startBackend(fmt.Sprintf("backend-%d", i), fail, tp)
+		if err != nil {
+			return nil, nil, errors.Join(err, closeBackends(backends))
+		}
+		backends = append(backends, b)
+		eps[i] = discovery.Endpoint{Addr: b.srv.addr}
+	}
+	return backends, eps, nil
+}
+
+// closeBackends closes the backends' servers, the last started first.
+func closeBackends(backends []*backend) error {
+	var err error
+	for i := len(backends) - 1; i >= 0; i-- {
+		err = errors.Join(err, backends[i].srv.close())
+	}
+	return err
+}
+
+// printTraffic prints what the client sent and what each backend saw.
+func printTraffic(w io.Writer, ok, failed int, elapsed time.Duration, st middleware.Stats, backends []*backend) {
+	fmt.Fprintf(w, "traffic: %d requests in %v: %d answered 200, %d failed; attempts: %d, retries: %d\n",
+		ok+failed, elapsed.Round(time.Millisecond), ok, failed, st.Attempts, st.Retries)
+	fmt.Fprint(w, "backends saw:")
+	for _, b := range backends {
+		fmt.Fprintf(w, " %s %d", b.name, b.hits.Load())
+	}
+	fmt.Fprintln(w)
 }
 
 // backend is one loopback backend of the service. It answers 503 to its first fail

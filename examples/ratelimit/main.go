@@ -99,63 +99,117 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	addr, origin := o.redis, "given by -redis"
+	addr, stopRedis, err := redisAddress(o, out)
+	if err != nil {
+		return summary{}, err
+	}
+	defer stopRedis()
+	urls, stopInstances, err := startInstances(ctx, o, addr)
+	if err != nil {
+		return summary{}, err
+	}
+	defer stopInstances()
+	fmt.Fprintf(out, "global limit %g/s, burst %d, shared by %d instances; %d requests, one every %v\n\n",
+		o.rate, o.burst, len(urls), o.requests, o.interval)
+
+	s, err := sendRequests(ctx, o, urls)
+	if err != nil {
+		return s, err
+	}
+	printSummary(out, o, s)
+	return s, nil
+}
+
+// redisAddress returns the Redis address given by -redis, or starts a Redis from
+// PROXYLESS_REDIS_BIN, prints which, and returns a func that stops what it started.
+func redisAddress(o options, out io.Writer) (string, func(), error) {
+	addr, origin, stop := o.redis, "given by -redis", func() {}
 	if addr == "" {
 		bin, err := redistest.Binary()
 		if err != nil {
-			return summary{}, fmt.Errorf("no -redis address, and no Redis to start: %w", err)
+			return "", nil, fmt.Errorf("no -redis address, and no Redis to start: %w", err)
 		}
 		srv, err := redistest.Start(bin)
 		if err != nil {
-			return summary{}, err
+			return "", nil, err
 		}
-		defer srv.Close()
-		addr, origin = srv.Addr(), "started for this run"
+		addr, origin, stop = srv.Addr(), "started for this run", func() { _ = srv.Close() }
 	}
 	fmt.Fprintf(out, "redis %s (%s)\n", addr, origin)
+	return addr, stop, nil
+}
 
+// startInstances starts one HTTP server per instance name, each limited through its own Redis
+// client, and returns their URLs and a func that stops them all, the last started first.
+func startInstances(ctx context.Context, o options, addr string) ([]string, func(), error) {
 	// Every instance has its own Redis client, as separate processes would. A fresh key prefix
 	// keeps this run's buckets apart from earlier runs' on a shared Redis.
 	prefix := fmt.Sprintf("proxyless:example:%d:%d:", os.Getpid(), time.Now().UnixNano())
 	urls := make([]string, len(instanceNames))
-	for i, name := range instanceNames {
-		rc := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true})
-		defer rc.Close()
-		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		err := rc.Ping(pctx).Err()
-		pcancel()
-		if err != nil {
-			return summary{}, fmt.Errorf("redis %s: %w", addr, err)
+	var stops []func()
+	stopAll := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
-		lim, err := redis.New(rc, redis.Config{
-			Default: ratelimit.Quota{Rate: o.rate, Burst: o.burst},
-			Prefix:  prefix,
-			// While Redis is down each instance admits half the quota on its own.
-			FallbackShare: 1.0 / float64(len(instanceNames)),
-			// A loopback Redis on a busy machine can take longer than the 50 ms default; this
-			// short run is about the shared limit, not about falling back to the local one.
-			Timeout: time.Second,
-		})
-		if err != nil {
-			return summary{}, err
-		}
-		perClient, err := middleware.KeyByClientIP(ratelimit.ClientIPConfig{})
-		if err != nil {
-			return summary{}, err
-		}
-		h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, "hello from instance %s\n", name)
-		}), middleware.WithServerRateLimit(lim, perClient))
-		if err != nil {
-			return summary{}, err
-		}
-		srv := httptest.NewServer(h)
-		defer srv.Close()
-		urls[i] = srv.URL + "/"
 	}
-	fmt.Fprintf(out, "global limit %g/s, burst %d, shared by %d instances; %d requests, one every %v\n\n",
-		o.rate, o.burst, len(urls), o.requests, o.interval)
+	for i, name := range instanceNames {
+		url, stop, err := startInstance(ctx, o, addr, prefix, name)
+		if err != nil {
+			stopAll()
+			return nil, nil, err
+		}
+		stops = append(stops, stop)
+		urls[i] = url
+	}
+	return urls, stopAll, nil
+}
 
+// startInstance starts the instance called name behind middleware.NewHandler with the shared
+// per-client limit in Redis, and returns its URL and a func that stops it.
+func startInstance(ctx context.Context, o options, addr, prefix, name string) (string, func(), error) {
+	rc := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	fail := func(err error) (string, func(), error) {
+		_ = rc.Close()
+		return "", nil, err
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	err := rc.Ping(pctx).Err()
+	pcancel()
+	if err != nil {
+		return fail(fmt.Errorf("redis %s: %w", addr, err))
+	}
+	lim, err := redis.New(rc, redis.Config{
+		Default: ratelimit.Quota{Rate: o.rate, Burst: o.burst},
+		Prefix:  prefix,
+		// While Redis is down each instance admits half the quota on its own.
+		FallbackShare: 1.0 / float64(len(instanceNames)),
+		// A loopback Redis on a busy machine can take longer than the 50 ms default; this
+		// short run is about the shared limit, not about falling back to the local one.
+		Timeout: time.Second,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	perClient, err := middleware.KeyByClientIP(ratelimit.ClientIPConfig{})
+	if err != nil {
+		return fail(err)
+	}
+	h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from instance %s\n", name)
+	}), middleware.WithServerRateLimit(lim, perClient))
+	if err != nil {
+		return fail(err)
+	}
+	srv := httptest.NewServer(h)
+	return srv.URL + "/", func() {
+		srv.Close()
+		_ = rc.Close()
+	}, nil
+}
+
+// sendRequests sends o.requests requests, alternating between the instances at urls, and
+// counts what each admitted and refused, keeping the first admitted and refused headers.
+func sendRequests(ctx context.Context, o options, urls []string) (summary, error) {
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: base, Timeout: 5 * time.Second}
@@ -163,29 +217,8 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 	start := time.Now()
 	for n := range o.requests {
 		i := n % len(urls)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[i], nil)
-		if err != nil {
+		if err := sendOne(ctx, client, urls[i], i, &s); err != nil {
 			return s, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return s, err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			s.admitted[i]++
-			if s.firstAdmitted == nil {
-				s.firstAdmitted = rateLimitHeaders(resp.Header)
-			}
-		case http.StatusTooManyRequests:
-			s.refused[i]++
-			if s.firstRefused == nil {
-				s.firstRefused = rateLimitHeaders(resp.Header)
-			}
-		default:
-			return s, fmt.Errorf("instance %s answered %s", instanceNames[i], resp.Status)
 		}
 		if o.interval > 0 && n+1 < o.requests {
 			select {
@@ -197,7 +230,41 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 	}
 	s.elapsed = time.Since(start)
 	s.bound = float64(o.burst) + o.rate*s.elapsed.Seconds()
+	return s, nil
+}
 
+// sendOne sends one request to instance i at url and records its answer in s.
+func sendOne(ctx context.Context, client *http.Client, url string, i int, s *summary) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		s.admitted[i]++
+		if s.firstAdmitted == nil {
+			s.firstAdmitted = rateLimitHeaders(resp.Header)
+		}
+	case http.StatusTooManyRequests:
+		s.refused[i]++
+		if s.firstRefused == nil {
+			s.firstRefused = rateLimitHeaders(resp.Header)
+		}
+	default:
+		return fmt.Errorf("instance %s answered %s", instanceNames[i], resp.Status)
+	}
+	return nil
+}
+
+// printSummary prints what each instance admitted and refused, whether the total stayed
+// within the global bound, and the first admitted and refused headers.
+func printSummary(out io.Writer, o options, s summary) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "instance\tadmitted\trefused")
 	for i, name := range instanceNames {
@@ -214,7 +281,6 @@ func example(ctx context.Context, o options, out io.Writer) (summary, error) {
 		o.burst, o.rate, s.elapsed.Round(time.Millisecond), s.bound, within)
 	fmt.Fprintf(out, "first admitted: %s\n", format(s.firstAdmitted))
 	fmt.Fprintf(out, "first refused:  %s\n", format(s.firstRefused))
-	return s, nil
 }
 
 var shownHeaders = []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"}

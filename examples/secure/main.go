@@ -102,22 +102,8 @@ type result struct {
 }
 
 func example(ctx context.Context, dir string) ([]result, error) {
-	// Certificates: a CA, the server's, and one per client workload.
-	ca, err := newCA()
+	files, caFile, err := writeCertificates(dir)
 	if err != nil {
-		return nil, err
-	}
-	files := map[string]string{}
-	for _, id := range []string{serverID, checkoutID, intruderID} {
-		name := id[strings.LastIndexByte(id, '/')+1:]
-		certFile, keyFile, err := ca.issue(dir, name, id, id == serverID)
-		if err != nil {
-			return nil, err
-		}
-		files[id+".crt"], files[id+".key"] = certFile, keyFile
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, pemBlock("CERTIFICATE", ca.cert.Raw), 0o600); err != nil {
 		return nil, err
 	}
 
@@ -136,16 +122,50 @@ func example(ctx context.Context, dir string) ([]result, error) {
 	}
 	defer v.Close()
 
-	// The server: mTLS from auth.ServerTLS, then peer authorization and JWTs in NewHandler.
+	target, stop, err := startServer(v, files, caFile)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	return makeCalls(ctx, idp, target, caFile, files)
+}
+
+// writeCertificates writes, in dir, a CA and a certificate and key for the server and for each
+// client workload; it returns the certificate and key files by SPIFFE ID + ".crt" / ".key",
+// and the CA's file.
+func writeCertificates(dir string) (files map[string]string, caFile string, err error) {
+	ca, err := newCA()
+	if err != nil {
+		return nil, "", err
+	}
+	files = map[string]string{}
+	for _, id := range []string{serverID, checkoutID, intruderID} {
+		name := id[strings.LastIndexByte(id, '/')+1:]
+		certFile, keyFile, err := ca.issue(dir, name, id, id == serverID)
+		if err != nil {
+			return nil, "", err
+		}
+		files[id+".crt"], files[id+".key"] = certFile, keyFile
+	}
+	caFile = filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, pemBlock("CERTIFICATE", ca.cert.Raw), 0o600); err != nil {
+		return nil, "", err
+	}
+	return files, caFile, nil
+}
+
+// startServer starts the server on loopback: mTLS from auth.ServerTLS, then peer authorization
+// and JWTs checked by v in NewHandler. It returns the URL to call and a func that shuts it down.
+func startServer(v *auth.Validator, files map[string]string, caFile string) (string, func(), error) {
 	srvTLS, err := auth.ServerTLS(auth.ServerTLSConfig{
 		CertFile: files[serverID+".crt"], KeyFile: files[serverID+".key"], ClientCAFile: caFile,
 	})
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	prod, err := auth.NewPeerAuthorizer(auth.PeerPolicy{SPIFFEIDs: []string{"spiffe://example.org/ns/prod/*"}})
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	h, err := middleware.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.PeerFromContext(r.Context())
@@ -155,11 +175,11 @@ func example(ctx context.Context, dir string) ([]result, error) {
 		middleware.WithJWT(v, auth.WithRule(auth.Rule{Scopes: []string{scope}})),
 	)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	srv := &http.Server{
 		Handler: h, TLSConfig: srvTLS, ReadHeaderTimeout: 5 * time.Second,
@@ -167,31 +187,37 @@ func example(ctx context.Context, dir string) ([]result, error) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(lis, "", "") }()
-	defer func() {
+	stop := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		<-served
-	}()
-	target := "https://" + lis.Addr().String() + "/charges"
-
-	// The calls.
-	calls := []struct {
-		caller, token string
-		id            string // client certificate; "" for none
-		claims        map[string]any
-	}{
-		{"checkout", "none", checkoutID, nil},
-		{"checkout", "without the scope", checkoutID, map[string]any{"sub": "checkout", "scope": "payments:read"}},
-		{"checkout", "valid", checkoutID, map[string]any{"sub": "checkout", "scope": scope}},
-		{"intruder", "valid", intruderID, map[string]any{"sub": "intruder", "scope": scope}},
-		{"no certificate", "valid", "", map[string]any{"sub": "anonymous", "scope": scope}},
 	}
+	return "https://" + lis.Addr().String() + "/charges", stop, nil
+}
+
+// calls are the calls the example makes, in order.
+var calls = []struct {
+	caller, token string
+	id            string // client certificate; "" for none
+	claims        map[string]any
+}{
+	{"checkout", "none", checkoutID, nil},
+	{"checkout", "without the scope", checkoutID, map[string]any{"sub": "checkout", "scope": "payments:read"}},
+	{"checkout", "valid", checkoutID, map[string]any{"sub": "checkout", "scope": scope}},
+	{"intruder", "valid", intruderID, map[string]any{"sub": "intruder", "scope": scope}},
+	{"no certificate", "valid", "", map[string]any{"sub": "anonymous", "scope": scope}},
+}
+
+// makeCalls makes each of calls to target, with the caller's client certificate and a token
+// signed by signer, and returns what each saw.
+func makeCalls(ctx context.Context, signer *idp, target, caFile string, files map[string]string) ([]result, error) {
 	var results []result
 	for _, c := range calls {
 		tok := ""
 		if c.claims != nil {
-			if tok, err = idp.sign(c.claims); err != nil {
+			var err error
+			if tok, err = signer.sign(c.claims); err != nil {
 				return nil, err
 			}
 		}

@@ -313,6 +313,15 @@ func TestRetriedAndHedged(t *testing.T) {
 	require.NoError(t, resp2.Body.Close())
 	assert.Equal(t, "hello", string(body))
 
+	assertRetriedHedgedSpans(t, s, a, b)
+	assertRetriedHedgedMetrics(t, s, b)
+}
+
+// assertRetriedHedgedSpans checks the span tree TestRetriedAndHedged leaves: a request span
+// and three attempts under it (a 503 to a, discarded; a cancelled retry to a; a winning hedge
+// to b), every one ended, and the W3C trace context that reached both servers.
+func assertRetriedHedgedSpans(t *testing.T, s *sdk, a, b *backend) {
+	t.Helper()
 	// Every span started has ended.
 	require.Len(t, s.rec.Started(), 4)
 	spans := s.rec.Ended()
@@ -377,6 +386,12 @@ func TestRetriedAndHedged(t *testing.T) {
 		be.mu.Unlock()
 	}
 
+}
+
+// assertRetriedHedgedMetrics checks the metrics TestRetriedAndHedged leaves: three attempts
+// (first, retry, hedge), a retry, a hedge that won on b, and a budget refusal.
+func assertRetriedHedgedMetrics(t *testing.T, s *sdk, b *backend) {
+	t.Helper()
 	ms := s.metrics(t)
 	svc := tracing.KeyDestination.String("svc")
 	assert.Equal(t, int64(3), sum(t, ms, tracing.MetricAttempts, svc))
