@@ -20,16 +20,29 @@ import (
 // context instead (see [IsShadow]).
 const ShadowHeader = "X-Proxyless-Shadow"
 
-// shadowKey marks, in its context, a copy a [Shadower] sends. Being unexported, no caller
-// outside this package can set it.
+// shadowKey marks, in its context, a copy a [Shadower] sends; its value is the copy's
+// *ShadowPolicy. Being unexported, no caller outside this package can set it.
 type shadowKey struct{}
 
 // IsShadow reports whether ctx is the context of a mirrored copy sent by a [Shadower].
 // Middleware uses it not to route (nor mirror) a copy again. Headers play no part: a request
 // carrying [ShadowHeader] from outside is not a copy.
 func IsShadow(ctx context.Context) bool {
-	v, _ := ctx.Value(shadowKey{}).(bool)
-	return v
+	v, _ := ctx.Value(shadowKey{}).(*ShadowPolicy)
+	return v != nil
+}
+
+// ShadowDestination returns where the mirrored copy whose context is ctx must go: the
+// destination of the shadow policy it was mirrored for, its subset included. It returns nil
+// when ctx is not the context of a copy sent by a [Shadower] (see [IsShadow]). Middleware
+// sends a copy there instead of routing it: a copy's URL host names only the service, and a
+// subset (as in shadow: {destination: {service: svc, subset: {tags: [v3]}}}) must narrow the
+// endpoints the copy may reach.
+func ShadowDestination(ctx context.Context) *Destination {
+	if p, _ := ctx.Value(shadowKey{}).(*ShadowPolicy); p != nil {
+		return p.Destination()
+	}
+	return nil
 }
 
 // ShadowHostSuffix is appended to the host (before any port) of mirrored requests, as Envoy
@@ -260,7 +273,7 @@ func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
 	s.wg.Add(1)
 	s.mu.RUnlock()
 
-	ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(req.Context()), shadowKey{}, true), p.timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(req.Context()), shadowKey{}, p), p.timeout)
 	stop := context.AfterFunc(s.ctx, cancel)
 	clone := req.Clone(ctx)
 	clone.Body, clone.ContentLength = nil, 0
