@@ -133,7 +133,7 @@ type canaryView struct {
 }
 
 type shadowView struct {
-	Service string  `json:"service,omitempty"` // empty: the primary's service
+	Service string  `json:"service"`
 	Subset  string  `json:"subset,omitempty"`
 	Percent float64 `json:"percent"` // share of matched requests mirrored
 }
@@ -505,7 +505,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <td>{{.Name}}{{if .Default}} <small>(default)</small>{{end}}</td><td><code>{{.Match}}</code></td>
 <td>{{range $i, $d := .Destinations}}{{if $i}}<br>{{end}}{{$d.Service}}{{with $d.Subset}} [{{.}}]{{end}} {{pct $d.Percent}}{{with $d.Weight}} (weight {{.}}){{end}}{{else}}by host{{end}}</td>
 <td class="{{with .Canary}}{{if eq .Analysis "rolled back"}}bad{{else if eq .Analysis "running"}}warn{{end}}{{end}}">{{with .Canary}}{{.Service}}{{with .Subset}} [{{.}}]{{end}} {{pct .Percent}}{{with .Analysis}} ({{.}}){{end}}{{end}}</td>
-<td>{{with .Shadow}}{{if .Service}}{{.Service}}{{with .Subset}} [{{.}}]{{end}}{{else}}same service{{end}} {{pct .Percent}}{{end}}</td>
+<td>{{with .Shadow}}{{.Service}}{{with .Subset}} [{{.}}]{{end}} {{pct .Percent}}{{end}}</td>
 <td class="{{if .Fault}}warn{{end}}">{{.Fault}}</td>
 <td>{{range $i, $o := .Overrides}}{{if $i}}<br>{{end}}{{$o}}{{end}}</td>
 </tr>

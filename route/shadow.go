@@ -63,7 +63,7 @@ type ShadowPolicy struct {
 	inflight       atomic.Int64
 }
 
-// Destination returns where copies go; an empty Service means the primary's service.
+// Destination returns where copies go (its Service is always set).
 func (p *ShadowPolicy) Destination() *Destination { return &p.dest }
 
 // Timeout returns the bound on one shadow request.
@@ -135,8 +135,7 @@ func (s *Shadower) Stats() ShadowStats {
 
 // OnMismatch sets fn to learn each shadow answer that differed from the primary's (each one
 // Stats counts in Mismatches): the name of the route that mirrored the request, and the shadow
-// destination's key (service, or service|subset; the primary's service when the route names
-// none). fn runs on the copy's goroutine, and must not block. Call OnMismatch before the
+// destination's key (service, or service|subset). fn runs on the copy's goroutine, and must not block. Call OnMismatch before the
 // first Mirror.
 func (s *Shadower) OnMismatch(fn func(route, shadow string)) { s.onMismatch = fn }
 
@@ -233,7 +232,7 @@ func (b *hashingBody) Close() error {
 // p's cap or cannot be replayed (req.GetBody is nil). The copy's context keeps req's values
 // but not its cancellation, and ends after p's timeout; it is marked so that [IsShadow]
 // reports true. The copy carries [ShadowHeader] (for the shadow backend's information) and
-// the [ShadowHostSuffix]; its URL host is p's destination service when it has one. req is
+// the [ShadowHostSuffix]; its URL host is p's destination service. req is
 // not modified, and may be used by the caller as soon as Mirror returns.
 func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
 	if p == nil {
@@ -323,7 +322,7 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	}
 	resp, err := s.rt.RoundTrip(clone)
 	if err != nil {
-		s.report(p, clone, ShadowFailed)
+		s.report(p, ShadowFailed)
 		return
 	}
 	var sum []byte
@@ -335,18 +334,18 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxShadowResponse))
 	resp.Body.Close()
 	if err != nil {
-		s.report(p, clone, ShadowFailed)
+		s.report(p, ShadowFailed)
 		return
 	}
 	var pr primaryResult
 	select {
 	case pr = <-pend.ch:
 	case <-ctx.Done():
-		s.report(p, clone, ShadowUnpaired)
+		s.report(p, ShadowUnpaired)
 		return
 	}
 	if !pr.ok {
-		s.report(p, clone, ShadowUnpaired)
+		s.report(p, ShadowUnpaired)
 		return
 	}
 	same := pr.status == resp.StatusCode
@@ -354,14 +353,14 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 		same = bytes.Equal(pr.sum, sum)
 	}
 	if same {
-		s.report(p, clone, ShadowMatched)
+		s.report(p, ShadowMatched)
 	} else {
-		s.report(p, clone, ShadowMismatched)
+		s.report(p, ShadowMismatched)
 	}
 }
 
 // report counts a comparison's result and tells the callbacks.
-func (s *Shadower) report(p *ShadowPolicy, clone *http.Request, r ShadowResult) {
+func (s *Shadower) report(p *ShadowPolicy, r ShadowResult) {
 	switch r {
 	case ShadowMatched:
 		s.matches.Add(1)
@@ -376,12 +375,6 @@ func (s *Shadower) report(p *ShadowPolicy, clone *http.Request, r ShadowResult) 
 		return
 	}
 	shadow := p.dest.Key()
-	if p.dest.Service == "" && clone.URL != nil {
-		shadow = clone.URL.Host // the primary's service
-		if sk := p.dest.Subset.Key(); sk != "" {
-			shadow += "|" + sk
-		}
-	}
 	if s.onResult != nil {
 		s.onResult(p.route, shadow, r)
 	}
