@@ -85,7 +85,8 @@ type ShadowStats struct {
 // Shadower sends mirrored copies of requests, fire-and-forget, through a RoundTripper, and
 // compares each shadow answer with the primary's. The primary never waits: Mirror returns at
 // once, and a copy that would exceed a concurrency cap (the Shadower's or the route's) is
-// dropped. Shadow responses are read (up to a cap), hashed when asked, and discarded.
+// dropped. Shadow responses are read (up to a cap), hashed when asked, and discarded; a 101
+// (Switching Protocols) answer is closed unread, and upgrade requests are never mirrored.
 //
 // Use NewShadower; the zero value is not usable. Methods are safe for concurrent use. Close
 // stops new copies, cancels those in flight and waits for them.
@@ -228,7 +229,9 @@ func (b *hashingBody) Close() error {
 }
 
 // Mirror starts a copy of req to p's destination and returns at once. It returns nil when
-// nothing was sent: p is nil, the Shadower is closed, a cap was reached, or the body is over
+// nothing was sent: p is nil, req asks to switch protocols (an Upgrade header with a
+// Connection: upgrade token; counted as dropped: a copy would open a second connection and
+// hand it over to no one), the Shadower is closed, a cap was reached, or the body is over
 // p's cap or cannot be replayed (req.GetBody is nil). The copy's context keeps req's values
 // but not its cancellation, and ends after p's timeout; it is marked so that [IsShadow]
 // reports true. The copy carries [ShadowHeader] (for the shadow backend's information) and
@@ -236,6 +239,10 @@ func (b *hashingBody) Close() error {
 // not modified, and may be used by the caller as soon as Mirror returns.
 func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
 	if p == nil {
+		return nil
+	}
+	if isUpgrade(req.Header) {
+		s.dropped.Add(1)
 		return nil
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
@@ -325,6 +332,13 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 		s.report(p, ShadowFailed)
 		return
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body of a 101 is the switched connection: it never ends on its own, and reads
+		// from it do not heed ctx. Close it unread and compare the status alone.
+		resp.Body.Close()
+		s.compare(ctx, p, pend, resp.StatusCode, nil, false)
+		return
+	}
 	var sum []byte
 	if p.compareBody {
 		h := sha256.New()
@@ -337,6 +351,12 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 		s.report(p, ShadowFailed)
 		return
 	}
+	s.compare(ctx, p, pend, resp.StatusCode, sum, p.compareBody)
+}
+
+// compare waits for the primary's result (no longer than ctx) and reports how the shadow's
+// answer (status, and body hash sum when hashed) compares with it.
+func (s *Shadower) compare(ctx context.Context, p *ShadowPolicy, pend *Pending, status int, sum []byte, hashed bool) {
 	var pr primaryResult
 	select {
 	case pr = <-pend.ch:
@@ -348,8 +368,8 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 		s.report(p, ShadowUnpaired)
 		return
 	}
-	same := pr.status == resp.StatusCode
-	if same && p.compareBody && pr.complete {
+	same := pr.status == status
+	if same && hashed && pr.complete {
 		same = bytes.Equal(pr.sum, sum)
 	}
 	if same {
@@ -423,4 +443,20 @@ func shadowHost(host string) string {
 		return host // an IPv6 literal has no name to suffix
 	}
 	return h + ShadowHostSuffix + host[len(h):]
+}
+
+// isUpgrade reports whether a request with header h asks to switch protocols: it has an
+// Upgrade header and a Connection header with the "upgrade" token.
+func isUpgrade(h http.Header) bool {
+	if len(h["Upgrade"]) == 0 {
+		return false
+	}
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
