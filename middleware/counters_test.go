@@ -214,13 +214,13 @@ func checkShadowOnStatusPage(t *testing.T, tr *middleware.Transport, sh middlewa
 		Transports []struct {
 			Stats struct {
 				Requests     int64 `json:"requests"`
-				BreakerOpens int64 `json:"breaker_opens"`
+				BreakerOpens int64 `json:"breakerOpens"`
 				Shadow       *struct {
 					Mirrored     int64 `json:"mirrored"`
 					Matched      int64 `json:"matched"`
 					Mismatched   int64 `json:"mismatched"`
-					Failed       int64 `json:"shadow_failed"`
-					BreakerOpens int64 `json:"breaker_opens"`
+					Failed       int64 `json:"failed"`
+					BreakerOpens int64 `json:"breakerOpens"`
 				} `json:"shadow"`
 			} `json:"stats"`
 			Destinations []struct {

@@ -98,6 +98,7 @@ type deadlineHandler struct {
 }
 
 func (h *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = withCallerAddr(r) // for the trust of the calls the handler makes: route_caller.go
 	d, ok := h.clientTimeout(r)
 	if h.max > 0 && (!ok || d > h.max) {
 		d, ok = h.max, true

@@ -426,6 +426,7 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 		GRPCMethod: method,
 		Metadata:   md,
 	}
+	fillCaller(ctx, &rq) // route_caller.go
 	dec, ok := c.cfg.routes.Lookup(&rq)
 	if !ok {
 		return grpcRoute{pol: &c.pol}, nil

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/proxyless/proxyless/internal/backoff"
@@ -261,9 +260,7 @@ func injectGRPCFault(ctx context.Context, r *route.Router, method string) error 
 	if a := md[":authority"]; len(a) > 0 {
 		rq.Host = a[0]
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		rq.RemoteAddr = p.Addr.String()
-	}
+	fillCaller(ctx, &rq) // the peer's address and verified identity: route_caller.go
 	rt := r.Table().Match(&rq)
 	if rt == nil {
 		return nil

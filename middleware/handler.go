@@ -121,7 +121,11 @@ func WithAuthenticatedRateLimit(l ratelimit.Limiter, key KeyFunc) ServerOption {
 // code); an aborted gRPC call ends with the abort's code, as an error matching
 // route.ErrAborted. A delayed request whose client goes away is dropped without an answer.
 // Only the routes' Fault settings matter here: destinations, splits and the rest are client
-// settings. The router may be reloaded while the server runs. Default: no faults.
+// settings. A fault matched on input the caller writes is injected only for callers the
+// router's trust predicate admits: its route.Request has the caller's RemoteAddr (the TCP or
+// gRPC peer) and Identity (the SPIFFE ID WithPeerAuthorization verified, else the subject of
+// the token WithJWT verified), for route.TrustPrefixes and route.TrustIdentities. The router
+// may be reloaded while the server runs. Default: no faults.
 //
 // Taken by NewHandler and NewGRPCServer.
 func WithServerFaults(r *route.Router) ServerOption {
@@ -266,7 +270,15 @@ func buildFault(c *config, next http.Handler) http.Handler {
 	if c.server.faults == nil {
 		return nil
 	}
-	return c.server.faults.FaultHandler(next)
+	r := c.server.faults
+	return route.FaultHandler(next, func(req *http.Request) *route.Injector {
+		rq := route.FromHTTP(req)
+		fillCaller(req.Context(), &rq) // the verified identity, for TrustIdentities: route_caller.go
+		if rt := r.Table().Match(&rq); rt != nil {
+			return rt.Fault()
+		}
+		return nil
+	})
 }
 
 func buildRateLimit(c *config, next http.Handler) http.Handler {

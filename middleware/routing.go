@@ -30,6 +30,18 @@ import (
 // route did not say. Shadowing, header and path rewrites and the HTTP-only retry settings are
 // not carried out for gRPC calls.
 //
+// The route.Request looked up carries, for the router's trust predicate and sticky keys, what
+// the outbound call's context knows of the caller on whose behalf it is sent: Identity is the
+// SPIFFE ID of the mTLS peer that NewHandler or NewGRPCServer verified
+// (WithPeerAuthorization), else the subject of the token it verified (WithJWT); Key is the
+// key of WithRouteKey, else that subject, else that SPIFFE ID; RemoteAddr is the request's
+// own when set, else the address of the caller being served (the gRPC peer, or the direct
+// peer of the HTTP request NewHandler serves). These are the incoming request's only when
+// the outbound call carries its context (r.Context(), or a context derived from it); a call
+// made with a fresh context has none, so its caller-written steering (canary overrides,
+// sticky headers and cookies, caller-matched faults) is trusted by no route.TrustIdentities
+// or route.TrustPrefixes predicate.
+//
 // Services the routes name are checked when the transport or client is made: against a
 // resolver that knows its services (a discovery.Knower, such as discovery.Static) a route to
 // one it does not know is an error naming the route and field; with other resolvers (Consul,
@@ -227,6 +239,7 @@ func (t *Transport) lookup(req *http.Request) *routeState {
 		return nil
 	}
 	rq := route.FromHTTP(req)
+	fillCaller(req.Context(), &rq) // route_caller.go
 	dec, ok := t.cfg.routes.Lookup(&rq)
 	if !ok {
 		return nil

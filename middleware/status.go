@@ -112,7 +112,7 @@ type routeView struct {
 	Shadow         *shadowView     `json:"shadow,omitempty"`
 	Fault          string          `json:"fault,omitempty"`
 	Timeout        string          `json:"timeout,omitempty"`
-	AttemptTimeout string          `json:"attempt_timeout,omitempty"`
+	AttemptTimeout string          `json:"attemptTimeout,omitempty"`
 	Retry          string          `json:"retry,omitempty"`
 	Hedge          string          `json:"hedge,omitempty"`
 }
@@ -133,7 +133,7 @@ type canaryView struct {
 }
 
 type shadowView struct {
-	Service string  `json:"service,omitempty"` // empty: the primary's service
+	Service string  `json:"service"`
 	Subset  string  `json:"subset,omitempty"`
 	Percent float64 `json:"percent"` // share of matched requests mirrored
 }
@@ -143,10 +143,10 @@ type statsView struct {
 	Attempts        int64 `json:"attempts"`
 	Retries         int64 `json:"retries"`
 	Hedges          int64 `json:"hedges"`
-	HedgeWins       int64 `json:"hedge_wins"`
-	BudgetRefusals  int64 `json:"budget_refusals"`
-	BreakerRefusals int64 `json:"breaker_refusals"`
-	BreakerOpens    int64 `json:"breaker_opens"`
+	HedgeWins       int64 `json:"hedgeWins"`
+	BudgetRefusals  int64 `json:"budgetRefusals"`
+	BreakerRefusals int64 `json:"breakerRefusals"`
+	BreakerOpens    int64 `json:"breakerOpens"`
 	Ejections       int64 `json:"ejections"`
 	Overflows       int64 `json:"overflows"`
 	Fallbacks       int64 `json:"fallbacks"`
@@ -158,16 +158,16 @@ type statsView struct {
 type shadowStatsView struct {
 	Mirrored        int64 `json:"mirrored"`
 	Dropped         int64 `json:"dropped"`
-	InFlight        int64 `json:"in_flight"`
+	InFlight        int64 `json:"inFlight"`
 	Requests        int64 `json:"requests"`
 	Attempts        int64 `json:"attempts"`
 	Retries         int64 `json:"retries"`
-	BreakerRefusals int64 `json:"breaker_refusals"`
-	BreakerOpens    int64 `json:"breaker_opens"`
+	BreakerRefusals int64 `json:"breakerRefusals"`
+	BreakerOpens    int64 `json:"breakerOpens"`
 	Ejections       int64 `json:"ejections"`
 	Matched         int64 `json:"matched"`
 	Mismatched      int64 `json:"mismatched"`
-	Failed          int64 `json:"shadow_failed"`
+	Failed          int64 `json:"failed"`
 	Unpaired        int64 `json:"unpaired"`
 }
 
@@ -192,10 +192,10 @@ type destinationView struct {
 	Service    string         `json:"service"`
 	Shadow     bool           `json:"shadow,omitempty"` // takes mirrored copies only`
 	Stale      bool           `json:"stale"`
-	StaleSince *time.Time     `json:"stale_since,omitempty"`
+	StaleSince *time.Time     `json:"staleSince,omitempty"`
 	Ejections  uint64         `json:"ejections"`
-	Known      int            `json:"endpoints_known"`
-	Healthy    int            `json:"endpoints_healthy"`
+	Known      int            `json:"endpointsKnown"`
+	Healthy    int            `json:"endpointsHealthy"`
 	Endpoints  []endpointView `json:"endpoints"`
 }
 
@@ -203,16 +203,16 @@ type endpointView struct {
 	Addr         string     `json:"addr"`
 	Zone         string     `json:"zone,omitempty"`
 	Weight       uint32     `json:"weight"`
-	EWMAMillis   float64    `json:"ewma_ms"`
-	InFlight     int64      `json:"in_flight"`
+	EWMAMillis   float64    `json:"ewmaMs"`
+	InFlight     int64      `json:"inFlight"`
 	Requests     uint64     `json:"requests"`
 	Failures     uint64     `json:"failures"`
 	Healthy      bool       `json:"healthy"` // passing active health checks
 	Ejected      bool       `json:"ejected"`
-	EjectedUntil *time.Time `json:"ejected_until,omitempty"`
-	TimesEjected int        `json:"times_ejected"`
-	BackoffUntil *time.Time `json:"backoff_until,omitempty"` // steered away by Retry-After
-	Breaker      string     `json:"breaker,omitempty"`       // closed, open, half-open; absent when breakers are off
+	EjectedUntil *time.Time `json:"ejectedUntil,omitempty"`
+	TimesEjected int        `json:"timesEjected"`
+	BackoffUntil *time.Time `json:"backoffUntil,omitempty"` // steered away by Retry-After
+	Breaker      string     `json:"breaker,omitempty"`      // closed, open, half-open; absent when breakers are off
 }
 
 func (h *statusHandler) page() statusPage {
@@ -505,7 +505,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <td>{{.Name}}{{if .Default}} <small>(default)</small>{{end}}</td><td><code>{{.Match}}</code></td>
 <td>{{range $i, $d := .Destinations}}{{if $i}}<br>{{end}}{{$d.Service}}{{with $d.Subset}} [{{.}}]{{end}} {{pct $d.Percent}}{{with $d.Weight}} (weight {{.}}){{end}}{{else}}by host{{end}}</td>
 <td class="{{with .Canary}}{{if eq .Analysis "rolled back"}}bad{{else if eq .Analysis "running"}}warn{{end}}{{end}}">{{with .Canary}}{{.Service}}{{with .Subset}} [{{.}}]{{end}} {{pct .Percent}}{{with .Analysis}} ({{.}}){{end}}{{end}}</td>
-<td>{{with .Shadow}}{{if .Service}}{{.Service}}{{with .Subset}} [{{.}}]{{end}}{{else}}same service{{end}} {{pct .Percent}}{{end}}</td>
+<td>{{with .Shadow}}{{.Service}}{{with .Subset}} [{{.}}]{{end}} {{pct .Percent}}{{end}}</td>
 <td class="{{if .Fault}}warn{{end}}">{{.Fault}}</td>
 <td>{{range $i, $o := .Overrides}}{{if $i}}<br>{{end}}{{$o}}{{end}}</td>
 </tr>

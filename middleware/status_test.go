@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -116,10 +117,59 @@ func TestStatusHandlerJSON(t *testing.T) {
 		assert.False(t, d.Endpoints[2].Healthy)
 	}
 
-	// The raw document uses snake_case names.
+	// The raw document uses camelCase names, as every config document does.
 	w := serveStatus(h, "/?format=json", nil)
-	assert.Contains(t, w.Body.String(), `"ewma_ms": 1.5`)
-	assert.Contains(t, w.Body.String(), `"hedge_wins": 1`)
+	assert.Contains(t, w.Body.String(), `"ewmaMs": 1.5`)
+	assert.Contains(t, w.Body.String(), `"hedgeWins": 1`)
+	assert.Contains(t, w.Body.String(), `"endpointsKnown": 3`)
+	assert.Contains(t, w.Body.String(), `"staleSince": "`)
+	var doc any
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &doc))
+	for _, k := range jsonKeys(doc, nil) {
+		assert.Regexp(t, `^[a-z][a-zA-Z0-9]*$`, k, "a key of the served document")
+	}
+}
+
+// TestStatusJSONNamesAreCamelCase checks every name the JSON document can have, those
+// omitted when empty included.
+func TestStatusJSONNamesAreCamelCase(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(ty reflect.Type) {
+		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice {
+			ty = ty.Elem()
+		}
+		if ty.Kind() != reflect.Struct || seen[ty] || ty.PkgPath() != reflect.TypeFor[statusPage]().PkgPath() {
+			return
+		}
+		seen[ty] = true
+		for i := range ty.NumField() {
+			f := ty.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			assert.Regexp(t, `^[a-z][a-zA-Z0-9]*$`, name, "%s.%s", ty.Name(), f.Name)
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[statusPage]())
+	assert.Greater(t, len(seen), 8, "the walk reached the nested views")
+}
+
+// jsonKeys appends every object key in v, at any depth, to keys.
+func jsonKeys(v any, keys []string) []string {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			keys = jsonKeys(e, append(keys, k))
+		}
+	case []any:
+		for _, e := range v {
+			keys = jsonKeys(e, keys)
+		}
+	}
+	return keys
 }
 
 func TestStatusHandlerHTML(t *testing.T) {

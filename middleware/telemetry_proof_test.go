@@ -1017,17 +1017,17 @@ func TestStatusPageReportsEjectionAndOpenBreaker(t *testing.T) {
 		Transports []struct {
 			Stats struct {
 				Ejections    int64 `json:"ejections"`
-				BreakerOpens int64 `json:"breaker_opens"`
+				BreakerOpens int64 `json:"breakerOpens"`
 			} `json:"stats"`
 			Destinations []struct {
 				Service   string `json:"service"`
-				Known     int    `json:"endpoints_known"`
-				Healthy   int    `json:"endpoints_healthy"`
+				Known     int    `json:"endpointsKnown"`
+				Healthy   int    `json:"endpointsHealthy"`
 				Endpoints []struct {
 					Addr         string     `json:"addr"`
 					Zone         string     `json:"zone"`
 					Ejected      bool       `json:"ejected"`
-					EjectedUntil *time.Time `json:"ejected_until"`
+					EjectedUntil *time.Time `json:"ejectedUntil"`
 					Breaker      string     `json:"breaker"`
 					Failures     uint64     `json:"failures"`
 				} `json:"endpoints"`

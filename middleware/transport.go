@@ -470,6 +470,8 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	var rd *route.Destination
 	if rs != nil {
 		rd = rs.dec.Destination
+	} else if sd := route.ShadowDestination(req.Context()); sd != nil && sd.Service != "" {
+		rd = sd // a mirrored copy goes to its shadow's destination, subset included
 	}
 	d, err := t.destination(req, rd)
 	if err == nil && d != nil {

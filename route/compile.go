@@ -840,7 +840,7 @@ func (c *compiler) rewrite(rw *Rewrite, m Match, path string, r *Route) bool {
 
 func (c *compiler) shadow(s *Shadow, path, routeName string) *ShadowPolicy {
 	d := s.Destination
-	if !c.destination(&d, path+".destination", false) {
+	if !c.destination(&d, path+".destination", true) {
 		return nil
 	}
 	switch {

@@ -192,7 +192,7 @@ type GRPCMatch struct {
 // endpoints.
 type Destination struct {
 	// Service is the service name the resolver knows (a host name, optionally with a port).
-	// Required, except in a Shadow, where empty means the primary's service.
+	// Required.
 	Service string `json:"service,omitempty" yaml:"service,omitempty"`
 	// Subset narrows the service's endpoints. Default: all of them.
 	Subset Subset `json:"subset,omitempty" yaml:"subset,omitempty"`
@@ -319,8 +319,9 @@ type Rewrite struct {
 
 // Shadow mirrors matched requests to a shadow destination; see [Shadower].
 type Shadow struct {
-	// Destination receives the copies. Default: the primary's service (the copy still carries
-	// the "-shadow" host suffix and marker header).
+	// Destination receives the copies: its service is required (a config without
+	// shadow.destination.service is refused), and its subset, when given, narrows the
+	// endpoints copies may reach. Copies carry the "-shadow" host suffix and marker header.
 	Destination Destination `json:"destination,omitempty" yaml:"destination,omitempty"`
 	// Percent of matched requests mirrored, 0 to 100. Default 0 means 100.
 	Percent float64 `json:"percent,omitempty" yaml:"percent,omitempty"`

@@ -216,7 +216,7 @@ routes:
       abort: {percent: 5, httpStatus: 502}
   - name: all
     match: {}
-    shadow: {}
+    shadow: {destination: {service: shadow}}
     fault:
       delay: {percent: 1, mean: 20ms}
 `)

@@ -20,16 +20,29 @@ import (
 // context instead (see [IsShadow]).
 const ShadowHeader = "X-Proxyless-Shadow"
 
-// shadowKey marks, in its context, a copy a [Shadower] sends. Being unexported, no caller
-// outside this package can set it.
+// shadowKey marks, in its context, a copy a [Shadower] sends; its value is the copy's
+// *ShadowPolicy. Being unexported, no caller outside this package can set it.
 type shadowKey struct{}
 
 // IsShadow reports whether ctx is the context of a mirrored copy sent by a [Shadower].
 // Middleware uses it not to route (nor mirror) a copy again. Headers play no part: a request
 // carrying [ShadowHeader] from outside is not a copy.
 func IsShadow(ctx context.Context) bool {
-	v, _ := ctx.Value(shadowKey{}).(bool)
-	return v
+	v, _ := ctx.Value(shadowKey{}).(*ShadowPolicy)
+	return v != nil
+}
+
+// ShadowDestination returns where the mirrored copy whose context is ctx must go: the
+// destination of the shadow policy it was mirrored for, its subset included. It returns nil
+// when ctx is not the context of a copy sent by a [Shadower] (see [IsShadow]). Middleware
+// sends a copy there instead of routing it: a copy's URL host names only the service, and a
+// subset (as in shadow: {destination: {service: svc, subset: {tags: [v3]}}}) must narrow the
+// endpoints the copy may reach.
+func ShadowDestination(ctx context.Context) *Destination {
+	if p, _ := ctx.Value(shadowKey{}).(*ShadowPolicy); p != nil {
+		return p.Destination()
+	}
+	return nil
 }
 
 // ShadowHostSuffix is appended to the host (before any port) of mirrored requests, as Envoy
@@ -50,7 +63,7 @@ type ShadowPolicy struct {
 	inflight       atomic.Int64
 }
 
-// Destination returns where copies go; an empty Service means the primary's service.
+// Destination returns where copies go (its Service is always set).
 func (p *ShadowPolicy) Destination() *Destination { return &p.dest }
 
 // Timeout returns the bound on one shadow request.
@@ -72,7 +85,8 @@ type ShadowStats struct {
 // Shadower sends mirrored copies of requests, fire-and-forget, through a RoundTripper, and
 // compares each shadow answer with the primary's. The primary never waits: Mirror returns at
 // once, and a copy that would exceed a concurrency cap (the Shadower's or the route's) is
-// dropped. Shadow responses are read (up to a cap), hashed when asked, and discarded.
+// dropped. Shadow responses are read (up to a cap), hashed when asked, and discarded; a 101
+// (Switching Protocols) answer is closed unread, and upgrade requests are never mirrored.
 //
 // Use NewShadower; the zero value is not usable. Methods are safe for concurrent use. Close
 // stops new copies, cancels those in flight and waits for them.
@@ -122,8 +136,7 @@ func (s *Shadower) Stats() ShadowStats {
 
 // OnMismatch sets fn to learn each shadow answer that differed from the primary's (each one
 // Stats counts in Mismatches): the name of the route that mirrored the request, and the shadow
-// destination's key (service, or service|subset; the primary's service when the route names
-// none). fn runs on the copy's goroutine, and must not block. Call OnMismatch before the
+// destination's key (service, or service|subset). fn runs on the copy's goroutine, and must not block. Call OnMismatch before the
 // first Mirror.
 func (s *Shadower) OnMismatch(fn func(route, shadow string)) { s.onMismatch = fn }
 
@@ -216,14 +229,20 @@ func (b *hashingBody) Close() error {
 }
 
 // Mirror starts a copy of req to p's destination and returns at once. It returns nil when
-// nothing was sent: p is nil, the Shadower is closed, a cap was reached, or the body is over
+// nothing was sent: p is nil, req asks to switch protocols (an Upgrade header with a
+// Connection: upgrade token; counted as dropped: a copy would open a second connection and
+// hand it over to no one), the Shadower is closed, a cap was reached, or the body is over
 // p's cap or cannot be replayed (req.GetBody is nil). The copy's context keeps req's values
 // but not its cancellation, and ends after p's timeout; it is marked so that [IsShadow]
 // reports true. The copy carries [ShadowHeader] (for the shadow backend's information) and
-// the [ShadowHostSuffix]; its URL host is p's destination service when it has one. req is
+// the [ShadowHostSuffix]; its URL host is p's destination service. req is
 // not modified, and may be used by the caller as soon as Mirror returns.
 func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
 	if p == nil {
+		return nil
+	}
+	if isUpgrade(req.Header) {
+		s.dropped.Add(1)
 		return nil
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
@@ -260,7 +279,7 @@ func (s *Shadower) Mirror(req *http.Request, p *ShadowPolicy) *Pending {
 	s.wg.Add(1)
 	s.mu.RUnlock()
 
-	ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(req.Context()), shadowKey{}, true), p.timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(req.Context()), shadowKey{}, p), p.timeout)
 	stop := context.AfterFunc(s.ctx, cancel)
 	clone := req.Clone(ctx)
 	clone.Body, clone.ContentLength = nil, 0
@@ -310,7 +329,14 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	}
 	resp, err := s.rt.RoundTrip(clone)
 	if err != nil {
-		s.report(p, clone, ShadowFailed)
+		s.report(p, ShadowFailed)
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body of a 101 is the switched connection: it never ends on its own, and reads
+		// from it do not heed ctx. Close it unread and compare the status alone.
+		resp.Body.Close()
+		s.compare(ctx, p, pend, resp.StatusCode, nil, false)
 		return
 	}
 	var sum []byte
@@ -322,33 +348,39 @@ func (s *Shadower) run(ctx context.Context, clone *http.Request, getBody func() 
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxShadowResponse))
 	resp.Body.Close()
 	if err != nil {
-		s.report(p, clone, ShadowFailed)
+		s.report(p, ShadowFailed)
 		return
 	}
+	s.compare(ctx, p, pend, resp.StatusCode, sum, p.compareBody)
+}
+
+// compare waits for the primary's result (no longer than ctx) and reports how the shadow's
+// answer (status, and body hash sum when hashed) compares with it.
+func (s *Shadower) compare(ctx context.Context, p *ShadowPolicy, pend *Pending, status int, sum []byte, hashed bool) {
 	var pr primaryResult
 	select {
 	case pr = <-pend.ch:
 	case <-ctx.Done():
-		s.report(p, clone, ShadowUnpaired)
+		s.report(p, ShadowUnpaired)
 		return
 	}
 	if !pr.ok {
-		s.report(p, clone, ShadowUnpaired)
+		s.report(p, ShadowUnpaired)
 		return
 	}
-	same := pr.status == resp.StatusCode
-	if same && p.compareBody && pr.complete {
+	same := pr.status == status
+	if same && hashed && pr.complete {
 		same = bytes.Equal(pr.sum, sum)
 	}
 	if same {
-		s.report(p, clone, ShadowMatched)
+		s.report(p, ShadowMatched)
 	} else {
-		s.report(p, clone, ShadowMismatched)
+		s.report(p, ShadowMismatched)
 	}
 }
 
 // report counts a comparison's result and tells the callbacks.
-func (s *Shadower) report(p *ShadowPolicy, clone *http.Request, r ShadowResult) {
+func (s *Shadower) report(p *ShadowPolicy, r ShadowResult) {
 	switch r {
 	case ShadowMatched:
 		s.matches.Add(1)
@@ -363,12 +395,6 @@ func (s *Shadower) report(p *ShadowPolicy, clone *http.Request, r ShadowResult) 
 		return
 	}
 	shadow := p.dest.Key()
-	if p.dest.Service == "" && clone.URL != nil {
-		shadow = clone.URL.Host // the primary's service
-		if sk := p.dest.Subset.Key(); sk != "" {
-			shadow += "|" + sk
-		}
-	}
 	if s.onResult != nil {
 		s.onResult(p.route, shadow, r)
 	}
@@ -417,4 +443,20 @@ func shadowHost(host string) string {
 		return host // an IPv6 literal has no name to suffix
 	}
 	return h + ShadowHostSuffix + host[len(h):]
+}
+
+// isUpgrade reports whether a request with header h asks to switch protocols: it has an
+// Upgrade header and a Connection header with the "upgrade" token.
+func isUpgrade(h http.Header) bool {
+	if len(h["Upgrade"]) == 0 {
+		return false
+	}
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }

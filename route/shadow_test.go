@@ -208,10 +208,10 @@ func TestShadowDecision(t *testing.T) {
 routes:
   - name: all
     match: {path: {prefix: /all}}
-    shadow: {allowNonIdempotent: true}
+    shadow: {destination: {service: s}, allowNonIdempotent: true}
   - name: sampled
     match: {path: {prefix: /sampled}}
-    shadow: {percent: 20}
+    shadow: {destination: {service: s}, percent: 20}
 `)
 	count := func(method, path string) int {
 		n := 0

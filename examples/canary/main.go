@@ -13,8 +13,8 @@
 // share from 1 % to 50 % to 100 %, and sends a batch of requests after each edit, printing
 // the shares it observed. Then v2 starts failing: the canary analysis sees its error rate
 // and rolls the canary back to 0 % by itself, while the file still says 100 %. A last batch
-// shows every request back on v1. The shadow's mismatch count is read from the client's
-// proxyless.shadow.mismatches metric, through an OpenTelemetry SDK meter provider.
+// shows every request back on v1. The shadow's counts (copies mirrored, answers that matched
+// the primary's or differed) are read from the client's Transport.Stats().Shadow.
 //
 // It listens on 127.0.0.1 only and exits by itself within about 20 seconds.
 //

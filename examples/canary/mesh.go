@@ -9,13 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-
 	"github.com/proxyless/proxyless/middleware"
 	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/route/reload"
-	"github.com/proxyless/proxyless/tracing"
 )
 
 // routeFile is the route document the program writes; %g is the canary's weight.
@@ -43,16 +39,13 @@ routes:
       compareBody: true
 `
 
-// mesh is the client side: the route file and its watcher, the router, the transport, and
-// the meter provider whose reader sees the transport's metrics.
+// mesh is the client side: the route file and its watcher, the router and the transport.
 type mesh struct {
 	path     string
 	router   *route.Router
 	watcher  *reload.FileWatcher
 	reloads  chan reload.Result
 	rollback atomic.Pointer[route.Event] // the analysis's rollback, once it happened
-	reader   *sdkmetric.ManualReader
-	mp       *sdkmetric.MeterProvider
 	tr       *middleware.Transport
 }
 
@@ -77,12 +70,9 @@ func newMesh(b *backends, dir string, weight float64) (*mesh, error) {
 	if err != nil {
 		return m, err
 	}
-	m.reader = sdkmetric.NewManualReader()
-	m.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(m.reader))
 	m.tr, err = middleware.NewTransport(nil,
 		middleware.WithResolver(b.resolver()),
 		middleware.WithRoutes(m.router),
-		middleware.WithMeterProvider(m.mp),
 	)
 	return m, err
 }
@@ -90,9 +80,6 @@ func newMesh(b *backends, dir string, weight float64) (*mesh, error) {
 func (m *mesh) close() {
 	if m.tr != nil {
 		m.tr.Close()
-	}
-	if m.mp != nil {
-		_ = m.mp.Shutdown(context.Background())
 	}
 	if m.watcher != nil {
 		m.watcher.Close()
@@ -151,22 +138,8 @@ func (m *mesh) canary() (route.CanaryStatus, error) {
 	return cs, nil
 }
 
-// mismatches returns the transport's proxyless.shadow.mismatches counter, over every route
-// and shadow destination.
-func (m *mesh) mismatches(ctx context.Context) (int64, error) {
-	var rm metricdata.ResourceMetrics
-	if err := m.reader.Collect(ctx, &rm); err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if s, ok := mt.Data.(metricdata.Sum[int64]); ok && mt.Name == tracing.MetricShadowMismatches {
-				for _, dp := range s.DataPoints {
-					n += dp.Value
-				}
-			}
-		}
-	}
-	return n, nil
+// mismatches returns how many shadow answers differed from the primary's, over every route
+// and shadow destination: the transport's Stats().Shadow.
+func (m *mesh) mismatches() int64 {
+	return m.tr.Stats().Shadow.Mismatched
 }

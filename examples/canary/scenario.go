@@ -66,9 +66,11 @@ func canary(ctx context.Context, o options, out io.Writer) (result, error) {
 	if err := fail(ctx, b, m, o, out, &res); err != nil {
 		return res, err
 	}
-	res.mismatches, err = m.mismatches(ctx)
-	fmt.Fprintf(out, "shadow v3: %d answers differed from the primary's\n", res.mismatches)
-	return res, err
+	sh := m.tr.Stats().Shadow
+	res.mismatches = sh.Mismatched
+	fmt.Fprintf(out, "shadow v3: %d answers differed from the primary's (%d mirrored, %d matched, %d failed)\n",
+		sh.Mismatched, sh.Mirrored, sh.Matched, sh.Failed)
+	return res, nil
 }
 
 // promote moves the canary from 1 % to 50 % to 100 % by editing the route file, with a batch
@@ -174,8 +176,8 @@ func (m *mesh) observe(ctx context.Context, p phase) (phase, error) {
 		return p, err
 	}
 	p.weight, p.state = cs.Weight, cs.Analysis
-	p.mismatches, err = m.mismatches(ctx)
-	return p, err
+	p.mismatches = m.mismatches()
+	return p, nil
 }
 
 // get asks the shop for item n and returns the version that answered, and whether it
