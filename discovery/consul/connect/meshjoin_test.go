@@ -90,7 +90,10 @@ func TestWithMeshJoinsHTTPAndGRPC(t *testing.T) {
 
 // serveJoinedHTTP serves whoami over HTTPS as m, with NewHandler(WithMesh(m)) and the
 // http.Server's TLS from m.ServerTLS(), and registers it.
-func serveJoinedHTTP(t *testing.T, m *connect.Mesh) {
+func serveJoinedHTTP(t *testing.T, m *connect.Mesh) { t.Helper(); serveJoinedHTTPListener(t, m) }
+
+// serveJoinedHTTPListener is serveJoinedHTTP, returning the listener.
+func serveJoinedHTTPListener(t *testing.T, m *connect.Mesh) net.Listener {
 	t.Helper()
 	h, err := middleware.NewHandler(whoami, middleware.WithMesh(m))
 	require.NoError(t, err)
@@ -101,6 +104,7 @@ func serveJoinedHTTP(t *testing.T, m *connect.Mesh) {
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
 	register(t, m, ln)
+	return ln
 }
 
 // serveJoinedGRPC serves the health service as m with NewGRPCServer(WithMesh(m)) and nothing
@@ -154,3 +158,33 @@ func TestWithMeshRefusesConflicts(t *testing.T) {
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// An address that is an endpoint of two services (two registrations of one port) is refused:
+// no identity can be checked for it, and the request does not go in clear text to the base
+// transport either.
+func TestWithMeshSharedAddressRefused(t *testing.T) {
+	a := shared.Agent(t)
+	srv, alias, cli := newMesh(t, a, "sharea"), newMesh(t, a, "shareb"), newMesh(t, a, "sharecli")
+	ln := serveJoinedHTTPListener(t, srv)
+	register(t, alias, ln)
+	tr, err := middleware.NewTransport(nil, middleware.WithMesh(cli), middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.CloseIdleConnections(); _ = tr.Close() })
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	eventually(t, 10*time.Second, "sharea over the mesh", func() error {
+		code, _, err := get(hc, "http://sharea/")
+		if err == nil && code != http.StatusOK {
+			err = status.Errorf(codes.Unknown, "status %d", code)
+		}
+		return err
+	})
+	eventually(t, 10*time.Second, "shareb's endpoint is known", func() error {
+		_, _, err := get(hc, "http://shareb/")
+		if err == nil || !strings.Contains(err.Error(), "several mesh services") {
+			return status.Errorf(codes.Unknown, "not refused yet: %v", err)
+		}
+		return nil
+	})
+	_, _, err = get(hc, "http://sharea/")
+	require.ErrorContains(t, err, "several mesh services")
+}
