@@ -70,6 +70,7 @@ type outboundCreds struct {
 	token          auth.TokenFunc // nil: no token
 	allowCleartext bool           // Credentials.AllowCleartext
 	tls            *tls.Config    // nil: the caller's transport credentials
+	mesh           *meshGRPCCreds // WithMesh's: mesh.go
 	cfg            *config        // the options' config, for wrap to find the resolver
 }
 
@@ -156,7 +157,8 @@ func (o *outboundCreds) wrap(base http.RoundTripper) (http.RoundTripper, error) 
 	if err != nil {
 		return nil, fmt.Errorf("middleware: WithCredentials: %w", err)
 	}
-	m := &meshCreds{withToken: t, without: base, allowCleartext: o.allowCleartext}
+	// With WithMesh, every attempt to an endpoint goes over the mesh's mTLS (mesh.go).
+	m := &meshCreds{withToken: t, without: base, allowCleartext: o.allowCleartext || o.mesh != nil}
 	if o.cfg != nil && o.cfg.resolver != nil {
 		m.addrs = newMeshAddrs()
 		o.cfg.resolver = &recordingResolver{r: o.cfg.resolver, addrs: m.addrs}
@@ -297,6 +299,9 @@ func (o *outboundCreds) dialOptions() []grpc.DialOption {
 	var d []grpc.DialOption
 	if o.tls != nil {
 		d = append(d, grpc.WithTransportCredentials(credentials.NewTLS(o.tls)))
+	}
+	if o.mesh != nil {
+		d = append(d, grpc.WithTransportCredentials(o.mesh))
 	}
 	if o.token != nil {
 		d = append(d, grpc.WithPerRPCCredentials(auth.PerRPCCredentials{Token: o.token, AllowInsecure: o.allowCleartext}))

@@ -25,7 +25,7 @@
 //	                                               WithServerRateLimit, WithServerFaults,
 //	                                               WithLoadShedding
 //	GRPCOption        NewGRPCClient, NewGRPCServer WithGRPCStatsHandler
-//	Option            every constructor            WithTracerProvider, WithMeterProvider
+//	Option            every constructor            WithTracerProvider, WithMeterProvider, WithMesh
 //
 // A ClientOption is a TransportOption and a GRPCClientOption; a ServerOption a HandlerOption
 // and a GRPCServerOption; an Option all four. Each constructor validates its options and

@@ -126,12 +126,15 @@ type GRPCClient struct {
 // matches ratelimit.ErrLimited; a call whose context is already done is refused without an
 // attempt with DeadlineExceeded or Canceled, matching the context's error.
 func NewGRPCClient(r discovery.Resolver, opts ...GRPCClientOption) (*GRPCClient, error) {
-	if r == nil {
-		return nil, errors.New("middleware: NewGRPCClient: resolver is nil")
-	}
 	c, err := newGRPCClient(opts)
 	if err != nil {
 		return nil, err
+	}
+	if r == nil && c.cfg.mesh != nil { // WithMesh: mesh.go
+		r = c.cfg.resolver
+	}
+	if r == nil {
+		return nil, errors.New("middleware: NewGRPCClient: resolver is nil")
 	}
 	if err := checkRoutedServices(c.cfg.routes, r); err != nil { // servicecheck.go
 		return nil, err
@@ -437,7 +440,7 @@ func (c *grpcClient) route(ctx context.Context, method string, cc *grpc.ClientCo
 	if d := dec.Destination; d != nil {
 		split = d.Key()
 		if d.Service != rq.Host || !d.Subset.IsZero() {
-			conn, err := c.routed.conn(rt.Name(), d, c.cfg.creds.tls != nil)
+			conn, err := c.routed.conn(rt.Name(), d, c.cfg.creds.tls != nil || c.cfg.creds.mesh != nil)
 			if err != nil {
 				return grpcRoute{}, err
 			}

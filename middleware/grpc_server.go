@@ -120,6 +120,9 @@ func (g *GRPCServer) ServerOptions() []grpc.ServerOption {
 	case s.cfg.grpc.stats != nil:
 		sopts = append(sopts, grpc.StatsHandler(s.cfg.grpc.stats))
 	}
+	if m := s.cfg.mesh; m != nil { // WithMesh: mesh.go
+		sopts = append(sopts, meshServerCreds(m))
+	}
 	return sopts
 }
 

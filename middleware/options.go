@@ -109,6 +109,7 @@ type config struct {
 	tel           []telemetry.Option // telemetry providers: telemetry.go
 	creds         outboundCreds      // outbound token and TLS (WithCredentials, WithTLS): auth.go
 	limits        *balancer.Limits   // WithLimits, set into balancer.Limits: limits.go
+	mesh          Mesh               // WithMesh: mesh.go
 }
 
 // newConfig applies opts, each with apply (the method of the constructor's option type), and
@@ -125,6 +126,9 @@ func newConfig[O comparable](opts []O, apply func(O, *config)) (*config, error) 
 	}
 	if c.limits != nil {
 		c.balancer.Limits = *c.limits
+	}
+	if c.mesh != nil {
+		c.errs = append(c.errs, c.joinMesh()...) // WithMesh: mesh.go
 	}
 	if err := c.retry.normalize(); err != nil {
 		c.errs = append(c.errs, err)

@@ -159,6 +159,11 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	if base, counted, err = limitedBase(base, cfg.balancer.Limits); err != nil { // WithLimits: limits.go
 		return nil, err
 	}
+	if cfg.mesh != nil { // WithMesh: mesh.go
+		if base, err = meshBase(cfg.mesh, base); err != nil {
+			return nil, err
+		}
+	}
 	if base == nil {
 		base = http.DefaultTransport
 	}

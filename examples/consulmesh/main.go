@@ -174,7 +174,7 @@ func (w *world) servePayments(ctx context.Context, m *connect.Mesh, version stri
 		p, _ := auth.PeerFromContext(r.Context()) // the authorizer put the caller there
 		fmt.Fprintf(rw, "payments %s: hello %s", version, p.SPIFFEID)
 	})
-	h, err := middleware.NewHandler(hello, middleware.WithAuthorizer(m))
+	h, err := middleware.NewHandler(hello, middleware.WithMesh(m))
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 // scenario makes the calls and flips the intentions.
 func (w *world) scenario(ctx context.Context, web *connect.Mesh, upstream string, out io.Writer) (summary, error) {
 	var s summary
-	tr, err := middleware.NewTransport(web.Transport(nil), middleware.WithResolver(web.Resolver()),
+	tr, err := middleware.NewTransport(nil, middleware.WithMesh(web),
 		middleware.WithRetry(middleware.RetryPolicy{Disable: true}))
 	if err != nil {
 		return s, err

@@ -40,7 +40,7 @@ func (w *world) split(ctx context.Context, web *connect.Mesh, s *summary, out io
 		return err
 	}
 	defer chains.Close()
-	tr, err := middleware.NewTransport(web.Transport(nil), middleware.WithResolver(web.Resolver()), middleware.WithConfig(rules))
+	tr, err := middleware.NewTransport(nil, middleware.WithMesh(web), middleware.WithConfig(rules))
 	if err != nil {
 		return err
 	}

@@ -64,12 +64,19 @@ func (m *Mesh) Source(cs *tls.ConnectionState) (Identity, error) {
 // current intentions whose destination is this service (or "*"), in Consul's precedence
 // order, and the default policy (Handler and the interceptors also match the namespace of the
 // caller's identity: one of another namespace matches only sources of namespace "*"). req is read only when an intention with L7 permissions applies; a nil req is an
-// empty request (no path, method or header matches it).
+// empty request (no path, method or header matches it). req.Path is normalized as Handler
+// normalizes it (slashes merged, dot segments resolved).
 func (m *Mesh) Authorize(source string, req *Request) Decision {
 	if req == nil {
 		req = &Request{}
 	}
-	return m.rules.Load().decide(source, func() *Request { return req })
+	return m.rules.Load().decide(source, func() *Request {
+		q := *req
+		if q.Path != "" {
+			q.Path = normalizePath(q.Path)
+		}
+		return &q
+	})
 }
 
 // AllowedL4 is the decision Consul's /v1/connect/intentions/check gives for a connection from
@@ -85,7 +92,15 @@ func (m *Mesh) denied(ctx context.Context, source, protocol string) {
 // Handler returns next wrapped in the mesh's authorization: each request's client must have a
 // verified Connect identity (see Source) that the intentions allow for this request (see
 // Authorize; L7 permissions see the path, method, host and headers). Any other request is
-// answered 403 Forbidden, with no detail, and counted (DenialsMetric). It is checked per
+// answered 403 Forbidden, with no detail, and counted (DenialsMetric).
+//
+// Path permissions match the decoded path normalized as Envoy's normalize_path and
+// merge_slashes make it (runs of slashes merged, "." and ".." segments resolved), so that
+// "//admin", "/./admin" and "/x/../admin" meet a rule on "/admin" as a router that cleans
+// paths would serve them. When a permission of the deciding intention looks at the path, a
+// request whose path as received holds an encoded slash or backslash ("%2F", "%5C") or a
+// backslash is refused 400 Bad Request (and counted): whether "/admin%2Fx" is under "/admin"
+// depends on the router behind, so it is not guessed. It is checked per
 // request, so a new deny applies at once to connections already open. The source identity is
 // in the request context as auth.PeerFromContext.
 //
@@ -95,9 +110,12 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		id, err := m.Source(r.TLS)
 		source := id.Service
 		if err == nil {
-			d := m.rules.Load().decideFrom(id, func() *Request {
-				return &Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, target: r.URL.RequestURI()}
-			})
+			d := m.rules.Load().decideFrom(id, func() *Request { return httpRequest(r) })
+			if d.Malformed {
+				m.denied(r.Context(), source, "http")
+				http.Error(w, http.StatusText(http.StatusBadRequest), http.StatusBadRequest)
+				return
+			}
 			if !d.Allowed {
 				err = ErrDenied
 			}
@@ -109,6 +127,18 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(auth.ContextWithPeer(r.Context(), peerOf(id, r.TLS))))
 	})
+}
+
+// httpRequest is the view L7 permissions have of an HTTP request: the decoded path
+// normalized (normalizePath: slashes merged, dot segments resolved), and whether the path as
+// received is ambiguous (ambiguousPath: an encoded slash or backslash, or a backslash).
+func httpRequest(r *http.Request) *Request {
+	raw := r.RequestURI
+	if raw == "" {
+		raw = r.URL.EscapedPath()
+	}
+	return &Request{Method: r.Method, Path: normalizePath(r.URL.Path), Host: r.Host, Header: r.Header,
+		target: r.URL.RequestURI(), ambiguous: ambiguousPath(raw)}
 }
 
 func peerOf(id Identity, cs *tls.ConnectionState) *auth.Peer {

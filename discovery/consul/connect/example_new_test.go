@@ -31,7 +31,7 @@ func ExampleNew() {
 		panic(err)
 	}
 	defer chains.Close()
-	tr, err := middleware.NewTransport(mesh.Transport(nil), middleware.WithResolver(mesh.Resolver()), middleware.WithConfig(rules))
+	tr, err := middleware.NewTransport(nil, middleware.WithMesh(mesh), middleware.WithConfig(rules))
 	if err != nil {
 		panic(err)
 	}

@@ -26,6 +26,7 @@ type rule struct {
 	dest       string // the entry's name, for decisions' reasons
 	allow      bool   // the L4 action; unused when perms is set
 	perms      []perm // L7 permissions, evaluated in order; the first that matches decides
+	pathPerms  bool   // a permission looks at the path (a path matcher or a ":path" header)
 }
 
 // perm is one L7 permission.
@@ -80,6 +81,9 @@ type Request struct {
 	// target is the request target as sent (escaped path and query), what a header
 	// permission on ":path" sees, as Envoy's :path header; "" means Path.
 	target string
+	// ambiguous is set by Handler when the target's path holds an encoded slash or
+	// backslash, or a backslash (ambiguousPath): refused when a permission looks at the path.
+	ambiguous bool
 }
 
 // Decision is the result of authorizing a request.
@@ -91,6 +95,10 @@ type Decision struct {
 	Reason string
 	// L7 is true when an intention's permissions decided (or none of them matched).
 	L7 bool
+	// Malformed is true when the request was refused because its path is ambiguous (an
+	// encoded slash or backslash, or a backslash) while a permission looks at the path:
+	// Handler answers it 400 Bad Request.
+	Malformed bool
 }
 
 // compileEntries compiles the service-intentions entries whose destination is service or "*".
@@ -170,6 +178,7 @@ func compileSource(dest string, src *api.SourceIntention) (rule, bool, error) {
 			return rule{}, false, fmt.Errorf("Permissions[%d]: %w", k, err)
 		}
 		r.perms = append(r.perms, cp)
+		r.pathPerms = r.pathPerms || cp.looksAtPath()
 	}
 	return r, true, nil
 }
@@ -326,6 +335,9 @@ func (rs *ruleSet) decideFrom(id Identity, req func() *Request) Decision {
 		return Decision{Allowed: r.allow, Reason: reason}
 	}
 	q := req()
+	if q.ambiguous && r.pathPerms {
+		return Decision{Reason: reason + " (ambiguous path: encoded slash or backslash)", L7: true, Malformed: true}
+	}
 	for i := range r.perms {
 		if r.perms[i].matches(q) {
 			return Decision{Allowed: r.perms[i].allow, Reason: reason, L7: true}
@@ -342,6 +354,19 @@ func (rs *ruleSet) allowL4(source string) bool {
 		return rs.defaultAllow
 	}
 	return len(r.perms) == 0 && r.allow
+}
+
+// looksAtPath reports whether the permission matches on the path.
+func (p *perm) looksAtPath() bool {
+	if p.pathExact != "" || p.pathPrefix != "" || p.pathRegex != nil {
+		return true
+	}
+	for i := range p.headers {
+		if p.headers[i].name == ":path" {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *perm) matches(q *Request) bool {

@@ -14,8 +14,9 @@ import (
 // Transport returns the base transport of a mesh HTTP client: give it to
 // middleware.NewTransport with middleware.WithResolver(m.Resolver()). An attempt to an
 // endpoint the Mesh's resolver gave for a service goes over mTLS as ClientTLS(service)
-// describes (HTTP/1.1 over TLS, whatever the URL's scheme); any other request passes through
-// to base unchanged. base may be nil (a clone of http.DefaultTransport); its TLS settings are
+// describes (HTTP/1.1 over TLS, whatever the URL's scheme); a request to an address that is an
+// endpoint of several services is refused (no one identity could be checked); any other
+// request passes through to base unchanged. base may be nil (a clone of http.DefaultTransport); its TLS settings are
 // not used for mesh endpoints. Close the Mesh's idle connections with CloseIdleConnections.
 func (m *Mesh) Transport(base *http.Transport) http.RoundTripper {
 	if base == nil {
@@ -66,6 +67,14 @@ func (t *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	if _, ok := t.m.addrs.service(req.URL.Host); !ok {
+		if t.m.addrs.shared(req.URL.Host) {
+			// An endpoint of several services: no identity can be checked, and it must not
+			// go in clear text to base either.
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return nil, fmt.Errorf("connect: %s is an endpoint of several mesh services: refused", req.URL.Host)
+		}
 		return t.base.RoundTrip(req)
 	}
 	out := req.WithContext(req.Context()) // a shallow copy: the caller's request is not modified
@@ -106,6 +115,13 @@ func (b *addrBook) service(addr string) (string, bool) {
 		return s, true
 	}
 	return "", false
+}
+
+// shared reports whether addr is an endpoint of more than one service.
+func (b *addrBook) shared(addr string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.n[addr]) > 1
 }
 
 func (b *addrBook) shift(service string, add, drop []string) {
