@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -75,7 +76,8 @@ type ConsumerPolicy struct {
 //     WWW-Authenticate (APIKey, and Bearer when WithJWT is given); a valid token whose
 //     subject is no consumer, 403. No answer says why.
 //  2. The plan's routes, if it lists any, must include the name of the route the request
-//     matches in p.Router: 403 otherwise.
+//     matches in p.Router: 403 otherwise. A path with a "." or ".." segment (decoded, and
+//     "..;" too) is refused 403 then, since the service may resolve it to another route.
 //  3. The plan's quotas for this consumer: PerSecond and Burst in a local bucket per
 //     consumer, PerDay in p.DailyLimiter's. Over either, 429 with Retry-After, the
 //     RateLimit-Limit, -Remaining and -Reset headers of the quota that refused, a
@@ -373,12 +375,35 @@ func (s *consumerStage) routeAllowed(r *http.Request, c auth.Consumer) bool {
 	if len(c.Limits.Routes) == 0 {
 		return true
 	}
-	if s.pol.Router == nil {
+	if s.pol.Router == nil || hasDotSegment(r.URL.Path) {
 		return false
 	}
 	rq := route.FromHTTP(r)
 	rt := s.pol.Router.Table().Match(&rq)
 	return rt != nil && slices.Contains(c.Limits.Routes, rt.Name())
+}
+
+// hasDotSegment reports whether path has a "." or ".." segment, which the service behind a
+// gateway may resolve (/catalog/../admin is /admin there) although the route was matched on
+// the path as sent. A segment ends at '/' or '\' (which some servers read as '/'), and its
+// ";parameters" are ignored (Tomcat reads "..;" as "..").
+func hasDotSegment(path string) bool {
+	for len(path) > 0 {
+		i := strings.IndexAny(path, "/\\")
+		seg := path
+		if i >= 0 {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			path = ""
+		}
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			seg = seg[:j]
+		}
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // quotaDecision is one quota's decision on a request.
