@@ -56,8 +56,8 @@ type ConsumerPolicy struct {
 	// Default nil: a local ratelimit.Keyed per plan, one quota per gateway instance.
 	DailyLimiter func(plan string, q ratelimit.Quota) (ratelimit.Limiter, error)
 	// ConsumerHeader, when set, is a request header the handler (and the upstream a gateway
-	// proxies to) receives with the consumer's name. Whatever the caller sent in it is
-	// removed first. Default "": none; the handler finds the consumer with
+	// proxies to) receives with the consumer's name. Whatever the caller sent in it (or in
+	// its name spelled with '_' for '-') is removed first. Default "": none; the handler finds the consumer with
 	// auth.ConsumerFromContext either way.
 	ConsumerHeader string
 	// KeepKey leaves the API key header on the request the handler receives. Default false:
@@ -459,6 +459,13 @@ func (s *consumerStage) forward(r *http.Request, c auth.Consumer) *http.Request 
 		delete(r2.Header, s.keyHeader)
 	}
 	if s.pol.ConsumerHeader != "" {
+		// The header spelled with '_' (X_Consumer) reads as the same variable in CGI, WSGI,
+		// Rack and PHP services: a caller's must not pass for the gateway's.
+		for k := range r2.Header {
+			if strings.Contains(k, "_") && strings.EqualFold(strings.ReplaceAll(k, "_", "-"), s.pol.ConsumerHeader) {
+				delete(r2.Header, k)
+			}
+		}
 		r2.Header[s.pol.ConsumerHeader] = []string{c.Name}
 	}
 	return r2
