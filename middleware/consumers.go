@@ -187,11 +187,17 @@ func newConsumerStage(reg *auth.Consumers, p ConsumerPolicy) (*consumerStage, er
 	return s, nil
 }
 
+// consumerMaxKeys bounds the local limiters of a plan. Their keys are the registry's consumer
+// names, which the registry bounds, not the callers: the limiters must never forget a
+// consumer (an LRU eviction past ratelimit.DefaultMaxKeys would hand it a full day again).
+// Maps grow as keys come, so the bound costs nothing.
+const consumerMaxKeys = 1 << 30
+
 // newPlanLimits builds the limiters of a plan; daily makes its daily limiter (nil: local).
 func (s *consumerStage) newPlanLimits(name string, p auth.Plan, daily func(string, ratelimit.Quota) (ratelimit.Limiter, error)) (*planLimits, error) {
 	pl := &planLimits{perSecond: p.PerSecond, burst: p.Burst, perDay: p.PerDay}
 	if p.PerSecond > 0 {
-		lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: p.PerSecond, Burst: p.Burst}})
+		lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: p.PerSecond, Burst: p.Burst}, MaxKeys: consumerMaxKeys})
 		if err != nil {
 			return nil, fmt.Errorf("plan %q per second: %w", name, err)
 		}
@@ -209,7 +215,7 @@ func (s *consumerStage) newPlanLimits(name string, p auth.Plan, daily func(strin
 				err = errors.New("DailyLimiter returned a nil limiter")
 			}
 		} else {
-			lim, err = ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: q})
+			lim, err = ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: q, MaxKeys: consumerMaxKeys})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("plan %q daily limiter: %w", name, err)
