@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,12 +83,20 @@ func parseConsumers(data []byte) (*consumerTable, error) {
 		// a reload must not read as "no consumers".
 		return nil, &ConsumersConfigError{Err: errors.New(`empty document: write "consumers: []" for a registry without consumers`)}
 	case errors.As(err, &ce):
+		if keyListPath.MatchString(ce.Path) {
+			// The value may be a key in clear (keys: my-key): never echo it.
+			return nil, &ConsumersConfigError{Path: ce.Path, Line: ce.Line, Column: ce.Column,
+				Err: errors.New(`want a list of key hashes "sha256:<64 hex digits>" (auth.HashAPIKey); the value is not shown`)}
+		}
 		return nil, &ConsumersConfigError{Path: ce.Path, Line: ce.Line, Column: ce.Column, Err: ce.Err}
 	case err != nil:
 		return nil, &ConsumersConfigError{Err: err}
 	}
 	return compileConsumers(cfg, root)
 }
+
+// keyListPath matches the paths of the key lists and their items.
+var keyListPath = regexp.MustCompile(`^consumers\[\d+\]\.(keys|revokedKeys)(\[\d+\])?$`)
 
 // checker builds the errors of one validation, located in root when there is one.
 type checker struct{ root *yaml.Node }

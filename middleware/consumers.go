@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -55,8 +56,8 @@ type ConsumerPolicy struct {
 	// Default nil: a local ratelimit.Keyed per plan, one quota per gateway instance.
 	DailyLimiter func(plan string, q ratelimit.Quota) (ratelimit.Limiter, error)
 	// ConsumerHeader, when set, is a request header the handler (and the upstream a gateway
-	// proxies to) receives with the consumer's name. Whatever the caller sent in it is
-	// removed first. Default "": none; the handler finds the consumer with
+	// proxies to) receives with the consumer's name. Whatever the caller sent in it (or in
+	// its name spelled with '_' for '-') is removed first. Default "": none; the handler finds the consumer with
 	// auth.ConsumerFromContext either way.
 	ConsumerHeader string
 	// KeepKey leaves the API key header on the request the handler receives. Default false:
@@ -75,7 +76,8 @@ type ConsumerPolicy struct {
 //     WWW-Authenticate (APIKey, and Bearer when WithJWT is given); a valid token whose
 //     subject is no consumer, 403. No answer says why.
 //  2. The plan's routes, if it lists any, must include the name of the route the request
-//     matches in p.Router: 403 otherwise.
+//     matches in p.Router: 403 otherwise. A path with a "." or ".." segment (decoded, and
+//     "..;" too) is refused 403 then, since the service may resolve it to another route.
 //  3. The plan's quotas for this consumer: PerSecond and Burst in a local bucket per
 //     consumer, PerDay in p.DailyLimiter's. Over either, 429 with Retry-After, the
 //     RateLimit-Limit, -Remaining and -Reset headers of the quota that refused, a
@@ -185,11 +187,17 @@ func newConsumerStage(reg *auth.Consumers, p ConsumerPolicy) (*consumerStage, er
 	return s, nil
 }
 
+// consumerMaxKeys bounds the local limiters of a plan. Their keys are the registry's consumer
+// names, which the registry bounds, not the callers: the limiters must never forget a
+// consumer (an LRU eviction past ratelimit.DefaultMaxKeys would hand it a full day again).
+// Maps grow as keys come, so the bound costs nothing.
+const consumerMaxKeys = 1 << 30
+
 // newPlanLimits builds the limiters of a plan; daily makes its daily limiter (nil: local).
 func (s *consumerStage) newPlanLimits(name string, p auth.Plan, daily func(string, ratelimit.Quota) (ratelimit.Limiter, error)) (*planLimits, error) {
 	pl := &planLimits{perSecond: p.PerSecond, burst: p.Burst, perDay: p.PerDay}
 	if p.PerSecond > 0 {
-		lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: p.PerSecond, Burst: p.Burst}})
+		lim, err := ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: ratelimit.Quota{Rate: p.PerSecond, Burst: p.Burst}, MaxKeys: consumerMaxKeys})
 		if err != nil {
 			return nil, fmt.Errorf("plan %q per second: %w", name, err)
 		}
@@ -207,7 +215,7 @@ func (s *consumerStage) newPlanLimits(name string, p auth.Plan, daily func(strin
 				err = errors.New("DailyLimiter returned a nil limiter")
 			}
 		} else {
-			lim, err = ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: q})
+			lim, err = ratelimit.NewKeyed(ratelimit.KeyedConfig{Default: q, MaxKeys: consumerMaxKeys})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("plan %q daily limiter: %w", name, err)
@@ -373,12 +381,35 @@ func (s *consumerStage) routeAllowed(r *http.Request, c auth.Consumer) bool {
 	if len(c.Limits.Routes) == 0 {
 		return true
 	}
-	if s.pol.Router == nil {
+	if s.pol.Router == nil || hasDotSegment(r.URL.Path) {
 		return false
 	}
 	rq := route.FromHTTP(r)
 	rt := s.pol.Router.Table().Match(&rq)
 	return rt != nil && slices.Contains(c.Limits.Routes, rt.Name())
+}
+
+// hasDotSegment reports whether path has a "." or ".." segment, which the service behind a
+// gateway may resolve (/catalog/../admin is /admin there) although the route was matched on
+// the path as sent. A segment ends at '/' or '\' (which some servers read as '/'), and its
+// ";parameters" are ignored (Tomcat reads "..;" as "..").
+func hasDotSegment(path string) bool {
+	for len(path) > 0 {
+		i := strings.IndexAny(path, "/\\")
+		seg := path
+		if i >= 0 {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			path = ""
+		}
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			seg = seg[:j]
+		}
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // quotaDecision is one quota's decision on a request.
@@ -434,6 +465,13 @@ func (s *consumerStage) forward(r *http.Request, c auth.Consumer) *http.Request 
 		delete(r2.Header, s.keyHeader)
 	}
 	if s.pol.ConsumerHeader != "" {
+		// The header spelled with '_' (X_Consumer) reads as the same variable in CGI, WSGI,
+		// Rack and PHP services: a caller's must not pass for the gateway's.
+		for k := range r2.Header {
+			if strings.Contains(k, "_") && strings.EqualFold(strings.ReplaceAll(k, "_", "-"), s.pol.ConsumerHeader) {
+				delete(r2.Header, k)
+			}
+		}
 		r2.Header[s.pol.ConsumerHeader] = []string{c.Name}
 	}
 	return r2

@@ -77,15 +77,22 @@ func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w = guard
 		}
 	}
+	var rw *headerRewriter
 	if pol != nil {
 		if pol.RewritesRequest() {
 			pol.RewriteRequest(r.Header)
 		}
 		if pol.RewritesResponse() {
-			w = &headerRewriter{ResponseWriter: w, pol: pol}
+			rw = &headerRewriter{ResponseWriter: w, pol: pol}
+			w = rw
 		}
 	}
 	h.next.ServeHTTP(w, r)
+	if rw != nil && !rw.done {
+		// The handler wrote nothing: net/http sends 200 with these headers by itself.
+		rw.done = true
+		pol.RewriteResponse(rw.ResponseWriter.Header())
+	}
 	if guard != nil && guard.finish() {
 		abandonBody(guard.ResponseWriter, r)
 	}

@@ -134,6 +134,7 @@ func (g *gatewayGlue) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme, out.URL.Host = g.scheme, g.service
 	trusted := g.trusted(in)
+	stripUnderscoreAliases(out.Header)
 	if trusted {
 		if v := in.Header[hdrXFF]; len(v) > 0 {
 			out.Header[hdrXFF] = slices.Clone(v) // SetXForwarded appends the caller
@@ -163,6 +164,21 @@ func stripClientAddressHeaders(h http.Header) {
 	delete(h, hdrXReal)
 	delete(h, "X-Client-Ip")
 	delete(h, "True-Client-Ip")
+}
+
+// stripUnderscoreAliases removes the client address headers spelled with '_' for '-'
+// (X_Forwarded_For, X_Real_Ip): CGI, WSGI, Rack and PHP services read them as the headers
+// the gateway sets (HTTP_X_FORWARDED_FOR), and no proxy sends them, trusted or not.
+func stripUnderscoreAliases(h http.Header) {
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		n := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+		if strings.HasPrefix(n, "x-forwarded-") || n == "forwarded" || n == "x-real-ip" || n == "x-client-ip" || n == "true-client-ip" {
+			delete(h, k)
+		}
+	}
 }
 
 // trusted asks cfg.Trust about the caller of in.
