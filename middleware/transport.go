@@ -87,8 +87,10 @@ type Stats struct {
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
 	Overflows       int64 // requests, retries and connections a destination's limits refused (WithLimits)
-	// Fallbacks counts requests sent to their route's stable destination because every
-	// endpoint of the split arm or canary side chosen refused them (route.RouteConfig.Fallback).
+	// Fallbacks counts requests (gRPC: calls and streams) sent to their route's stable
+	// destination because the split arm or canary side chosen could take them no more: every
+	// endpoint refused them, or a retry had no endpoint left there that the request had not
+	// used (route.RouteConfig.Fallback).
 	Fallbacks int64
 	// Shadow counts the copies routes mirrored, apart from the counts above, which are the
 	// transport's own requests only. Zero for a gRPC client and a transport without routes.
