@@ -70,7 +70,10 @@ type Transport struct {
 	routePol routeOverrides       // merged per-route policies, when routed
 	dyn      dynamicPolicies      // merged per-destination policies of WithConfig: dynamic_transport.go
 	shadower *route.Shadower      // nil unless routed
-	counted  *http.Transport      // the clone of base that counts connections (WithLimits); nil when none
+	counted  *http.Transport      // the clone of base that counts connections (WithLimits, WithConfig); nil when none
+	// releaseBase ends the registration with WithConfig's Config of a base that cannot count
+	// connections: dynamic_limits.go.
+	releaseBase func()
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -157,17 +160,18 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 			return nil, fmt.Errorf("middleware: WithBreaker: %w", err)
 		}
 	}
-	var counted *http.Transport
-	if base, counted, err = limitedBase(base, cfg.balancer.Limits); err != nil { // WithLimits: limits.go
+	base, counted, releaseBase, err := transportBase(base, cfg) // WithLimits, WithConfig: dynamic_limits.go
+	if err != nil {
 		return nil, err
 	}
+	defer func() { releaseBase() }() // unless the Transport is made
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials: auth.go
 		return nil, err
 	}
-	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted}
+	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted, releaseBase: releaseBase}
 	t.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
 	t.pol.forHTTP(cfg.streamIdle) // stream.go
 	if cfg.routes != nil {
@@ -209,6 +213,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		go t.sweeper(cfg.destIdle / 2) // destinations.go
 		t.warnUnservedRoutes()         // servicecheck.go
 	}
+	releaseBase = func() {} // the Transport's Close calls it
 	return t, nil
 }
 
@@ -450,6 +455,7 @@ func (t *Transport) Close() error {
 	if t.counted != nil {
 		t.counted.CloseIdleConnections()
 	}
+	t.releaseBase()
 	return errors.Join(errs...)
 }
 
