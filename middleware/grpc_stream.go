@@ -20,7 +20,6 @@ import (
 	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
-	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -42,7 +41,7 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartStream(ctx, c.destination(cc), method)
 	}
-	pol, matched, rt := &c.pol, (*route.Route)(nil), grpcRoute{}
+	pol, rt := &c.pol, grpcRoute{}
 	ownCC, ownStreamer := cc, streamer
 	if c.cfg.routes != nil {
 		var rerr error
@@ -51,9 +50,6 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 			return nil, rerr
 		}
 		pol = rt.pol
-		if rt.matched {
-			matched = rt.dec.Route
-		}
 		if rt.cc != nil { // the route sends the stream to another destination: grpc_routed.go
 			cc, streamer = rt.cc, streamOn
 		}
@@ -84,8 +80,8 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr, caller: caller,
 		onFinish: onFinish, limits: sl, rt: rt,
 	}
-	c.routeHashKey(ctx, matched, s.call) // hashing.go
 	if rt.matched {
+		c.routeHashKey(ctx, rt.dec.Route, s.call)                     // hashing.go
 		s.fb = c.fallbackFor(ctx, &rt, ownCC, nil, ownStreamer, true) // grpc_fallback.go
 	}
 	started = true // from here on, the stream's end runs onFinish
