@@ -31,16 +31,21 @@ type grpcCanaryRig struct {
 	events         []route.Event
 }
 
-func newGRPCCanaryRig(t *testing.T, analysis *route.Analysis) *grpcCanaryRig {
+func newGRPCCanaryRig(t *testing.T, analysis *route.Analysis, fallback ...bool) *grpcCanaryRig {
 	t.Helper()
 	r := &grpcCanaryRig{stable: newGRPCBackend(t, "stable"), canary: newGRPCBackend(t, "canary")}
 	static := discovery.MustNewStatic(map[string][]discovery.Endpoint{"svc": {
 		{Addr: r.stable.addr, Meta: map[string]string{"version": "v1"}},
 		{Addr: r.canary.addr, Meta: map[string]string{"version": "v2"}},
 	}})
+	var fb *bool
+	if len(fallback) > 0 {
+		fb = &fallback[0]
+	}
 	router, err := route.NewRouter(route.Config{Routes: []route.RouteConfig{{
-		Name:  "canary",
-		Match: route.Match{GRPC: &route.GRPCMatch{Service: testService}},
+		Name:     "canary",
+		Fallback: fb,
+		Match:    route.Match{GRPC: &route.GRPCMatch{Service: testService}},
 		Canary: &route.Canary{
 			Stable:   route.Destination{Service: "svc", Subset: route.Subset{Meta: map[string]string{"version": "v1"}}},
 			Canary:   route.Destination{Service: "svc", Subset: route.Subset{Meta: map[string]string{"version": "v2"}}},
@@ -197,6 +202,24 @@ func TestGRPCFallbackCountsAgainstCanary(t *testing.T) {
 			assert.Greater(t, ev.Canary.Failures, int64(n-ok), "the fallbacks counted as canary failures")
 			assert.LessOrEqual(t, ev.Canary.Requests, r.gc.Stats().Requests, "each call counted once")
 			assert.Zero(t, ev.Stable.Failures, "a fallback is not the stable side's")
+		})
+	}
+}
+
+// With fallback: false, neither a unary call's retry nor a stream goes to the stable side:
+// the broken canary's share fails, and nothing counts as a fallback.
+func TestGRPCFallbackOff(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			r := newGRPCCanaryRig(t, nil, false)
+			r.canary.set(modeUnavailable)
+			const n = 200
+			ok := r.run(t, n, stream, nil)
+			st := r.gc.Stats()
+			t.Logf("ok %d/%d; stable %d, canary %d; %+v", ok, n, r.stable.calls.Load(), r.canary.calls.Load(), st)
+			assert.Less(t, ok, n*95/100, "the canary's share fails")
+			assert.Zero(t, st.Fallbacks)
+			assert.EqualValues(t, ok, r.stable.handled.Load())
 		})
 	}
 }
