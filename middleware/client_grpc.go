@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +20,7 @@ import (
 	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
+	"github.com/proxyless/proxyless/tracing"
 )
 
 // previousAttemptsKey is the metadata in which a retry or hedge says how many attempts of the
@@ -42,9 +44,13 @@ type grpcUnary struct {
 	// fills with the winner's reply while a losing attempt may still be starting.
 	replyType protoreflect.MessageType
 	hedged    bool
-	cc        *grpc.ClientConn
-	invoker   grpc.UnaryInvoker
 	opts      []grpc.CallOption // the caller's, without those that write back to it
+
+	// first is the side the route chose (the call's channel, its invoker and u.call); side
+	// is where attempts go now: first, or fb's once first could take one no more.
+	first grpcSide
+	side  atomic.Pointer[grpcSide]
+	fb    *grpcFallback // the route's fallback; nil when none: grpc_fallback.go
 
 	run engine.Call[*grpcAttempt]
 }
@@ -156,14 +162,17 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 	pm, isProto := reply.(proto.Message)
 	u := &grpcUnary{
 		c: c, pol: pol, tr: tr, call: grpcbalancer.NewCall(false), method: method, req: req,
-		reply: reply, cc: cc, invoker: invoker, opts: opts,
+		reply: reply, opts: opts,
 		hedged: isProto && pol.hedge.enabled && !pol.retry.Disable,
 	}
 	if u.hedged {
 		u.replyType = pm.ProtoReflect().Type()
 	}
+	u.first = grpcSide{cc: cc, invoker: invoker, call: u.call}
+	u.side.Store(&u.first)
 	if rt.matched {
 		c.routeHashKey(ctx, rt.dec.Route, u.call) // hashing.go
+		u.fb = c.fallbackFor(ctx, &rt, ownCC, ownInvoker, nil, false)
 	}
 	u.run = engine.Call[*grpcAttempt]{
 		Policy: &pol.eng, Budget: c.bud, Stats: &c.stats, Sender: u, Hedgeable: u.hedged,
@@ -173,12 +182,8 @@ func (c *grpcClient) unary(ctx context.Context, method string, req, reply any, c
 		u.run.OnBudgetRefused = tr.BudgetRefused
 	}
 	res := engine.Run(ctx, &u.run)
-	if fcc := c.fallbackConn(&rt, ownCC, res); fcc != nil { // grpc_fallback.go
-		res.Release()
-		u = u.to(fcc, ownCC, ownInvoker)
-		res = engine.Run(ctx, &u.run)
-	}
 	res.Release()
+	rt.fellBack = u.fb != nil && u.fb.fellBack.Load()
 	rt.done(res.Outcome.Kind)
 	kind = res.Outcome.Kind
 	if release != nil {
@@ -221,24 +226,47 @@ func (u *grpcUnary) callerError(ctx context.Context, res engine.Result[*grpcAtte
 	return res.Err
 }
 
-// Send invokes one attempt, within the destination's limits (WithLimits); the channel's
-// picker chooses its endpoint.
+// Send invokes one attempt on the call's side; the channel's picker chooses its endpoint.
+// When that side can take the attempt no more (see sideRefused), the attempt, and every
+// later one of the call, goes to the route's fallback instead; a retry asks for an endpoint
+// the call did not use (grpcbalancer.Attempt.OnlyNew) while there is a fallback to go to.
 func (u *grpcUnary) Send(a *engine.Attempt) (*grpcAttempt, error) {
-	lim := u.c.limits.limiter(u.cc.Target())
-	if lim == nil {
-		return u.sendAttempt(a)
+	sd := u.side.Load()
+	w, err := u.sendOn(a, sd, u.fb != nil && sd == &u.first && a.Kind == tracing.AttemptRetry)
+	if u.fb == nil || !sideRefused(w.att, err) {
+		return w, err
 	}
-	release, err := acquireAttempt(lim, a.Kind, overflows{tel: u.c.destination(u.cc), n: &u.c.overflows}) // limits.go
-	if err != nil {
-		return &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}, &limitError{err: err}
+	next := u.fb.take(&u.side, sd) // grpc_fallback.go
+	if next == nil {
+		return w, err
 	}
-	defer release()
-	return u.sendAttempt(a)
+	if w.att.BreakerRefused() {
+		u.c.stats.BreakerRefusals.Add(1)
+		w.ta.AttemptRefused()
+	}
+	w.ta.End(outcome.LocalRefusal)
+	w.ta.Discarded()
+	return u.sendOn(a, next, false)
 }
 
-// sendAttempt invokes one attempt; the channel's picker chooses its endpoint.
-func (u *grpcUnary) sendAttempt(a *engine.Attempt) (*grpcAttempt, error) {
-	w := &grpcAttempt{reply: u.reply, att: u.call.NewAttempt()}
+// sendOn invokes one attempt on side sd, within its destination's limits (WithLimits).
+func (u *grpcUnary) sendOn(a *engine.Attempt, sd *grpcSide, onlyNew bool) (*grpcAttempt, error) {
+	lim := u.c.limits.limiter(sd.cc.Target())
+	if lim == nil {
+		return u.sendAttempt(a, sd, onlyNew)
+	}
+	release, err := acquireAttempt(lim, a.Kind, overflows{tel: u.c.destination(sd.cc), n: &u.c.overflows}) // limits.go
+	if err != nil {
+		return &grpcAttempt{reply: u.reply, att: sd.call.NewAttempt()}, &limitError{err: err}
+	}
+	defer release()
+	return u.sendAttempt(a, sd, onlyNew)
+}
+
+// sendAttempt invokes one attempt on side sd; the channel's picker chooses its endpoint.
+func (u *grpcUnary) sendAttempt(a *engine.Attempt, sd *grpcSide, onlyNew bool) (*grpcAttempt, error) {
+	w := &grpcAttempt{reply: u.reply, att: sd.call.NewAttempt()}
+	w.att.OnlyNew = onlyNew
 	w.att.Cause = func(err error) outcome.Cause { return grpcCause(a, err) }
 	ctx := a.Context()
 	if u.tr != nil {
@@ -256,7 +284,7 @@ func (u *grpcUnary) sendAttempt(a *engine.Attempt) (*grpcAttempt, error) {
 		proto.Reset(m) // nothing of a failed attempt leaks into the next
 	}
 	opts := append(u.opts[:len(u.opts):len(u.opts)], grpc.Header(&w.header), grpc.Trailer(&w.trailer), grpc.Peer(&w.peer))
-	err := u.invoker(ctx, u.method, u.req, w.reply, u.cc, opts...)
+	err := sd.invoker(ctx, u.method, u.req, w.reply, sd.cc, opts...)
 	w.headersArrived = w.header != nil
 	w.pickErr = w.att.PickError()
 	return w, err

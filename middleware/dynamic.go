@@ -47,7 +47,8 @@ type Document struct {
 // replaces the transport's own setting (its option) for that service; a route's overrides
 // still apply on top. A zero field keeps the transport's.
 type DestinationPolicy struct {
-	// Balancer replaces WithBalancer's configuration. Default nil: the transport's.
+	// Balancer replaces WithBalancer's configuration, its limits included (see WithConfig for
+	// maxConnections). Default nil: the transport's.
 	Balancer *balancer.Config `json:"balancer,omitempty" yaml:"balancer,omitempty"`
 	// Breaker replaces WithBreaker's configuration. Default nil: the transport's.
 	Breaker *breaker.Config `json:"breaker,omitempty" yaml:"breaker,omitempty"`
@@ -141,6 +142,9 @@ type Config struct {
 	router *route.Router
 	mu     sync.Mutex // serialises updates
 	cur    atomic.Pointer[destTable]
+	// uncounted are the Transports following it that cannot count connections: it refuses
+	// a maxConnections while there are any (dynamic_limits.go). Guarded by mu.
+	uncounted map[*uncountedBase]struct{}
 }
 
 // NewConfig validates doc and returns a Config serving it. The route options (trust, events)
@@ -188,6 +192,9 @@ func (c *Config) Update(doc Document) error {
 	defer c.mu.Unlock()
 	t, err := buildDestTable(doc.Destinations, c.cur.Load())
 	if err != nil {
+		return err
+	}
+	if err := c.checkCountable(t); err != nil { // dynamic_limits.go
 		return err
 	}
 	if err := c.router.Update(doc.Config); err != nil {
@@ -341,6 +348,13 @@ func newDestLimits(l DestinationLimits) (*outboundLimits, error) {
 // policies of its destinations, which replace the transport's own options for the services
 // they name. Both take effect for new requests as soon as c is updated (route/reload keeps it
 // in step with a file or a Consul key).
+//
+// A destination's balancer may set limits.maxConnections (see balancer.Limits), which the
+// Transport counts through the dialer of its base, as for WithLimits: it sends through a
+// clone of its base (an *http.Transport, or nil) whose dialers count connections, and closes
+// the clone's idle connections on Close. Over a base of another type, NewTransport refuses a
+// Config that sets a maxConnections, and while the Transport follows the Config (until its
+// Close) the Config refuses an update that sets one, with an error naming the field.
 //
 // Taken by NewTransport.
 func WithConfig(c *Config) TransportOption {

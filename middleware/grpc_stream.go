@@ -20,7 +20,6 @@ import (
 	"github.com/proxyless/proxyless/internal/telemetry"
 	"github.com/proxyless/proxyless/outcome"
 	"github.com/proxyless/proxyless/outcome/grpcoutcome"
-	"github.com/proxyless/proxyless/route"
 	"github.com/proxyless/proxyless/tracing"
 )
 
@@ -42,17 +41,15 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	if c.tel.Enabled() {
 		ctx, tr = c.tel.StartStream(ctx, c.destination(cc), method)
 	}
-	pol, matched := &c.pol, (*route.Route)(nil)
+	pol, rt := &c.pol, grpcRoute{}
+	ownCC, ownStreamer := cc, streamer
 	if c.cfg.routes != nil {
-		rt, err := c.route(ctx, method, cc, tr)
-		if err != nil {
-			tr.EndGRPC(nil, grpcLocalKind(err), err)
-			return nil, err
+		var rerr error
+		if rt, rerr = c.route(ctx, method, cc, tr); rerr != nil {
+			tr.EndGRPC(nil, grpcLocalKind(rerr), rerr)
+			return nil, rerr
 		}
 		pol = rt.pol
-		if rt.matched {
-			matched = rt.dec.Route
-		}
 		if rt.cc != nil { // the route sends the stream to another destination: grpc_routed.go
 			cc, streamer = rt.cc, streamOn
 		}
@@ -81,10 +78,13 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 	s := &retryStream{
 		c: c, pol: pol, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
 		call: grpcbalancer.NewCall(true), release: release, cancel: cancel, tr: tr, caller: caller,
-		onFinish: onFinish, limits: sl,
+		onFinish: onFinish, limits: sl, rt: rt,
 	}
-	c.routeHashKey(ctx, matched, s.call) // hashing.go
-	started = true                       // from here on, the stream's end runs onFinish
+	if rt.matched {
+		c.routeHashKey(ctx, rt.dec.Route, s.call)                     // hashing.go
+		s.fb = c.fallbackFor(ctx, &rt, ownCC, nil, ownStreamer, true) // grpc_fallback.go
+	}
+	started = true // from here on, the stream's end runs onFinish
 	s.committed.Store(pol.retry.Disable)
 	st, failed, kind, err := s.open(0, 0)
 	if err != nil {
@@ -92,7 +92,8 @@ func (c *grpcClient) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc
 		return nil, err
 	}
 	s.cur.Store(st)
-	if tr != nil || release != nil || sl != nil {
+	s.opened = time.Since(rt.start)
+	if tr != nil || release != nil || sl != nil || rt.matched {
 		// A caller may end a stream by cancelling its context rather than reading it to its
 		// end: finish it then too, so that its span ends and its outbound slot is released.
 		s.stop = context.AfterFunc(ctx, func() {
@@ -132,6 +133,9 @@ type retryStream struct {
 	release  func(outcome.Kind) // outbound limits; nil when none
 	limits   *streamLimits      // the destination's limits (WithLimits); nil when none
 	onFinish []func(error)      // the caller's grpc.OnFinish callbacks, run once at the end
+	rt       grpcRoute          // what its route decided, for the canary analysis
+	fb       *grpcFallback      // the route's fallback; nil when none: grpc_fallback.go
+	opened   time.Duration      // how long its first attempt took to start; set before use
 	cancel   context.CancelFunc // the overall timeout's
 	tr       *telemetry.Request // the stream's telemetry; nil without
 	stop     func() bool        // stops the finish on cancellation; nil when none; set before use
@@ -226,11 +230,7 @@ func (s *retryStream) open(n int, waited time.Duration) (_ *streamAttempt, faile
 		kind = tracing.AttemptRetry
 	}
 	for ; ; n++ {
-		actx, cancel, a, ta := s.attempt(n, kind, waited)
-		cs, err := s.streamer(actx, s.desc, s.cc, s.method, s.opts...)
-		if s.c.attemptDone(a) {
-			ta.AttemptRefused()
-		}
+		cs, cancel, a, ta, err := s.start(n, kind, waited)
 		if err == nil {
 			return &streamAttempt{cs: cs, att: a, cancel: cancel, ta: ta}, nil, outcome.Success, nil
 		}
@@ -281,6 +281,7 @@ func (s *retryStream) end(err error, ta *telemetry.Attempt, kind outcome.Kind) {
 		if s.release != nil {
 			s.release(kind)
 		}
+		s.analyse(kind)
 		s.limits.release()
 		if s.tr != nil {
 			if ta == nil && st != nil {

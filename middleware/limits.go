@@ -86,6 +86,13 @@ func limitedBase(base http.RoundTripper, l balancer.Limits) (http.RoundTripper, 
 	if !ok {
 		return nil, nil, fmt.Errorf("middleware: WithLimits: MaxConnections needs the base transport to be an *http.Transport (or nil), got %T", base)
 	}
+	ht = countingClone(ht)
+	return ht, ht, nil
+}
+
+// countingClone returns a clone of ht whose dialers count each destination's connections (see
+// limitedDial).
+func countingClone(ht *http.Transport) *http.Transport {
 	ht = ht.Clone()
 	dial := ht.DialContext
 	if dial == nil {
@@ -103,7 +110,7 @@ func limitedBase(base http.RoundTripper, l balancer.Limits) (http.RoundTripper, 
 		ht.DialTLSContext = limitedDial(func(_ context.Context, network, addr string) (net.Conn, error) { return old(network, addr) })
 		ht.DialTLS = nil //nolint:staticcheck // replaced by the counting DialTLSContext
 	}
-	return ht, ht, nil
+	return ht
 }
 
 // dialKey is the context key of an attempt's dialTicket.

@@ -70,7 +70,10 @@ type Transport struct {
 	routePol routeOverrides       // merged per-route policies, when routed
 	dyn      dynamicPolicies      // merged per-destination policies of WithConfig: dynamic_transport.go
 	shadower *route.Shadower      // nil unless routed
-	counted  *http.Transport      // the clone of base that counts connections (WithLimits); nil when none
+	counted  *http.Transport      // the clone of base that counts connections (WithLimits, WithConfig); nil when none
+	// releaseBase ends the registration with WithConfig's Config of a base that cannot count
+	// connections: dynamic_limits.go.
+	releaseBase func()
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -87,8 +90,10 @@ type Stats struct {
 	BreakerOpens    int64 // breaker transitions to open
 	Ejections       int64 // outlier ejections, over every destination
 	Overflows       int64 // requests, retries and connections a destination's limits refused (WithLimits)
-	// Fallbacks counts requests sent to their route's stable destination because every
-	// endpoint of the split arm or canary side chosen refused them (route.RouteConfig.Fallback).
+	// Fallbacks counts requests (gRPC: calls and streams) sent to their route's stable
+	// destination because the split arm or canary side chosen could take them no more: every
+	// endpoint refused them, or a retry had no endpoint left there that the request had not
+	// used (route.RouteConfig.Fallback).
 	Fallbacks int64
 	// Shadow counts the copies routes mirrored, apart from the counts above, which are the
 	// transport's own requests only. Zero for a gRPC client and a transport without routes.
@@ -155,10 +160,11 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 			return nil, fmt.Errorf("middleware: WithBreaker: %w", err)
 		}
 	}
-	var counted *http.Transport
-	if base, counted, err = limitedBase(base, cfg.balancer.Limits); err != nil { // WithLimits: limits.go
+	base, counted, releaseBase, err := transportBase(base, cfg) // WithLimits, WithConfig: dynamic_limits.go
+	if err != nil {
 		return nil, err
 	}
+	defer func() { releaseBase() }() // unless the Transport is made
 	if cfg.mesh != nil { // WithMesh: mesh.go
 		if base, err = meshBase(cfg.mesh, base); err != nil {
 			return nil, err
@@ -170,7 +176,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 	if base, err = cfg.creds.wrap(base); err != nil { // WithCredentials: auth.go
 		return nil, err
 	}
-	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted}
+	t := &Transport{base: base, cfg: cfg, bud: engine.NewBudget(cfg.retry.BudgetRatio, cfg.retry.MinRetriesPerSecond), stop: make(chan struct{}), counted: counted, releaseBase: releaseBase}
 	t.pol = newPolicies(cfg.retry, cfg.hedge, cfg.timeout, cfg.attemptTO)
 	t.pol.forHTTP(cfg.streamIdle) // stream.go
 	if cfg.routes != nil {
@@ -212,6 +218,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		go t.sweeper(cfg.destIdle / 2) // destinations.go
 		t.warnUnservedRoutes()         // servicecheck.go
 	}
+	releaseBase = func() {} // the Transport's Close calls it
 	return t, nil
 }
 
@@ -453,6 +460,7 @@ func (t *Transport) Close() error {
 	if t.counted != nil {
 		t.counted.CloseIdleConnections()
 	}
+	t.releaseBase()
 	return errors.Join(errs...)
 }
 

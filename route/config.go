@@ -78,9 +78,10 @@ type RouteConfig struct {
 	// request did not use already (a one-endpoint canary that failed: the retry goes to
 	// stable). Such a request counts as a failure of the canary in its analysis, whatever
 	// stable answered. A request a trusted caller pinned to a side does not fall back. Only
-	// for a route with a Split or a Canary. A gRPC client falls back for unary calls every
-	// endpoint refused (its retries do not go to stable; streams do not fall back). Default
-	// nil: on; false lets the request fail with the refusal.
+	// for a route with a Split or a Canary. A gRPC client falls back alike for unary calls
+	// and for streams, while the stream's server has sent nothing (no header, no message); an
+	// arm with no endpoint READY cannot take an attempt either. Default nil: on; false lets the
+	// request fail with the refusal.
 	Fallback *bool `json:"fallback,omitempty" yaml:"fallback,omitempty"`
 
 	// Timeout overrides the transport's overall timeout for matched requests. Default 0: the

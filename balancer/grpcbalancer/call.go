@@ -2,6 +2,7 @@ package grpcbalancer
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/proxyless/proxyless/balancer"
@@ -60,6 +61,10 @@ type Attempt struct {
 	// attempt winning. It replaces OwnDeadline in the classification of the attempt's
 	// result. Set it before the attempt starts.
 	Cause func(err error) outcome.Cause
+	// OnlyNew makes the picker refuse the attempt with [ErrOnlyTried] rather than send it to
+	// an endpoint an earlier attempt of the call was sent to: a retry that may go elsewhere
+	// (package middleware sends it to its route's fallback). Set it before the attempt starts.
+	OnlyNew bool
 
 	mu       sync.Mutex
 	endpoint string // guarded by mu
@@ -81,6 +86,11 @@ type Observer interface {
 	// the picker tries another endpoint, or fails the attempt.
 	BreakerRefused(addr string)
 }
+
+// ErrOnlyTried is the cause of a pick refused because every endpoint the picker could choose
+// was already tried by the call and the attempt asked for a new one ([Attempt.OnlyNew]). Like
+// the picker's other refusals, it reaches gRPC as status Unavailable.
+var ErrOnlyTried = errors.New("grpcbalancer: only endpoints the call already tried")
 
 // NewAttempt returns a new attempt of c.
 func (c *Call) NewAttempt() *Attempt { return &Attempt{call: c} }

@@ -44,6 +44,13 @@ func (p *picker) Pick(info grpcbalancer.PickInfo) (grpcbalancer.PickResult, erro
 		if err != nil {
 			return p.refuse(att, err)
 		}
+		if att != nil && att.OnlyNew && tried.Contains(pk) {
+			pk.Done(balancer.DoneInfo{Now: now, Outcome: balancer.OutcomeIgnore})
+			if openErr == nil {
+				openErr = ErrOnlyTried
+			}
+			return p.refuse(att, openErr)
+		}
 		tried.Add(pk)
 		if att != nil {
 			att.call.tried = tried

@@ -55,10 +55,6 @@ type Call[R any] struct {
 	// the attempt that made it.
 	Fallback   *Dest
 	OnFallback func()
-	// Continued says the call carries on one of the same request that every endpoint
-	// refused, sent to another destination (a gRPC route's fallback): the budget does not
-	// count it again.
-	Continued bool
 
 	s shared // what the call's attempts share, the first attempt among it: one allocation
 }
@@ -107,9 +103,7 @@ func Run[R any](ctx context.Context, c *Call[R]) (res Result[R]) {
 			panic(p)
 		}
 	}()
-	if !c.Continued {
-		c.Budget.Deposit()
-	}
+	c.Budget.Deposit()
 	if c.Hedgeable && c.Policy.Hedge.Enabled && !c.Policy.Retry.Disable {
 		res = runHedged(s, c)
 	} else {
