@@ -165,7 +165,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		return nil, err
 	}
 	defer func() { releaseBase() }() // unless the Transport is made
-	if cfg.mesh != nil { // WithMesh: mesh.go
+	if cfg.mesh != nil {             // WithMesh: mesh.go
 		if base, err = meshBase(cfg.mesh, base); err != nil {
 			return nil, err
 		}
