@@ -132,16 +132,17 @@ func docError(err error) error {
 
 // Config is a loaded [Document] that transports follow while it changes: its routes (a
 // [route.Router]) and its destination policies, swapped together by [Config.Load] and
-// [Config.Update]. Give it to a transport with [WithConfig], and to route/reload's File or
-// Consul to follow a file or a Consul key. A request keeps the policies it started with;
-// requests in flight finish under them.
+// [Config.Update]: a request of a transport following the Config reads the two at once, so it
+// never sees one document's routes with another's destination policies. Give it to a transport
+// with [WithConfig], and to route/reload's File or Consul to follow a file or a Consul key. A
+// request keeps the policies it started with; requests in flight finish under them.
 //
 // Use NewConfig; the zero value is not usable. A Config is safe for concurrent use, starts no
 // goroutines and needs no Close.
 type Config struct {
 	router *route.Router
 	mu     sync.Mutex // serialises updates
-	cur    atomic.Pointer[destTable]
+	cur    atomic.Pointer[configSnap]
 	// uncounted are the Transports following it that cannot count connections: it refuses
 	// a maxConnections while there are any (dynamic_limits.go). Guarded by mu.
 	uncounted map[*uncountedBase]struct{}
@@ -159,11 +160,21 @@ func NewConfig(doc Document, opts ...route.Option) (*Config, error) {
 		return nil, err
 	}
 	c := &Config{router: r}
-	c.cur.Store(t)
+	c.cur.Store(&configSnap{routes: r.Table(), dests: t})
 	return c, nil
 }
 
-// Router returns the Config's route table publisher.
+// configSnap is one document as transports read it: its route table and its destination
+// policies, loaded together once per request; immutable.
+type configSnap struct {
+	routes *route.Table
+	dests  *destTable
+}
+
+// Router returns the Config's route table publisher, for reading (a status page, edge
+// routes, fault handlers). Change the routes through the Config (Load, Update): transports
+// following the Config route by the table of its last update, swapped in with that
+// document's destination policies, and do not see a table given to the Router directly.
 func (c *Config) Router() *route.Router { return c.router }
 
 // Version counts the documents the Config took, starting at 1 (the router's version).
@@ -190,7 +201,7 @@ func (c *Config) Load(data []byte) error {
 func (c *Config) Update(doc Document) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, err := buildDestTable(doc.Destinations, c.cur.Load())
+	t, err := buildDestTable(doc.Destinations, c.cur.Load().dests)
 	if err != nil {
 		return err
 	}
@@ -200,14 +211,16 @@ func (c *Config) Update(doc Document) error {
 	if err := c.router.Update(doc.Config); err != nil {
 		return err
 	}
-	c.cur.Store(t)
+	// Transports read the routes from the snapshot, not the router: the new table and t
+	// become theirs in this one store.
+	c.cur.Store(&configSnap{routes: c.router.Table(), dests: t})
 	return nil
 }
 
 // Destinations returns the destination policies in force, as the document wrote them. The
 // caller may modify the map it gets; the policies' pointers are shared and must not be.
 func (c *Config) Destinations() map[string]DestinationPolicy {
-	t := c.cur.Load()
+	t := c.cur.Load().dests
 	m := make(map[string]DestinationPolicy, len(t.m))
 	for svc, e := range t.m {
 		m[svc] = e.spec

@@ -32,7 +32,7 @@ func (c *Config) configBase(base http.RoundTripper) (_ http.RoundTripper, counte
 	tok := &uncountedBase{base: fmt.Sprintf("%T", base)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.cur.Load().connLimitError(tok.base); err != nil {
+	if err := c.cur.Load().dests.connLimitError(tok.base); err != nil {
 		return nil, nil, nil, err
 	}
 	if c.uncounted == nil {

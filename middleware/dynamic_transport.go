@@ -23,21 +23,31 @@ type dynamicPolicies struct {
 	cache atomic.Pointer[destPolicies]
 }
 
-// entry returns service's policies in the current destination table, or nil.
+// snapshot returns the Config's current routes and destination policies (WithConfig), read
+// once per request so that the two always come from one document; nil without a Config.
+func (t *Transport) snapshot() *configSnap {
+	if t.cfg.dynamic == nil {
+		return nil
+	}
+	return t.cfg.dynamic.cur.Load()
+}
+
+// destEntry returns service's policies in the current destination table, or nil.
 func (t *Transport) destEntry(service string) *destEntry {
 	if t.cfg.dynamic == nil {
 		return nil
 	}
-	return t.cfg.dynamic.cur.Load().m[service]
+	return t.cfg.dynamic.cur.Load().dests.m[service]
 }
 
 // ownPolicies returns the policies a request to service runs under before any route
-// override: the transport's, with the service's destination policies merged in.
-func (t *Transport) ownPolicies(service string) *policies {
-	if t.cfg.dynamic == nil {
+// override: the transport's, with the service's destination policies of snap (nil without a
+// Config) merged in.
+func (t *Transport) ownPolicies(snap *configSnap, service string) *policies {
+	if snap == nil {
 		return &t.pol
 	}
-	table := t.cfg.dynamic.cur.Load()
+	table := snap.dests
 	e := table.m[service]
 	if e == nil || (e.retry == nil && e.hedge == nil && !e.spec.DisableHedge && e.spec.Timeout == 0 && e.spec.AttemptTimeout == 0) {
 		return &t.pol
@@ -120,6 +130,8 @@ func (t *Transport) newBalancer(b *destBuild, opts ...breaker.Option) (*balancer
 // current returns d, or when the Config changed d's balancer or breaker settings since d was
 // made, a destination made afresh under the new ones (d is dropped; requests in flight on it
 // finish normally).
+// It compares with the Config's latest settings, not the request's snapshot: a request that
+// read the previous document must not drop (and so churn) a destination already rebuilt.
 func (t *Transport) current(req *http.Request, rd *route.Destination, d *destination) (*destination, error) {
 	if t.cfg.dynamic == nil || t.buildOf(d.service) == d.build {
 		return d, nil
@@ -152,9 +164,12 @@ func (t *Transport) drop(d *destination) {
 	}
 }
 
-// destLimits returns the limits of the Config for service, or nil.
-func (t *Transport) destLimits(service string) *outboundLimits {
-	if e := t.destEntry(service); e != nil {
+// destLimits returns the limits of snap (nil without a Config) for service, or nil.
+func (t *Transport) destLimits(snap *configSnap, service string) *outboundLimits {
+	if snap == nil {
+		return nil
+	}
+	if e := snap.dests.m[service]; e != nil {
 		return e.limits
 	}
 	return nil

@@ -233,14 +233,18 @@ func (s *routeState) finish(resp *http.Response, err error, kind outcome.Kind) {
 // lookup matches req against the route table, when the transport has one; nil when no route
 // matches. A mirrored copy (marked in its context by the route.Shadower that sent it) is not
 // routed again; a request that merely carries route.ShadowHeader, which any caller can send,
-// is routed like any other.
-func (t *Transport) lookup(req *http.Request) *routeState {
+// is routed like any other. With a Config (snap not nil) the table is snap's.
+func (t *Transport) lookup(req *http.Request, snap *configSnap) *routeState {
 	if t.cfg.routes == nil || route.IsShadow(req.Context()) {
 		return nil
 	}
 	rq := route.FromHTTP(req)
 	fillCaller(req.Context(), &rq) // route_caller.go
-	dec, ok := t.cfg.routes.Lookup(&rq)
+	table := t.cfg.routes.Table()
+	if snap != nil {
+		table = snap.routes
+	}
+	dec, ok := table.Lookup(&rq)
 	if !ok {
 		return nil
 	}

@@ -479,7 +479,8 @@ func (t *Transport) CloseIdleConnections() {
 // matching balancer.ErrOverflow when a destination's limit does (WithLimits), or the context's
 // error.
 func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
-	rs := t.lookup(req) // routing.go; nil when no route matches
+	snap := t.snapshot()      // WithConfig's routes and destination policies, read once: dynamic_transport.go
+	rs := t.lookup(req, snap) // routing.go; nil when no route matches
 	var rd *route.Destination
 	if rs != nil {
 		rd = rs.dec.Destination
@@ -534,7 +535,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 		defer func() { p.done(kind) }()
 	}
-	if dl := t.destLimits(d.service); dl != nil { // WithConfig's limits: dynamic_transport.go
+	if dl := t.destLimits(snap, d.service); dl != nil { // WithConfig's limits: dynamic_transport.go
 		p, lerr := dl.admit(req, d.service)
 		recordOutbound(rctx, t.tel, lerr)
 		if lerr != nil {
@@ -543,7 +544,7 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		}
 		defer func() { p.done(kind) }()
 	}
-	pol, rt := t.ownPolicies(d.service), (*route.Route)(nil)
+	pol, rt := t.ownPolicies(snap, d.service), (*route.Route)(nil)
 	if rs != nil {
 		rt = rs.dec.Route
 		pol = t.routePol.get(t.cfg.routes, rt, pol, true, t.cfg.logger)

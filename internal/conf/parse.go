@@ -17,6 +17,21 @@ import (
 // maxDepth bounds the nesting of a JSON document.
 const maxDepth = 1000
 
+// The parsers' work is bounded before the decoder's node budget (maxNodes) applies, since a
+// parse tree costs a few hundred bytes a node: an 8 MiB list of zeros would otherwise cost
+// over a gigabyte before the decoder refused it.
+const (
+	// maxJSONNodes bounds the values and keys of a JSON document; the parser counts them and
+	// stops at the first over it (about 170 MB of parse tree at most).
+	maxJSONNodes = 1 << 19
+	// maxYAMLIndicators bounds the characters of a YAML document that can start a node (each
+	// of ",[{:?", and "-" before a blank, wherever it stands, quoted or in a comment: an
+	// overestimate), counted before the YAML library parses it. One stands for about two
+	// nodes (a key and its value), so a document gets about the same allowance in either
+	// syntax; each costs at most about 500 bytes of parse, about 130 MB in all.
+	maxYAMLIndicators = 1 << 18
+)
+
 // positions turns byte offsets into 1-based lines and columns.
 type positions []int // the offset where each line starts
 
@@ -38,7 +53,7 @@ func (p positions) at(off int) (line, col int) {
 // parseJSON reads a JSON document into a node tree, each node positioned where its token
 // starts. It refuses what encoding/json refuses, and data after the document.
 func parseJSON(data []byte) (*yaml.Node, error) {
-	p := &jsonParser{data: data, pos: newPositions(data), dec: json.NewDecoder(bytes.NewReader(data))}
+	p := &jsonParser{data: data, pos: newPositions(data), dec: json.NewDecoder(bytes.NewReader(data)), budget: maxJSONNodes}
 	p.dec.UseNumber()
 	root, err := p.value(0)
 	if err != nil {
@@ -53,9 +68,10 @@ func parseJSON(data []byte) (*yaml.Node, error) {
 }
 
 type jsonParser struct {
-	data []byte
-	pos  positions
-	dec  *json.Decoder
+	data   []byte
+	pos    positions
+	dec    *json.Decoder
+	budget int // the nodes still allowed
 }
 
 // start is the offset of the next token: past the whitespace and separators after the last.
@@ -87,6 +103,9 @@ func (p *jsonParser) value(depth int) (*yaml.Node, error) {
 		return nil, p.syntax(err)
 	}
 	line, col := p.pos.at(off)
+	if p.budget--; p.budget < 0 {
+		return nil, &Error{Line: line, Column: col, Err: fmt.Errorf("document too complex (over %d JSON values and keys)", maxJSONNodes)}
+	}
 	n := &yaml.Node{Kind: yaml.ScalarNode, Line: line, Column: col}
 	switch t := tok.(type) {
 	case json.Delim:
@@ -142,6 +161,9 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 			root, err = nil, &Error{Err: fmt.Errorf("malformed YAML document (%v)", r)}
 		}
 	}()
+	if err := yamlItems(data); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -163,6 +185,30 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 	}
 	return nil, e
 }
+
+// yamlItems refuses a YAML document with more than maxYAMLIndicators characters that can
+// start a node, naming the line of the first over the limit; it allocates nothing otherwise.
+func yamlItems(data []byte) error {
+	n, line := 0, 1
+	for i, c := range data {
+		switch c {
+		case '\n':
+			line++
+		case '-': // an indicator only before a blank: "my-service" is one scalar
+			if i+1 < len(data) && !isBlank(data[i+1]) {
+				continue
+			}
+			fallthrough
+		case ',', '[', '{', ':', '?':
+			if n++; n > maxYAMLIndicators {
+				return &Error{Line: line, Err: fmt.Errorf("document too complex (over %d YAML items: the characters \",[{:?\" and \"- \" that can start a value or key)", maxYAMLIndicators)}
+			}
+		}
+	}
+	return nil
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func yamlSyntax(data []byte, err error) error {
 	msg := err.Error()
