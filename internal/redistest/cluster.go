@@ -293,31 +293,54 @@ func sentinelField(out, name string) string {
 	return ""
 }
 
-// MoveSlots moves n hash slots from the master at from to the master at to,
-// keys and all, with redis-cli --cluster reshard: a live slot migration.
-func (c *Cluster) MoveSlots(from, to string, n int) error {
+// MoveSlot moves one hash slot, keys and all, from the master at from to the master at to,
+// as redis-cli's reshard does for each slot: IMPORTING on the target, MIGRATING on the source,
+// MIGRATE of its keys, then the new owner announced to every master.
+func (c *Cluster) MoveSlot(slot int, from, to string) error {
 	cli, err := redisCLI(c.Nodes[0].bin)
 	if err != nil {
 		return err
 	}
-	id := func(addr string) (string, error) {
+	run := func(addr string, args ...string) (string, error) {
 		host, port, _ := strings.Cut(addr, ":")
-		out, err := runCLI(false, cli, "-h", host, "-p", port, "cluster", "myid")
-		return strings.TrimSpace(string(out)), err
+		ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, cli, append([]string{"-h", host, "-p", port}, args...)...).Output()
+		if err != nil {
+			return "", fmt.Errorf("redistest: %s %v: %w", addr, args, err)
+		}
+		return strings.TrimSpace(string(out)), nil
 	}
-	fromID, err := id(from)
+	fromID, err := run(from, "cluster", "myid")
 	if err != nil {
-		return fmt.Errorf("redistest: node id of %s: %w", from, err)
+		return err
 	}
-	toID, err := id(to)
+	toID, err := run(to, "cluster", "myid")
 	if err != nil {
-		return fmt.Errorf("redistest: node id of %s: %w", to, err)
+		return err
 	}
-	out, err := runCLI(true, cli, "--cluster", "reshard", from,
-		"--cluster-from", fromID, "--cluster-to", toID,
-		"--cluster-slots", strconv.Itoa(n), "--cluster-yes")
+	s := strconv.Itoa(slot)
+	steps := [][]string{{to, "cluster", "setslot", s, "importing", fromID}, {from, "cluster", "setslot", s, "migrating", toID}}
+	for _, st := range steps {
+		if _, err := run(st[0], st[1:]...); err != nil {
+			return err
+		}
+	}
+	keys, err := run(from, "cluster", "getkeysinslot", s, "1000")
 	if err != nil {
-		return fmt.Errorf("redistest: redis-cli --cluster reshard: %v: %s", err, tail(string(out)))
+		return err
+	}
+	if keys != "" {
+		host, port, _ := strings.Cut(to, ":")
+		args := append([]string{"migrate", host, port, "", "0", "5000", "keys"}, strings.Fields(keys)...)
+		if _, err := run(from, args...); err != nil {
+			return err
+		}
+	}
+	for _, addr := range []string{to, from} {
+		if _, err := run(addr, "cluster", "setslot", s, "node", toID); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -104,7 +104,7 @@ func TestProxylessClientToSidecar(t *testing.T) {
 	web := newMesh(t, a, "pxclient")
 	hc := meshClient(t, web)
 
-	eventually(t, 45*time.Second, "a call through the sidecar", func() error {
+	eventually(t, 90*time.Second, "a call through the sidecar", func() error {
 		code, body, err := get(hc, "http://sidecarred/")
 		if err == nil && (code != 200 || body != "legacy says hi") {
 			err = fmt.Errorf("%d %q", code, body)
