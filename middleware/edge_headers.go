@@ -41,7 +41,7 @@ func buildEdge(c *config, next http.Handler) http.Handler {
 	if e.maxBody == 0 && e.routes == nil {
 		return nil
 	}
-	return &edgeHandler{next: next, maxBody: e.maxBody, routes: e.routes}
+	return &edgeHandler{next: next, maxBody: e.maxBody, routes: e.routes, routeHost: c.server.routeHost}
 }
 
 // edgeHandler applies the body limit and the route's header transforms.
@@ -49,12 +49,14 @@ type edgeHandler struct {
 	next    http.Handler  // immutable
 	maxBody int64         // immutable
 	routes  *route.Router // immutable; nil when none
+	// routeHost is the Host routes are matched with (NewGateway's service); "": r.Host.
+	routeHost string // immutable
 }
 
 func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	limit, pol := h.maxBody, (*route.EdgePolicy)(nil)
 	if h.routes != nil {
-		rq := route.FromHTTP(r)
+		rq := routeRequest(r, h.routeHost) // gateway_routehost.go
 		if rt := h.routes.Table().Match(&rq); rt != nil {
 			pol = rt.Edge()
 		}
