@@ -43,7 +43,8 @@ type ConsumerPolicy struct {
 	// Router is the route table whose route names plans list (auth.Plan.Routes): a request
 	// is matched against its current table, and the matched route's name must be one of the
 	// plan's. Give the Router the gateway routes its requests with, so that the route checked
-	// is the route taken. Default nil: a consumer whose plan lists routes is refused (403),
+	// is the route taken; behind NewGateway the request is matched with the gateway's
+	// service as its Host, as the request the gateway sends (GatewayConfig). Default nil: a consumer whose plan lists routes is refused (403),
 	// and NewHandler refuses a registry that has such a plan when it starts.
 	Router *route.Router
 	// DailyLimiter returns the limiter of one plan's daily quota q (auth.Plan.PerDay as a

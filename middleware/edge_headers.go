@@ -19,7 +19,9 @@ type edgeConfig struct {
 // request and response header transforms) of the route of r's current table that each
 // request matches, usually the router the gateway's Transport routes by (WithRoutes). The
 // route is matched as the transport matches it, on the request as it arrives: what a caller
-// can choose of it (host, headers, query) chooses the route, as it chooses the destination.
+// can choose of it (headers, query) chooses the route, as it chooses the destination. Behind
+// NewGateway the Host is the gateway's service (GatewayConfig.Service), as on the request
+// the gateway sends, unless GatewayConfig.RouteByHost.
 // Request headers are transformed before the handler runs (after authentication and the rate
 // limits, which see them as sent); response headers when the handler writes its status (a
 // protocol switch, 101, keeps the headers the handler gave it). The router may be reloaded
