@@ -87,12 +87,17 @@ func NewReverseProxy(transport http.RoundTripper, cfg GatewayConfig) (*httputil.
 // the CORS headers of upstream answers are removed, so that the gateway's policy is the only
 // one a browser sees. The edge route stage (WithEdgeRoutes) and the consumers' route check
 // (WithConsumers) match routes as the transport will match the proxied request: with Host
-// cfg.Service, unless cfg.RouteByHost. The handler is safe for concurrent use; the
+// cfg.Service, unless cfg.RouteByHost; and a consumer's plan routes are checked again on the
+// request the proxy sends (403 when the route it takes is not the plan's: a header the
+// proxy replaced, say). The handler is safe for concurrent use; the
 // transport's Close is the caller's. Errors name the bad option or field.
 func NewGateway(transport http.RoundTripper, cfg GatewayConfig, opts ...HandlerOption) (http.Handler, error) {
 	hc, err := newConfig(opts, HandlerOption.applyHandler)
 	if err != nil {
 		return nil, err
+	}
+	if cs := hc.server.consumers; cs != nil && cs.pol.Router != nil && transport != nil {
+		transport = planGuard{next: transport, router: cs.pol.Router} // gateway_routehost.go
 	}
 	rp, err := newReverseProxy(transport, cfg, hc.server.edge.cors != nil)
 	if err != nil {
@@ -222,6 +227,9 @@ func (g *gatewayGlue) error(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &tooLarge) || bodyOverLimit(r):
 		refuseTooLarge(w, r)
+		return
+	case errors.Is(err, errPlanRoute): // gateway_routehost.go
+		writeJSONError(w, http.StatusForbidden, `{"error":"forbidden"}`)
 		return
 	case r.Context().Err() != nil:
 		// The caller has gone: nobody reads the answer, but telemetry and logs see it.

@@ -162,3 +162,57 @@ func TestGatewayConsumerRouteByServiceHost(t *testing.T) {
 		t.Fatalf("admin got %d requests", n)
 	}
 }
+
+// TestGatewayConsumerRouteOnSentRequest checks that the plan's route check holds on the
+// request the gateway sends, not only on the one that arrived: a route matching
+// X-Forwarded-Proto: https, which an untrusted caller can send but the gateway replaces,
+// does not let a plan limited to it reach the route the sent request takes (403, and that
+// route's service gets nothing).
+func TestGatewayConsumerRouteOnSentRequest(t *testing.T) {
+	var otherHits atomic.Int64
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "{}") }))
+	t.Cleanup(web.Close)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		otherHits.Add(1)
+		_, _ = io.WriteString(w, "{}")
+	}))
+	t.Cleanup(other.Close)
+	routes, err := route.NewRouter(route.Config{Routes: []route.RouteConfig{
+		{Name: "tls", Match: route.Match{Headers: []route.HeaderMatch{{Name: "X-Forwarded-Proto", Exact: "https"}}}, Destination: &route.Destination{Service: "web"}},
+		{Name: "other", Destination: &route.Destination{Service: "other"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := discovery.MustNewStatic(map[string][]discovery.Endpoint{
+		"web": {{Addr: web.Listener.Addr().String()}}, "other": {{Addr: other.Listener.Addr().String()}},
+	})
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
+	tr, err := middleware.NewTransport(base, middleware.WithResolver(res), middleware.WithRoutes(routes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	reg, err := auth.NewConsumers(auth.ConsumersConfig{
+		Plans:     map[string]auth.Plan{"tlsonly": {PerSecond: 1000, Routes: []string{"tls"}}},
+		Consumers: []auth.ConsumerConfig{{Name: "c", Plan: "tlsonly", Keys: []string{auth.HashAPIKey("key-tls-0123456789")}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := middleware.NewGateway(tr, middleware.GatewayConfig{Service: "web"},
+		middleware.WithConsumers(reg, middleware.ConsumerPolicy{Router: routes}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := httptest.NewServer(h)
+	t.Cleanup(gw.Close)
+	hdr := http.Header{"X-Api-Key": {"key-tls-0123456789"}, "X-Forwarded-Proto": {"https"}}
+	if code, _, _ := hostGet(t, gw.URL, "web", hdr); code != http.StatusForbidden {
+		t.Errorf("forged X-Forwarded-Proto: status %d, want 403", code)
+	}
+	if n := otherHits.Load(); n != 0 {
+		t.Fatalf("the route the plan does not list reached its service %d times", n)
+	}
+}
