@@ -43,7 +43,8 @@ type ConsumerPolicy struct {
 	// Router is the route table whose route names plans list (auth.Plan.Routes): a request
 	// is matched against its current table, and the matched route's name must be one of the
 	// plan's. Give the Router the gateway routes its requests with, so that the route checked
-	// is the route taken. Default nil: a consumer whose plan lists routes is refused (403),
+	// is the route taken; behind NewGateway the request is matched with the gateway's
+	// service as its Host, as the request the gateway sends (GatewayConfig). Default nil: a consumer whose plan lists routes is refused (403),
 	// and NewHandler refuses a registry that has such a plan when it starts.
 	Router *route.Router
 	// DailyLimiter returns the limiter of one plan's daily quota q (auth.Plan.PerDay as a
@@ -292,13 +293,15 @@ func buildConsumers(c *config, next http.Handler) http.Handler {
 		s.challenge = append(s.challenge, "Bearer")
 	}
 	s.challenge = slices.Clip(s.challenge) // a header Add must not write into it
-	return &consumerHandler{s: s, next: next}
+	return &consumerHandler{s: s, next: next, routeHost: c.server.routeHost}
 }
 
 // consumerHandler is the WithConsumers stage of NewHandler.
 type consumerHandler struct {
 	s    *consumerStage // immutable
 	next http.Handler   // immutable
+	// routeHost is the Host routes are matched with (NewGateway's service); "": r.Host.
+	routeHost string // immutable
 }
 
 func (h *consumerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -313,7 +316,7 @@ func (h *consumerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unauthorized(w)
 		return
 	}
-	if !s.routeAllowed(r, c) {
+	if !s.routeAllowed(r, c, h.routeHost) {
 		s.tel.RateLimited(ctx, "consumer.route", 0, false)
 		writeJSONError(w, http.StatusForbidden, `{"error":"forbidden"}`)
 		return
@@ -376,15 +379,16 @@ func (s *consumerStage) identify(r *http.Request) (auth.Consumer, string) {
 	return c, ""
 }
 
-// routeAllowed reports whether c's plan allows the route r matches.
-func (s *consumerStage) routeAllowed(r *http.Request, c auth.Consumer) bool {
+// routeAllowed reports whether c's plan allows the route r matches, with host as its Host
+// when not "" (see consumerHandler.routeHost).
+func (s *consumerStage) routeAllowed(r *http.Request, c auth.Consumer, host string) bool {
 	if len(c.Limits.Routes) == 0 {
 		return true
 	}
 	if s.pol.Router == nil || hasDotSegment(r.URL.Path) {
 		return false
 	}
-	rq := route.FromHTTP(r)
+	rq := routeRequest(r, host) // gateway_routehost.go
 	rt := s.pol.Router.Table().Match(&rq)
 	return rt != nil && slices.Contains(c.Limits.Routes, rt.Name())
 }

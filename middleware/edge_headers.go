@@ -19,7 +19,9 @@ type edgeConfig struct {
 // request and response header transforms) of the route of r's current table that each
 // request matches, usually the router the gateway's Transport routes by (WithRoutes). The
 // route is matched as the transport matches it, on the request as it arrives: what a caller
-// can choose of it (host, headers, query) chooses the route, as it chooses the destination.
+// can choose of it (headers, query) chooses the route, as it chooses the destination. Behind
+// NewGateway the Host is the gateway's service (GatewayConfig.Service), as on the request
+// the gateway sends, unless GatewayConfig.RouteByHost.
 // Request headers are transformed before the handler runs (after authentication and the rate
 // limits, which see them as sent); response headers when the handler writes its status (a
 // protocol switch, 101, keeps the headers the handler gave it). The router may be reloaded
@@ -41,7 +43,7 @@ func buildEdge(c *config, next http.Handler) http.Handler {
 	if e.maxBody == 0 && e.routes == nil {
 		return nil
 	}
-	return &edgeHandler{next: next, maxBody: e.maxBody, routes: e.routes}
+	return &edgeHandler{next: next, maxBody: e.maxBody, routes: e.routes, routeHost: c.server.routeHost}
 }
 
 // edgeHandler applies the body limit and the route's header transforms.
@@ -49,12 +51,14 @@ type edgeHandler struct {
 	next    http.Handler  // immutable
 	maxBody int64         // immutable
 	routes  *route.Router // immutable; nil when none
+	// routeHost is the Host routes are matched with (NewGateway's service); "": r.Host.
+	routeHost string // immutable
 }
 
 func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	limit, pol := h.maxBody, (*route.EdgePolicy)(nil)
 	if h.routes != nil {
-		rq := route.FromHTTP(r)
+		rq := routeRequest(r, h.routeHost) // gateway_routehost.go
 		if rt := h.routes.Table().Match(&rq); rt != nil {
 			pol = rt.Edge()
 		}

@@ -11,11 +11,13 @@ import (
 )
 
 // A reverse proxy over the mesh Transport: every request goes to the service "web" (found
-// through discovery, whatever Host the caller sent), with X-Forwarded-* set by the proxy; a
+// through discovery, whatever Host the caller sent: the request's Host is "web", the
+// caller's is in X-Forwarded-Host), with X-Forwarded-* set by the proxy; a
 // service the transport cannot reach is answered 503.
 func ExampleNewReverseProxy() {
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "web: host %s, X-Forwarded-For %s", r.Host, r.Header.Get("X-Forwarded-For"))
+		fmt.Fprintf(w, "web: host %s, X-Forwarded-Host %s, X-Forwarded-For %s",
+			r.Host, r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-For"))
 	}))
 	defer web.Close()
 	resolver := discovery.MustNewStatic(map[string][]discovery.Endpoint{
@@ -47,6 +49,6 @@ func ExampleNewReverseProxy() {
 		fmt.Println(service+":", resp.StatusCode, string(body))
 	}
 	// Output:
-	// web: 200 web: host shop.example.com, X-Forwarded-For 127.0.0.1
+	// web: 200 web: host web, X-Forwarded-Host shop.example.com, X-Forwarded-For 127.0.0.1
 	// empty: 503 Service Unavailable
 }

@@ -24,9 +24,19 @@ import (
 type GatewayConfig struct {
 	// Service is the mesh service (the host name the transport's resolver knows, "web" or
 	// "web:8080") that a request goes to unless a route of the transport (WithRoutes) sends
-	// it elsewhere. The Host a caller sends never names the service: a caller cannot reach
-	// an internal service by choosing its Host. Required.
+	// it elsewhere. The Host a caller sends never names the service, nor chooses the route:
+	// the request is sent, and routed, as a request to Service (its Host is Service; the
+	// caller's Host is in X-Forwarded-Host, see Trust), so that a caller cannot reach an
+	// internal service, or another service's route, by choosing its Host. Required.
 	Service string
+	// RouteByHost trusts every caller's Host to choose the route: the request keeps the Host
+	// the caller sent, the transport's routes match it (a route table with a route per host,
+	// or Consul discovery-chain routes, which match each service's name as the Host, then
+	// let any caller reach any of those services by naming it), and the service sees it.
+	// The edge route stage (WithEdgeRoutes) and the consumers' route check (WithConsumers)
+	// of NewGateway match it too. Set it only for a gateway whose routes are meant to be
+	// chosen by virtual host. Default false: routes are matched with Host Service.
+	RouteByHost bool
 	// Scheme is the scheme of the requests sent to the service: "http" or "https". Default
 	// "http".
 	Scheme string
@@ -56,7 +66,9 @@ type GatewayConfig struct {
 //     switch;
 //   - X-Forwarded-For, -Host and -Proto are set by the proxy, and a caller's own are
 //     replaced unless cfg.Trust admits it (see [GatewayConfig]);
-//   - the request keeps the Host the caller sent (routes may match it; the service sees it);
+//   - the request's Host is cfg.Service, so that the transport's routes match it as a
+//     request to the service whatever Host the caller sent (the caller's is in
+//     X-Forwarded-Host); with cfg.RouteByHost it keeps the Host the caller sent;
 //   - streamed answers (text/event-stream, or of unknown length) are flushed as they come;
 //     a protocol switch (WebSocket) is carried through when the transport returns the
 //     upgraded connection as a writable body, as http.Transport does;
@@ -73,16 +85,26 @@ func NewReverseProxy(transport http.RoundTripper, cfg GatewayConfig) (*httputil.
 // (WithCORS, WithMaxRequestBody, WithEdgeRoutes, WithJWT, WithServerRateLimit,
 // WithLoadShedding...) in front of NewReverseProxy(transport, cfg). When WithCORS is given,
 // the CORS headers of upstream answers are removed, so that the gateway's policy is the only
-// one a browser sees. The handler is safe for concurrent use; the transport's Close is the
-// caller's. Errors name the bad option or field.
+// one a browser sees. The edge route stage (WithEdgeRoutes) and the consumers' route check
+// (WithConsumers) match routes as the transport will match the proxied request: with Host
+// cfg.Service, unless cfg.RouteByHost; and a consumer's plan routes are checked again on the
+// request the proxy sends (403 when the route it takes is not the plan's: a header the
+// proxy replaced, say). The handler is safe for concurrent use; the
+// transport's Close is the caller's. Errors name the bad option or field.
 func NewGateway(transport http.RoundTripper, cfg GatewayConfig, opts ...HandlerOption) (http.Handler, error) {
 	hc, err := newConfig(opts, HandlerOption.applyHandler)
 	if err != nil {
 		return nil, err
 	}
+	if cs := hc.server.consumers; cs != nil && cs.pol.Router != nil && transport != nil {
+		transport = planGuard{next: transport, router: cs.pol.Router} // gateway_routehost.go
+	}
 	rp, err := newReverseProxy(transport, cfg, hc.server.edge.cors != nil)
 	if err != nil {
 		return nil, err
+	}
+	if len(opts) > 0 && !cfg.RouteByHost { // without options, no stage matches routes
+		opts = append(slices.Clip(opts), gatewayRouteHost(cfg.Service)) // gateway_routehost.go
 	}
 	return NewHandler(rp, opts...)
 }
@@ -97,7 +119,7 @@ func newReverseProxy(transport http.RoundTripper, cfg GatewayConfig, stripCORS b
 	case cfg.Scheme != "" && cfg.Scheme != "http" && cfg.Scheme != "https":
 		return nil, fmt.Errorf(`middleware: GatewayConfig.Scheme must be "http" or "https", got %q`, truncateString(cfg.Scheme, 16))
 	}
-	g := &gatewayGlue{service: cfg.Service, scheme: cmp.Or(cfg.Scheme, "http"), trust: cfg.Trust, logger: cfg.Logger}
+	g := &gatewayGlue{service: cfg.Service, scheme: cmp.Or(cfg.Scheme, "http"), trust: cfg.Trust, logger: cfg.Logger, routeByHost: cfg.RouteByHost}
 	if g.logger == nil {
 		g.logger = slog.New(slog.DiscardHandler)
 	}
@@ -118,6 +140,7 @@ type gatewayGlue struct {
 	service, scheme string
 	trust           func(*route.Request) bool
 	logger          *slog.Logger
+	routeByHost     bool // keep the caller's Host
 }
 
 // The forwarding headers, canonical.
@@ -133,6 +156,11 @@ const (
 func (g *gatewayGlue) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme, out.URL.Host = g.scheme, g.service
+	if !g.routeByHost {
+		// The transport matches routes on the Host: the request is one to the service.
+		// SetXForwarded below reads the caller's Host from in.
+		out.Host = g.service
+	}
 	trusted := g.trusted(in)
 	stripUnderscoreAliases(out.Header)
 	if trusted {
@@ -199,6 +227,9 @@ func (g *gatewayGlue) error(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &tooLarge) || bodyOverLimit(r):
 		refuseTooLarge(w, r)
+		return
+	case errors.Is(err, errPlanRoute): // gateway_routehost.go
+		writeJSONError(w, http.StatusForbidden, `{"error":"forbidden"}`)
 		return
 	case r.Context().Err() != nil:
 		// The caller has gone: nobody reads the answer, but telemetry and logs see it.

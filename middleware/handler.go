@@ -38,6 +38,7 @@ type serverConfig struct {
 	tel           *telemetry.Telemetry      // built by NewHandler
 	edge          edgeConfig                // NewHandler's edge stages: edge_headers.go
 	consumers     *consumerStage            // nil without WithConsumers: consumers.go
+	routeHost     string                    // NewGateway's service: gateway_routehost.go
 }
 
 type serverRateLimit struct {
