@@ -133,7 +133,7 @@ func TestConfigConnectTimeoutBoundsDial(t *testing.T) {
 	require.Error(t, err, "the dial never completes")
 	var ne net.Error
 	assert.True(t, errors.As(err, &ne) && ne.Timeout(), "a dial timeout: %v", err)
-	assert.True(t, strings.Contains(err.Error(), "dial"), "%v", err)
+	assert.True(t, strings.Contains(err.Error(), "dial") && strings.Contains(err.Error(), "i/o timeout"), "%v", err)
 	assert.NoError(t, ctx.Err(), "the request's own deadline did not end it: %v", err)
 }
 

@@ -52,8 +52,9 @@ type ChainRules struct {
 	Routes []route.RouteConfig
 	// Balancers are the load-balancer policies of the destination services, by service.
 	Balancers map[string]balancer.Config
-	// ConnectTimeouts are the resolvers' connect timeouts, by destination service. The
-	// transport does not apply them (its dialer's timeout applies); they are reported.
+	// ConnectTimeouts are the resolvers' connect timeouts, by destination service: a
+	// ChainWatcher makes each the destination's connectTimeout (see
+	// middleware.DestinationPolicy).
 	ConnectTimeouts map[string]time.Duration
 	// Failover lists the services whose health decides a failover.
 	Failover []string

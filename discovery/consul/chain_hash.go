@@ -72,3 +72,27 @@ func chainHashPolicy(hp api.HashPolicy) (balancer.HashPolicy, error) {
 	}
 	return p, nil
 }
+
+// addChainDests adds the destination policies of rules (a balancer, a connect timeout) to
+// dests, for the services dests has no policy for yet: the first chain naming a service
+// decides its policy.
+func addChainDests(dests map[string]any, rules *ChainRules) {
+	add := map[string]map[string]any{}
+	for svc, b := range rules.Balancers {
+		if _, ok := dests[svc]; !ok {
+			add[svc] = map[string]any{"balancer": b}
+		}
+	}
+	for svc, d := range rules.ConnectTimeouts {
+		if _, ok := dests[svc]; ok {
+			continue
+		}
+		if add[svc] == nil {
+			add[svc] = map[string]any{}
+		}
+		add[svc]["connectTimeout"] = d.String()
+	}
+	for svc, p := range add {
+		dests[svc] = p
+	}
+}
