@@ -69,6 +69,13 @@ type DestinationPolicy struct {
 	// Limits bound the requests sent to the service, on top of the transport's own limits.
 	// Default nil: none.
 	Limits *DestinationLimits `json:"limits,omitempty" yaml:"limits,omitempty"`
+	// ConnectTimeout bounds the dial of each new connection to the service's endpoints (an
+	// attempt whose dial takes longer fails as a connection failure, which is retried as
+	// such); connections already open are reused without it. The Transport applies it
+	// through the dialer of its base when that is an *http.Transport (or nil), and not over
+	// another base, whose dials it cannot reach, nor through a DialTLS without a context.
+	// Default 0: the base dialer's own timeout.
+	ConnectTimeout time.Duration `json:"connectTimeout,omitempty" yaml:"connectTimeout,omitempty"`
 }
 
 // DestinationLimits bound the requests a transport sends to one service. A refusal is an
@@ -321,6 +328,9 @@ func newDestEntry(spec DestinationPolicy) (*destEntry, error) {
 	}
 	if spec.AttemptTimeout < 0 {
 		return nil, fieldErr("attemptTimeout", fmt.Errorf("must not be negative, got %v", spec.AttemptTimeout))
+	}
+	if spec.ConnectTimeout < 0 {
+		return nil, fieldErr("connectTimeout", fmt.Errorf("must not be negative, got %v", spec.ConnectTimeout))
 	}
 	if l := spec.Limits; l != nil {
 		lim, err := newDestLimits(*l)

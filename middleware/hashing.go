@@ -36,6 +36,15 @@ func hashPolicies(cfg *balancer.Config, rt *route.Route) []balancer.HashPolicy {
 	return cfg.HashPolicy
 }
 
+// balancerConfig returns the balancer config d was made with: its WithConfig destination
+// policy's when that has one, else def (the transport's).
+func (d *destination) balancerConfig(def *balancer.Config) *balancer.Config {
+	if d.build != nil && d.build.balancer != nil {
+		return d.build.balancer
+	}
+	return def
+}
+
 // httpHashKey returns the hash key of req under policies (see balancer.HashPolicy), 0 when
 // none yields a value. A header policy reads req.Header (Host: req.Host), a cookie policy
 // req's Cookie header, a query policy req.URL's query, a source-IP policy req.RemoteAddr when

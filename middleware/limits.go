@@ -102,10 +102,11 @@ func countingClone(ht *http.Transport) *http.Transport {
 			dial = (&net.Dialer{}).DialContext
 		}
 	}
-	ht.DialContext, ht.Dial = limitedDial(dial), nil
+	// timedDial (connect_timeout.go) applies a destination's connect timeout.
+	ht.DialContext, ht.Dial = limitedDial(timedDial(dial)), nil
 	switch old := ht.DialTLS; { //nolint:staticcheck // honour the deprecated DialTLS as Dial above
 	case ht.DialTLSContext != nil:
-		ht.DialTLSContext = limitedDial(ht.DialTLSContext)
+		ht.DialTLSContext = limitedDial(timedDial(ht.DialTLSContext))
 	case old != nil:
 		ht.DialTLSContext = limitedDial(func(_ context.Context, network, addr string) (net.Conn, error) { return old(network, addr) })
 		ht.DialTLS = nil //nolint:staticcheck // replaced by the counting DialTLSContext

@@ -549,8 +549,9 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 		rt = rs.dec.Route
 		pol = t.routePol.get(t.cfg.routes, rt, pol, true, t.cfg.logger)
 	}
-	key := httpHashKey(req, hashPolicies(&t.cfg.balancer, rt))       // hashing.go
-	resp, winner, kind, err = t.send(rctx, req, d, pol, tr, rs, key) // client_http.go
+	key := httpHashKey(req, hashPolicies(d.balancerConfig(&t.cfg.balancer), rt)) // hashing.go
+	sctx := withConnectTimeout(rctx, snap, d.service)                            // connect_timeout.go
+	resp, winner, kind, err = t.send(sctx, req, d, pol, tr, rs, key)             // client_http.go
 	return resp, err
 }
 

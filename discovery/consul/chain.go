@@ -490,11 +490,7 @@ func (w *ChainWatcher) build() (doc []byte, warnings []string, errs []ChainResul
 		for _, rc := range rules.Routes {
 			routes = append(routes, rc)
 		}
-		for svc, b := range rules.Balancers {
-			if _, ok := dests[svc]; !ok {
-				dests[svc] = map[string]any{"balancer": b}
-			}
-		}
+		addChainDests(dests, rules) // chain_hash.go
 		warnings = append(warnings, rules.Warnings...)
 	}
 	if !known {

@@ -52,13 +52,14 @@ type ChainRules struct {
 	Routes []route.RouteConfig
 	// Balancers are the load-balancer policies of the destination services, by service.
 	Balancers map[string]balancer.Config
-	// ConnectTimeouts are the resolvers' connect timeouts, by destination service. The
-	// transport does not apply them (its dialer's timeout applies); they are reported.
+	// ConnectTimeouts are the resolvers' connect timeouts, by destination service: a
+	// ChainWatcher makes each the destination's connectTimeout (see
+	// middleware.DestinationPolicy).
 	ConnectTimeouts map[string]time.Duration
 	// Failover lists the services whose health decides a failover.
 	Failover []string
 	// Warnings name what the chain asks for that is mapped only approximately or not
-	// applied (hash policies, idle timeouts, ring hash read as Maglev).
+	// applied (cookie hash policies' cookieConfig, idle timeouts).
 	Warnings []string
 }
 
@@ -333,19 +334,19 @@ func (cc *chainCompiler) policies(n *api.DiscoveryGraphNode, r *api.DiscoveryRes
 	case "maglev":
 		p = balancer.PolicyMaglev
 	case "ring_hash":
-		p = balancer.PolicyMaglev
-		cc.warn("%s: load balancer ring_hash is applied as maglev (both consistent hashing)", where)
+		p = balancer.PolicyRingHash
 	default:
 		return &ChainError{Where: where + " loadBalancer.policy", Err: fmt.Errorf("unknown policy %q", lb.Policy)}
 	}
-	if len(lb.HashPolicies) > 0 {
-		cc.warn("%s: %d hash policies are not applied: a pick without a request key is random", where, len(lb.HashPolicies))
+	cfg := balancer.Config{Policy: p}
+	if err := cc.chainHashing(&cfg, lb, where); err != nil {
+		return err
 	}
 	if old, ok := cc.rules.Balancers[service]; ok && old.Policy != p {
 		cc.warn("%s: service %s has load balancers %s and %s; %s kept", where, service, old.Policy, p, old.Policy)
 		return nil
 	}
-	cc.rules.Balancers[service] = balancer.Config{Policy: p}
+	cc.rules.Balancers[service] = cfg
 	return nil
 }
 

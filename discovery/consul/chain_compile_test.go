@@ -125,10 +125,10 @@ func TestCompileChain(t *testing.T) {
 	assert.Equal(t, route.Destination{Service: "web", Subset: route.Subset{Meta: map[string]string{"version": "v1"}}}, r1.Split[0].Destination)
 	assert.Equal(t, route.Destination{Service: "web", Subset: route.Subset{Tags: []string{"v2"}}}, r1.Split[1].Destination)
 
-	assert.Equal(t, map[string]balancer.Config{"web": {Policy: balancer.PolicyMaglev}}, rules.Balancers)
+	assert.Equal(t, map[string]balancer.Config{"web": {Policy: balancer.PolicyRingHash, HashPolicy: []balancer.HashPolicy{{Header: "x-user"}}}}, rules.Balancers)
 	assert.Equal(t, map[string]time.Duration{"api": 5 * time.Second}, rules.ConnectTimeouts)
 	assert.Equal(t, []string{"web", "web-dr"}, rules.Failover)
-	assert.Len(t, rules.Warnings, 2, "ring_hash as maglev; hash policies: %v", rules.Warnings)
+	assert.Empty(t, rules.Warnings, "ring_hash and its header hash policy are applied")
 }
 
 func TestCompileChainFailover(t *testing.T) {
