@@ -195,3 +195,27 @@ func HashRequest(ctx context.Context, policies []HashPolicy, value func(p *HashP
 	}
 	return nonZero(h)
 }
+
+// JoinHashValues joins the values of a repeated header or metadata key with ",", as a list
+// header is folded, keeping no more than MaxHashKeyBytes (only those are hashed); false when
+// vs is empty. The HTTP and gRPC adapters share it.
+func JoinHashValues(vs []string) (string, bool) {
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	var b strings.Builder
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		room := MaxHashKeyBytes - min(b.Len(), MaxHashKeyBytes)
+		b.WriteString(v[:min(len(v), room)])
+		if b.Len() >= MaxHashKeyBytes {
+			break
+		}
+	}
+	return b.String(), true
+}

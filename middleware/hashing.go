@@ -60,7 +60,7 @@ func httpHashKey(req *http.Request, policies []balancer.HashPolicy) uint64 {
 			if strings.EqualFold(name, "host") {
 				return req.Host, req.Host != ""
 			}
-			return joinHeader(req.Header.Values(name))
+			return balancer.JoinHashValues(req.Header.Values(name))
 		case p.Cookie != "":
 			c, err := req.Cookie(p.Cookie)
 			if err != nil {
@@ -77,29 +77,6 @@ func httpHashKey(req *http.Request, policies []balancer.HashPolicy) uint64 {
 		}
 		return "", false
 	})
-}
-
-// joinHeader joins a header's values with ",", as a list header would be folded, keeping no
-// more than balancer.MaxHashKeyBytes; false when there is none.
-func joinHeader(vs []string) (string, bool) {
-	switch len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
-	}
-	var b strings.Builder
-	for i, v := range vs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		room := balancer.MaxHashKeyBytes - min(b.Len(), balancer.MaxHashKeyBytes)
-		b.WriteString(v[:min(len(v), room)])
-		if b.Len() >= balancer.MaxHashKeyBytes {
-			break
-		}
-	}
-	return b.String(), true
 }
 
 // sourceIP returns the IP address of the caller on whose behalf req is sent: req.RemoteAddr

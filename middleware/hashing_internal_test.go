@@ -61,14 +61,14 @@ func FuzzQueryValue(f *testing.F) {
 }
 
 func TestJoinHeaderBounded(t *testing.T) {
-	if v, ok := joinHeader(nil); ok || v != "" {
+	if v, ok := balancer.JoinHashValues(nil); ok || v != "" {
 		t.Errorf("no values: %q, %v", v, ok)
 	}
-	if v, _ := joinHeader([]string{"a", "b"}); v != "a,b" {
+	if v, _ := balancer.JoinHashValues([]string{"a", "b"}); v != "a,b" {
 		t.Errorf("got %q", v)
 	}
 	long := strings.Repeat("x", 200)
-	v, _ := joinHeader([]string{long, long, long})
+	v, _ := balancer.JoinHashValues([]string{long, long, long})
 	if len(v) != balancer.MaxHashKeyBytes || !strings.HasPrefix(v, long+",") {
 		t.Errorf("joined %d bytes, want the first %d", len(v), balancer.MaxHashKeyBytes)
 	}

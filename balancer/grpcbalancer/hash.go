@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -35,34 +34,12 @@ func HashKey(ctx context.Context, policies []balancer.HashPolicy) uint64 {
 				md, _ = metadata.FromOutgoingContext(ctx)
 				mdRead = true
 			}
-			return joinValues(md.Get(p.Header + p.Metadata)) // one of the two is set
+			return balancer.JoinHashValues(md.Get(p.Header + p.Metadata)) // one of the two is set
 		case p.SourceIP:
 			return peerIP(ctx)
 		}
 		return "", false
 	})
-}
-
-// joinValues joins vs with ",", stopping once balancer.MaxHashKeyBytes are there (only
-// those are hashed); false when vs is empty.
-func joinValues(vs []string) (string, bool) {
-	switch len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
-	}
-	var b strings.Builder
-	for i, v := range vs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(v[:min(len(v), balancer.MaxHashKeyBytes-min(b.Len(), balancer.MaxHashKeyBytes))])
-		if b.Len() >= balancer.MaxHashKeyBytes {
-			break
-		}
-	}
-	return b.String(), true
 }
 
 // peerIP returns the IP address of the gRPC peer in ctx, without the port.
