@@ -98,18 +98,20 @@ type deadlineHandler struct {
 }
 
 func (h *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r = withCallerAddr(r) // for the trust of the calls the handler makes: route_caller.go
 	d, ok := h.clientTimeout(r)
 	if h.max > 0 && (!ok || d > h.max) {
 		d, ok = h.max, true
 	}
-	if !ok {
-		h.next.ServeHTTP(w, r)
-		return
+	ctx := callerAddrContext(r) // for the trust of the calls the handler makes: route_caller.go
+	if ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
-	defer cancel()
-	h.next.ServeHTTP(w, r.WithContext(ctx))
+	if ctx != r.Context() {
+		r = r.WithContext(ctx) // one copy of the request for both
+	}
+	h.next.ServeHTTP(w, r)
 }
 
 // clientTimeout returns the time the client says it has left, when it says so in a

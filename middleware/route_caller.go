@@ -27,13 +27,13 @@ func WithRouteKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, routeKeyCtx{}, key)
 }
 
-// withCallerAddr records in r's context the address of its direct peer, so that calls made
+// callerAddrContext returns r's context with the address of its direct peer, so that calls made
 // with that context while serving r know on whose behalf they are sent.
-func withCallerAddr(r *http.Request) *http.Request {
+func callerAddrContext(r *http.Request) context.Context {
 	if r.RemoteAddr == "" {
-		return r
+		return r.Context()
 	}
-	return r.WithContext(context.WithValue(r.Context(), callerAddrCtx{}, r.RemoteAddr))
+	return context.WithValue(r.Context(), callerAddrCtx{}, r.RemoteAddr)
 }
 
 // fillCaller completes rq, a request looked up in a route table, with what ctx knows of the
