@@ -42,25 +42,37 @@ func (g *Guard) authenticateRPC(ctx context.Context, method string) (context.Con
 // UnaryServerInterceptor authenticates and authorizes unary calls like Handler does,
 // answering UNAUTHENTICATED or PERMISSION_DENIED with no detail of why.
 func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := g.authenticateRPC(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
+	u, _ := RPCInterceptors(g.authenticateRPC)
+	return u
 }
 
 // StreamServerInterceptor is the streaming counterpart of UnaryServerInterceptor; the
 // handler's stream context carries the claims.
 func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := g.authenticateRPC(ss.Context(), info.FullMethod)
+	_, s := RPCInterceptors(g.authenticateRPC)
+	return s
+}
+
+// RPCInterceptors makes the server interceptors of a per-call check: check gets the call's
+// context and full method name and returns the context the handler runs with (carrying what
+// it verified), or the status error that ends the call. Streams see the returned context
+// through their Context method.
+func RPCInterceptors(check func(ctx context.Context, fullMethod string) (context.Context, error)) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, err := check(ctx, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, err := check(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
 		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	}
+	return unary, stream
 }
 
 type ctxStream struct {

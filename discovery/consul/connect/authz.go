@@ -198,29 +198,12 @@ func rpcRequest(ctx context.Context, method string) *Request {
 // (both counted, DenialsMetric); the identity is in the handler's context
 // (auth.PeerFromContext). The server's credentials must be credentials.NewTLS(ServerTLS()).
 func (m *Mesh) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := m.authorizeRPC(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
+	u, _ := auth.RPCInterceptors(m.authorizeRPC)
+	return u
 }
 
 // StreamServerInterceptor is the streaming counterpart of UnaryServerInterceptor.
 func (m *Mesh) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := m.authorizeRPC(ss.Context(), info.FullMethod)
-		if err != nil {
-			return err
-		}
-		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
-	}
+	_, s := auth.RPCInterceptors(m.authorizeRPC)
+	return s
 }
-
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *ctxStream) Context() context.Context { return s.ctx }
