@@ -1,14 +1,12 @@
 package middleware
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -147,7 +145,7 @@ func WithTLS(cfg *tls.Config) GRPCClientOption {
 // wrap returns base with the outbound credentials of the options applied: NewTransport calls
 // it on its base transport (never nil), inside its telemetry, before it makes its discovery
 // cache. To know which attempts go to mesh destinations, it replaces the config's resolver
-// with one that records the endpoint addresses it gives (meshAddrs): the token goes only to
+// with one that records the endpoint addresses it gives (a discovery.AddrBook): the token goes only to
 // those.
 func (o *outboundCreds) wrap(base http.RoundTripper) (http.RoundTripper, error) {
 	if o.token == nil {
@@ -160,8 +158,8 @@ func (o *outboundCreds) wrap(base http.RoundTripper) (http.RoundTripper, error) 
 	// With WithMesh, every attempt to an endpoint goes over the mesh's mTLS (mesh.go).
 	m := &meshCreds{withToken: t, without: base, allowCleartext: o.allowCleartext || o.mesh != nil}
 	if o.cfg != nil && o.cfg.resolver != nil {
-		m.addrs = newMeshAddrs()
-		o.cfg.resolver = &recordingResolver{r: o.cfg.resolver, addrs: m.addrs}
+		m.addrs = discovery.NewAddrBook()
+		o.cfg.resolver = m.addrs.Resolver(o.cfg.resolver)
 	}
 	return m, nil
 }
@@ -171,13 +169,13 @@ func (o *outboundCreds) wrap(base http.RoundTripper) (http.RoundTripper, error) 
 type meshCreds struct {
 	withToken      http.RoundTripper
 	without        http.RoundTripper
-	addrs          *meshAddrs // nil without a resolver: nothing is a mesh endpoint
+	addrs          *discovery.AddrBook // nil without a resolver: nothing is a mesh endpoint
 	allowCleartext bool
 }
 
 // RoundTrip implements http.RoundTripper.
 func (m *meshCreds) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL == nil || m.addrs == nil || !m.addrs.has(req.URL.Host) || req.Header.Get("Authorization") != "" {
+	if req.URL == nil || m.addrs == nil || !m.addrs.Has(req.URL.Host) || req.Header.Get("Authorization") != "" {
 		return m.without.RoundTrip(req)
 	}
 	if !strings.EqualFold(req.URL.Scheme, "https") && !m.allowCleartext && !isLoopback(req.URL.Hostname()) {
@@ -201,96 +199,6 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
-}
-
-// meshAddrs counts, for each endpoint address, the watcher generations that hold it: the
-// current set of each watcher and the one before it, so that an attempt picked just before
-// an update still counts as to the mesh when it is sent.
-type meshAddrs struct {
-	mu sync.RWMutex
-	n  map[string]int
-}
-
-func newMeshAddrs() *meshAddrs { return &meshAddrs{n: map[string]int{}} }
-
-func (m *meshAddrs) has(addr string) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.n[addr] > 0
-}
-
-// shift adds the addresses of add and forgets those of drop.
-func (m *meshAddrs) shift(add, drop []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, a := range add {
-		m.n[a]++
-	}
-	for _, a := range drop {
-		if m.n[a]--; m.n[a] <= 0 {
-			delete(m.n, a)
-		}
-	}
-}
-
-// recordingResolver records in addrs the endpoint addresses its watchers give.
-type recordingResolver struct {
-	r     discovery.Resolver
-	addrs *meshAddrs
-}
-
-func (r *recordingResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	w, err := r.r.Watch(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	return &recordingWatcher{w: w, addrs: r.addrs}, nil
-}
-
-type recordingWatcher struct {
-	w     discovery.Watcher
-	addrs *meshAddrs
-
-	mu        sync.Mutex // Next and Close may run concurrently
-	closed    bool
-	cur, prev []string
-}
-
-func (w *recordingWatcher) Next(ctx context.Context) ([]discovery.Endpoint, error) {
-	eps, err := w.w.Next(ctx)
-	if err != nil {
-		return eps, err
-	}
-	next := make([]string, len(eps))
-	for i, e := range eps {
-		next[i] = e.Addr
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.addrs.shift(next, w.prev)
-		w.prev, w.cur = w.cur, next
-	}
-	return eps, nil
-}
-
-func (w *recordingWatcher) Close() error {
-	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		w.addrs.shift(nil, append(w.prev, w.cur...))
-		w.prev, w.cur = nil, nil
-	}
-	w.mu.Unlock()
-	return w.w.Close()
-}
-
-// Status forwards to the wrapped watcher when it reports one.
-func (w *recordingWatcher) Status() discovery.Status {
-	if sr, ok := w.w.(discovery.StatusReporter); ok {
-		return sr.Status()
-	}
-	return discovery.Status{}
 }
 
 // dialOptions returns the gRPC dial options of the outbound credentials, for NewGRPCClient to

@@ -53,7 +53,7 @@ type Mesh struct {
 	client  *api.Client
 	own     *http.Transport // the agent client's transport New made; nil when Consul.HTTPClient was given
 	res     *consul.Resolver
-	addrs   *addrBook
+	addrs   *discovery.AddrBook
 	denials metric.Int64Counter
 
 	leaf  atomic.Pointer[leafState]
@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		m.closeIdle()
 		return nil, err
 	}
-	m.addrs = newAddrBook()
+	m.addrs = discovery.NewAddrBook()
 	wctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.start(wctx)
@@ -227,7 +227,7 @@ func (m *Mesh) Register(ctx context.Context, reg consul.Registration) (func(cont
 // mesh traffic (/v1/health/connect/<name>: sidecar proxies and Connect-native instances),
 // followed as consul.Resolver follows a catalog. Give it to middleware.WithResolver with
 // Transport as the base, or to middleware.NewGRPCClient with ClientTLS. The Mesh closes it.
-func (m *Mesh) Resolver() discovery.Resolver { return &bookResolver{r: m.res, book: m.addrs} }
+func (m *Mesh) Resolver() discovery.Resolver { return m.addrs.Resolver(m.res) }
 
 // Status is the state of what a Mesh follows.
 type Status struct {

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
-
-	"github.com/proxyless/proxyless/discovery"
 )
 
 // Transport returns the base transport of a mesh HTTP client: give it to
@@ -33,7 +30,7 @@ func (m *Mesh) Transport(base *http.Transport) http.RoundTripper {
 		dial = dialer.DialContext
 	}
 	mesh.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		service, ok := m.addrs.service(addr)
+		service, ok := m.addrs.Service(addr)
 		if !ok {
 			return nil, fmt.Errorf("connect: %s is no longer an endpoint of a mesh service", addr)
 		}
@@ -66,8 +63,8 @@ func (t *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		return t.base.RoundTrip(req)
 	}
-	if _, ok := t.m.addrs.service(req.URL.Host); !ok {
-		if t.m.addrs.shared(req.URL.Host) {
+	if _, ok := t.m.addrs.Service(req.URL.Host); !ok {
+		if t.m.addrs.Shared(req.URL.Host) {
 			// An endpoint of several services: no identity can be checked, and it must not
 			// go in clear text to base either.
 			if req.Body != nil {
@@ -90,116 +87,4 @@ func (t *meshTransport) CloseIdleConnections() {
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
-}
-
-// addrBook maps the endpoint addresses the Mesh's resolver gives to their services. An
-// address stays known while a watcher's current or previous set holds it, so that an attempt
-// picked just before an update still finds its service.
-type addrBook struct {
-	mu sync.RWMutex
-	n  map[string]map[string]int // addr → service → generations holding it
-}
-
-func newAddrBook() *addrBook { return &addrBook{n: map[string]map[string]int{}} }
-
-// service returns the one service addr is an endpoint of; an address two services share is
-// refused (no identity could be checked for it).
-func (b *addrBook) service(addr string) (string, bool) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	svcs := b.n[addr]
-	if len(svcs) != 1 {
-		return "", false
-	}
-	for s := range svcs {
-		return s, true
-	}
-	return "", false
-}
-
-// shared reports whether addr is an endpoint of more than one service.
-func (b *addrBook) shared(addr string) bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return len(b.n[addr]) > 1
-}
-
-func (b *addrBook) shift(service string, add, drop []string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, a := range add {
-		if b.n[a] == nil {
-			b.n[a] = map[string]int{}
-		}
-		b.n[a][service]++
-	}
-	for _, a := range drop {
-		if b.n[a][service]--; b.n[a][service] <= 0 {
-			delete(b.n[a], service)
-			if len(b.n[a]) == 0 {
-				delete(b.n, a)
-			}
-		}
-	}
-}
-
-// bookResolver records in book the addresses its watchers give.
-type bookResolver struct {
-	r    discovery.Resolver
-	book *addrBook
-}
-
-func (r *bookResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	w, err := r.r.Watch(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	return &bookWatcher{w: w, book: r.book, service: service}, nil
-}
-
-type bookWatcher struct {
-	w       discovery.Watcher
-	book    *addrBook
-	service string
-
-	mu        sync.Mutex // Next and Close may run concurrently
-	closed    bool
-	cur, prev []string
-}
-
-func (w *bookWatcher) Next(ctx context.Context) ([]discovery.Endpoint, error) {
-	eps, err := w.w.Next(ctx)
-	if err != nil {
-		return eps, err
-	}
-	next := make([]string, len(eps))
-	for i, e := range eps {
-		next[i] = e.Addr
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.book.shift(w.service, next, w.prev)
-		w.prev, w.cur = w.cur, next
-	}
-	return eps, nil
-}
-
-func (w *bookWatcher) Close() error {
-	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		w.book.shift(w.service, nil, append(w.prev, w.cur...))
-		w.prev, w.cur = nil, nil
-	}
-	w.mu.Unlock()
-	return w.w.Close()
-}
-
-// Status forwards to the wrapped watcher.
-func (w *bookWatcher) Status() discovery.Status {
-	if sr, ok := w.w.(discovery.StatusReporter); ok {
-		return sr.Status()
-	}
-	return discovery.Status{}
 }
